@@ -1,0 +1,56 @@
+# Celeris build helpers.  `make run` and `make test` are the README's two commands.
+PYTHON ?= python3
+CC ?= gcc
+CFLAGS_COMMON = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -O2 -g -Isrc/core
+SAN_FLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+CORE_SRC = $(wildcard src/core/*.c)
+C_TESTS = $(patsubst tests/c/%.c,build/ctest/%,$(filter-out tests/c/test_main.c,$(wildcard tests/c/test_*.c)))
+FUZZERS = $(patsubst fuzz/%.c,build/fuzz/%,$(wildcard fuzz/fuzz_*.c))
+FUZZ_SECONDS ?= 60
+
+.PHONY: all install run test ctest ctest-asan pytest fuzz fuzz-build bench clean
+
+all: install
+
+install:
+	$(PYTHON) -m pip install -q -r requirements-dev.txt
+	$(PYTHON) -m pip install -q --no-build-isolation .
+
+run: install
+	$(PYTHON) -m celeris run examples.hello:app --host 127.0.0.1 --port 8000
+
+test: install ctest ctest-asan pytest
+
+build/ctest/%: tests/c/%.c $(CORE_SRC) tests/c/test.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_COMMON) -Itests/c $< $(CORE_SRC) -o $@
+
+build/ctest-asan/%: tests/c/%.c $(CORE_SRC) tests/c/test.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_COMMON) $(SAN_FLAGS) -Itests/c $< $(CORE_SRC) -o $@
+
+ctest: $(C_TESTS)
+	@set -e; for t in $^; do echo "== $$t"; ./$$t; done
+
+ctest-asan: $(patsubst build/ctest/%,build/ctest-asan/%,$(C_TESTS))
+	@set -e; for t in $^; do echo "== $$t (asan)"; ./$$t; done
+
+pytest:
+	$(PYTHON) -m pytest -q tests/python
+
+build/fuzz/%: fuzz/%.c $(CORE_SRC)
+	@mkdir -p $(dir $@)
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -Isrc/core -fsanitize=fuzzer,address,undefined $< $(CORE_SRC) -o $@
+
+fuzz-build: $(FUZZERS)
+
+fuzz: fuzz-build
+	@set -e; for f in $(FUZZERS); do n=$$(basename $$f); mkdir -p build/corpus/$$n; \
+	  echo "== $$n $(FUZZ_SECONDS)s"; \
+	  ./$$f -max_total_time=$(FUZZ_SECONDS) -dict=fuzz/$$n.dict build/corpus/$$n fuzz/corpus/$$n; done
+
+bench: install
+	$(PYTHON) bench/run.py
+
+clean:
+	rm -rf build dist *.egg-info python/celeris/*.so

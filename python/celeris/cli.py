@@ -1,0 +1,93 @@
+"""Command line: `celeris run module:app [options]` with uvicorn's flag names
+and defaults; bad flags or an app that fails to import give one line and a
+non-zero exit."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from celeris.config import Config
+
+LOG_LEVELS = ["critical", "error", "warning", "info", "debug", "trace"]
+
+
+def _bool_pair(p: argparse.ArgumentParser, name: str, default: bool, help: str) -> None:
+    dest = name.replace("-", "_")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument(f"--{name}", dest=dest, action="store_true", default=default,
+                   help=f"{help} (default: {'on' if default else 'off'})")
+    g.add_argument(f"--no-{name}", dest=dest, action="store_false", help=f"Disable: {help.lower()}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="celeris",
+        description="Serve FastAPI/Starlette/ASGI applications from a C core.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    run = sub.add_parser("run", help="Serve an ASGI application.",
+                         description="Serve an ASGI application (module:attribute).")
+    run.add_argument("app", metavar="APP", help='The application, as "module:attribute".')
+    run.add_argument("--host", default="127.0.0.1", help="Bind socket to this host (default: 127.0.0.1).")
+    run.add_argument("--port", type=int, default=8000, help="Bind socket to this port; 0 picks a free one (default: 8000).")
+    run.add_argument("--uds", default=None, help="Bind to a UNIX domain socket.")
+    run.add_argument("--fd", type=int, default=None, help="Use an already-listening socket descriptor.")
+    run.add_argument("--app-dir", default=".", help="Look for APP in this directory, by adding it to sys.path (default: .).")
+    run.add_argument("--factory", action="store_true", help="Treat APP as an application factory: call it to get the app.")
+    run.add_argument("--root-path", default="", help="ASGI root_path for applications mounted below a path prefix.")
+    run.add_argument("--log-level", choices=LOG_LEVELS, default=None, help="Log level (default: info).")
+    run.add_argument("--log-config", default=None, help="Logging configuration file: .json / .yaml (dictConfig) or .ini.")
+    _bool_pair(run, "access-log", True, "Access log")
+    run.add_argument("--timeout-keep-alive", type=float, default=5.0,
+                     help="Close idle keep-alive connections after this many seconds (default: 5).")
+    run.add_argument("--timeout-request-header", type=float, default=10.0,
+                     help="A request head must arrive within this many seconds, else 408 (default: 10).")
+    run.add_argument("--timeout-request-body", type=float, default=30.0,
+                     help="Close a connection whose body stalls this many seconds while the app reads it (default: 30).")
+    run.add_argument("--timeout-graceful-shutdown", type=float, default=None,
+                     help="Seconds to wait for in-flight requests on shutdown before cancelling them (default: wait).")
+    run.add_argument("--backlog", type=int, default=2048, help="listen(2) backlog (default: 2048).")
+    _bool_pair(run, "server-header", True, "Send a 'server: celeris' header")
+    _bool_pair(run, "date-header", True, "Send a 'date' header")
+    run.add_argument("--lifespan", choices=["auto", "on", "off"], default="auto", help="Lifespan mode (default: auto).")
+    run.add_argument("--loop", choices=["auto", "asyncio", "uvloop"], default="auto",
+                     help="Event loop: uvloop when installed under auto (default: auto).")
+    run.add_argument("--interface", choices=["auto", "asgi3", "asgi2"], default="auto",
+                     help="Application interface (default: auto).")
+    run.add_argument("--limit-request-line", type=int, default=8192,
+                     help="Max request line bytes; longer gets 414 (default: 8192).")
+    run.add_argument("--limit-request-header-size", type=int, default=65536,
+                     help="Max header block bytes; larger gets 431 (default: 65536).")
+    run.add_argument("--limit-request-fields", type=int, default=100,
+                     help="Max number of header fields; more gets 431 (default: 100).")
+    run.add_argument("--limit-request-body", type=int, default=0,
+                     help="Max request body bytes; larger gets 413 (default: 0 = unlimited).")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    if args.command == "run":
+        opts = vars(args).copy()
+        opts.pop("command")
+        config = Config(**opts)
+        from celeris.server import run_config
+
+        try:
+            return run_config(config)
+        except KeyboardInterrupt:
+            return 0
+        except Exception as exc:  # one clear line unless debugging
+            if args.log_level in ("debug", "trace"):
+                raise
+            sys.stderr.write(f"ERROR:    {type(exc).__name__}: {exc}\n")
+            return 1
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+/* Shared declarations of the _celeris extension module.
+ *
+ * Ownership: every PyObject* field below is a strong reference owned by the
+ * struct that holds it, released in its dealloc/clear, unless marked
+ * "borrowed".  Core objects (cel_server, cel_conn) never hold Python
+ * references except through cel_conn.user (borrowed Cycle*) and
+ * cel_conn.cache (ConnCache*, owned by the binding, freed in on_close). */
+#ifndef CELERIS_BINDING_H
+#define CELERIS_BINDING_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include "server.h"
+
+typedef struct {
+    PyTypeObject *Server_Type;
+    PyTypeObject *Cycle_Type;
+    PyTypeObject *Ready_Type;
+    PyObject *ready_none;           /* awaitable resolving to None */
+    PyObject *disconnect_msg_proto; /* {"type": "http.disconnect"} (copied per use) */
+    /* interned strings */
+    PyObject *s_type, *s_asgi, *s_http_version, *s_server, *s_client, *s_scheme,
+             *s_method, *s_root_path, *s_path, *s_raw_path, *s_query_string,
+             *s_headers, *s_state, *s_http, *s_version, *s_spec_version,
+             *s_v30, *s_v23, *s_v11, *s_v10, *s_body, *s_more_body,
+             *s_http_request, *s_http_disconnect, *s_status,
+             *s_http_response_start, *s_http_response_body, *s_empty,
+             *s_create_future, *s_set_result, *s_done, *s_cancelled,
+             *s_GET, *s_POST, *s_HEAD, *s_PUT, *s_DELETE, *s_PATCH, *s_OPTIONS;
+    PyObject *empty_bytes;
+} celeris_state;
+
+typedef struct ServerObject {
+    PyObject_HEAD
+    cel_server *srv;
+    celeris_state *st;          /* borrowed from module, kept alive by `module` */
+    PyObject *module;
+    PyObject *handler;          /* handler(scope, cycle): starts the app task */
+    PyObject *loop;             /* the asyncio loop */
+    PyObject *call_soon;        /* loop.call_soon */
+    PyObject *run_pending;      /* bound self.run_pending */
+    PyObject *access_log;       /* access_log(scope, status) or None */
+    PyObject *error_log;        /* error_log(message) or None: for bad requests */
+    PyObject *state;            /* lifespan state dict or None */
+    PyObject *root_path;        /* str */
+    PyObject *root_path_bytes;  /* bytes */
+    PyObject *scheme;           /* str */
+    int pending_scheduled;
+    unsigned long long requests;
+    cel_server_config cfg;
+} ServerObject;
+
+typedef struct CycleObject {
+    PyObject_HEAD
+    ServerObject *server;       /* strong */
+    cel_conn *conn;             /* borrowed; NULL once detached */
+    PyObject *scope;            /* strong when access log is on, else NULL */
+    PyObject *recv_future;      /* pending receive() future or NULL */
+    PyObject *drain_future;     /* pending send() backpressure future or NULL */
+    int response_started;
+    int response_complete;
+    int disconnected;
+    int body_complete;          /* more_body=False delivered */
+} CycleObject;
+
+/* module.c */
+celeris_state *celeris_get_state_from_type(PyTypeObject *tp);
+PyObject *celeris_ready_new(celeris_state *st, PyObject *value);   /* new ref; steals nothing */
+
+/* scope.c: the ASGI http scope for req on c; new reference or NULL. */
+PyObject *celeris_build_scope(ServerObject *self, cel_conn *c, const cel_http_request *req);
+/* Release the per-connection cache (c->cache); safe when there is none. */
+void celeris_conn_cache_free(cel_conn *c);
+
+/* cycle.c */
+PyObject *celeris_cycle_new(ServerObject *server, cel_conn *c, PyObject *scope);
+void celeris_cycle_on_body(CycleObject *cy);
+void celeris_cycle_on_drain(CycleObject *cy);
+void celeris_cycle_on_close(CycleObject *cy);
+
+extern PyType_Spec celeris_server_spec;
+extern PyType_Spec celeris_cycle_spec;
+extern PyType_Spec celeris_ready_spec;
+
+#endif

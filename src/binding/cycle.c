@@ -1,0 +1,565 @@
+/* One HTTP request/response exchange as seen by an ASGI app: the `receive`
+ * and `send` callables, with uvicorn's semantics and error messages.
+ *
+ * A Cycle is attached to its cel_conn (conn->user == cycle, cycle->conn ==
+ * conn) from dispatch until the response completes or the connection
+ * closes; after that every call answers as for a disconnected client. */
+#include "binding.h"
+
+#include <string.h>
+
+#include "errors.h"
+
+static celeris_state *ST(CycleObject *cy) { return cy->server->st; }
+
+static void detach(CycleObject *cy)
+{
+    if (cy->conn && cy->conn->user == cy)
+        cy->conn->user = NULL;
+    cy->conn = NULL;
+}
+
+static PyObject *disconnect_msg(celeris_state *st)
+{
+    PyObject *d = PyDict_New();
+    if (d && PyDict_SetItem(d, st->s_type, st->s_http_disconnect) < 0)
+        Py_CLEAR(d);
+    return d;
+}
+
+/* Resolve *slot (a future) with value unless it is already done; clears slot. */
+static void resolve(CycleObject *cy, PyObject **slot, PyObject *value)
+{
+    PyObject *fut = *slot;
+    if (!fut)
+        return;
+    *slot = NULL;
+    PyObject *done = PyObject_CallMethodNoArgs(fut, ST(cy)->s_done);
+    if (done == Py_False) {
+        PyObject *r = PyObject_CallMethodOneArg(fut, ST(cy)->s_set_result, value ? value : Py_None);
+        if (!r)
+            PyErr_WriteUnraisable(fut);
+        Py_XDECREF(r);
+    } else if (!done) {
+        PyErr_WriteUnraisable(fut);
+    }
+    Py_XDECREF(done);
+    Py_DECREF(fut);
+}
+
+static void resolve_disconnect(CycleObject *cy)
+{
+    if (cy->recv_future) {
+        PyObject *msg = disconnect_msg(ST(cy));
+        if (!msg) {
+            PyErr_WriteUnraisable((PyObject *)cy);
+            return;
+        }
+        resolve(cy, &cy->recv_future, msg);
+        Py_DECREF(msg);
+    }
+    resolve(cy, &cy->drain_future, Py_None);
+}
+
+/* Close the connection because of a protocol failure on the body; an app
+ * still reading sees http.disconnect. */
+static void fail_body(CycleObject *cy, int err)
+{
+    cel_conn *c = cy->conn;
+    cel_server *srv = cy->server->srv;
+    cy->disconnected = 1;
+    detach(cy);
+    if (!c->resp_started) {
+        /* 400 for bad framing, 413 for an oversize chunked body */
+        cel_conn_write_error(c, cel_err_http_status(err),
+                             err == CEL_EBODYTOOLARGE ? "Request Entity Too Large"
+                                                      : "Invalid HTTP request received.",
+                             cel_server_date());
+        if (!c->in_process)
+            cel_server_flush(srv, c);
+    } else {
+        cel_server_close(srv, c);
+    }
+}
+
+/* Collect the body bytes that are buffered now.  Returns a new
+ * {"type": "http.request", ...} dict, Py_None (borrowed, meaning "nothing
+ * yet, wait"), or NULL with an exception / after failing the connection
+ * (then *failed is set and no exception). */
+static PyObject *take_body(CycleObject *cy, int *failed)
+{
+    celeris_state *st = ST(cy);
+    cel_conn *c = cy->conn;
+    const char *p;
+    size_t n;
+    PyObject *body = NULL;
+    int rc;
+    *failed = 0;
+    while ((rc = cel_conn_body_read(c, &p, &n)) == 1) {
+        if (!body) {
+            body = PyBytes_FromStringAndSize(p, (Py_ssize_t)n);
+            if (!body)
+                return NULL;
+        } else {
+            Py_ssize_t old = PyBytes_GET_SIZE(body);
+            if (_PyBytes_Resize(&body, old + (Py_ssize_t)n) < 0)
+                return NULL;
+            memcpy(PyBytes_AS_STRING(body) + old, p, n);
+        }
+    }
+    if (rc == CEL_EAGAIN && !body)
+        return Py_None;
+    if (rc < 0 && rc != CEL_EAGAIN) {
+        Py_XDECREF(body);
+        if (rc == CEL_ECLOSED) {
+            cy->disconnected = 1;
+            return disconnect_msg(st);
+        }
+        fail_body(cy, rc);
+        *failed = 1;
+        return NULL;
+    }
+    int more = rc != 0;
+    if (!more)
+        cy->body_complete = 1;
+    PyObject *msg = PyDict_New();
+    if (!msg) {
+        Py_XDECREF(body);
+        return NULL;
+    }
+    if (PyDict_SetItem(msg, st->s_type, st->s_http_request) < 0
+        || PyDict_SetItem(msg, st->s_body, body ? body : st->empty_bytes) < 0
+        || PyDict_SetItem(msg, st->s_more_body, more ? Py_True : Py_False) < 0) {
+        Py_XDECREF(body);
+        Py_DECREF(msg);
+        return NULL;
+    }
+    Py_XDECREF(body);
+    return msg;
+}
+
+static PyObject *new_future(CycleObject *cy)
+{
+    return PyObject_CallMethodNoArgs(cy->server->loop, ST(cy)->s_create_future);
+}
+
+static PyObject *cycle_receive(PyObject *self, PyObject *Py_UNUSED(a))
+{
+    CycleObject *cy = (CycleObject *)self;
+    celeris_state *st = ST(cy);
+    if (cy->disconnected || cy->response_complete || !cy->conn) {
+        PyObject *msg = disconnect_msg(st);
+        if (!msg)
+            return NULL;
+        PyObject *r = celeris_ready_new(st, msg);
+        Py_DECREF(msg);
+        return r;
+    }
+    if (cy->recv_future) {
+        PyErr_SetString(PyExc_RuntimeError, "receive() called while another receive() is pending");
+        return NULL;
+    }
+    if (!cy->body_complete) {
+        int failed;
+        PyObject *msg = take_body(cy, &failed);
+        if (failed) {
+            msg = disconnect_msg(st);
+            if (!msg)
+                return NULL;
+        } else if (!msg) {
+            return NULL;
+        }
+        if (msg != Py_None) {
+            PyObject *r = celeris_ready_new(st, msg);
+            Py_DECREF(msg);
+            return r;
+        }
+        PyObject *fut = new_future(cy);
+        if (!fut)
+            return NULL;
+        cy->recv_future = Py_NewRef(fut);
+        if (cel_server_want_body(cy->server->srv, cy->conn) == CEL_ECLOSED) {
+            /* on_close already resolved the future with http.disconnect */
+        }
+        return fut;
+    }
+    /* Body fully delivered: wait until the response completes or the client
+     * disconnects, then report http.disconnect (as uvicorn). */
+    PyObject *fut = new_future(cy);
+    if (!fut)
+        return NULL;
+    cy->recv_future = Py_NewRef(fut);
+    return fut;
+}
+
+void celeris_cycle_on_body(CycleObject *cy)
+{
+    if (!cy->recv_future || !cy->conn)
+        return;
+    int failed;
+    PyObject *msg = take_body(cy, &failed);
+    if (failed)
+        return;             /* fail_body detached us; on_close resolves the future */
+    if (!msg) {
+        PyErr_WriteUnraisable((PyObject *)cy);
+        return;
+    }
+    if (msg == Py_None)
+        return;
+    if (cy->conn)
+        cy->conn->want_body = 0;
+    resolve(cy, &cy->recv_future, msg);
+    Py_DECREF(msg);
+}
+
+void celeris_cycle_on_drain(CycleObject *cy)
+{
+    resolve(cy, &cy->drain_future, Py_None);
+}
+
+void celeris_cycle_on_close(CycleObject *cy)
+{
+    cy->disconnected = 1;
+    cy->conn = NULL;
+    resolve_disconnect(cy);
+}
+
+/* ---- send ---- */
+
+static PyObject *get_item(PyObject *msg, PyObject *key, PyObject *dflt)
+{
+    PyObject *v;
+    if (PyDict_CheckExact(msg)) {
+        v = PyDict_GetItemWithError(msg, key);
+        if (v)
+            return Py_NewRef(v);
+        if (PyErr_Occurred())
+            return NULL;
+        if (dflt)
+            return Py_NewRef(dflt);
+        PyErr_SetObject(PyExc_KeyError, key);
+        return NULL;
+    }
+    v = PyObject_GetItem(msg, key);
+    if (!v && dflt && PyErr_ExceptionMatches(PyExc_KeyError)) {
+        PyErr_Clear();
+        return Py_NewRef(dflt);
+    }
+    return v;
+}
+
+static int access_log(CycleObject *cy, PyObject *status)
+{
+    ServerObject *srv = cy->server;
+    if (srv->access_log == Py_None || !cy->scope)
+        return 0;
+    PyObject *r = PyObject_CallFunctionObjArgs(srv->access_log, cy->scope, status, NULL);
+    if (!r)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+static PyObject *send_start(CycleObject *cy, PyObject *msg)
+{
+    celeris_state *st = ST(cy);
+    PyObject *status_obj = get_item(msg, st->s_status, NULL);
+    if (!status_obj)
+        return NULL;
+    int status = (int)PyLong_AsLong(status_obj);
+    if (status == -1 && PyErr_Occurred()) {
+        Py_DECREF(status_obj);
+        return NULL;
+    }
+    PyObject *headers = get_item(msg, st->s_headers, st->empty_bytes);
+    if (!headers) {
+        Py_DECREF(status_obj);
+        return NULL;
+    }
+    PyObject *seq = PySequence_Fast(headers, "ASGI 'headers' must be an iterable of [name, value] pairs");
+    Py_DECREF(headers);
+    if (!seq) {
+        Py_DECREF(status_obj);
+        return NULL;
+    }
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    cel_header small[32];
+    cel_header *hs = n <= 32 ? small : PyMem_Malloc(sizeof(cel_header) * (size_t)n);
+    PyObject *result = NULL;
+    if (!hs) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *pair = PySequence_Fast_GET_ITEM(seq, i);
+        PyObject *name, *value;
+        if (PyTuple_CheckExact(pair) && PyTuple_GET_SIZE(pair) == 2) {
+            name = PyTuple_GET_ITEM(pair, 0);
+            value = PyTuple_GET_ITEM(pair, 1);
+        } else if (PyList_CheckExact(pair) && PyList_GET_SIZE(pair) == 2) {
+            name = PyList_GET_ITEM(pair, 0);
+            value = PyList_GET_ITEM(pair, 1);
+        } else {
+            PyErr_SetString(PyExc_TypeError, "ASGI header must be a [name, value] pair of bytes");
+            goto done;
+        }
+        /* Both are kept alive by `seq` (or the tuple/list it holds). */
+        if (!PyBytes_Check(name) || !PyBytes_Check(value)) {
+            PyErr_SetString(PyExc_TypeError, "ASGI header name and value must be bytes");
+            goto done;
+        }
+        hs[i].name.p = PyBytes_AS_STRING(name);
+        hs[i].name.len = (size_t)PyBytes_GET_SIZE(name);
+        hs[i].value.p = PyBytes_AS_STRING(value);
+        hs[i].value.len = (size_t)PyBytes_GET_SIZE(value);
+    }
+    if (access_log(cy, status_obj) < 0)
+        goto done;
+    int rc = cel_conn_response_start(cy->conn, status, hs, (size_t)n, cel_server_date());
+    if (rc == CEL_EHDRNAME) {
+        PyErr_SetString(PyExc_RuntimeError, "Invalid HTTP header name.");
+        goto done;
+    }
+    if (rc == CEL_EHDRVALUE) {
+        PyErr_SetString(PyExc_RuntimeError, "Invalid HTTP header value.");
+        goto done;
+    }
+    if (rc == CEL_EBADCL) {
+        PyErr_SetString(PyExc_ValueError, "Invalid Content-Length header value.");
+        goto done;
+    }
+    if (rc == CEL_ENOMEM) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    cy->response_started = 1;
+    result = Py_NewRef(st->ready_none);
+done:
+    if (hs && hs != small)
+        PyMem_Free(hs);
+    Py_DECREF(seq);
+    Py_DECREF(status_obj);
+    return result;
+}
+
+static PyObject *send_body(CycleObject *cy, PyObject *msg)
+{
+    celeris_state *st = ST(cy);
+    PyObject *body = get_item(msg, st->s_body, st->empty_bytes);
+    if (!body)
+        return NULL;
+    PyObject *more_obj = get_item(msg, st->s_more_body, Py_False);
+    if (!more_obj) {
+        Py_DECREF(body);
+        return NULL;
+    }
+    int more = PyObject_IsTrue(more_obj);
+    Py_DECREF(more_obj);
+    if (more < 0) {
+        Py_DECREF(body);
+        return NULL;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(body, &view, PyBUF_SIMPLE) < 0) {
+        Py_DECREF(body);
+        return NULL;
+    }
+    cel_conn *c = cy->conn;
+    int rc = cel_conn_response_body(c, view.buf, (size_t)view.len, more);
+    PyBuffer_Release(&view);
+    Py_DECREF(body);
+    if (rc == CEL_ERESPLONG) {
+        PyErr_SetString(PyExc_RuntimeError, "Response content longer than Content-Length");
+        return NULL;
+    }
+    if (rc == CEL_ENOMEM)
+        return PyErr_NoMemory();
+    cel_server *srv = cy->server->srv;
+    if (!more) {
+        cy->response_complete = 1;
+        detach(cy);
+        cy->server->requests++;
+        cel_server_response_done(srv, c);
+        /* A receive() waiting for the end of the exchange returns now. */
+        resolve_disconnect(cy);
+        if (rc == CEL_ERESPSHORT) {
+            PyErr_SetString(PyExc_RuntimeError, "Response content shorter than Content-Length");
+            return NULL;
+        }
+        return Py_NewRef(st->ready_none);
+    }
+    if (c->in_process)
+        return Py_NewRef(st->ready_none);
+    if (cel_server_flush(srv, c) == CEL_ECLOSED)
+        return Py_NewRef(st->ready_none);
+    if (c->out.len >= cy->server->cfg.write_high_water) {
+        PyObject *fut = new_future(cy);
+        if (!fut)
+            return NULL;
+        Py_XSETREF(cy->drain_future, Py_NewRef(fut));
+        c->want_drain = 1;
+        return fut;
+    }
+    return Py_NewRef(st->ready_none);
+}
+
+static PyObject *cycle_send(PyObject *self, PyObject *msg)
+{
+    CycleObject *cy = (CycleObject *)self;
+    celeris_state *st = ST(cy);
+    if (cy->disconnected)
+        return Py_NewRef(st->ready_none);
+    PyObject *type = get_item(msg, st->s_type, NULL);
+    if (!type)
+        return NULL;
+    PyObject *r = NULL;
+    if (!cy->response_started) {
+        if (PyUnicode_Check(type) && PyUnicode_Compare(type, st->s_http_response_start) == 0)
+            r = send_start(cy, msg);
+        else
+            PyErr_Format(PyExc_RuntimeError,
+                         "Expected ASGI message 'http.response.start', but got '%S'.", type);
+    } else if (!cy->response_complete) {
+        if (PyUnicode_Check(type) && PyUnicode_Compare(type, st->s_http_response_body) == 0)
+            r = send_body(cy, msg);
+        else
+            PyErr_Format(PyExc_RuntimeError,
+                         "Expected ASGI message 'http.response.body', but got '%S'.", type);
+    } else {
+        PyErr_Format(PyExc_RuntimeError,
+                     "Unexpected ASGI message '%S' sent, after response already completed.", type);
+    }
+    Py_DECREF(type);
+    return r;
+}
+
+/* The app failed or returned without a response: answer 500 if nothing was
+ * sent yet, else close the connection (the client sees a truncated reply). */
+static PyObject *cycle_app_failed(PyObject *self, PyObject *Py_UNUSED(a))
+{
+    CycleObject *cy = (CycleObject *)self;
+    cel_conn *c = cy->conn;
+    if (!c || cy->response_complete)
+        Py_RETURN_NONE;
+    cel_server *srv = cy->server->srv;
+    detach(cy);
+    cy->response_complete = 1;
+    if (!c->resp_started) {
+        cel_conn_write_error(c, 500, "Internal Server Error", cel_server_date());
+        cel_server_flush(srv, c);
+    } else {
+        cel_server_close(srv, c);
+    }
+    resolve_disconnect(cy);
+    Py_RETURN_NONE;
+}
+
+static PyObject *cycle_abort(PyObject *self, PyObject *Py_UNUSED(a))
+{
+    CycleObject *cy = (CycleObject *)self;
+    cel_conn *c = cy->conn;
+    if (c) {
+        detach(cy);
+        cel_server_close(cy->server->srv, c);
+    }
+    cy->disconnected = 1;
+    resolve_disconnect(cy);
+    Py_RETURN_NONE;
+}
+
+static PyObject *get_started(PyObject *self, void *Py_UNUSED(c))
+{
+    return PyBool_FromLong(((CycleObject *)self)->response_started);
+}
+
+static PyObject *get_complete(PyObject *self, void *Py_UNUSED(c))
+{
+    return PyBool_FromLong(((CycleObject *)self)->response_complete);
+}
+
+static PyObject *get_disconnected(PyObject *self, void *Py_UNUSED(c))
+{
+    return PyBool_FromLong(((CycleObject *)self)->disconnected);
+}
+
+PyObject *celeris_cycle_new(ServerObject *server, cel_conn *c, PyObject *scope)
+{
+    CycleObject *cy = PyObject_GC_New(CycleObject, server->st->Cycle_Type);
+    if (!cy)
+        return NULL;
+    cy->server = (ServerObject *)Py_NewRef(server);
+    cy->conn = c;
+    cy->scope = Py_XNewRef(scope);
+    cy->recv_future = NULL;
+    cy->drain_future = NULL;
+    cy->response_started = 0;
+    cy->response_complete = 0;
+    cy->disconnected = 0;
+    cy->body_complete = 0;
+    c->user = cy;
+    PyObject_GC_Track(cy);
+    return (PyObject *)cy;
+}
+
+static int cycle_traverse(PyObject *self, visitproc visit, void *arg)
+{
+    CycleObject *cy = (CycleObject *)self;
+    Py_VISIT(cy->server);
+    Py_VISIT(cy->scope);
+    Py_VISIT(cy->recv_future);
+    Py_VISIT(cy->drain_future);
+    Py_VISIT(Py_TYPE(self));
+    return 0;
+}
+
+static int cycle_clear(PyObject *self)
+{
+    CycleObject *cy = (CycleObject *)self;
+    detach(cy);
+    Py_CLEAR(cy->server);
+    Py_CLEAR(cy->scope);
+    Py_CLEAR(cy->recv_future);
+    Py_CLEAR(cy->drain_future);
+    return 0;
+}
+
+static void cycle_dealloc(PyObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    cycle_clear(self);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+static PyMethodDef cycle_methods[] = {
+    {"receive", cycle_receive, METH_NOARGS, "ASGI receive()."},
+    {"send", cycle_send, METH_O, "ASGI send(message)."},
+    {"app_failed", cycle_app_failed, METH_NOARGS,
+     "Answer 500 if no response started, else close the connection."},
+    {"abort", cycle_abort, METH_NOARGS, "Close the connection now."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef cycle_getset[] = {
+    {"response_started", get_started, NULL, NULL, NULL},
+    {"response_complete", get_complete, NULL, NULL, NULL},
+    {"disconnected", get_disconnected, NULL, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot cycle_slots[] = {
+    {Py_tp_methods, cycle_methods},
+    {Py_tp_getset, cycle_getset},
+    {Py_tp_traverse, cycle_traverse},
+    {Py_tp_clear, cycle_clear},
+    {Py_tp_dealloc, cycle_dealloc},
+    {0, NULL},
+};
+
+PyType_Spec celeris_cycle_spec = {
+    .name = "celeris._celeris.Cycle",
+    .basicsize = sizeof(CycleObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = cycle_slots,
+};

@@ -1,0 +1,254 @@
+/* Building the ASGI `http` scope from a parsed request head, with uvicorn's
+ * field values (path = root_path + percent-decoded path, raw_path includes
+ * root_path, header names lower-cased bytes, state copied per request). */
+#include "binding.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include "alloc.h"
+
+typedef struct {
+    PyObject *client;           /* (host, port) or None */
+    PyObject *server;           /* (host, port) or None */
+} ConnCache;
+
+static PyObject *addr_tuple(const unsigned char *raw, unsigned len)
+{
+    const struct sockaddr *sa = (const struct sockaddr *)raw;
+    char host[INET6_ADDRSTRLEN];
+    int port;
+    if (len >= sizeof(struct sockaddr_in) && sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)raw;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+        port = ntohs(in->sin_port);
+    } else if (len >= sizeof(struct sockaddr_in6) && sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)raw;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+        port = ntohs(in6->sin6_port);
+    } else {
+        Py_RETURN_NONE;
+    }
+    return Py_BuildValue("(si)", host, port);
+}
+
+/* Per-connection cache of the client/server tuples; freed by
+ * celeris_conn_cache_free from the on_close callback. */
+static ConnCache *conn_cache(cel_conn *c)
+{
+    if (c->cache)
+        return c->cache;
+    ConnCache *cc = PyMem_Calloc(1, sizeof *cc);
+    if (!cc) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    cc->client = addr_tuple(c->peer, c->peer_len);
+    cc->server = addr_tuple(c->local, c->local_len);
+    if (!cc->client || !cc->server) {
+        Py_XDECREF(cc->client);
+        Py_XDECREF(cc->server);
+        PyMem_Free(cc);
+        return NULL;
+    }
+    c->cache = cc;
+    return cc;
+}
+
+void celeris_conn_cache_free(cel_conn *c)
+{
+    ConnCache *cc = c->cache;
+    if (cc) {
+        Py_XDECREF(cc->client);
+        Py_XDECREF(cc->server);
+        PyMem_Free(cc);
+        c->cache = NULL;
+    }
+}
+
+static PyObject *method_str(celeris_state *st, const cel_slice *m)
+{
+    switch (m->len) {
+    case 3:
+        if (memcmp(m->p, "GET", 3) == 0) return Py_NewRef(st->s_GET);
+        if (memcmp(m->p, "PUT", 3) == 0) return Py_NewRef(st->s_PUT);
+        break;
+    case 4:
+        if (memcmp(m->p, "POST", 4) == 0) return Py_NewRef(st->s_POST);
+        if (memcmp(m->p, "HEAD", 4) == 0) return Py_NewRef(st->s_HEAD);
+        break;
+    case 5:
+        if (memcmp(m->p, "PATCH", 5) == 0) return Py_NewRef(st->s_PATCH);
+        break;
+    case 6:
+        if (memcmp(m->p, "DELETE", 6) == 0) return Py_NewRef(st->s_DELETE);
+        break;
+    case 7:
+        if (memcmp(m->p, "OPTIONS", 7) == 0) return Py_NewRef(st->s_OPTIONS);
+        break;
+    }
+    return PyUnicode_DecodeASCII(m->p, (Py_ssize_t)m->len, "strict");
+}
+
+static int hexval(char ch)
+{
+    if (ch >= '0' && ch <= '9') return ch - '0';
+    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
+    return -1;
+}
+
+/* root_path + urllib.parse.unquote(raw_path): %XX decoded (invalid escapes
+ * kept literally), then UTF-8 with errors="replace". */
+static PyObject *decode_path(ServerObject *self, const char *p, size_t n)
+{
+    Py_ssize_t rlen = PyUnicode_GET_LENGTH(self->root_path);
+    if (memchr(p, '%', n) == NULL && rlen == 0) {
+        return PyUnicode_DecodeUTF8(p, (Py_ssize_t)n, "replace");
+    }
+    char small[512] = {0};
+    char *buf = n <= sizeof small ? small : PyMem_Malloc(n);
+    if (!buf)
+        return PyErr_NoMemory();
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        int h, l;
+        if (p[i] == '%' && i + 2 < n &&
+            (h = hexval(p[i + 1])) >= 0 && (l = hexval(p[i + 2])) >= 0) {
+            buf[o++] = (char)(h * 16 + l);
+            i += 2;
+        } else {
+            buf[o++] = p[i];
+        }
+    }
+    PyObject *path = PyUnicode_DecodeUTF8(buf, (Py_ssize_t)o, "replace");
+    if (buf != small)
+        PyMem_Free(buf);
+    if (!path || rlen == 0)
+        return path;
+    PyObject *full = PyUnicode_Concat(self->root_path, path);
+    Py_DECREF(path);
+    return full;
+}
+
+static PyObject *build_headers(const cel_http_request *req)
+{
+    PyObject *list = PyList_New((Py_ssize_t)req->num_headers);
+    if (!list)
+        return NULL;
+    for (size_t i = 0; i < req->num_headers; i++) {
+        const cel_header *h = &req->headers[i];
+        PyObject *name = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)h->name.len);
+        if (!name)
+            goto error;
+        char *d = PyBytes_AS_STRING(name);
+        for (size_t k = 0; k < h->name.len; k++) {
+            char ch = h->name.p[k];
+            d[k] = (ch >= 'A' && ch <= 'Z') ? (char)(ch + 32) : ch;
+        }
+        PyObject *value = PyBytes_FromStringAndSize(h->value.p, (Py_ssize_t)h->value.len);
+        if (!value) {
+            Py_DECREF(name);
+            goto error;
+        }
+        PyObject *t = PyTuple_New(2);
+        if (!t) {
+            Py_DECREF(name);
+            Py_DECREF(value);
+            goto error;
+        }
+        PyTuple_SET_ITEM(t, 0, name);
+        PyTuple_SET_ITEM(t, 1, value);
+        PyList_SET_ITEM(list, (Py_ssize_t)i, t);
+    }
+    return list;
+error:
+    Py_DECREF(list);
+    return NULL;
+}
+
+static int set_steal(PyObject *d, PyObject *key, PyObject *value)
+{
+    if (!value)
+        return -1;
+    int rc = PyDict_SetItem(d, key, value);
+    Py_DECREF(value);
+    return rc;
+}
+
+PyObject *celeris_build_scope(ServerObject *self, cel_conn *c, const cel_http_request *req)
+{
+    celeris_state *st = self->st;
+    ConnCache *cc = conn_cache(c);
+    if (!cc)
+        return NULL;
+
+    /* absolute-form: the path starts after scheme://authority */
+    const char *pp = req->path.p;
+    size_t pn = req->path.len;
+    if (pn && pp[0] != '/' && pp[0] != '*') {
+        const char *sep = memchr(pp, ':', pn);
+        if (sep && (size_t)(pp + pn - sep) >= 3 && sep[1] == '/' && sep[2] == '/') {
+            const char *auth = sep + 3;
+            const char *slash = memchr(auth, '/', (size_t)(pp + pn - auth));
+            if (slash) {
+                pn = (size_t)(pp + pn - slash);
+                pp = slash;
+            } else {
+                pp = "/";
+                pn = 1;
+            }
+        }
+    }
+
+    PyObject *scope = PyDict_New();
+    if (!scope)
+        return NULL;
+    PyObject *asgi = PyDict_New();
+    if (!asgi)
+        goto error;
+    if (PyDict_SetItem(asgi, st->s_version, st->s_v30) < 0
+        || PyDict_SetItem(asgi, st->s_spec_version, st->s_v23) < 0) {
+        Py_DECREF(asgi);
+        goto error;
+    }
+    if (PyDict_SetItem(scope, st->s_type, st->s_http) < 0
+        || set_steal(scope, st->s_asgi, asgi) < 0
+        || PyDict_SetItem(scope, st->s_http_version,
+                          req->minor_version == 1 ? st->s_v11 : st->s_v10) < 0
+        || PyDict_SetItem(scope, st->s_server, cc->server) < 0
+        || PyDict_SetItem(scope, st->s_client, cc->client) < 0
+        || PyDict_SetItem(scope, st->s_scheme, self->scheme) < 0
+        || set_steal(scope, st->s_method, method_str(st, &req->method)) < 0
+        || PyDict_SetItem(scope, st->s_root_path, self->root_path) < 0
+        || set_steal(scope, st->s_path, decode_path(self, pp, pn)) < 0)
+        goto error;
+    PyObject *raw;
+    if (PyBytes_GET_SIZE(self->root_path_bytes)) {
+        raw = PyBytes_FromStringAndSize(NULL, PyBytes_GET_SIZE(self->root_path_bytes) + (Py_ssize_t)pn);
+        if (raw) {
+            memcpy(PyBytes_AS_STRING(raw), PyBytes_AS_STRING(self->root_path_bytes),
+                   (size_t)PyBytes_GET_SIZE(self->root_path_bytes));
+            memcpy(PyBytes_AS_STRING(raw) + PyBytes_GET_SIZE(self->root_path_bytes), pp, pn);
+        }
+    } else {
+        raw = PyBytes_FromStringAndSize(pp, (Py_ssize_t)pn);
+    }
+    if (set_steal(scope, st->s_raw_path, raw) < 0
+        || set_steal(scope, st->s_query_string,
+                     req->query.len ? PyBytes_FromStringAndSize(req->query.p, (Py_ssize_t)req->query.len)
+                                    : Py_NewRef(st->empty_bytes)) < 0
+        || set_steal(scope, st->s_headers, build_headers(req)) < 0)
+        goto error;
+    if (self->state != Py_None) {
+        if (set_steal(scope, st->s_state, PyDict_Copy(self->state)) < 0)
+            goto error;
+    }
+    return scope;
+error:
+    Py_DECREF(scope);
+    return NULL;
+}

@@ -1,0 +1,401 @@
+/* _celeris.Server: a cel_server driven from an asyncio loop.
+ *
+ * Python registers fileno() with loop.add_reader(fileno, server.poll) and
+ * calls sweep() once a second.  Each parsed request becomes a scope and a
+ * Cycle handed to handler(scope, cycle), which starts the app as a Task. */
+#include "binding.h"
+
+#include <errno.h>
+
+#include "errors.h"
+
+#define SELF(ud) ((ServerObject *)(ud))
+
+static int on_request(void *ud, cel_conn *c, const cel_http_request *req)
+{
+    ServerObject *self = SELF(ud);
+    PyObject *scope = celeris_build_scope(self, c, req);
+    if (!scope) {
+        PyErr_WriteUnraisable(self->handler);
+        return CEL_ENOMEM;
+    }
+    PyObject *cycle = celeris_cycle_new(self, c, self->access_log != Py_None ? scope : NULL);
+    if (!cycle) {
+        Py_DECREF(scope);
+        PyErr_WriteUnraisable(self->handler);
+        return CEL_ENOMEM;
+    }
+    PyObject *args[2] = { scope, cycle };
+    PyObject *r = PyObject_Vectorcall(self->handler, args, 2, NULL);
+    Py_DECREF(scope);
+    if (!r) {
+        PyErr_WriteUnraisable(self->handler);
+        CycleObject *cy = (CycleObject *)cycle;
+        int started = cy->response_started;
+        if (cy->conn == c)
+            c->user = NULL;
+        cy->conn = NULL;
+        Py_DECREF(cycle);
+        return started ? 0 : CEL_ENOMEM;
+    }
+    Py_DECREF(r);
+    Py_DECREF(cycle);
+    return 0;
+}
+
+static void on_body(void *ud, cel_conn *c)
+{
+    (void)ud;
+    if (c->user)
+        celeris_cycle_on_body((CycleObject *)c->user);
+}
+
+static void on_drain(void *ud, cel_conn *c)
+{
+    (void)ud;
+    if (c->user)
+        celeris_cycle_on_drain((CycleObject *)c->user);
+}
+
+static void on_close(void *ud, cel_conn *c)
+{
+    (void)ud;
+    CycleObject *cy = c->user;
+    c->user = NULL;
+    if (cy)
+        celeris_cycle_on_close(cy);
+    celeris_conn_cache_free(c);
+}
+
+static void on_pending(void *ud)
+{
+    ServerObject *self = SELF(ud);
+    if (self->pending_scheduled)
+        return;
+    PyObject *r = PyObject_CallOneArg(self->call_soon, self->run_pending);
+    if (!r) {
+        PyErr_WriteUnraisable(self->call_soon);
+        return;
+    }
+    Py_DECREF(r);
+    self->pending_scheduled = 1;
+}
+
+static void on_bad_request(void *ud, cel_conn *c, int err, int status)
+{
+    (void)c;
+    ServerObject *self = SELF(ud);
+    if (self->error_log == Py_None)
+        return;
+    PyObject *r = PyObject_CallFunction(self->error_log, "is", status, cel_strerror(err));
+    if (!r)
+        PyErr_WriteUnraisable(self->error_log);
+    Py_XDECREF(r);
+}
+
+static int ms_from(PyObject *o, uint64_t *out)
+{
+    double d = PyFloat_AsDouble(o);
+    if (d == -1.0 && PyErr_Occurred())
+        return -1;
+    if (d < 0) {
+        PyErr_SetString(PyExc_ValueError, "timeouts must be >= 0");
+        return -1;
+    }
+    *out = (uint64_t)(d * 1000.0);
+    return 0;
+}
+
+static PyObject *server_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {
+        "handler", "loop", "access_log", "error_log", "state", "root_path",
+        "header_timeout", "keepalive_timeout", "body_timeout", "max_body",
+        "max_request_line", "max_header_bytes", "max_headers", "date_header",
+        "server_header", "backlog", "max_connections", NULL,
+    };
+    PyObject *handler, *loop, *access_log = Py_None, *error_log = Py_None, *state = Py_None;
+    PyObject *root_path = NULL;
+    PyObject *header_timeout = NULL, *keepalive_timeout = NULL, *body_timeout = NULL;
+    unsigned long long max_body = 0;
+    Py_ssize_t max_request_line = 8192, max_header_bytes = 65536, max_headers = 100;
+    int date_header = 1, server_header = 1, backlog = 2048;
+    Py_ssize_t max_connections = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|$OOOUOOOKnnnppin:Server", kwlist,
+                                     &handler, &loop, &access_log, &error_log, &state,
+                                     &root_path, &header_timeout, &keepalive_timeout,
+                                     &body_timeout, &max_body, &max_request_line,
+                                     &max_header_bytes, &max_headers, &date_header,
+                                     &server_header, &backlog, &max_connections))
+        return NULL;
+    if (state != Py_None && !PyDict_Check(state)) {
+        PyErr_SetString(PyExc_TypeError, "state must be a dict or None");
+        return NULL;
+    }
+    if (max_request_line < 64 || max_header_bytes < 64 || max_headers < 1 || max_headers > 256) {
+        PyErr_SetString(PyExc_ValueError,
+                        "limits: max_request_line and max_header_bytes >= 64, 1 <= max_headers <= 256");
+        return NULL;
+    }
+    ServerObject *self = (ServerObject *)tp->tp_alloc(tp, 0);
+    if (!self)
+        return NULL;
+    self->st = celeris_get_state_from_type(tp);
+    self->module = Py_NewRef(PyType_GetModule(tp));
+    self->handler = Py_NewRef(handler);
+    self->loop = Py_NewRef(loop);
+    self->access_log = Py_NewRef(access_log);
+    self->error_log = Py_NewRef(error_log);
+    self->state = Py_NewRef(state);
+    self->root_path = root_path ? Py_NewRef(root_path) : PyUnicode_FromString("");
+    self->scheme = PyUnicode_InternFromString("http");
+    self->call_soon = PyObject_GetAttrString(loop, "call_soon");
+    self->run_pending = PyObject_GetAttrString((PyObject *)self, "run_pending");
+    if (!self->root_path || !self->scheme || !self->call_soon || !self->run_pending)
+        goto error;
+    self->root_path_bytes = PyUnicode_AsUTF8String(self->root_path);
+    if (!self->root_path_bytes)
+        goto error;
+
+    cel_server_config *cfg = &self->cfg;
+    cel_server_config_default(cfg);
+    if ((header_timeout && ms_from(header_timeout, &cfg->header_timeout_ms) < 0)
+        || (keepalive_timeout && ms_from(keepalive_timeout, &cfg->keepalive_timeout_ms) < 0)
+        || (body_timeout && ms_from(body_timeout, &cfg->body_timeout_ms) < 0))
+        goto error;
+    cfg->conn.max_body = max_body;
+    cfg->conn.limits.max_request_line = (size_t)max_request_line;
+    cfg->conn.limits.max_header_bytes = (size_t)max_header_bytes;
+    cfg->conn.limits.max_headers = (size_t)max_headers;
+    cfg->conn.date_header = date_header;
+    cfg->conn.server_header = server_header;
+    cfg->backlog = backlog;
+    cfg->max_connections = max_connections > 0 ? (size_t)max_connections : 0;
+
+    cel_server_callbacks cb = {
+        .ud = self,
+        .on_request = on_request,
+        .on_body = on_body,
+        .on_drain = on_drain,
+        .on_close = on_close,
+        .on_pending = on_pending,
+        .on_bad_request = on_bad_request,
+    };
+    self->srv = cel_server_new(cfg, &cb);
+    if (!self->srv) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        goto error;
+    }
+    /* run_pending is a bound method holding a strong reference to self;
+     * it is broken in close()/tp_clear. */
+    return (PyObject *)self;
+error:
+    Py_DECREF(self);
+    return NULL;
+}
+
+static int check_open(ServerObject *self)
+{
+    if (!self->srv) {
+        PyErr_SetString(PyExc_RuntimeError, "server is closed");
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *server_listen_tcp(PyObject *op, PyObject *args)
+{
+    ServerObject *self = (ServerObject *)op;
+    const char *host;
+    int port;
+    if (!PyArg_ParseTuple(args, "si:listen_tcp", &host, &port) || check_open(self) < 0)
+        return NULL;
+    if (cel_server_listen_tcp(self->srv, host, port) < 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    return PyLong_FromLong(cel_server_bound_port(self->srv));
+}
+
+static PyObject *server_listen_unix(PyObject *op, PyObject *args)
+{
+    ServerObject *self = (ServerObject *)op;
+    const char *path;
+    if (!PyArg_ParseTuple(args, "s:listen_unix", &path) || check_open(self) < 0)
+        return NULL;
+    if (cel_server_listen_unix(self->srv, path) < 0)
+        return PyErr_SetFromErrnoWithFilename(PyExc_OSError, path);
+    Py_RETURN_NONE;
+}
+
+static PyObject *server_listen_fd(PyObject *op, PyObject *arg)
+{
+    ServerObject *self = (ServerObject *)op;
+    int fd = PyLong_AsLong(arg);
+    if ((fd == -1 && PyErr_Occurred()) || check_open(self) < 0)
+        return NULL;
+    if (cel_server_listen_fd(self->srv, fd) < 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    Py_RETURN_NONE;
+}
+
+static PyObject *server_fileno(PyObject *op, PyObject *Py_UNUSED(a))
+{
+    ServerObject *self = (ServerObject *)op;
+    if (check_open(self) < 0)
+        return NULL;
+    return PyLong_FromLong(cel_server_fd(self->srv));
+}
+
+static PyObject *server_poll(PyObject *op, PyObject *Py_UNUSED(a))
+{
+    ServerObject *self = (ServerObject *)op;
+    if (self->srv)
+        cel_server_poll(self->srv);
+    Py_RETURN_NONE;
+}
+
+static PyObject *server_run_pending(PyObject *op, PyObject *Py_UNUSED(a))
+{
+    ServerObject *self = (ServerObject *)op;
+    self->pending_scheduled = 0;
+    if (self->srv)
+        cel_server_run_pending(self->srv);
+    Py_RETURN_NONE;
+}
+
+static PyObject *server_sweep(PyObject *op, PyObject *Py_UNUSED(a))
+{
+    ServerObject *self = (ServerObject *)op;
+    if (self->srv)
+        cel_server_sweep(self->srv, cel_server_now_ms());
+    Py_RETURN_NONE;
+}
+
+static PyObject *server_stop_accepting(PyObject *op, PyObject *Py_UNUSED(a))
+{
+    ServerObject *self = (ServerObject *)op;
+    if (self->srv)
+        cel_server_stop_accepting(self->srv);
+    Py_RETURN_NONE;
+}
+
+static PyObject *server_close_idle(PyObject *op, PyObject *Py_UNUSED(a))
+{
+    ServerObject *self = (ServerObject *)op;
+    if (!self->srv)
+        return PyLong_FromLong(0);
+    return PyLong_FromSize_t(cel_server_close_idle(self->srv));
+}
+
+static PyObject *server_close(PyObject *op, PyObject *Py_UNUSED(a))
+{
+    ServerObject *self = (ServerObject *)op;
+    cel_server *srv = self->srv;
+    if (srv) {
+        self->srv = NULL;
+        cel_server_free(srv);   /* on_close for every connection */
+    }
+    Py_CLEAR(self->run_pending);
+    Py_RETURN_NONE;
+}
+
+static PyObject *get_num_connections(PyObject *op, void *Py_UNUSED(c))
+{
+    ServerObject *self = (ServerObject *)op;
+    return PyLong_FromSize_t(self->srv ? cel_server_num_connections(self->srv) : 0);
+}
+
+static PyObject *get_requests(PyObject *op, void *Py_UNUSED(c))
+{
+    return PyLong_FromUnsignedLongLong(((ServerObject *)op)->requests);
+}
+
+static PyObject *get_bound_port(PyObject *op, void *Py_UNUSED(c))
+{
+    ServerObject *self = (ServerObject *)op;
+    return PyLong_FromLong(self->srv ? cel_server_bound_port(self->srv) : -1);
+}
+
+static int server_traverse(PyObject *op, visitproc visit, void *arg)
+{
+    ServerObject *self = (ServerObject *)op;
+    Py_VISIT(self->module);
+    Py_VISIT(self->handler);
+    Py_VISIT(self->loop);
+    Py_VISIT(self->call_soon);
+    Py_VISIT(self->run_pending);
+    Py_VISIT(self->access_log);
+    Py_VISIT(self->error_log);
+    Py_VISIT(self->state);
+    Py_VISIT(Py_TYPE(op));
+    return 0;
+}
+
+static int server_clear(PyObject *op)
+{
+    ServerObject *self = (ServerObject *)op;
+    Py_CLEAR(self->run_pending);
+    Py_CLEAR(self->handler);
+    Py_CLEAR(self->loop);
+    Py_CLEAR(self->call_soon);
+    Py_CLEAR(self->access_log);
+    Py_CLEAR(self->error_log);
+    Py_CLEAR(self->state);
+    return 0;
+}
+
+static void server_dealloc(PyObject *op)
+{
+    ServerObject *self = (ServerObject *)op;
+    PyTypeObject *tp = Py_TYPE(op);
+    PyObject_GC_UnTrack(op);
+    if (self->srv) {
+        cel_server *srv = self->srv;
+        self->srv = NULL;
+        cel_server_free(srv);
+    }
+    server_clear(op);
+    Py_CLEAR(self->root_path);
+    Py_CLEAR(self->root_path_bytes);
+    Py_CLEAR(self->scheme);
+    Py_CLEAR(self->module);
+    tp->tp_free(op);
+    Py_DECREF(tp);
+}
+
+static PyMethodDef server_methods[] = {
+    {"listen_tcp", server_listen_tcp, METH_VARARGS, "Bind and listen on (host, port); returns the bound port."},
+    {"listen_unix", server_listen_unix, METH_VARARGS, "Bind and listen on a Unix socket path."},
+    {"listen_fd", server_listen_fd, METH_O, "Adopt a listening socket descriptor."},
+    {"fileno", server_fileno, METH_NOARGS, "The epoll descriptor to watch for readability."},
+    {"poll", server_poll, METH_NOARGS, "Handle ready socket events without blocking."},
+    {"run_pending", server_run_pending, METH_NOARGS, "Process buffered pipelined requests."},
+    {"sweep", server_sweep, METH_NOARGS, "Enforce timeouts; call about once a second."},
+    {"stop_accepting", server_stop_accepting, METH_NOARGS, "Close the listening sockets."},
+    {"close_idle", server_close_idle, METH_NOARGS, "Close idle connections; returns how many remain."},
+    {"close", server_close, METH_NOARGS, "Close every connection and free the server."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef server_getset[] = {
+    {"num_connections", get_num_connections, NULL, "open connections", NULL},
+    {"requests", get_requests, NULL, "responses completed", NULL},
+    {"bound_port", get_bound_port, NULL, "first TCP listener's port", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot server_slots[] = {
+    {Py_tp_new, server_new},
+    {Py_tp_methods, server_methods},
+    {Py_tp_getset, server_getset},
+    {Py_tp_traverse, server_traverse},
+    {Py_tp_clear, server_clear},
+    {Py_tp_dealloc, server_dealloc},
+    {0, NULL},
+};
+
+PyType_Spec celeris_server_spec = {
+    .name = "celeris._celeris.Server",
+    .basicsize = sizeof(ServerObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .slots = server_slots,
+};

@@ -1,0 +1,391 @@
+#include "conn.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "date.h"
+#include "errors.h"
+#include "status.h"
+
+void cel_conn_config_default(cel_conn_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cel_http_limits_default(&cfg->limits);
+    cfg->max_body = 0;
+    cfg->date_header = 1;
+    cfg->server_header = 1;
+}
+
+void cel_conn_init(cel_conn *c, int fd, const cel_conn_config *cfg)
+{
+    memset(c, 0, sizeof *c);
+    c->fd = fd;
+    c->cfg = cfg;
+    c->state = CEL_CONN_IDLE;
+}
+
+void cel_conn_release(cel_conn *c)
+{
+    cel_buf_free(&c->in);
+    cel_buf_free(&c->out);
+    c->state = CEL_CONN_CLOSED;
+}
+
+int cel_conn_parse_head(cel_conn *c, cel_http_request *req, cel_header *hdrs, size_t cap)
+{
+    if (c->state != CEL_CONN_IDLE)
+        return CEL_ESTATE;
+    if (c->in.len == 0)
+        return CEL_EAGAIN;
+    req->headers = hdrs;
+    req->num_headers = cap;
+    long n = cel_http_parse_request(cel_buf_head(&c->in), c->in.len, &c->cfg->limits, req);
+    if (n < 0)
+        return (int)n;
+
+    c->requests++;
+    c->keep_alive = (req->flags & CEL_REQ_KEEP_ALIVE) != 0;
+    c->http10 = req->minor_version == 0;
+    c->is_head = req->method.len == 4 && memcmp(req->method.p, "HEAD", 4) == 0;
+    c->expect_continue = (req->flags & CEL_REQ_EXPECT_CONTINUE) != 0;
+    c->body_kind = req->body_kind;
+    c->body_left = req->body_kind == CEL_BODY_LENGTH ? req->content_length : 0;
+    c->body_seen = 0;
+    c->body_done = req->body_kind == CEL_BODY_NONE;
+    if (!c->body_done)
+        cel_chunked_init(&c->chunked);
+    c->resp_started = c->resp_done = c->resp_chunked = c->resp_has_length = 0;
+    c->resp_left = 0;
+    c->resp_status = 0;
+    if (c->body_kind == CEL_BODY_LENGTH && c->cfg->max_body && req->content_length > c->cfg->max_body) {
+        cel_buf_consume(&c->in, (size_t)n);
+        return CEL_EBODYTOOLARGE;
+    }
+    if (c->body_done)
+        c->expect_continue = 0;
+    cel_buf_consume(&c->in, (size_t)n);
+    c->state = CEL_CONN_ACTIVE;
+    return 1;
+}
+
+int cel_conn_body_read(cel_conn *c, const char **p, size_t *n)
+{
+    if (c->state != CEL_CONN_ACTIVE && c->state != CEL_CONN_DRAIN)
+        return CEL_ESTATE;
+    if (c->body_done)
+        return 0;
+    if (c->body_kind == CEL_BODY_LENGTH) {
+        if (c->in.len == 0)
+            return c->read_eof ? CEL_ECLOSED : CEL_EAGAIN;
+        size_t take = c->in.len < c->body_left ? c->in.len : (size_t)c->body_left;
+        *p = cel_buf_head(&c->in);
+        *n = take;
+        cel_buf_consume(&c->in, take);
+        c->body_left -= take;
+        c->body_seen += take;
+        if (c->body_left == 0)
+            c->body_done = 1;
+        return 1;
+    }
+    /* chunked */
+    size_t consumed = 0;
+    const char *data = NULL;
+    size_t dlen = 0;
+    int rc = cel_chunked_decode(&c->chunked, cel_buf_head(&c->in), c->in.len, &consumed, &data, &dlen);
+    if (rc == CEL_EBADCHUNK)
+        return rc;
+    cel_buf_consume(&c->in, consumed);
+    if (rc == 0) {
+        c->body_done = 1;
+        return 0;
+    }
+    if (rc == CEL_EAGAIN)
+        return c->read_eof ? CEL_ECLOSED : CEL_EAGAIN;
+    c->body_seen += dlen;
+    if (c->cfg->max_body && c->body_seen > c->cfg->max_body)
+        return CEL_EBODYTOOLARGE;
+    *p = data;
+    *n = dlen;
+    return 1;
+}
+
+int cel_conn_send_continue(cel_conn *c)
+{
+    if (!c->expect_continue || c->resp_started || c->body_done)
+        return 0;
+    c->expect_continue = 0;
+    static const char line[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    if (cel_buf_append(&c->out, line, sizeof line - 1))
+        return CEL_ENOMEM;
+    return 1;
+}
+
+/* RFC 9110 tchar, as uvicorn's HEADER_RE rejects everything else. */
+static int is_tchar(unsigned char ch)
+{
+    if (ch <= 0x20 || ch >= 0x7f)
+        return 0;
+    return strchr("()<>@,;:\\\"/[]?={}", ch) == NULL;
+}
+
+static int valid_name(const cel_slice *s)
+{
+    if (s->len == 0)
+        return 0;
+    for (size_t i = 0; i < s->len; i++)
+        if (!is_tchar((unsigned char)s->p[i]))
+            return 0;
+    return 1;
+}
+
+/* uvicorn's HEADER_VALUE_RE: no CTL except HTAB. */
+static int valid_value(const cel_slice *s)
+{
+    for (size_t i = 0; i < s->len; i++) {
+        unsigned char ch = (unsigned char)s->p[i];
+        if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
+            return 0;
+    }
+    return 1;
+}
+
+static int name_is(const cel_slice *s, const char *lit, size_t len)
+{
+    if (s->len != len)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)s->p[i];
+        if (ch >= 'A' && ch <= 'Z')
+            ch = (unsigned char)(ch + 32);
+        if (ch != (unsigned char)lit[i])
+            return 0;
+    }
+    return 1;
+}
+
+/* Does a comma-separated header value contain the token (case-insensitive)? */
+static int has_token(const cel_slice *v, const char *tok, size_t tlen)
+{
+    size_t i = 0;
+    while (i < v->len) {
+        while (i < v->len && (v->p[i] == ' ' || v->p[i] == '\t' || v->p[i] == ','))
+            i++;
+        size_t s = i;
+        while (i < v->len && v->p[i] != ',')
+            i++;
+        size_t e = i;
+        while (e > s && (v->p[e - 1] == ' ' || v->p[e - 1] == '\t'))
+            e--;
+        cel_slice t = { v->p + s, e - s };
+        if (name_is(&t, tok, tlen))
+            return 1;
+    }
+    return 0;
+}
+
+static int parse_u64(const cel_slice *v, uint64_t *out)
+{
+    size_t i = 0, e = v->len;
+    while (i < e && (v->p[i] == ' ' || v->p[i] == '\t'))
+        i++;
+    while (e > i && (v->p[e - 1] == ' ' || v->p[e - 1] == '\t'))
+        e--;
+    if (i == e)
+        return -1;
+    uint64_t x = 0;
+    for (; i < e; i++) {
+        unsigned d = (unsigned)(v->p[i] - '0');
+        if (d > 9 || x > (UINT64_MAX - d) / 10)
+            return -1;
+        x = x * 10 + d;
+    }
+    *out = x;
+    return 0;
+}
+
+static int append_lower(cel_buf *b, const cel_slice *s)
+{
+    if (cel_buf_reserve(b, s->len))
+        return CEL_ENOMEM;
+    char *t = cel_buf_tail(b);
+    for (size_t i = 0; i < s->len; i++) {
+        char ch = s->p[i];
+        t[i] = (ch >= 'A' && ch <= 'Z') ? (char)(ch + 32) : ch;
+    }
+    b->len += s->len;
+    return 0;
+}
+
+int cel_conn_response_start(cel_conn *c, int status, const cel_header *headers,
+                            size_t n, const char *date)
+{
+    if (c->resp_started)
+        return CEL_ESTATE;
+    /* Validate everything before writing a byte, so a bad header leaves the
+     * connection able to answer 500 instead. */
+    int has_cl = 0, has_te_chunked = 0;
+    uint64_t cl = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!valid_name(&headers[i].name))
+            return CEL_EHDRNAME;
+        if (!valid_value(&headers[i].value))
+            return CEL_EHDRVALUE;
+        if (!has_cl && !has_te_chunked && name_is(&headers[i].name, "content-length", 14)) {
+            if (parse_u64(&headers[i].value, &cl))
+                return CEL_EBADCL;
+            has_cl = 1;
+        } else if (name_is(&headers[i].name, "transfer-encoding", 17)
+                   && name_is(&headers[i].value, "chunked", 7)) {
+            has_te_chunked = 1;
+            has_cl = 0;
+        } else if (name_is(&headers[i].name, "connection", 10)
+                   && has_token(&headers[i].value, "close", 5)) {
+            c->keep_alive = 0;
+        }
+    }
+    size_t mark = c->out.len;
+    char line[64];
+    const char *phrase = cel_status_phrase(status);
+    int ln = snprintf(line, sizeof line, "HTTP/1.1 %d ", status);
+    cel_buf *o = &c->out;
+    int rc = 0;
+    rc |= cel_buf_append(o, line, (size_t)ln);
+    rc |= cel_buf_append(o, phrase, strlen(phrase));
+    rc |= cel_buf_append(o, "\r\n", 2);
+    if (c->cfg->date_header && date) {
+        rc |= cel_buf_append(o, "date: ", 6);
+        rc |= cel_buf_append(o, date, CEL_DATE_LEN);
+        rc |= cel_buf_append(o, "\r\n", 2);
+    }
+    if (c->cfg->server_header)
+        rc |= cel_buf_append(o, "server: celeris\r\n", 17);
+    int has_close = 0;
+    for (size_t i = 0; i < n && !rc; i++) {
+        rc |= append_lower(o, &headers[i].name);
+        rc |= cel_buf_append(o, ": ", 2);
+        rc |= cel_buf_append(o, headers[i].value.p, headers[i].value.len);
+        rc |= cel_buf_append(o, "\r\n", 2);
+        if (name_is(&headers[i].name, "connection", 10) && has_token(&headers[i].value, "close", 5))
+            has_close = 1;
+    }
+    int body_allowed = !c->is_head && status != 204 && status != 304 && status >= 200;
+    int chunked = 0;
+    if (!has_cl && !has_te_chunked && body_allowed) {
+        if (c->http10)
+            c->keep_alive = 0;      /* HTTP/1.0 has no chunked: delimit by close */
+        else
+            chunked = 1;
+    }
+    if (!c->keep_alive && !has_close)
+        rc |= cel_buf_append(o, "connection: close\r\n", 19);
+    else if (c->keep_alive && c->http10)
+        rc |= cel_buf_append(o, "connection: keep-alive\r\n", 24);
+    if (chunked)
+        rc |= cel_buf_append(o, "transfer-encoding: chunked\r\n", 28);
+    rc |= cel_buf_append(o, "\r\n", 2);
+    if (rc) {
+        o->len = mark;
+        return CEL_ENOMEM;
+    }
+    c->resp_started = 1;
+    c->resp_status = status;
+    c->expect_continue = 0;
+    c->resp_chunked = (unsigned)(chunked || has_te_chunked);
+    c->resp_has_length = (unsigned)has_cl;
+    c->resp_left = has_cl ? cl : 0;
+    return 0;
+}
+
+int cel_conn_response_body(cel_conn *c, const char *p, size_t n, int more)
+{
+    if (!c->resp_started || c->resp_done)
+        return CEL_ESTATE;
+    int rc = 0;
+    if (c->is_head) {
+        /* HEAD: the head already carries the length; no body bytes go out. */
+    } else if (c->resp_chunked) {
+        if (n) {
+            char sz[24];
+            int k = snprintf(sz, sizeof sz, "%zx\r\n", n);
+            rc |= cel_buf_append(&c->out, sz, (size_t)k);
+            rc |= cel_buf_append(&c->out, p, n);
+            rc |= cel_buf_append(&c->out, "\r\n", 2);
+        }
+        if (!more)
+            rc |= cel_buf_append(&c->out, "0\r\n\r\n", 5);
+    } else {
+        if (c->resp_has_length) {
+            if (n > c->resp_left)
+                return CEL_ERESPLONG;
+            c->resp_left -= n;
+        }
+        rc |= cel_buf_append(&c->out, p, n);
+    }
+    if (rc)
+        return CEL_ENOMEM;
+    if (!more) {
+        c->resp_done = 1;
+        if (c->resp_has_length && c->resp_left && !c->is_head) {
+            c->keep_alive = 0;
+            return CEL_ERESPSHORT;
+        }
+    }
+    return 0;
+}
+
+int cel_conn_finish(cel_conn *c)
+{
+    if (!c->keep_alive || c->read_eof) {
+        c->state = CEL_CONN_CLOSING;
+        return c->state;
+    }
+    if (!c->body_done) {
+        if (c->expect_continue) {
+            /* The client still waits for 100 Continue and will not send the
+             * body: the framing of anything it sends next is unknowable. */
+            c->state = CEL_CONN_CLOSING;
+            return c->state;
+        }
+        c->state = CEL_CONN_DRAIN;
+        const char *p;
+        size_t n;
+        int rc;
+        while ((rc = cel_conn_body_read(c, &p, &n)) == 1)
+            ;
+        if (rc == CEL_EAGAIN)
+            return c->state;
+        if (rc != 0) {
+            c->state = CEL_CONN_CLOSING;
+            return c->state;
+        }
+    }
+    c->state = CEL_CONN_IDLE;
+    c->head_started = 0;
+    return c->state;
+}
+
+int cel_conn_write_error(cel_conn *c, int status, const char *msg, const char *date)
+{
+    char head[256];
+    size_t mlen = strlen(msg);
+    int k = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\n", status, cel_status_phrase(status));
+    int rc = cel_buf_append(&c->out, head, (size_t)k);
+    if (c->cfg->date_header && date) {
+        rc |= cel_buf_append(&c->out, "date: ", 6);
+        rc |= cel_buf_append(&c->out, date, CEL_DATE_LEN);
+        rc |= cel_buf_append(&c->out, "\r\n", 2);
+    }
+    if (c->cfg->server_header)
+        rc |= cel_buf_append(&c->out, "server: celeris\r\n", 17);
+    k = snprintf(head, sizeof head,
+                 "content-type: text/plain; charset=utf-8\r\ncontent-length: %zu\r\n"
+                 "connection: close\r\n\r\n", mlen);
+    rc |= cel_buf_append(&c->out, head, (size_t)k);
+    if (!c->is_head || c->state == CEL_CONN_IDLE)
+        rc |= cel_buf_append(&c->out, msg, mlen);
+    c->resp_started = 1;
+    c->resp_done = 1;
+    c->keep_alive = 0;
+    c->state = CEL_CONN_CLOSING;
+    return rc ? CEL_ENOMEM : 0;
+}

@@ -1,0 +1,142 @@
+/* One HTTP/1.1 connection's protocol state, without any I/O.
+ *
+ * The server (server.c) moves bytes between the socket and `in`/`out`; the
+ * TestClient path moves them between memory and the same buffers.  Everything
+ * HTTP -- parsing heads, body framing, 100-continue, response framing,
+ * keep-alive decisions, error answers -- happens here, so both paths behave
+ * identically.
+ *
+ * Request lifecycle:  IDLE --parse_head--> ACTIVE --response done--> IDLE
+ * (keep-alive) or CLOSING (write out, then close).  A request whose body was
+ * not read by the app is discarded before the next head is parsed (DRAIN).
+ */
+#ifndef CEL_CONN_H
+#define CEL_CONN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "buf.h"
+#include "http1.h"
+
+typedef struct cel_conn_config {
+    cel_http_limits limits;
+    uint64_t max_body;          /* request body limit in bytes; 0 = unlimited (413) */
+    int date_header;            /* send "date" unless the app did */
+    int server_header;          /* send "server: celeris" */
+} cel_conn_config;
+
+void cel_conn_config_default(cel_conn_config *cfg);
+
+enum cel_conn_state {
+    CEL_CONN_IDLE = 0,          /* waiting for (more of) a request head */
+    CEL_CONN_ACTIVE = 1,        /* a request is with the app */
+    CEL_CONN_DRAIN = 2,         /* response done; discarding the unread request body */
+    CEL_CONN_CLOSING = 3,       /* write what is buffered, then close */
+    CEL_CONN_CLOSED = 4
+};
+
+typedef struct cel_conn {
+    int fd;                     /* -1 for in-memory connections */
+    int state;                  /* enum cel_conn_state */
+    cel_buf in;                 /* received, not yet consumed bytes */
+    cel_buf out;                /* bytes to send */
+    const cel_conn_config *cfg; /* borrowed; outlives the connection */
+
+    /* current request */
+    int body_kind;              /* enum cel_body_kind */
+    uint64_t body_left;         /* CEL_BODY_LENGTH: bytes still to come */
+    uint64_t body_seen;         /* bytes of body handed out so far */
+    cel_chunked chunked;
+    unsigned keep_alive : 1;
+    unsigned http10 : 1;
+    unsigned is_head : 1;
+    unsigned expect_continue : 1;   /* 100 Continue owed if the app reads the body */
+    unsigned body_done : 1;
+    unsigned read_eof : 1;          /* peer half-closed or closed */
+
+    /* current response */
+    unsigned resp_started : 1;
+    unsigned resp_done : 1;
+    unsigned resp_chunked : 1;
+    unsigned resp_has_length : 1;
+    uint64_t resp_left;         /* bytes of declared Content-Length still owed */
+    int resp_status;
+
+    uint64_t requests;          /* heads parsed on this connection */
+
+    /* owned by the server */
+    uint64_t deadline_ms;       /* monotonic ms at which the current timeout fires; 0 = none */
+    uint32_t epoll_events;
+    unsigned in_pending : 1;
+    unsigned want_body : 1;     /* the app waits in receive() */
+    unsigned want_drain : 1;    /* the app waits for `out` to drain */
+    unsigned head_started : 1;  /* first byte of the current head has arrived */
+    unsigned in_process : 1;    /* the server is inside process() for this connection */
+    unsigned lingering : 1;     /* write side shut down; discarding input until EOF */
+    unsigned notified_close : 1;/* on_close has been called */
+    uint64_t dispatch_turn;     /* server turn in which the active request was dispatched */
+    struct cel_conn *pending_next;
+    struct cel_conn *pending_prev;
+    struct cel_conn *prev, *next;   /* server's list of all connections */
+    void *user;                 /* binding's object for the active request (borrowed) */
+    void *cache;                /* binding's per-connection data; it frees it in on_close */
+    unsigned char peer[128];    /* struct sockaddr_storage of the peer */
+    unsigned peer_len;
+    unsigned char local[128];
+    unsigned local_len;
+} cel_conn;
+
+/* Initialise a connection in IDLE state with empty buffers. */
+void cel_conn_init(cel_conn *c, int fd, const cel_conn_config *cfg);
+
+/* Free the buffers (the struct itself belongs to the caller). */
+void cel_conn_release(cel_conn *c);
+
+/* Parse the next request head from `in` (state must be IDLE).
+ * Returns 1 when a head was parsed: req (with hdrs[0..cap)) describes it,
+ * the state is ACTIVE, and the head bytes are consumed -- req's slices point
+ * into `in` and stay valid until the next write into `in`.  Returns CEL_EAGAIN
+ * if more bytes are needed, or a negative cel_err for a bad request (answer it
+ * with cel_conn_write_error(c, cel_err_http_status(err), ...)). */
+int cel_conn_parse_head(cel_conn *c, cel_http_request *req, cel_header *hdrs, size_t cap);
+
+/* Next piece of the request body (state ACTIVE or DRAIN).
+ * Returns 1 with the slice (*p, *n) pointing into `in` (valid until the next write into
+ * `in`; already consumed), 0 when the body is complete, CEL_EAGAIN when more
+ * bytes must arrive, CEL_ECLOSED if the peer closed first, CEL_EBADCHUNK on bad
+ * framing, CEL_EBODYTOOLARGE past cfg->max_body. */
+int cel_conn_body_read(cel_conn *c, const char **p, size_t *n);
+
+/* If the client asked for 100-continue and it is still owed, append
+ * "HTTP/1.1 100 Continue" to `out`.  Returns 1 if written, 0 if not owed,
+ * CEL_ENOMEM. */
+int cel_conn_send_continue(cel_conn *c);
+
+/* Append the response head.  headers are (name, value) slices as the app
+ * sent them; names are written lower-cased.  Adds date/server (per cfg,
+ * before the app's headers, as uvicorn), "connection: close" when the
+ * connection will not be kept alive, and "transfer-encoding: chunked" when
+ * the app gave no length and a body is allowed.  `date` is a CEL_DATE_LEN
+ * string.  Returns 0, CEL_ESTATE (already started), CEL_EHDRNAME,
+ * CEL_EHDRVALUE, CEL_EBADCL (unparsable content-length), CEL_ENOMEM. */
+int cel_conn_response_start(cel_conn *c, int status, const cel_header *headers,
+                            size_t n, const char *date);
+
+/* Append body bytes, framed per the head.  more = 0 finishes the response.
+ * Returns 0, CEL_ESTATE (not started / already done), CEL_ERESPLONG,
+ * CEL_ERESPSHORT (finished short; the response is still marked done and the
+ * connection will close), CEL_ENOMEM. */
+int cel_conn_response_body(cel_conn *c, const char *p, size_t n, int more);
+
+/* After the response is done: choose the next state.  IDLE for keep-alive
+ * (unread body fully discarded), DRAIN when some of it still has to arrive,
+ * CLOSING otherwise.  Returns the new state. */
+int cel_conn_finish(cel_conn *c);
+
+/* Append a complete plain-text error response with "connection: close" and
+ * move to CLOSING.  msg is ASCII.  Returns 0 or CEL_ENOMEM. */
+int cel_conn_write_error(cel_conn *c, int status, const char *msg, const char *date);
+
+#endif

@@ -1,0 +1,46 @@
+#include "errors.h"
+
+const char *cel_strerror(int err)
+{
+    switch (err) {
+    case CEL_OK: return "ok";
+    case CEL_EAGAIN: return "incomplete input";
+    case CEL_ENOMEM: return "out of memory";
+    case CEL_EBADREQ: return "malformed request";
+    case CEL_EURITOOLONG: return "request line too long";
+    case CEL_EHDRTOOLARGE: return "request header fields too large";
+    case CEL_EVERSION: return "HTTP version not supported";
+    case CEL_ECLTE: return "both Content-Length and Transfer-Encoding";
+    case CEL_EBADCL: return "invalid Content-Length";
+    case CEL_EBADTE: return "unsupported Transfer-Encoding";
+    case CEL_EBADCHUNK: return "invalid chunked encoding";
+    case CEL_EBODYTOOLARGE: return "request body too large";
+    case CEL_EHDRVALUE: return "invalid header field";
+    case CEL_EMETHOD: return "invalid method";
+    case CEL_ETARGET: return "invalid request target";
+    case CEL_EIO: return "I/O error";
+    case CEL_ECLOSED: return "connection closed";
+    case CEL_ESTATE: return "invalid state";
+    case CEL_EINVAL: return "invalid argument";
+    case CEL_ETIMEOUT: return "timeout";
+    case CEL_ERESPLONG: return "Response content longer than Content-Length";
+    case CEL_ERESPSHORT: return "Response content shorter than Content-Length";
+    case CEL_EHDRNAME: return "Invalid HTTP header name.";
+    default: return "unknown error";
+    }
+}
+
+int cel_err_http_status(int err)
+{
+    switch (err) {
+    case CEL_EBADREQ: case CEL_ECLTE: case CEL_EBADCL: case CEL_EBADTE:
+    case CEL_EBADCHUNK: case CEL_EHDRVALUE: case CEL_EMETHOD: case CEL_ETARGET:
+        return 400;
+    case CEL_EURITOOLONG: return 414;
+    case CEL_EHDRTOOLARGE: return 431;
+    case CEL_EVERSION: return 505;
+    case CEL_EBODYTOOLARGE: return 413;
+    case CEL_ETIMEOUT: return 408;
+    default: return 500;
+    }
+}

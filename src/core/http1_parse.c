@@ -1,0 +1,438 @@
+/* HTTP/1.x request-head parser (RFC 9112).  See http1.h for the contract.
+ *
+ * The parser is a single forward pass over the buffer with no state kept
+ * between calls: on CEL_EAGAIN the caller re-feeds the whole head.  Syntax is
+ * checked byte by byte as it is read, so a malformed prefix (a TLS ClientHello,
+ * a bad method) is rejected without waiting for a line end, while a valid
+ * prefix yields CEL_EAGAIN.  Each section is scanned only up to its limit, so
+ * the limits bound both the work and what is reported on incomplete input.
+ * Framing headers (Content-Length, Transfer-Encoding, Host, Connection, ...)
+ * are interpreted in a second pass over the parsed header array.
+ */
+#include <string.h>
+
+#include "errors.h"
+#include "http1.h"
+
+/* Character classes, indexed by byte value. */
+enum {
+    C_TCHAR = 1,        /* RFC 9110 token character */
+    C_TARGET = 2,       /* allowed in a request-target: VCHAR except '#', obs-text */
+    C_VALUE = 4         /* allowed in a field value: HTAB, SP, VCHAR, obs-text */
+};
+
+#define T (C_TCHAR | C_TARGET | C_VALUE)
+#define U (C_TARGET | C_VALUE)
+#define V C_VALUE
+#define W (C_TCHAR | C_VALUE)
+static const unsigned char cls[256] = {
+    /* 0x00 */ 0, 0, 0, 0, 0, 0, 0, 0, 0, V, 0, 0, 0, 0, 0, 0,
+    /* 0x10 */ 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    /* 0x20  SP !  "  #  $  %  &  '  (  )  *  +  ,  -  .  / */
+               V, T, U, W, T, T, T, T, U, U, T, T, U, T, T, U,
+    /* 0x30  0-9 : ; < = > ? */
+               T, T, T, T, T, T, T, T, T, T, U, U, U, U, U, U,
+    /* 0x40  @ A-O */
+               U, T, T, T, T, T, T, T, T, T, T, T, T, T, T, T,
+    /* 0x50  P-Z [ \ ] ^ _ */
+               T, T, T, T, T, T, T, T, T, T, T, U, U, U, T, T,
+    /* 0x60  ` a-o */
+               T, T, T, T, T, T, T, T, T, T, T, T, T, T, T, T,
+    /* 0x70  p-z { | } ~ DEL */
+               T, T, T, T, T, T, T, T, T, T, T, U, T, U, T, 0,
+    /* 0x80-0xff: obs-text */
+    U, U, U, U, U, U, U, U, U, U, U, U, U, U, U, U,
+    U, U, U, U, U, U, U, U, U, U, U, U, U, U, U, U,
+    U, U, U, U, U, U, U, U, U, U, U, U, U, U, U, U,
+    U, U, U, U, U, U, U, U, U, U, U, U, U, U, U, U,
+    U, U, U, U, U, U, U, U, U, U, U, U, U, U, U, U,
+    U, U, U, U, U, U, U, U, U, U, U, U, U, U, U, U,
+    U, U, U, U, U, U, U, U, U, U, U, U, U, U, U, U,
+    U, U, U, U, U, U, U, U, U, U, U, U, U, U, U, U,
+};
+#undef T
+#undef U
+#undef V
+#undef W
+
+#define IS_TCHAR(c) (cls[(unsigned char)(c)] & C_TCHAR)
+#define IS_TARGET(c) (cls[(unsigned char)(c)] & C_TARGET)
+#define IS_VALUE(c) (cls[(unsigned char)(c)] & C_VALUE)
+#define IS_OWS(c) ((c) == ' ' || (c) == '\t')
+
+void cel_http_limits_default(cel_http_limits *l)
+{
+    l->max_request_line = 8192;
+    l->max_header_bytes = 65536;
+    l->max_headers = 100;
+}
+
+static int lower(int c)
+{
+    return (c >= 'A' && c <= 'Z') ? c + ('a' - 'A') : c;
+}
+
+/* True if [p, p+n) equals lit (lowercase ASCII) ignoring ASCII case. */
+static int ieq(const char *p, size_t n, const char *lit, size_t litlen)
+{
+    if (n != litlen)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (lower((unsigned char)p[i]) != (unsigned char)lit[i])
+            return 0;
+    return 1;
+}
+
+#define IEQ(p, n, lit) ieq((p), (n), lit, sizeof(lit) - 1)
+
+/* Next element of a comma-separated list in [*p, end), with OWS trimmed;
+ * *p becomes NULL after the last element.  Returns 0 when the list is
+ * exhausted; an element may be empty. */
+static int list_next(const char **p, const char *end, cel_slice *elem)
+{
+    const char *s = *p;
+    if (!s)
+        return 0;
+    const char *comma = memchr(s, ',', (size_t)(end - s));
+    const char *e = comma ? comma : end;
+    *p = comma ? comma + 1 : NULL;
+    while (s < e && IS_OWS(*s))
+        s++;
+    while (e > s && IS_OWS(e[-1]))
+        e--;
+    elem->p = s;
+    elem->len = (size_t)(e - s);
+    return 1;
+}
+
+/* Content-Length value: a list of identical 1*DIGIT values (RFC 9110 8.6).
+ * Merges into *cl / *have_cl; returns 0 or CEL_EBADCL. */
+static int parse_content_length(const cel_slice *v, uint64_t *cl, int *have_cl)
+{
+    const char *p = v->p, *end = v->p + v->len;
+    cel_slice e;
+    while (list_next(&p, end, &e)) {
+        if (e.len == 0)
+            return CEL_EBADCL;
+        uint64_t n = 0;
+        for (size_t i = 0; i < e.len; i++) {
+            unsigned d = (unsigned char)e.p[i] - '0';
+            if (d > 9 || n > (UINT64_MAX - d) / 10)
+                return CEL_EBADCL;
+            n = n * 10 + d;
+        }
+        if (*have_cl && n != *cl)
+            return CEL_EBADCL;
+        *cl = n;
+        *have_cl = 1;
+    }
+    return 0;
+}
+
+/* Framing state accumulated over the header fields. */
+typedef struct semantics {
+    uint64_t cl;
+    int have_cl, have_te, te_last_chunked, te_chunked_count, te_bad;
+    int hosts, conn_close, conn_keep_alive, conn_upgrade, have_upgrade, expect;
+} semantics;
+
+/* Interpret one header field; returns 0 or a cel_err. */
+static int header_semantics(const cel_header *h, semantics *s)
+{
+    const char *n = h->name.p;
+    size_t nl = h->name.len;
+    const char *p, *end = h->value.p + h->value.len;
+    cel_slice e;
+
+    switch (nl) {
+    case 4:
+        if (IEQ(n, nl, "host"))
+            s->hosts++;
+        break;
+    case 6:
+        if (IEQ(n, nl, "expect") && IEQ(h->value.p, h->value.len, "100-continue"))
+            s->expect = 1;
+        break;
+    case 7:
+        if (IEQ(n, nl, "upgrade"))
+            s->have_upgrade = 1;
+        break;
+    case 10:
+        if (!IEQ(n, nl, "connection"))
+            break;
+        p = h->value.p;
+        while (list_next(&p, end, &e)) {
+            if (IEQ(e.p, e.len, "close"))
+                s->conn_close = 1;
+            else if (IEQ(e.p, e.len, "keep-alive"))
+                s->conn_keep_alive = 1;
+            else if (IEQ(e.p, e.len, "upgrade"))
+                s->conn_upgrade = 1;
+        }
+        break;
+    case 14:
+        if (IEQ(n, nl, "content-length"))
+            return parse_content_length(&h->value, &s->cl, &s->have_cl);
+        break;
+    case 17:
+        if (!IEQ(n, nl, "transfer-encoding"))
+            break;
+        /* Codings accumulate across fields as one list (RFC 9110 5.3).  Empty
+         * elements are rejected rather than skipped: a lenient reading here
+         * is exactly where front ends and back ends disagree. */
+        s->have_te = 1;
+        p = h->value.p;
+        while (list_next(&p, end, &e)) {
+            if (e.len == 0) {
+                s->te_bad = 1;
+                s->te_last_chunked = 0;
+            } else if (IEQ(e.p, e.len, "chunked")) {
+                s->te_chunked_count++;
+                s->te_last_chunked = 1;
+            } else {
+                s->te_last_chunked = 0;
+            }
+        }
+        break;
+    default:
+        break;
+    }
+    return 0;
+}
+
+/* Running out of window: more input can still complete the section unless
+ * the window (`full`) already spans the section's whole limit. */
+#define RANOUT(toolong) return full ? (toolong) : CEL_EAGAIN
+
+/* Parse "HTTP/d.d" CRLF at p (window end `end`).  On success stores the minor
+ * version and returns the position after the LF; otherwise NULL with *err set
+ * (CEL_EAGAIN meaning "ran out of window"). */
+static const char *parse_version(const char *p, const char *end, int *minor, int *err)
+{
+    static const char pat[] = "HTTP/0.0\r\n";
+    const char *start = p;
+    for (size_t i = 0; i < sizeof(pat) - 1; i++, p++) {
+        if (p == end) {
+            *err = CEL_EAGAIN;
+            return NULL;
+        }
+        char c = *p;
+        int ok = pat[i] == '0' ? (c >= '0' && c <= '9') : c == pat[i];
+        if (ok)
+            continue;
+        if (i >= 8) {           /* well-formed version, bad line end */
+            *err = CEL_EBADREQ;
+            return NULL;
+        }
+        /* No "HTTP/d.d" here.  If a SP follows on this line, the target had
+         * a space in it; otherwise the version is garbage or missing. */
+        for (const char *q = start; q < end; q++) {
+            if (*q == ' ') {
+                *err = CEL_ETARGET;
+                return NULL;
+            }
+            if (*q == '\r' || *q == '\n') {
+                *err = CEL_EBADREQ;
+                return NULL;
+            }
+        }
+        *err = CEL_EAGAIN;
+        return NULL;
+    }
+    if (start[5] != '1' || (start[7] != '0' && start[7] != '1')) {
+        *err = CEL_EVERSION;
+        return NULL;
+    }
+    *minor = start[7] - '0';
+    return p;
+}
+
+/* Validate the form of a request-target (RFC 9112 3.2) and split it. */
+static int check_target(const char *t, size_t n, const cel_slice *method, cel_http_request *req)
+{
+    if (t[0] == '*') {
+        /* asterisk-form is only meaningful for a server-wide OPTIONS */
+        if (n != 1 || method->len != 7 || memcmp(method->p, "OPTIONS", 7) != 0)
+            return CEL_ETARGET;
+    } else if (t[0] != '/') {
+        /* absolute-form: "http" / "https" "://" non-empty authority */
+        size_t s;
+        if (n >= 7 && IEQ(t, 4, "http") && memcmp(t + 4, "://", 3) == 0)
+            s = 7;
+        else if (n >= 8 && IEQ(t, 5, "https") && memcmp(t + 5, "://", 3) == 0)
+            s = 8;
+        else
+            return CEL_ETARGET;
+        if (s == n || t[s] == '/' || t[s] == '?')
+            return CEL_ETARGET;
+    }
+    const char *q = memchr(t, '?', n);
+    req->target.p = t;
+    req->target.len = n;
+    req->path.p = t;
+    req->path.len = q ? (size_t)(q - t) : n;
+    req->query.p = q ? q + 1 : t + n;
+    req->query.len = q ? n - req->path.len - 1 : 0;
+    return 0;
+}
+
+long cel_http_parse_request(const char *buf, size_t len,
+                            const cel_http_limits *limits,
+                            cel_http_request *req)
+{
+    cel_http_limits defaults;
+    if (!limits) {
+        cel_http_limits_default(&defaults);
+        limits = &defaults;
+    }
+    const char *buf_end = buf + len;
+
+    /* ---- request line (leading empty lines count toward its limit) ---- */
+    int full = len >= limits->max_request_line;
+    const char *end = full ? buf + limits->max_request_line : buf_end;
+    const char *p = buf;
+
+    while (p < end && *p == '\r') {
+        if (p + 1 == end)
+            RANOUT(CEL_EURITOOLONG);
+        if (p[1] != '\n')
+            return CEL_EBADREQ;
+        p += 2;
+    }
+
+    const char *m = p;
+    while (p < end && IS_TCHAR(*p))
+        p++;
+    if (p == end)
+        RANOUT(CEL_EURITOOLONG);
+    if (*p != ' ')
+        return (*p == '\r' || *p == '\n') ? CEL_EBADREQ : CEL_EMETHOD;
+    if (p == m)
+        return CEL_EMETHOD;
+    cel_slice method = { m, (size_t)(p - m) };
+    p++;
+
+    const char *t = p;
+    while (p < end && IS_TARGET(*p))
+        p++;
+    if (p == end)
+        RANOUT(CEL_EURITOOLONG);
+    if (*p != ' ')
+        return (*p == '\r' || *p == '\n') && p > t ? CEL_EBADREQ : CEL_ETARGET;
+    if (p == t)
+        return CEL_ETARGET;
+    size_t tlen = (size_t)(p - t);
+    p++;
+
+    int minor = 0, err = 0;
+    p = parse_version(p, end, &minor, &err);
+    if (!p) {
+        if (err == CEL_EAGAIN)
+            RANOUT(CEL_EURITOOLONG);
+        return err;
+    }
+    /* Target form is checked only once the line is known to be complete, so
+     * a head split anywhere gives the same answer as the whole head. */
+    err = check_target(t, tlen, &method, req);
+    if (err)
+        return err;
+
+    /* ---- header fields ---- */
+    const char *hstart = p;
+    full = (size_t)(buf_end - hstart) >= limits->max_header_bytes;
+    end = full ? hstart + limits->max_header_bytes : buf_end;
+    size_t cap = req->num_headers;
+    size_t maxh = limits->max_headers < cap ? limits->max_headers : cap;
+    size_t nh = 0;
+
+    for (;;) {
+        if (p == end)
+            RANOUT(CEL_EHDRTOOLARGE);
+        char c = *p;
+        if (c == '\r') {
+            if (p + 1 == end)
+                RANOUT(CEL_EHDRTOOLARGE);
+            if (p[1] != '\n')
+                return CEL_EBADREQ;
+            p += 2;
+            break;
+        }
+        if (c == ' ' || c == '\t')
+            return CEL_EHDRVALUE;           /* obs-fold (or SP before first field) */
+
+        const char *name = p;
+        while (p < end && IS_TCHAR(*p))
+            p++;
+        if (p == end)
+            RANOUT(CEL_EHDRTOOLARGE);
+        if (*p != ':' || p == name)
+            return CEL_EBADREQ;             /* empty name, WS before ':', bad char, bare LF */
+        if (nh == maxh)
+            return CEL_EHDRTOOLARGE;
+        cel_header *h = &req->headers[nh];
+        h->name.p = name;
+        h->name.len = (size_t)(p - name);
+        p++;
+
+        while (p < end && IS_OWS(*p))
+            p++;
+        const char *v = p;
+        /* fast path: runs of plain value bytes */
+        while (p < end && IS_VALUE(*p))
+            p++;
+        if (p == end)
+            RANOUT(CEL_EHDRTOOLARGE);
+        if (*p == '\r') {
+            if (p + 1 == end)
+                RANOUT(CEL_EHDRTOOLARGE);
+            if (p[1] != '\n')
+                return CEL_EHDRVALUE;       /* bare CR */
+        } else {
+            return *p == '\n' ? CEL_EBADREQ : CEL_EHDRVALUE;
+        }
+        const char *ve = p;
+        while (ve > v && IS_OWS(ve[-1]))
+            ve--;
+        h->value.p = v;
+        h->value.len = (size_t)(ve - v);
+        nh++;
+        p += 2;
+    }
+
+    /* ---- framing semantics ---- */
+    semantics s;
+    memset(&s, 0, sizeof(s));
+    for (size_t i = 0; i < nh; i++) {
+        err = header_semantics(&req->headers[i], &s);
+        if (err)
+            return err;
+    }
+    if (s.have_te && s.have_cl)
+        return CEL_ECLTE;
+    if (s.have_te && (minor == 0 || s.te_bad || !s.te_last_chunked || s.te_chunked_count != 1))
+        return CEL_EBADTE;
+    if (s.hosts > 1 || (minor == 1 && s.hosts == 0))
+        return CEL_EBADREQ;
+
+    req->method = method;
+    req->minor_version = minor;
+    req->num_headers = nh;
+    if (s.have_te) {
+        req->body_kind = CEL_BODY_CHUNKED;
+        req->content_length = 0;
+    } else {
+        req->body_kind = s.cl > 0 ? CEL_BODY_LENGTH : CEL_BODY_NONE;
+        req->content_length = s.cl;
+    }
+    unsigned flags = 0;
+    if (!s.conn_close && (minor == 1 || s.conn_keep_alive))
+        flags |= CEL_REQ_KEEP_ALIVE;
+    if (minor == 1 && s.expect)
+        flags |= CEL_REQ_EXPECT_CONTINUE;
+    if (s.conn_upgrade && s.have_upgrade)
+        flags |= CEL_REQ_UPGRADE;
+    if (s.hosts)
+        flags |= CEL_REQ_HAS_HOST;
+    req->flags = flags;
+    return (long)(p - buf);
+}

@@ -1,0 +1,727 @@
+#include "server.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "alloc.h"
+#include "date.h"
+#include "errors.h"
+
+#define MAX_LISTENERS 8
+#define MAX_EVENTS 256
+#define READ_CHUNK 16384
+#define POOL_MAX 256
+#define LINGER_MS 2000
+#define MAX_HEADERS_CAP 256
+
+typedef struct listener {
+    int fd;
+    int port;
+} listener;
+
+struct cel_server {
+    cel_server_config cfg;
+    cel_server_callbacks cb;
+    int epfd;
+    listener listeners[MAX_LISTENERS];
+    int nlisteners;
+    int accepting;
+    cel_conn *conns;            /* all connections (doubly linked) */
+    size_t nconns;
+    cel_conn *pending;          /* connections with input to process */
+    cel_conn *pending_tail;
+    uint64_t turn;              /* poll/run_pending invocations */
+    char *pool[POOL_MAX];       /* free READ_CHUNK-sized buffers */
+    int npool;
+    cel_header headers[MAX_HEADERS_CAP];
+};
+
+void cel_server_config_default(cel_server_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cel_conn_config_default(&cfg->conn);
+    cfg->backlog = 2048;
+    cfg->header_timeout_ms = 10000;
+    cfg->keepalive_timeout_ms = 5000;
+    cfg->body_timeout_ms = 30000;
+    cfg->read_high_water = 256 * 1024;
+    cfg->write_high_water = 256 * 1024;
+}
+
+uint64_t cel_server_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+const char *cel_server_date(void)
+{
+    return cel_date_format(time(NULL));
+}
+
+cel_server *cel_server_new(const cel_server_config *cfg, const cel_server_callbacks *cb)
+{
+    cel_server *s = cel_calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->cfg = *cfg;
+    s->cb = *cb;
+    s->accepting = 1;
+    s->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (s->epfd < 0) {
+        cel_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+/* ---- buffer pool: idle connections hold no buffer memory ---- */
+
+static void buf_acquire(cel_server *s, cel_buf *b)
+{
+    if (b->cap == 0 && s->npool > 0) {
+        b->data = s->pool[--s->npool];
+        b->cap = READ_CHUNK;
+        b->start = b->len = 0;
+    }
+}
+
+static void buf_release(cel_server *s, cel_buf *b)
+{
+    if (b->len != 0 || b->cap == 0)
+        return;
+    if (b->cap == READ_CHUNK && s->npool < POOL_MAX) {
+        s->pool[s->npool++] = b->data;
+        b->data = NULL;
+        b->cap = b->start = 0;
+    } else {
+        cel_buf_free(b);
+    }
+}
+
+/* ---- epoll interest ---- */
+
+static void update_events(cel_server *s, cel_conn *c)
+{
+    uint32_t ev = 0;
+    if (c->lingering)
+        ev = EPOLLIN;
+    else {
+        int paused = c->state == CEL_CONN_CLOSING || c->read_eof
+                     || (c->state == CEL_CONN_ACTIVE && c->in.len >= s->cfg.read_high_water);
+        if (!paused)
+            ev |= EPOLLIN;
+        if (c->out.len)
+            ev |= EPOLLOUT;
+    }
+    if (ev != c->epoll_events) {
+        struct epoll_event e = { .events = ev, .data.ptr = c };
+        epoll_ctl(s->epfd, EPOLL_CTL_MOD, c->fd, &e);
+        c->epoll_events = ev;
+    }
+}
+
+/* ---- pending list ---- */
+
+static void pending_push(cel_server *s, cel_conn *c)
+{
+    if (c->in_pending)
+        return;
+    int was_empty = s->pending == NULL;
+    c->in_pending = 1;
+    c->pending_next = NULL;
+    c->pending_prev = s->pending_tail;
+    if (s->pending_tail)
+        s->pending_tail->pending_next = c;
+    else
+        s->pending = c;
+    s->pending_tail = c;
+    if (was_empty && s->cb.on_pending)
+        s->cb.on_pending(s->cb.ud);
+}
+
+static void pending_remove(cel_server *s, cel_conn *c)
+{
+    if (!c->in_pending)
+        return;
+    if (c->pending_prev)
+        c->pending_prev->pending_next = c->pending_next;
+    else
+        s->pending = c->pending_next;
+    if (c->pending_next)
+        c->pending_next->pending_prev = c->pending_prev;
+    else
+        s->pending_tail = c->pending_prev;
+    c->in_pending = 0;
+    c->pending_next = c->pending_prev = NULL;
+}
+
+/* ---- closing ---- */
+
+static void notify_close(cel_server *s, cel_conn *c)
+{
+    if (!c->notified_close) {
+        c->notified_close = 1;
+        if (s->cb.on_close)
+            s->cb.on_close(s->cb.ud, c);
+        c->user = NULL;
+    }
+}
+
+static void destroy(cel_server *s, cel_conn *c)
+{
+    notify_close(s, c);
+    pending_remove(s, c);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    s->nconns--;
+    epoll_ctl(s->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    close(c->fd);
+    cel_conn_release(c);
+    cel_free(c);
+}
+
+void cel_server_close(cel_server *s, cel_conn *c)
+{
+    destroy(s, c);
+}
+
+/* All output written: shut down our side and drain the peer's input for a
+ * moment, so unread request bytes do not turn our close into an RST that
+ * destroys the response at the client. */
+static void begin_linger(cel_server *s, cel_conn *c)
+{
+    notify_close(s, c);
+    pending_remove(s, c);
+    if (c->in.len == 0 && c->read_eof) {
+        destroy(s, c);
+        return;
+    }
+    shutdown(c->fd, SHUT_WR);
+    c->lingering = 1;
+    cel_buf_consume(&c->in, c->in.len);
+    c->deadline_ms = cel_server_now_ms() + LINGER_MS;
+    update_events(s, c);
+}
+
+int cel_server_flush(cel_server *s, cel_conn *c)
+{
+    while (c->out.len) {
+        ssize_t n = write(c->fd, cel_buf_head(&c->out), c->out.len);
+        if (n > 0) {
+            cel_buf_consume(&c->out, (size_t)n);
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            break;
+        destroy(s, c);
+        return CEL_ECLOSED;
+    }
+    if (c->out.len == 0) {
+        buf_release(s, &c->out);
+        if (c->state == CEL_CONN_CLOSING) {
+            begin_linger(s, c);
+            return CEL_ECLOSED;
+        }
+    }
+    if (c->want_drain && c->out.len < s->cfg.write_high_water) {
+        c->want_drain = 0;
+        if (s->cb.on_drain)
+            s->cb.on_drain(s->cb.ud, c);
+        if (c->notified_close)
+            return CEL_ECLOSED;
+    }
+    update_events(s, c);
+    return 0;
+}
+
+/* ---- request processing ---- */
+
+static const char *error_message(int status)
+{
+    switch (status) {
+    case 408: return "Request Timeout";
+    case 413: return "Request Entity Too Large";
+    case 414: return "Request-URI Too Long";
+    case 431: return "Request Header Fields Too Large";
+    case 505: return "HTTP Version Not Supported";
+    case 500: return "Internal Server Error";
+    default: return "Invalid HTTP request received.";
+    }
+}
+
+static int answer_error(cel_server *s, cel_conn *c, int err)
+{
+    int status = cel_err_http_status(err);
+    if (s->cb.on_bad_request)
+        s->cb.on_bad_request(s->cb.ud, c, err, status);
+    if (c->state == CEL_CONN_ACTIVE)
+        notify_close(s, c);
+    c->state = CEL_CONN_IDLE;
+    cel_conn_write_error(c, status, error_message(status), cel_server_date());
+    return cel_server_flush(s, c);
+}
+
+/* Drive c as far as its buffered input allows.  Returns CEL_ECLOSED if c was
+ * freed or is lingering, else 0. */
+static int process(cel_server *s, cel_conn *c)
+{
+    cel_http_request req;
+    int rc;
+    c->in_process = 1;
+    for (;;) {
+        switch (c->state) {
+        case CEL_CONN_IDLE:
+            if (c->in.len == 0) {
+                c->in_process = 0;
+                if (c->read_eof) {
+                    if (c->out.len)
+                        c->state = CEL_CONN_CLOSING;
+                    else {
+                        destroy(s, c);
+                        return CEL_ECLOSED;
+                    }
+                } else {
+                    c->head_started = 0;
+                    c->deadline_ms = cel_server_now_ms() +
+                        (c->requests ? s->cfg.keepalive_timeout_ms : s->cfg.header_timeout_ms);
+                    buf_release(s, &c->in);
+                }
+                return cel_server_flush(s, c);
+            }
+            if (!c->head_started) {
+                c->head_started = 1;
+                c->deadline_ms = cel_server_now_ms() + s->cfg.header_timeout_ms;
+            }
+            rc = cel_conn_parse_head(c, &req, s->headers, MAX_HEADERS_CAP);
+            if (rc == CEL_EAGAIN) {
+                c->in_process = 0;
+                if (c->read_eof) {
+                    destroy(s, c);
+                    return CEL_ECLOSED;
+                }
+                return cel_server_flush(s, c);
+            }
+            if (rc < 0) {
+                c->in_process = 0;
+                return answer_error(s, c, rc);
+            }
+            c->deadline_ms = 0;
+            c->dispatch_turn = s->turn;
+            c->user = NULL;
+            c->notified_close = 0;
+            rc = s->cb.on_request(s->cb.ud, c, &req);
+            if (rc < 0 && c->state == CEL_CONN_ACTIVE && !c->resp_started) {
+                c->in_process = 0;
+                return answer_error(s, c, CEL_ENOMEM);
+            }
+            continue;
+        case CEL_CONN_ACTIVE:
+            c->in_process = 0;
+            if (c->read_eof && !c->body_done) {
+                /* The client went away mid-request: the app sees http.disconnect. */
+                destroy(s, c);
+                return CEL_ECLOSED;
+            }
+            if (c->want_body && (c->in.len || c->read_eof)) {
+                c->deadline_ms = c->want_body ? cel_server_now_ms() + s->cfg.body_timeout_ms : 0;
+                if (s->cb.on_body)
+                    s->cb.on_body(s->cb.ud, c);
+                if (c->notified_close)
+                    return CEL_ECLOSED;
+                if (c->state != CEL_CONN_ACTIVE) {
+                    c->in_process = 1;
+                    continue;
+                }
+            }
+            if (c->out.len) {
+                if (c->dispatch_turn == s->turn && c->out.len < s->cfg.write_high_water) {
+                    /* Just dispatched: give the app one loop turn so its response
+                     * joins the earlier ones in a single write. */
+                    pending_push(s, c);
+                    update_events(s, c);
+                    return 0;
+                }
+                return cel_server_flush(s, c);
+            }
+            update_events(s, c);
+            return 0;
+        case CEL_CONN_DRAIN: {
+            const char *p;
+            size_t n;
+            while ((rc = cel_conn_body_read(c, &p, &n)) == 1)
+                ;
+            if (rc == 0) {
+                c->state = CEL_CONN_IDLE;
+                c->head_started = 0;
+                continue;
+            }
+            c->in_process = 0;
+            if (rc == CEL_EAGAIN && !c->read_eof) {
+                c->deadline_ms = cel_server_now_ms() + s->cfg.body_timeout_ms;
+                return cel_server_flush(s, c);
+            }
+            c->state = CEL_CONN_CLOSING;
+            return cel_server_flush(s, c);
+        }
+        default:
+            c->in_process = 0;
+            return cel_server_flush(s, c);
+        }
+    }
+}
+
+static void on_readable(cel_server *s, cel_conn *c)
+{
+    for (;;) {
+        buf_acquire(s, &c->in);
+        if (cel_buf_reserve(&c->in, c->in.cap ? 4096 : READ_CHUNK)) {
+            destroy(s, c);
+            return;
+        }
+        size_t room = cel_buf_room(&c->in);
+        ssize_t n = read(c->fd, cel_buf_tail(&c->in), room);
+        if (n > 0) {
+            c->in.len += (size_t)n;
+            if (c->lingering) {
+                cel_buf_consume(&c->in, c->in.len);
+                continue;
+            }
+            if ((size_t)n < room)
+                break;
+            if (c->state != CEL_CONN_IDLE && c->in.len >= s->cfg.read_high_water)
+                break;
+            if (c->state == CEL_CONN_IDLE && c->in.len > s->cfg.conn.limits.max_request_line
+                                                       + s->cfg.conn.limits.max_header_bytes + 4096)
+                break;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            break;
+        if (c->lingering || n < 0) {
+            destroy(s, c);
+            return;
+        }
+        c->read_eof = 1;
+        break;
+    }
+    if (c->lingering)
+        return;
+    process(s, c);
+}
+
+static void accept_ready(cel_server *s, listener *l)
+{
+    for (int i = 0; i < 64 && s->accepting; i++) {
+        struct sockaddr_storage peer;
+        socklen_t plen = sizeof peer;
+        int fd = accept4(l->fd, (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            return;     /* EAGAIN, or EMFILE etc.: try again on the next event */
+        }
+        cel_conn *c = cel_malloc(sizeof *c);
+        if (!c) {
+            close(fd);
+            continue;
+        }
+        cel_conn_init(c, fd, &s->cfg.conn);
+        if (peer.ss_family == AF_INET || peer.ss_family == AF_INET6) {
+            int one = 1;
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        }
+        if (plen > sizeof c->peer)
+            plen = sizeof c->peer;
+        memcpy(c->peer, &peer, plen);
+        c->peer_len = plen;
+        socklen_t llen = sizeof c->local;
+        if (getsockname(fd, (struct sockaddr *)c->local, &llen) == 0)
+            c->local_len = llen;
+        c->epoll_events = EPOLLIN;
+        struct epoll_event e = { .events = EPOLLIN, .data.ptr = c };
+        if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &e) < 0) {
+            close(fd);
+            cel_free(c);
+            continue;
+        }
+        c->next = s->conns;
+        if (s->conns)
+            s->conns->prev = c;
+        s->conns = c;
+        s->nconns++;
+        c->deadline_ms = cel_server_now_ms() + s->cfg.header_timeout_ms;
+        if (s->cfg.max_connections && s->nconns >= s->cfg.max_connections)
+            return;
+    }
+}
+
+static listener *as_listener(cel_server *s, void *ptr)
+{
+    if ((char *)ptr >= (char *)s->listeners && (char *)ptr < (char *)(s->listeners + MAX_LISTENERS))
+        return ptr;
+    return NULL;
+}
+
+int cel_server_poll(cel_server *s)
+{
+    struct epoll_event ev[MAX_EVENTS];
+    s->turn++;
+    int n = epoll_wait(s->epfd, ev, MAX_EVENTS, 0);
+    for (int i = 0; i < n; i++) {
+        listener *l = as_listener(s, ev[i].data.ptr);
+        if (l) {
+            accept_ready(s, l);
+            continue;
+        }
+        cel_conn *c = ev[i].data.ptr;
+        if (ev[i].events & EPOLLOUT) {
+            if (cel_server_flush(s, c) == CEL_ECLOSED && !c->lingering)
+                continue;
+            if (c->lingering && !(ev[i].events & EPOLLIN))
+                continue;
+        }
+        if (ev[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+            on_readable(s, c);
+    }
+    cel_server_run_pending(s);
+    return n < 0 ? 0 : n;
+}
+
+void cel_server_run_pending(cel_server *s)
+{
+    s->turn++;
+    /* Only the connections queued before this call: ones re-queued by
+     * process() wait for the next turn. */
+    cel_conn *tail = s->pending_tail;
+    while (s->pending) {
+        cel_conn *c = s->pending;
+        int last = c == tail;
+        pending_remove(s, c);
+        process(s, c);
+        if (last)
+            break;
+    }
+}
+
+void cel_server_sweep(cel_server *s, uint64_t now_ms)
+{
+    cel_conn *c = s->conns;
+    while (c) {
+        cel_conn *next = c->next;
+        if (c->deadline_ms && now_ms >= c->deadline_ms) {
+            if (c->lingering)
+                destroy(s, c);
+            else if (c->state == CEL_CONN_IDLE && c->head_started && c->in.len)
+                answer_error(s, c, CEL_ETIMEOUT);
+            else if (c->state == CEL_CONN_IDLE || c->state == CEL_CONN_DRAIN
+                     || (c->state == CEL_CONN_ACTIVE && c->want_body))
+                destroy(s, c);
+        }
+        c = next;
+    }
+}
+
+int cel_server_response_done(cel_server *s, cel_conn *c)
+{
+    int st = cel_conn_finish(c);
+    c->want_body = 0;
+    if (st == CEL_CONN_ACTIVE)
+        return 0;
+    c->user = NULL;
+    if (c->in_process)
+        return 0;       /* process() continues with the next request itself */
+    if (st == CEL_CONN_IDLE && c->in.len) {
+        pending_push(s, c);
+        if (c->out.len >= s->cfg.write_high_water)
+            return cel_server_flush(s, c);
+        return 0;
+    }
+    if (st == CEL_CONN_IDLE) {
+        c->head_started = 0;
+        c->deadline_ms = cel_server_now_ms() + s->cfg.keepalive_timeout_ms;
+        buf_release(s, &c->in);
+    } else if (st == CEL_CONN_DRAIN) {
+        c->deadline_ms = cel_server_now_ms() + s->cfg.body_timeout_ms;
+    }
+    return cel_server_flush(s, c);
+}
+
+int cel_server_want_body(cel_server *s, cel_conn *c)
+{
+    c->want_body = 1;
+    c->deadline_ms = cel_server_now_ms() + s->cfg.body_timeout_ms;
+    if (cel_conn_send_continue(c) == 1 && !c->in_process)
+        return cel_server_flush(s, c);
+    update_events(s, c);
+    return 0;
+}
+
+/* ---- listeners ---- */
+
+static int add_listener(cel_server *s, int fd, int port)
+{
+    if (s->nlisteners >= MAX_LISTENERS) {
+        close(fd);
+        errno = EMFILE;
+        return CEL_EIO;
+    }
+    int fl = fcntl(fd, F_GETFL);
+    fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+    listener *l = &s->listeners[s->nlisteners];
+    l->fd = fd;
+    l->port = port;
+    struct epoll_event e = { .events = EPOLLIN, .data.ptr = l };
+    if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &e) < 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return CEL_EIO;
+    }
+    s->nlisteners++;
+    return 0;
+}
+
+int cel_server_listen_tcp(cel_server *s, const char *host, int port)
+{
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE;
+    char portstr[16];
+    snprintf(portstr, sizeof portstr, "%d", port);
+    int gai = getaddrinfo(host && *host ? host : NULL, portstr, &hints, &res);
+    if (gai != 0) {
+        errno = EADDRNOTAVAIL;
+        return CEL_EIO;
+    }
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        freeaddrinfo(res);
+        return CEL_EIO;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, s->cfg.backlog) < 0) {
+        int saved = errno;
+        freeaddrinfo(res);
+        close(fd);
+        errno = saved;
+        return CEL_EIO;
+    }
+    freeaddrinfo(res);
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    int bound = port;
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0) {
+        if (ss.ss_family == AF_INET)
+            bound = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        else if (ss.ss_family == AF_INET6)
+            bound = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    }
+    return add_listener(s, fd, bound);
+}
+
+int cel_server_listen_unix(cel_server *s, const char *path)
+{
+    struct sockaddr_un sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof sa.sun_path) {
+        errno = ENAMETOOLONG;
+        return CEL_EIO;
+    }
+    strcpy(sa.sun_path, path);
+    unlink(path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return CEL_EIO;
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, s->cfg.backlog) < 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return CEL_EIO;
+    }
+    return add_listener(s, fd, -1);
+}
+
+int cel_server_listen_fd(cel_server *s, int fd)
+{
+    return add_listener(s, fd, -1);
+}
+
+int cel_server_bound_port(const cel_server *s)
+{
+    for (int i = 0; i < s->nlisteners; i++)
+        if (s->listeners[i].port >= 0)
+            return s->listeners[i].port;
+    return -1;
+}
+
+int cel_server_fd(const cel_server *s)
+{
+    return s->epfd;
+}
+
+void cel_server_stop_accepting(cel_server *s)
+{
+    s->accepting = 0;
+    for (int i = 0; i < s->nlisteners; i++) {
+        epoll_ctl(s->epfd, EPOLL_CTL_DEL, s->listeners[i].fd, NULL);
+        close(s->listeners[i].fd);
+        s->listeners[i].fd = -1;
+    }
+    s->nlisteners = 0;
+}
+
+size_t cel_server_close_idle(cel_server *s)
+{
+    cel_conn *c = s->conns;
+    while (c) {
+        cel_conn *next = c->next;
+        if ((c->state == CEL_CONN_IDLE && c->in.len == 0 && c->out.len == 0) || c->lingering)
+            destroy(s, c);
+        c = next;
+    }
+    return s->nconns;
+}
+
+size_t cel_server_num_connections(const cel_server *s)
+{
+    return s->nconns;
+}
+
+void cel_server_free(cel_server *s)
+{
+    if (!s)
+        return;
+    while (s->conns)
+        destroy(s, s->conns);
+    for (int i = 0; i < s->nlisteners; i++)
+        if (s->listeners[i].fd >= 0)
+            close(s->listeners[i].fd);
+    for (int i = 0; i < s->npool; i++)
+        cel_free(s->pool[i]);
+    close(s->epfd);
+    cel_free(s);
+}

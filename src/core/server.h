@@ -1,0 +1,112 @@
+/* The socket side of the core: listening sockets, an epoll set, accept,
+ * read/write, pipelined dispatch and timeouts.  Single-threaded; the
+ * embedder calls cel_server_poll() whenever cel_server_fd() is readable
+ * (the binding registers it with the asyncio loop) and cel_server_sweep()
+ * about once a second.
+ *
+ * Application work is delegated through cel_server_callbacks; the callbacks
+ * may call back into the cel_server_* response functions for the same
+ * connection (never free it themselves). */
+#ifndef CEL_SERVER_H
+#define CEL_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "conn.h"
+
+typedef struct cel_server cel_server;
+
+typedef struct cel_server_config {
+    cel_conn_config conn;
+    int backlog;                    /* listen(2) backlog; default 2048 */
+    uint64_t header_timeout_ms;     /* whole head must arrive within; default 10000 -> 408 */
+    uint64_t keepalive_timeout_ms;  /* idle between requests; default 5000 */
+    uint64_t body_timeout_ms;       /* no body bytes while the app waits; default 30000 -> close */
+    size_t read_high_water;         /* stop reading past this many buffered body bytes; default 256 KiB */
+    size_t write_high_water;        /* senders wait past this many unsent bytes; default 256 KiB */
+    size_t max_connections;         /* accepting pauses at this count; 0 = unlimited */
+} cel_server_config;
+
+void cel_server_config_default(cel_server_config *cfg);
+
+typedef struct cel_server_callbacks {
+    void *ud;
+    /* A head was parsed on c (state ACTIVE).  req's slices are valid only
+     * during the call.  Return 0, or a negative cel_err to have the server
+     * answer 500 and close. */
+    int (*on_request)(void *ud, cel_conn *c, const cel_http_request *req);
+    /* Body bytes, the body's end, or EOF arrived while c->want_body is set. */
+    void (*on_body)(void *ud, cel_conn *c);
+    /* `out` drained below the high-water mark while c->want_drain is set. */
+    void (*on_drain)(void *ud, cel_conn *c);
+    /* c is about to be closed and freed; drop every reference to it. */
+    void (*on_close)(void *ud, cel_conn *c);
+    /* Connections have buffered input to process: call
+     * cel_server_run_pending() soon (from the event loop, not from inside a
+     * callback). */
+    void (*on_pending)(void *ud);
+    /* A request head was rejected with `status` (for logging). */
+    void (*on_bad_request)(void *ud, cel_conn *c, int err, int status);
+} cel_server_callbacks;
+
+/* New server with copies of cfg and cb; NULL on allocation or epoll failure
+ * (errno set).  Free with cel_server_free. */
+cel_server *cel_server_new(const cel_server_config *cfg, const cel_server_callbacks *cb);
+
+/* Close every connection (on_close for each) and listener, then free.  NULL ok. */
+void cel_server_free(cel_server *s);
+
+/* Bind and listen; 0 or CEL_EIO with errno set (EADDRINUSE ...).  For TCP,
+ * host is a numeric IPv4/IPv6 address or a name resolved with getaddrinfo. */
+int cel_server_listen_tcp(cel_server *s, const char *host, int port);
+int cel_server_listen_unix(cel_server *s, const char *path);
+/* Adopt an already-listening socket (made non-blocking here). */
+int cel_server_listen_fd(cel_server *s, int fd);
+
+/* The port actually bound by the first TCP listener (useful with port 0), or -1. */
+int cel_server_bound_port(const cel_server *s);
+
+/* The epoll descriptor to watch for readability. */
+int cel_server_fd(const cel_server *s);
+
+/* Handle ready events without blocking.  Returns the number handled. */
+int cel_server_poll(cel_server *s);
+
+/* Process connections with buffered, unprocessed input (pipelining). */
+void cel_server_run_pending(cel_server *s);
+
+/* Enforce timeouts: 408 for slow heads, close idle keep-alive and stalled
+ * bodies.  now_ms from cel_server_now_ms(). */
+void cel_server_sweep(cel_server *s, uint64_t now_ms);
+
+uint64_t cel_server_now_ms(void);
+
+/* Try to write c->out now.  On EAGAIN waits for EPOLLOUT; on error closes c.
+ * Returns 0, or CEL_ECLOSED if c was closed (do not touch it again). */
+int cel_server_flush(cel_server *s, cel_conn *c);
+
+/* The response on c is complete (cel_conn_response_body with more = 0, or
+ * cel_conn_write_error): decide keep-alive, flush or batch, and move on to
+ * the next pipelined request.  Returns 0 or CEL_ECLOSED (c freed). */
+int cel_server_response_done(cel_server *s, cel_conn *c);
+
+/* The app wants body bytes: resume reading, send 100-continue if owed.
+ * Returns 0 or CEL_ECLOSED. */
+int cel_server_want_body(cel_server *s, cel_conn *c);
+
+/* Close c now (on_close is called). */
+void cel_server_close(cel_server *s, cel_conn *c);
+
+/* Stop accepting (graceful shutdown); existing connections continue. */
+void cel_server_stop_accepting(cel_server *s);
+
+/* Close idle connections (IDLE with no partial head); returns how many remain open. */
+size_t cel_server_close_idle(cel_server *s);
+
+size_t cel_server_num_connections(const cel_server *s);
+
+/* Current Date header value (cached per second). */
+const char *cel_server_date(void);
+
+#endif
