@@ -1029,11 +1029,12 @@ def main(argv=None) -> int:
                     if rec.get("start_failed"):
                         gave_up.add(name)  # it will not start next round either
                     _print_record(sc, name, rec)
-            block = {"title": sc.title, "kind": sc.kind, "path": sc.path,
-                     "method": sc.method, "app": sc.app, "pipeline": sc.pipeline,
-                     "servers": {s: summarize(sc, per[s]) for s in servers}}
-            block["ratios"] = ratios(sc, block["servers"])
-            result["scenarios"][sname] = block
+                    # kept up to date so that an interrupted run still reports what it measured
+                    block = {"title": sc.title, "kind": sc.kind, "path": sc.path,
+                             "method": sc.method, "app": sc.app, "pipeline": sc.pipeline,
+                             "servers": {s: summarize(sc, per[s]) for s in servers if per[s]}}
+                    block["ratios"] = ratios(sc, block["servers"])
+                    result["scenarios"][sname] = block
     except KeyboardInterrupt:
         interrupted = True
         print("\ninterrupted: writing what was measured", file=sys.stderr)

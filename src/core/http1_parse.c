@@ -247,35 +247,31 @@ static const char *parse_version(const char *p, const char *end, int *minor, int
     return p;
 }
 
-/* Validate the form of a request-target (RFC 9112 3.2) and split it. */
-static int check_target(const char *t, size_t n, const cel_slice *method, cel_http_request *req)
+/* Check the form of a request-target (RFC 9112 3.2): origin-form,
+ * absolute-form with an http(s) scheme and an authority, or asterisk-form
+ * with OPTIONS.  Authority-form (CONNECT) is not served. */
+static int check_target(const char *t, size_t n, cel_slice method)
 {
-    if (t[0] == '*') {
-        /* asterisk-form is only meaningful for a server-wide OPTIONS */
-        if (n != 1 || method->len != 7 || memcmp(method->p, "OPTIONS", 7) != 0)
-            return CEL_ETARGET;
-    } else if (t[0] != '/') {
-        /* absolute-form: "http" / "https" "://" non-empty authority */
-        size_t s;
-        if (n >= 7 && IEQ(t, 4, "http") && memcmp(t + 4, "://", 3) == 0)
-            s = 7;
-        else if (n >= 8 && IEQ(t, 5, "https") && memcmp(t + 5, "://", 3) == 0)
-            s = 8;
-        else
-            return CEL_ETARGET;
-        if (s == n || t[s] == '/' || t[s] == '?')
-            return CEL_ETARGET;
-    }
-    const char *q = memchr(t, '?', n);
-    req->target.p = t;
-    req->target.len = n;
-    req->path.p = t;
-    req->path.len = q ? (size_t)(q - t) : n;
-    req->query.p = q ? q + 1 : t + n;
-    req->query.len = q ? n - req->path.len - 1 : 0;
+    if (t[0] == '/')
+        return 0;
+    if (t[0] == '*')
+        return n == 1 && method.len == 7 && memcmp(method.p, "OPTIONS", 7) == 0
+               ? 0 : CEL_ETARGET;
+    size_t s;
+    if (n >= 7 && IEQ(t, 4, "http") && memcmp(t + 4, "://", 3) == 0)
+        s = 7;
+    else if (n >= 8 && IEQ(t, 5, "https") && memcmp(t + 5, "://", 3) == 0)
+        s = 8;
+    else
+        return CEL_ETARGET;
+    if (s == n || t[s] == '/' || t[s] == '?')
+        return CEL_ETARGET;                 /* empty authority */
     return 0;
 }
 
+/* limits may be NULL for the defaults.  Until success only req->headers[]
+ * is written: on CEL_EAGAIN or an error req->num_headers still holds the
+ * capacity, so the caller can simply call again with more bytes. */
 long cel_http_parse_request(const char *buf, size_t len,
                             const cel_http_limits *limits,
                             cel_http_request *req)
@@ -333,7 +329,7 @@ long cel_http_parse_request(const char *buf, size_t len,
     }
     /* Target form is checked only once the line is known to be complete, so
      * a head split anywhere gives the same answer as the whole head. */
-    err = check_target(t, tlen, &method, req);
+    err = check_target(t, tlen, method);
     if (err)
         return err;
 
@@ -414,7 +410,14 @@ long cel_http_parse_request(const char *buf, size_t len,
     if (s.hosts > 1 || (minor == 1 && s.hosts == 0))
         return CEL_EBADREQ;
 
+    const char *q = memchr(t, '?', tlen);
     req->method = method;
+    req->target.p = t;
+    req->target.len = tlen;
+    req->path.p = t;
+    req->path.len = q ? (size_t)(q - t) : tlen;
+    req->query.p = q ? q + 1 : t + tlen;
+    req->query.len = q ? tlen - req->path.len - 1 : 0;
     req->minor_version = minor;
     req->num_headers = nh;
     if (s.have_te) {
