@@ -8,7 +8,7 @@ C_TESTS = $(patsubst tests/c/%.c,build/ctest/%,$(filter-out tests/c/test_main.c,
 FUZZERS = $(patsubst fuzz/%.c,build/fuzz/%,$(wildcard fuzz/fuzz_*.c))
 FUZZ_SECONDS ?= 60
 
-.PHONY: all install run test ctest ctest-asan pytest fuzz fuzz-build bench clean
+.PHONY: all install run test ctest ctest-asan pytest pytest-asan ext-asan fuzz fuzz-build bench clean
 
 all: install
 
@@ -19,7 +19,7 @@ install:
 run: install
 	$(PYTHON) -m celeris run examples.hello:app --host 127.0.0.1 --port 8000
 
-test: install ctest ctest-asan pytest
+test: install ctest ctest-asan pytest pytest-asan
 
 build/ctest/%: tests/c/%.c $(CORE_SRC) tests/c/test.h
 	@mkdir -p $(dir $@)
@@ -37,6 +37,20 @@ ctest-asan: $(patsubst build/ctest/%,build/ctest-asan/%,$(C_TESTS))
 
 pytest:
 	$(PYTHON) -m pytest -q tests/python
+
+# The extension built with ASan+UBSan into build/asan (package copied beside it),
+# then the whole Python suite run against it (servers are subprocesses and
+# inherit PYTHONPATH/LD_PRELOAD).
+ASAN_RT = $(shell $(CC) -print-file-name=libasan.so) $(shell $(CC) -print-file-name=libubsan.so)
+ext-asan:
+	rm -rf build/asan && mkdir -p build/asan
+	CELERIS_SANITIZE=1 $(PYTHON) setup.py -q build_ext --build-lib build/asan --build-temp build/asan-tmp
+	cp python/celeris/*.py python/celeris/py.typed build/asan/celeris/
+
+pytest-asan: ext-asan
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  LD_PRELOAD="$(ASAN_RT)" PYTHONPATH=$(CURDIR)/build/asan CELERIS_EXPECT_SANITIZED=1 \
+	  $(PYTHON) -m pytest -q -p no:cacheprovider tests/python
 
 build/fuzz/%: fuzz/%.c $(CORE_SRC)
 	@mkdir -p $(dir $@)

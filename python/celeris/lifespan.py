@@ -37,7 +37,6 @@ class Lifespan:
         if self.error_occured or not self.supported:
             return
         logger.info("Waiting for application shutdown.")
-        self.shutdown_event.clear()
         await self.receive_queue.put({"type": "lifespan.shutdown"})
         await self.shutdown_event.wait()
         if self.shutdown_failed or (self.error_occured and self.mode == "on"):

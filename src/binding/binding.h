@@ -17,6 +17,7 @@ typedef struct {
     PyTypeObject *Server_Type;
     PyTypeObject *Cycle_Type;
     PyTypeObject *Ready_Type;
+    PyTypeObject *MemConn_Type;
     PyObject *ready_none;           /* awaitable resolving to None */
     PyObject *disconnect_msg_proto; /* {"type": "http.disconnect"} (copied per use) */
     /* interned strings */
@@ -72,6 +73,15 @@ PyObject *celeris_ready_new(celeris_state *st, PyObject *value);   /* new ref; s
 PyObject *celeris_build_scope(ServerObject *self, cel_conn *c, const cel_http_request *req);
 /* Release the per-connection cache (c->cache); safe when there is none. */
 void celeris_conn_cache_free(cel_conn *c);
+/* Set the client/server address tuples of c (borrowed refs, stored as new
+ * references; None allowed).  0 or -1 with an exception. */
+int celeris_conn_cache_set(cel_conn *c, PyObject *client, PyObject *server);
+
+/* memconn.c */
+PyObject *celeris_memconn_new(ServerObject *server, PyObject *client, PyObject *srvaddr,
+                              PyObject *on_output);
+void celeris_memconn_on_output(cel_conn *c);
+void celeris_memconn_on_free(cel_conn *c);
 
 /* cycle.c */
 PyObject *celeris_cycle_new(ServerObject *server, cel_conn *c, PyObject *scope);
@@ -82,5 +92,6 @@ void celeris_cycle_on_close(CycleObject *cy);
 extern PyType_Spec celeris_server_spec;
 extern PyType_Spec celeris_cycle_spec;
 extern PyType_Spec celeris_ready_spec;
+extern PyType_Spec celeris_memconn_spec;
 
 #endif

@@ -192,6 +192,9 @@ static int celeris_exec(PyObject *m)
     st->Cycle_Type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &celeris_cycle_spec, NULL);
     if (!st->Cycle_Type)
         return -1;
+    st->MemConn_Type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &celeris_memconn_spec, NULL);
+    if (!st->MemConn_Type)
+        return -1;
     ReadyObject *none = PyObject_GC_New(ReadyObject, st->Ready_Type);
     if (!none)
         return -1;
@@ -212,6 +215,7 @@ static int celeris_traverse(PyObject *m, visitproc visit, void *arg)
     Py_VISIT(st->Server_Type);
     Py_VISIT(st->Cycle_Type);
     Py_VISIT(st->Ready_Type);
+    Py_VISIT(st->MemConn_Type);
     Py_VISIT(st->ready_none);
     return 0;
 }
@@ -222,6 +226,7 @@ static int celeris_clear(PyObject *m)
     Py_CLEAR(st->Server_Type);
     Py_CLEAR(st->Cycle_Type);
     Py_CLEAR(st->Ready_Type);
+    Py_CLEAR(st->MemConn_Type);
     Py_CLEAR(st->ready_none);
     PyObject **strs[] = {
         &st->s_type, &st->s_asgi, &st->s_http_version, &st->s_server, &st->s_client,

@@ -58,6 +58,20 @@ static ConnCache *conn_cache(cel_conn *c)
     return cc;
 }
 
+int celeris_conn_cache_set(cel_conn *c, PyObject *client, PyObject *server)
+{
+    celeris_conn_cache_free(c);
+    ConnCache *cc = PyMem_Calloc(1, sizeof *cc);
+    if (!cc) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    cc->client = Py_NewRef(client);
+    cc->server = Py_NewRef(server);
+    c->cache = cc;
+    return 0;
+}
+
 void celeris_conn_cache_free(cel_conn *c)
 {
     ConnCache *cc = c->cache;

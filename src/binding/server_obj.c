@@ -93,6 +93,18 @@ static void on_bad_request(void *ud, cel_conn *c, int err, int status)
     Py_XDECREF(r);
 }
 
+static void on_output(void *ud, cel_conn *c)
+{
+    (void)ud;
+    celeris_memconn_on_output(c);
+}
+
+static void on_free(void *ud, cel_conn *c)
+{
+    (void)ud;
+    celeris_memconn_on_free(c);
+}
+
 static int ms_from(PyObject *o, uint64_t *out)
 {
     double d = PyFloat_AsDouble(o);
@@ -180,6 +192,8 @@ static PyObject *server_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
         .on_close = on_close,
         .on_pending = on_pending,
         .on_bad_request = on_bad_request,
+        .on_output = on_output,
+        .on_free = on_free,
     };
     self->srv = cel_server_new(cfg, &cb);
     if (!self->srv) {
@@ -298,6 +312,17 @@ static PyObject *server_close(PyObject *op, PyObject *Py_UNUSED(a))
     Py_RETURN_NONE;
 }
 
+static PyObject *server_memory_conn(PyObject *op, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"client", "server", "on_output", NULL};
+    ServerObject *self = (ServerObject *)op;
+    PyObject *client = Py_None, *srvaddr = Py_None, *cb = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|OOO:memory_conn", kwlist, &client, &srvaddr, &cb)
+        || check_open(self) < 0)
+        return NULL;
+    return celeris_memconn_new(self, client, srvaddr, cb);
+}
+
 static PyObject *get_num_connections(PyObject *op, void *Py_UNUSED(c))
 {
     ServerObject *self = (ServerObject *)op;
@@ -373,6 +398,8 @@ static PyMethodDef server_methods[] = {
     {"stop_accepting", server_stop_accepting, METH_NOARGS, "Close the listening sockets."},
     {"close_idle", server_close_idle, METH_NOARGS, "Close idle connections; returns how many remain."},
     {"close", server_close, METH_NOARGS, "Close every connection and free the server."},
+    {"memory_conn", (PyCFunction)(void (*)(void))server_memory_conn, METH_VARARGS | METH_KEYWORDS,
+     "memory_conn(client=None, server=None, on_output=None): an in-memory connection."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -76,12 +76,14 @@ typedef struct cel_conn {
     unsigned in_process : 1;    /* the server is inside process() for this connection */
     unsigned lingering : 1;     /* write side shut down; discarding input until EOF */
     unsigned notified_close : 1;/* on_close has been called */
+    unsigned closed : 1;        /* in-memory connection: closed, output still takeable */
     uint64_t dispatch_turn;     /* server turn in which the active request was dispatched */
     struct cel_conn *pending_next;
     struct cel_conn *pending_prev;
     struct cel_conn *prev, *next;   /* server's list of all connections */
     void *user;                 /* binding's object for the active request (borrowed) */
     void *cache;                /* binding's per-connection data; it frees it in on_close */
+    void *owner;                /* in-memory connections: the embedder's handle (borrowed) */
     unsigned char peer[128];    /* struct sockaddr_storage of the peer */
     unsigned peer_len;
     unsigned char local[128];

@@ -115,6 +115,8 @@ static void buf_release(cel_server *s, cel_buf *b)
 static void update_events(cel_server *s, cel_conn *c)
 {
     uint32_t ev = 0;
+    if (c->fd < 0)
+        return;
     if (c->lingering)
         ev = EPOLLIN;
     else {
@@ -179,17 +181,33 @@ static void notify_close(cel_server *s, cel_conn *c)
     }
 }
 
-static void destroy(cel_server *s, cel_conn *c)
+static void unlink_conn(cel_server *s, cel_conn *c)
 {
-    notify_close(s, c);
-    pending_remove(s, c);
     if (c->prev)
         c->prev->next = c->next;
     else
         s->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
+    c->prev = c->next = NULL;
     s->nconns--;
+}
+
+static void destroy(cel_server *s, cel_conn *c)
+{
+    notify_close(s, c);
+    pending_remove(s, c);
+    if (c->fd < 0) {
+        /* In-memory: the owner frees it with cel_server_close; keep output. */
+        if (!c->closed) {
+            c->closed = 1;
+            c->state = CEL_CONN_CLOSED;
+            if (s->cb.on_output)
+                s->cb.on_output(s->cb.ud, c);
+        }
+        return;
+    }
+    unlink_conn(s, c);
     epoll_ctl(s->epfd, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
     cel_conn_release(c);
@@ -198,6 +216,16 @@ static void destroy(cel_server *s, cel_conn *c)
 
 void cel_server_close(cel_server *s, cel_conn *c)
 {
+    if (c->fd < 0) {
+        destroy(s, c);
+        if (c->prev || c->next || s->conns == c)
+            unlink_conn(s, c);
+        if (s->cb.on_free)
+            s->cb.on_free(s->cb.ud, c);
+        cel_conn_release(c);
+        cel_free(c);
+        return;
+    }
     destroy(s, c);
 }
 
@@ -206,6 +234,10 @@ void cel_server_close(cel_server *s, cel_conn *c)
  * destroys the response at the client. */
 static void begin_linger(cel_server *s, cel_conn *c)
 {
+    if (c->fd < 0) {
+        destroy(s, c);
+        return;
+    }
     notify_close(s, c);
     pending_remove(s, c);
     if (c->in.len == 0 && c->read_eof) {
@@ -221,6 +253,22 @@ static void begin_linger(cel_server *s, cel_conn *c)
 
 int cel_server_flush(cel_server *s, cel_conn *c)
 {
+    if (c->fd < 0) {
+        if (c->closed)
+            return CEL_ECLOSED;
+        if (c->out.len && s->cb.on_output)
+            s->cb.on_output(s->cb.ud, c);
+        if (c->state == CEL_CONN_CLOSING) {
+            destroy(s, c);
+            return CEL_ECLOSED;
+        }
+        if (c->want_drain && c->out.len < s->cfg.write_high_water) {
+            c->want_drain = 0;
+            if (s->cb.on_drain)
+                s->cb.on_drain(s->cb.ud, c);
+        }
+        return c->closed ? CEL_ECLOSED : 0;
+    }
     while (c->out.len) {
         ssize_t n = write(c->fd, cel_buf_head(&c->out), c->out.len);
         if (n > 0) {
@@ -528,7 +576,7 @@ void cel_server_sweep(cel_server *s, uint64_t now_ms)
     cel_conn *c = s->conns;
     while (c) {
         cel_conn *next = c->next;
-        if (c->deadline_ms && now_ms >= c->deadline_ms) {
+        if (c->fd >= 0 && c->deadline_ms && now_ms >= c->deadline_ms) {
             if (c->lingering)
                 destroy(s, c);
             else if (c->state == CEL_CONN_IDLE && c->head_started && c->in.len)
@@ -711,12 +759,58 @@ size_t cel_server_num_connections(const cel_server *s)
     return s->nconns;
 }
 
+cel_conn *cel_server_memory_conn(cel_server *s, const void *peer, unsigned peer_len)
+{
+    cel_conn *c = cel_malloc(sizeof *c);
+    if (!c)
+        return NULL;
+    cel_conn_init(c, -1, &s->cfg.conn);
+    if (peer && peer_len && peer_len <= sizeof c->peer) {
+        memcpy(c->peer, peer, peer_len);
+        c->peer_len = peer_len;
+    }
+    c->next = s->conns;
+    if (s->conns)
+        s->conns->prev = c;
+    s->conns = c;
+    s->nconns++;
+    return c;
+}
+
+int cel_server_feed(cel_server *s, cel_conn *c, const char *p, size_t n, int eof)
+{
+    if (c->closed)
+        return CEL_ECLOSED;
+    if (n && cel_buf_append(&c->in, p, n))
+        return CEL_ENOMEM;
+    if (eof)
+        c->read_eof = 1;
+    if (c->in_process)
+        return 0;
+    s->turn++;
+    process(s, c);
+    return c->closed ? CEL_ECLOSED : 0;
+}
+
+size_t cel_server_take_output(cel_server *s, cel_conn *c, char *dst, size_t cap)
+{
+    size_t n = c->out.len < cap ? c->out.len : cap;
+    memcpy(dst, cel_buf_head(&c->out), n);
+    cel_buf_consume(&c->out, n);
+    if (c->want_drain && c->out.len < s->cfg.write_high_water && !c->closed) {
+        c->want_drain = 0;
+        if (s->cb.on_drain)
+            s->cb.on_drain(s->cb.ud, c);
+    }
+    return n;
+}
+
 void cel_server_free(cel_server *s)
 {
     if (!s)
         return;
     while (s->conns)
-        destroy(s, s->conns);
+        cel_server_close(s, s->conns);
     for (int i = 0; i < s->nlisteners; i++)
         if (s->listeners[i].fd >= 0)
             close(s->listeners[i].fd);

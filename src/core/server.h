@@ -48,6 +48,12 @@ typedef struct cel_server_callbacks {
     void (*on_pending)(void *ud);
     /* A request head was rejected with `status` (for logging). */
     void (*on_bad_request)(void *ud, cel_conn *c, int err, int status);
+    /* In-memory connections only: bytes were appended to c->out (take them
+     * with cel_server_take_output) or the connection is now closed. */
+    void (*on_output)(void *ud, cel_conn *c);
+    /* In-memory connections only: c is being freed (by cel_server_close or
+     * cel_server_free); drop the owner's pointer to it. */
+    void (*on_free)(void *ud, cel_conn *c);
 } cel_server_callbacks;
 
 /* New server with copies of cfg and cb; NULL on allocation or epoll failure
@@ -105,6 +111,23 @@ void cel_server_stop_accepting(cel_server *s);
 size_t cel_server_close_idle(cel_server *s);
 
 size_t cel_server_num_connections(const cel_server *s);
+
+/* ---- in-memory connections (the TestClient path) ----
+ * Same parser, state machine and dispatch as sockets; bytes go in with
+ * cel_server_feed and come out of c->out.  Such a connection (fd -1) is
+ * freed by cel_server_close or cel_server_free, never by the peer. */
+
+/* New in-memory connection; peer/local are optional sockaddrs (may be NULL).
+ * NULL on allocation failure. */
+cel_conn *cel_server_memory_conn(cel_server *s, const void *peer, unsigned peer_len);
+
+/* Append request bytes (n may be 0) and process them; eof marks the client's
+ * write side closed.  Returns 0, CEL_ENOMEM, or CEL_ECLOSED if the connection
+ * has closed (its output may still be taken). */
+int cel_server_feed(cel_server *s, cel_conn *c, const char *p, size_t n, int eof);
+
+/* Move up to cap bytes of c's pending output to dst; returns the count. */
+size_t cel_server_take_output(cel_server *s, cel_conn *c, char *dst, size_t cap);
 
 /* Current Date header value (cached per second). */
 const char *cel_server_date(void);
