@@ -190,6 +190,14 @@ def cpu_seconds(pid: int) -> float:
     return total / tick
 
 
+def machine_busy_seconds() -> float:
+    """CPU-seconds all processes on the machine have used (from /proc/stat)."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 # --------------------------------------------------------------------------------------------
 # Servers
 
@@ -659,19 +667,32 @@ def measure(name: str, sc: Scenario, args, opts: Options, rnd: int) -> dict:
                 if args.warmup > 0:
                     run_wrk(wrk_argv(sc, srv.port, args, args.warmup, latency=False), args.warmup)
                 cmd = wrk_argv(sc, srv.port, args, args.duration, latency=True)
-                c0, w0 = cpu_seconds(srv.proc.pid), time.monotonic()
+                ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+                m0, c0, w0 = machine_busy_seconds(), cpu_seconds(srv.proc.pid), time.monotonic()
                 out = run_wrk(cmd, args.duration)
-                c1, w1 = cpu_seconds(srv.proc.pid), time.monotonic()
+                m1, c1, w1 = machine_busy_seconds(), cpu_seconds(srv.proc.pid), time.monotonic()
+                ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+                wrk_cpu = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
                 rec.update(parse_wrk(out))
+                wall = w1 - w0
+                rec["wrk_cpu_pct"] = round(100 * wrk_cpu / wall, 1)
+                # whatever else ran on the machine meanwhile (other jobs, the harness itself)
+                rec["other_cpu_pct"] = round(100 * ((m1 - m0) - (c1 - c0) - wrk_cpu) / wall, 1)
                 if sc.pipeline > 1:
                     # wrk 4.1's percentiles are garbage with pipelining (0.00us, or p99 < p50);
                     # its average is per batch of `pipeline` requests
                     for k in ("p50_ms", "p75_ms", "p90_ms", "p99_ms"):
                         rec.pop(k, None)
                     rec["percentiles_missing"] = True
-                rec["server_cpu_pct"] = round(100 * (c1 - c0) / (w1 - w0), 1)
+                rec["server_cpu_pct"] = round(100 * (c1 - c0) / wall, 1)
+                warnings = []
                 if rec["non_2xx"]:
-                    rec["warning"] = f"{rec['non_2xx']} non-2xx responses"
+                    warnings.append(f"{rec['non_2xx']} non-2xx responses")
+                if rec["other_cpu_pct"] > args.busy_threshold:
+                    warnings.append(f"machine busy: other processes used "
+                                    f"{rec['other_cpu_pct']:.0f}% of a core during the run")
+                if warnings:
+                    rec["warning"] = "; ".join(warnings)
                 if srv.proc.poll() is not None:
                     rec["error"] = f"server exited with {srv.proc.returncode} during the run"
     except (RuntimeError, OSError, ValueError) as e:
@@ -703,11 +724,12 @@ def summarize(sc: Scenario, rounds: list[dict]) -> dict:
         out["connections"] = min(r["connections"] for r in ok)
     else:
         out["rps"] = round(statistics.median(r["rps"] for r in ok), 1)
-        for key in ("p50_ms", "p99_ms", "avg_ms", "server_cpu_pct"):
+        for key in ("p50_ms", "p99_ms", "avg_ms", "server_cpu_pct", "wrk_cpu_pct",
+                    "other_cpu_pct"):
             vals = [r[key] for r in ok if key in r]
             if vals:
                 out[key] = round(statistics.median(vals), 4)
-    warnings = sorted({r["warning"] for r in rounds if r.get("warning")})
+    warnings = [f"round {r['round']}: {r['warning']}" for r in rounds if r.get("warning")]
     if warnings:
         out["warnings"] = warnings
     out["ok_rounds"] = len(ok)
@@ -944,6 +966,9 @@ def parse_args(argv=None):
     p.add_argument("--server-cpu", default="0", help="taskset CPU list for the server (0)")
     p.add_argument("--wrk-cpu", default="1", help="taskset CPU list for wrk and the idle client (1)")
     p.add_argument("--no-pin", action="store_true", help="do not use taskset")
+    p.add_argument("--busy-threshold", type=float, default=15.0,
+                   help="warn when other processes use more than this %% of a core during a "
+                        "measurement (15)")
     p.add_argument("--start-timeout", type=float, default=30.0,
                    help="seconds a server gets to start listening (30)")
     p.add_argument("--python", default=sys.executable,
@@ -1062,8 +1087,11 @@ def _print_record(sc: Scenario, name: str, rec: dict) -> None:
               f"{rec['closed_by_server']} closed by server, opened in {rec['open_seconds']} s)",
               flush=True)
     else:
-        print(f"{head} {rec['rps']:>10,.0f} req/s  p50 {rec.get('p50_ms', 0):.2f} ms  "
-              f"p99 {rec.get('p99_ms', 0):.2f} ms  cpu {rec.get('server_cpu_pct', 0):.0f}%"
+        lat = (f"p50 {rec['p50_ms']:.2f} ms  p99 {rec['p99_ms']:.2f} ms" if "p50_ms" in rec
+               else f"avg {rec.get('avg_ms', 0):.2f} ms/batch")
+        print(f"{head} {rec['rps']:>10,.0f} req/s  {lat}  cpu: server "
+              f"{rec.get('server_cpu_pct', 0):.0f}% wrk {rec.get('wrk_cpu_pct', 0):.0f}% "
+              f"other {rec.get('other_cpu_pct', 0):.0f}%"
               + (f"  ⚠ {rec['warning']}" if rec.get("warning") else ""), flush=True)
 
 

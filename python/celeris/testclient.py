@@ -1,0 +1,180 @@
+"""A TestClient that runs every request through the C core.
+
+API-compatible with starlette.testclient.TestClient (it subclasses it:
+lifespan via `with`, cookies, redirects, base_url, root_path and
+raise_server_exceptions behave the same).  Each HTTP request is serialised to
+HTTP/1.1 bytes and fed through the core's parser, connection state machine
+and dispatcher on an in-memory connection -- the production path without a
+socket -- and the response is parsed from the bytes the core wrote.
+
+WebSocket sessions and the trio backend still use Starlette's own transport
+until the core supports them; `stats` counts both paths.
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+from starlette import testclient as _st
+
+from celeris import _celeris
+from celeris._http_client import ResponseParser, serialize_request
+
+__all__ = ["TestClient", "stats"]
+
+#: Requests served, by path: "core" (through the C core) and "fallback".
+stats: dict[str, int] = {"core": 0, "fallback": 0}
+
+
+class _Exchange:
+    __slots__ = ("task", "exc", "debug", "started", "patch")
+
+    def __init__(self, patch: dict) -> None:
+        self.task: asyncio.Task | None = None
+        self.exc: BaseException | None = None
+        self.debug: Any = None
+        self.started = False
+        self.patch = patch
+
+
+class _CelerisTransport(httpx.BaseTransport):
+    def __init__(self, app: Any, portal_factory: Any, raise_server_exceptions: bool,
+                 root_path: str, *, client: tuple[str, int], app_state: dict,
+                 fallback: httpx.BaseTransport, backend: str) -> None:
+        self.app = app
+        self.portal_factory = portal_factory
+        self.raise_server_exceptions = raise_server_exceptions
+        self.root_path = root_path
+        self.client = client
+        self.app_state = app_state
+        self.fallback = fallback
+        self.backend = backend
+        self._current: _Exchange | None = None
+
+    def close(self) -> None:
+        self.fallback.close()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        scheme = request.url.scheme
+        if scheme in ("ws", "wss") or self.backend != "asyncio":
+            stats["fallback"] += 1
+            return self.fallback.handle_request(request)
+        host = request.url.raw_host.decode("ascii")
+        port = request.url.port or {"http": 80, "https": 443}.get(scheme, 80)
+        raw = serialize_request(request)
+        patch = {
+            "scheme": scheme,
+            "root_path": self.root_path,
+            "extensions": {"http.response.debug": {}},
+        }
+        ex = _Exchange(patch)
+        with self.portal_factory() as portal:
+            status, headers, body = portal.call(self._roundtrip, raw, ex, [host, port],
+                                                request.method == "HEAD")
+        stats["core"] += 1
+        if ex.exc is not None and self.raise_server_exceptions:
+            raise ex.exc
+        if not ex.started:
+            if self.raise_server_exceptions:
+                raise AssertionError("TestClient did not receive any response.")
+            return httpx.Response(500, headers=[], stream=httpx.ByteStream(b""), request=request)
+        response = httpx.Response(status, headers=headers, stream=httpx.ByteStream(bytes(body)),
+                                  request=request)
+        if ex.debug is not None:
+            response.extensions["http.response.debug"] = ex.debug
+            if "template" in ex.debug:
+                response.template = ex.debug["template"]  # type: ignore[attr-defined]
+            if "context" in ex.debug:
+                response.context = ex.debug["context"]  # type: ignore[attr-defined]
+        return response
+
+    async def _run(self, scope: dict, cycle: Any, ex: _Exchange) -> None:
+        core_send = cycle.send
+
+        async def send(message: dict) -> None:
+            if message["type"] == "http.response.debug":
+                ex.debug = message["info"]
+                return
+            await core_send(message)
+
+        try:
+            await self.app(scope, cycle.receive, send)
+        except BaseException as exc:
+            ex.exc = exc
+        finally:
+            ex.started = cycle.response_started
+        if ex.exc is not None or not cycle.response_started:
+            cycle.app_failed()
+        elif not cycle.response_complete:
+            cycle.abort()
+
+    async def _roundtrip(self, raw: bytes, ex: _Exchange, server_addr: list,
+                         head: bool) -> tuple[int, list, bytearray]:
+        loop = asyncio.get_running_loop()
+        ready = asyncio.Event()
+
+        def handler(scope: dict, cycle: Any) -> None:
+            current = self._current
+            assert current is not None, "request dispatched outside a TestClient exchange"
+            scope.update(current.patch)
+            current.task = loop.create_task(self._run(scope, cycle, current))
+
+        core = _celeris.Server(handler, loop, state=self.app_state, date_header=False,
+                               server_header=False)
+        conn = core.memory_conn(client=self.client, server=server_addr, on_output=ready.set)
+        parser = ResponseParser(head)
+        try:
+            self._current = ex
+            try:
+                conn.feed(raw)
+            finally:
+                self._current = None
+            while True:
+                parser.feed(conn.take())
+                if parser.complete:
+                    break
+                if conn.closed:
+                    parser.feed(conn.take())
+                    parser.feed_eof()
+                    break
+                if ex.task is not None and ex.task.done() and not conn.pending:
+                    # The app finished; whatever the core wrote is all there is.
+                    await asyncio.sleep(0)
+                    if not conn.pending and not parser.complete and ex.task.done():
+                        parser.feed_eof()
+                        break
+                ready.clear()
+                waiters = [asyncio.ensure_future(ready.wait())]
+                if ex.task is not None and not ex.task.done():
+                    waiters.append(ex.task)  # type: ignore[arg-type]
+                done, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+                for w in pending:
+                    if w is not ex.task:
+                        w.cancel()
+            if ex.task is not None:
+                await asyncio.wait([ex.task])   # background tasks run to completion, as Starlette's
+        finally:
+            conn.close()
+            core.close()
+        return parser.status or 500, parser.headers, parser.body
+
+
+class TestClient(_st.TestClient):
+    """starlette.testclient.TestClient, with requests served by the C core."""
+
+    __test__ = False
+
+    def __init__(self, app: Any, base_url: str = "http://testserver",
+                 raise_server_exceptions: bool = True, root_path: str = "",
+                 backend: str = "asyncio", backend_options: dict | None = None,
+                 cookies: Any = None, headers: dict[str, str] | None = None,
+                 follow_redirects: bool = True,
+                 client: tuple[str, int] = ("testclient", 50000)) -> None:
+        super().__init__(app, base_url=base_url, raise_server_exceptions=raise_server_exceptions,
+                         root_path=root_path, backend=backend,  # type: ignore[arg-type]
+                         backend_options=backend_options, cookies=cookies, headers=headers,
+                         follow_redirects=follow_redirects, client=client)
+        self._transport = _CelerisTransport(
+            self.app, self._portal_factory, raise_server_exceptions, root_path,
+            client=client, app_state=self.app_state, fallback=self._transport, backend=backend)
