@@ -24,18 +24,14 @@ class Server:
         self.should_exit = False
         self.force_exit = False
         self.started = False
-        self.tasks: set[asyncio.Task] = set()
         self.core: Any = None
         self.lifespan: Lifespan | None = None
         self.bound_port: int | None = None
 
     # ---- request path ----
 
-    def _make_handler(self, app: Any, loop: asyncio.AbstractEventLoop):
-        tasks = self.tasks
-        create_task = loop.create_task
-        discard = tasks.discard
-        add = tasks.add
+    def _make_handler(self, app: Any):
+        """The coroutine function the core starts as a Task for each request."""
         error = logger.error
 
         async def run_asgi(scope: dict, cycle: Any) -> None:
@@ -45,22 +41,20 @@ class Server:
                 error("Exception in ASGI application\n", exc_info=exc)
                 cycle.app_failed()
                 return
-            if result is not None:
-                error("ASGI callable should return None, but returned '%s'.", result)
-                cycle.abort()
-            elif not cycle.response_started and not cycle.disconnected:
-                error("ASGI callable returned without starting response.")
-                cycle.app_failed()
-            elif not cycle.response_complete and not cycle.disconnected:
-                error("ASGI callable returned without completing response.")
-                cycle.abort()
+            else:
+                if result is not None:
+                    error("ASGI callable should return None, but returned '%s'.", result)
+                    cycle.abort()
+                elif not cycle.response_started and not cycle.disconnected:
+                    error("ASGI callable returned without starting response.")
+                    cycle.app_failed()
+                elif not cycle.response_complete and not cycle.disconnected:
+                    error("ASGI callable returned without completing response.")
+                    cycle.abort()
+            finally:
+                cycle.finish()
 
-        def handler(scope: dict, cycle: Any) -> None:
-            task = create_task(run_asgi(scope, cycle))
-            add(task)
-            task.add_done_callback(discard)
-
-        return handler
+        return run_asgi
 
     # ---- lifecycle ----
 
@@ -87,7 +81,7 @@ class Server:
 
         access = logs.make_access_log() if config.access_log and logs.enabled(logs.access_logger) else None
         self.core = _celeris.Server(
-            self._make_handler(app, loop), loop,
+            self._make_handler(app), loop,
             access_log=access,
             error_log=logs.make_error_log(),
             state=state,
@@ -149,17 +143,19 @@ class Server:
         timeout = self.config.timeout_graceful_shutdown
         deadline = None if timeout is None else loop.time() + timeout
         # Let in-flight requests finish; idle keep-alive connections close now.
-        while self.tasks and not self.force_exit:
-            self.core.close_idle()
+        core = self.core
+        while core.live_requests and not self.force_exit:
+            core.close_idle()
             if deadline is not None and loop.time() >= deadline:
                 logger.error("Cancel %d running task(s), timeout graceful shutdown exceeded",
-                             len(self.tasks))
-                for t in list(self.tasks):
-                    t.cancel()
+                             core.live_requests)
+                core.cancel_all()
                 break
             await asyncio.sleep(0.05)
-        if self.tasks:
-            await asyncio.wait(list(self.tasks), timeout=1.0)
+        for _ in range(20):
+            if not core.live_requests:
+                break
+            await asyncio.sleep(0.05)
         loop.remove_reader(fd)
         self.core.close()
         if self.lifespan is not None:

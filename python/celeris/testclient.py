@@ -28,10 +28,10 @@ stats: dict[str, int] = {"core": 0, "fallback": 0}
 
 
 class _Exchange:
-    __slots__ = ("task", "exc", "debug", "started", "patch")
+    __slots__ = ("done", "exc", "debug", "started", "patch")
 
     def __init__(self, patch: dict) -> None:
-        self.task: asyncio.Task | None = None
+        self.done: asyncio.Future | None = None
         self.exc: BaseException | None = None
         self.debug: Any = None
         self.started = False
@@ -99,26 +99,31 @@ class _CelerisTransport(httpx.BaseTransport):
             await core_send(message)
 
         try:
-            await self.app(scope, cycle.receive, send)
-        except BaseException as exc:
-            ex.exc = exc
-        finally:
+            try:
+                await self.app(scope, cycle.receive, send)
+            except BaseException as exc:
+                ex.exc = exc
             ex.started = cycle.response_started
-        if ex.exc is not None or not cycle.response_started:
-            cycle.app_failed()
-        elif not cycle.response_complete:
-            cycle.abort()
+            if ex.exc is not None or not cycle.response_started:
+                cycle.app_failed()
+            elif not cycle.response_complete:
+                cycle.abort()
+        finally:
+            cycle.finish()
+            if ex.done is not None and not ex.done.done():
+                ex.done.set_result(None)
 
     async def _roundtrip(self, raw: bytes, ex: _Exchange, server_addr: list,
                          head: bool) -> tuple[int, list, bytearray]:
         loop = asyncio.get_running_loop()
         ready = asyncio.Event()
 
-        def handler(scope: dict, cycle: Any) -> None:
+        def handler(scope: dict, cycle: Any) -> Any:
             current = self._current
             assert current is not None, "request dispatched outside a TestClient exchange"
             scope.update(current.patch)
-            current.task = loop.create_task(self._run(scope, cycle, current))
+            current.done = loop.create_future()
+            return self._run(scope, cycle, current)
 
         core = _celeris.Server(handler, loop, state=self.app_state, date_header=False,
                                server_header=False)
@@ -138,22 +143,20 @@ class _CelerisTransport(httpx.BaseTransport):
                     parser.feed(conn.take())
                     parser.feed_eof()
                     break
-                if ex.task is not None and ex.task.done() and not conn.pending:
+                if ex.done is not None and ex.done.done() and not conn.pending:
                     # The app finished; whatever the core wrote is all there is.
-                    await asyncio.sleep(0)
-                    if not conn.pending and not parser.complete and ex.task.done():
-                        parser.feed_eof()
-                        break
+                    parser.feed_eof()
+                    break
                 ready.clear()
-                waiters = [asyncio.ensure_future(ready.wait())]
-                if ex.task is not None and not ex.task.done():
-                    waiters.append(ex.task)  # type: ignore[arg-type]
-                done, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+                waiters: list = [asyncio.ensure_future(ready.wait())]
+                if ex.done is not None and not ex.done.done():
+                    waiters.append(ex.done)
+                _, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
                 for w in pending:
-                    if w is not ex.task:
+                    if w is not ex.done:
                         w.cancel()
-            if ex.task is not None:
-                await asyncio.wait([ex.task])   # background tasks run to completion, as Starlette's
+            if ex.done is not None:
+                await ex.done   # background tasks run to completion, as with Starlette's
         finally:
             conn.close()
             core.close()

@@ -37,7 +37,10 @@ typedef struct ServerObject {
     cel_server *srv;
     celeris_state *st;          /* borrowed from module, kept alive by `module` */
     PyObject *module;
-    PyObject *handler;          /* handler(scope, cycle): starts the app task */
+    PyObject *handler;          /* handler(scope, cycle) -> coroutine running the app */
+    PyObject *create_task;      /* loop.create_task */
+    struct CycleObject *live;   /* cycles whose task has not finished (strong refs) */
+    Py_ssize_t live_count;
     PyObject *loop;             /* the asyncio loop */
     PyObject *call_soon;        /* loop.call_soon */
     PyObject *run_pending;      /* bound self.run_pending */
@@ -63,6 +66,9 @@ typedef struct CycleObject {
     int response_complete;
     int disconnected;
     int body_complete;          /* more_body=False delivered */
+    PyObject *task;             /* the asyncio Task running the app; cleared by finish() */
+    struct CycleObject *live_prev, *live_next;  /* server's live list (linked = one strong ref) */
+    int live;
 } CycleObject;
 
 /* module.c */
@@ -88,6 +94,9 @@ PyObject *celeris_cycle_new(ServerObject *server, cel_conn *c, PyObject *scope);
 void celeris_cycle_on_body(CycleObject *cy);
 void celeris_cycle_on_drain(CycleObject *cy);
 void celeris_cycle_on_close(CycleObject *cy);
+/* Link cy into server's live list (takes a new reference) / unlink it (drops it). */
+void celeris_cycle_link(CycleObject *cy);
+void celeris_cycle_unlink(CycleObject *cy);
 
 extern PyType_Spec celeris_server_spec;
 extern PyType_Spec celeris_cycle_spec;

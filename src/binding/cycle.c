@@ -467,6 +467,53 @@ static PyObject *cycle_abort(PyObject *self, PyObject *Py_UNUSED(a))
     Py_RETURN_NONE;
 }
 
+void celeris_cycle_link(CycleObject *cy)
+{
+    ServerObject *srv = cy->server;
+    Py_INCREF(cy);
+    cy->live = 1;
+    cy->live_prev = NULL;
+    cy->live_next = srv->live;
+    if (srv->live)
+        srv->live->live_prev = cy;
+    srv->live = cy;
+    srv->live_count++;
+}
+
+void celeris_cycle_unlink(CycleObject *cy)
+{
+    if (!cy->live)
+        return;
+    ServerObject *srv = cy->server;
+    if (cy->live_prev)
+        cy->live_prev->live_next = cy->live_next;
+    else
+        srv->live = cy->live_next;
+    if (cy->live_next)
+        cy->live_next->live_prev = cy->live_prev;
+    cy->live_prev = cy->live_next = NULL;
+    cy->live = 0;
+    srv->live_count--;
+    Py_CLEAR(cy->task);
+    Py_DECREF(cy);
+}
+
+/* The app coroutine is done (called from its finally clause). */
+static PyObject *cycle_finish(PyObject *self, PyObject *Py_UNUSED(a))
+{
+    CycleObject *cy = (CycleObject *)self;
+    cy->live = cy->live ? cy->live : -1;    /* -1: finished before being linked */
+    if (cy->live == 1)
+        celeris_cycle_unlink(cy);
+    Py_RETURN_NONE;
+}
+
+static PyObject *get_task(PyObject *self, void *Py_UNUSED(c))
+{
+    CycleObject *cy = (CycleObject *)self;
+    return Py_NewRef(cy->task ? cy->task : Py_None);
+}
+
 static PyObject *get_started(PyObject *self, void *Py_UNUSED(c))
 {
     return PyBool_FromLong(((CycleObject *)self)->response_started);
@@ -496,6 +543,9 @@ PyObject *celeris_cycle_new(ServerObject *server, cel_conn *c, PyObject *scope)
     cy->response_complete = 0;
     cy->disconnected = 0;
     cy->body_complete = 0;
+    cy->task = NULL;
+    cy->live_prev = cy->live_next = NULL;
+    cy->live = 0;
     c->user = cy;
     PyObject_GC_Track(cy);
     return (PyObject *)cy;
@@ -508,6 +558,7 @@ static int cycle_traverse(PyObject *self, visitproc visit, void *arg)
     Py_VISIT(cy->scope);
     Py_VISIT(cy->recv_future);
     Py_VISIT(cy->drain_future);
+    Py_VISIT(cy->task);
     Py_VISIT(Py_TYPE(self));
     return 0;
 }
@@ -520,6 +571,7 @@ static int cycle_clear(PyObject *self)
     Py_CLEAR(cy->scope);
     Py_CLEAR(cy->recv_future);
     Py_CLEAR(cy->drain_future);
+    Py_CLEAR(cy->task);
     return 0;
 }
 
@@ -538,6 +590,7 @@ static PyMethodDef cycle_methods[] = {
     {"app_failed", cycle_app_failed, METH_NOARGS,
      "Answer 500 if no response started, else close the connection."},
     {"abort", cycle_abort, METH_NOARGS, "Close the connection now."},
+    {"finish", cycle_finish, METH_NOARGS, "The app coroutine is done: stop tracking its task."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -545,6 +598,7 @@ static PyGetSetDef cycle_getset[] = {
     {"response_started", get_started, NULL, NULL, NULL},
     {"response_complete", get_complete, NULL, NULL, NULL},
     {"disconnected", get_disconnected, NULL, NULL, NULL},
+    {"task", get_task, NULL, "the asyncio Task running the app, while it runs", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

@@ -2,7 +2,9 @@
  *
  * Python registers fileno() with loop.add_reader(fileno, server.poll) and
  * calls sweep() once a second.  Each parsed request becomes a scope and a
- * Cycle handed to handler(scope, cycle), which starts the app as a Task. */
+ * Cycle; handler(scope, cycle) returns the coroutine that runs the app, and
+ * the binding starts it as an asyncio Task and tracks it until the
+ * coroutine calls cycle.finish(). */
 #include "binding.h"
 
 #include <errno.h>
@@ -26,8 +28,13 @@ static int on_request(void *ud, cel_conn *c, const cel_http_request *req)
         return CEL_ENOMEM;
     }
     PyObject *args[2] = { scope, cycle };
-    PyObject *r = PyObject_Vectorcall(self->handler, args, 2, NULL);
+    PyObject *coro = PyObject_Vectorcall(self->handler, args, 2, NULL);
     Py_DECREF(scope);
+    PyObject *r = NULL;
+    if (coro) {
+        r = PyObject_CallOneArg(self->create_task, coro);
+        Py_DECREF(coro);
+    }
     if (!r) {
         PyErr_WriteUnraisable(self->handler);
         CycleObject *cy = (CycleObject *)cycle;
@@ -38,7 +45,14 @@ static int on_request(void *ud, cel_conn *c, const cel_http_request *req)
         Py_DECREF(cycle);
         return started ? 0 : CEL_ENOMEM;
     }
-    Py_DECREF(r);
+    CycleObject *cy = (CycleObject *)cycle;
+    if (cy->live == 0) {
+        /* finish() not called yet (it may be, with eager tasks): track the task */
+        cy->task = r;
+        celeris_cycle_link(cy);
+    } else {
+        Py_DECREF(r);
+    }
     Py_DECREF(cycle);
     return 0;
 }
@@ -162,6 +176,9 @@ static PyObject *server_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
     self->root_path = root_path ? Py_NewRef(root_path) : PyUnicode_FromString("");
     self->scheme = PyUnicode_InternFromString("http");
     self->call_soon = PyObject_GetAttrString(loop, "call_soon");
+    self->create_task = PyObject_GetAttrString(loop, "create_task");
+    if (!self->create_task)
+        goto error;
     self->run_pending = PyObject_GetAttrString((PyObject *)self, "run_pending");
     if (!self->root_path || !self->scheme || !self->call_soon || !self->run_pending)
         goto error;
@@ -323,6 +340,27 @@ static PyObject *server_memory_conn(PyObject *op, PyObject *args, PyObject *kw)
     return celeris_memconn_new(self, client, srvaddr, cb);
 }
 
+static PyObject *server_cancel_all(PyObject *op, PyObject *Py_UNUSED(a))
+{
+    ServerObject *self = (ServerObject *)op;
+    Py_ssize_t n = 0;
+    for (CycleObject *cy = self->live; cy; cy = cy->live_next) {
+        if (cy->task) {
+            PyObject *r = PyObject_CallMethod(cy->task, "cancel", NULL);
+            if (!r)
+                return NULL;
+            Py_DECREF(r);
+            n++;
+        }
+    }
+    return PyLong_FromSsize_t(n);
+}
+
+static PyObject *get_live_requests(PyObject *op, void *Py_UNUSED(c))
+{
+    return PyLong_FromSsize_t(((ServerObject *)op)->live_count);
+}
+
 static PyObject *get_num_connections(PyObject *op, void *Py_UNUSED(c))
 {
     ServerObject *self = (ServerObject *)op;
@@ -347,6 +385,9 @@ static int server_traverse(PyObject *op, visitproc visit, void *arg)
     Py_VISIT(self->handler);
     Py_VISIT(self->loop);
     Py_VISIT(self->call_soon);
+    Py_VISIT(self->create_task);
+    for (CycleObject *cy = self->live; cy; cy = cy->live_next)
+        Py_VISIT((PyObject *)cy);
     Py_VISIT(self->run_pending);
     Py_VISIT(self->access_log);
     Py_VISIT(self->error_log);
@@ -358,6 +399,9 @@ static int server_traverse(PyObject *op, visitproc visit, void *arg)
 static int server_clear(PyObject *op)
 {
     ServerObject *self = (ServerObject *)op;
+    while (self->live)
+        celeris_cycle_unlink(self->live);
+    Py_CLEAR(self->create_task);
     Py_CLEAR(self->run_pending);
     Py_CLEAR(self->handler);
     Py_CLEAR(self->loop);
@@ -398,6 +442,7 @@ static PyMethodDef server_methods[] = {
     {"stop_accepting", server_stop_accepting, METH_NOARGS, "Close the listening sockets."},
     {"close_idle", server_close_idle, METH_NOARGS, "Close idle connections; returns how many remain."},
     {"close", server_close, METH_NOARGS, "Close every connection and free the server."},
+    {"cancel_all", server_cancel_all, METH_NOARGS, "Cancel every running request task; returns how many."},
     {"memory_conn", (PyCFunction)(void (*)(void))server_memory_conn, METH_VARARGS | METH_KEYWORDS,
      "memory_conn(client=None, server=None, on_output=None): an in-memory connection."},
     {NULL, NULL, 0, NULL},
@@ -406,6 +451,7 @@ static PyMethodDef server_methods[] = {
 static PyGetSetDef server_getset[] = {
     {"num_connections", get_num_connections, NULL, "open connections", NULL},
     {"requests", get_requests, NULL, "responses completed", NULL},
+    {"live_requests", get_live_requests, NULL, "request tasks still running", NULL},
     {"bound_port", get_bound_port, NULL, "first TCP listener's port", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };

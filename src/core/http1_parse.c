@@ -60,6 +60,53 @@ static const unsigned char cls[256] = {
 #define IS_VALUE(c) (cls[(unsigned char)(c)] & C_VALUE)
 #define IS_OWS(c) ((c) == ' ' || (c) == '\t')
 
+/* Eight bytes at a time: SWAR tests that are exact for "does any byte of w
+ * match", used to skip over runs of ordinary bytes before the byte loops. */
+#define ONES 0x0101010101010101ull
+#define HIGHS 0x8080808080808080ull
+#define HAS_LESS(w, n) (((w) - ONES * (n)) & ~(w) & HIGHS)     /* n <= 128 */
+#define HAS_BYTE(w, b) HAS_LESS((w) ^ (ONES * (b)), 1)
+
+static uint64_t load64(const char *p)
+{
+    uint64_t w;
+    memcpy(&w, p, sizeof(w));
+    return w;
+}
+
+/* End of the run of field-value bytes (C_VALUE) starting at p. */
+static const char *skip_value(const char *p, const char *end)
+{
+    for (;;) {
+        /* any CTL (incl. HTAB, which the byte loop then accepts) or DEL stops the fast path */
+        while (end - p >= 8) {
+            uint64_t w = load64(p);
+            if (HAS_LESS(w, 0x20) | HAS_BYTE(w, 0x7f))
+                break;
+            p += 8;
+        }
+        const char *stop = end - p > 8 ? p + 8 : end;
+        while (p < stop && IS_VALUE(*p))
+            p++;
+        if (p < stop || p == end)
+            return p;
+    }
+}
+
+/* End of the run of request-target bytes (C_TARGET) starting at p. */
+static const char *skip_target(const char *p, const char *end)
+{
+    while (end - p >= 8) {
+        uint64_t w = load64(p);
+        if (HAS_LESS(w, 0x21) | HAS_BYTE(w, 0x7f) | HAS_BYTE(w, '#'))
+            break;
+        p += 8;
+    }
+    while (p < end && IS_TARGET(*p))
+        p++;
+    return p;
+}
+
 void cel_http_limits_default(cel_http_limits *l)
 {
     l->max_request_line = 8192;
@@ -309,8 +356,7 @@ long cel_http_parse_request(const char *buf, size_t len,
     p++;
 
     const char *t = p;
-    while (p < end && IS_TARGET(*p))
-        p++;
+    p = skip_target(p, end);
     if (p == end)
         RANOUT(CEL_EURITOOLONG);
     if (*p != ' ')
@@ -373,9 +419,7 @@ long cel_http_parse_request(const char *buf, size_t len,
         while (p < end && IS_OWS(*p))
             p++;
         const char *v = p;
-        /* fast path: runs of plain value bytes */
-        while (p < end && IS_VALUE(*p))
-            p++;
+        p = skip_value(p, end);
         if (p == end)
             RANOUT(CEL_EHDRTOOLARGE);
         if (*p == '\r') {

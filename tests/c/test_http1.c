@@ -599,3 +599,65 @@ TEST(head_then_chunked_body)
     CHECK_EQ_INT(head, strstr(bad, "\r\n\r\n") + 4 - bad);
     CHECK_EQ_INT(decode_all(bad + head, sizeof(bad) - 1 - (size_t)head, &used), CEL_EBADCHUNK);
 }
+
+/* ------------------------------------------- byte-class edges at every offset */
+
+/* The value and target scanners skip 8 bytes at a time; put each special
+ * byte at every offset of runs of every length around that stride. */
+TEST(value_bytes_at_every_offset)
+{
+    static const struct { unsigned char byte; int err; } cases[] = {
+        { 0x00, CEL_EHDRVALUE }, { 0x01, CEL_EHDRVALUE }, { 0x1f, CEL_EHDRVALUE },
+        { 0x7f, CEL_EHDRVALUE }, { '\r', CEL_EHDRVALUE }, { '\n', CEL_EBADREQ },
+        { '\t', 0 }, { ' ', 0 }, { 0x80, 0 }, { 0xff, 0 }, { '~', 0 }, { '"', 0 },
+    };
+    char in[128];
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        for (size_t n = 1; n <= 24; n++) {
+            for (size_t k = 0; k < n; k++) {
+                size_t o = (size_t)sprintf(in, "GET / HTTP/1.1\r\nHost: a\r\nX: v");
+                memset(in + o, 'v', n);
+                in[o + k] = (char)cases[c].byte;
+                o += n;
+                o += (size_t)sprintf(in + o, "v\r\n\r\n");
+                parsed r;
+                long rc = parse_into(&r, in, o, NULL, MAXH);
+                if (cases[c].err) {
+                    CHECK_EQ_INT(rc, cases[c].err);
+                } else {
+                    CHECK_EQ_INT(rc, (long)o);
+                    CHECK_EQ_INT(r.hdrs[1].value.len, n + 2);
+                }
+                guard_free(&r.g);
+            }
+        }
+    }
+}
+
+TEST(target_bytes_at_every_offset)
+{
+    static const struct { unsigned char byte; int err; } cases[] = {
+        { 0x00, CEL_ETARGET }, { 0x01, CEL_ETARGET }, { '\t', CEL_ETARGET },
+        { 0x7f, CEL_ETARGET }, { '#', CEL_ETARGET }, { ' ', CEL_ETARGET },
+        { '\r', CEL_EBADREQ }, { '\n', CEL_EBADREQ },
+        { '!', 0 }, { 0x80, 0 }, { 0xff, 0 }, { '~', 0 }, { '?', 0 }, { '%', 0 },
+    };
+    char in[128];
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        for (size_t n = 1; n <= 24; n++) {
+            for (size_t k = 0; k < n; k++) {
+                size_t o = (size_t)sprintf(in, "GET /");
+                memset(in + o, 't', n);
+                in[o + k] = (char)cases[c].byte;
+                o += n;
+                o += (size_t)sprintf(in + o, " HTTP/1.1\r\nHost: a\r\n\r\n");
+                parsed r;
+                long rc = parse_into(&r, in, o, NULL, MAXH);
+                CHECK_EQ_INT(rc, cases[c].err ? cases[c].err : (long)o);
+                if (!cases[c].err)
+                    CHECK_EQ_INT(r.req.target.len, n + 1);
+                guard_free(&r.g);
+            }
+        }
+    }
+}
