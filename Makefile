@@ -54,7 +54,7 @@ pytest-asan: ext-asan
 
 build/fuzz/%: fuzz/%.c $(CORE_SRC)
 	@mkdir -p $(dir $@)
-	clang -std=c11 -D_GNU_SOURCE -g -O1 -Isrc/core -fsanitize=fuzzer,address,undefined $< $(CORE_SRC) -o $@
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -Isrc/core -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all $< $(CORE_SRC) -o $@
 
 fuzz-build: $(FUZZERS)
 

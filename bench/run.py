@@ -887,7 +887,7 @@ def render_chart(result: dict, path: Path) -> None:
     if ncols == 0:
         return
     widths = ([max(4, len(http))] if http else []) + ([1.6] if idle else [])
-    fig, axes = plt.subplots(1, ncols, figsize=(sum(widths) * 1.9 + 1, 5.2),
+    fig, axes = plt.subplots(1, ncols, figsize=(sum(widths) * 1.35 + 1, 5.2),
                              gridspec_kw={"width_ratios": widths}, squeeze=False)
     axes = list(axes[0])
 

@@ -69,7 +69,9 @@ typedef struct cel_http_request {
  * rejected, HTTP/1.0 and 1.1 only (other HTTP/x.y -> CEL_EVERSION), CL+TE ->
  * CEL_ECLTE, differing duplicate CL -> CEL_EBADCL, TE whose last coding is
  * not "chunked" (or TE on HTTP/1.0) -> CEL_EBADTE.  Leading empty lines
- * before the request line are skipped (RFC 9112 2.2). */
+ * before the request line are skipped (RFC 9112 2.2).  limits == NULL means
+ * the defaults.  Until it succeeds only headers[] is written: on CEL_EAGAIN or
+ * an error the rest of *req (num_headers included) is left untouched. */
 long cel_http_parse_request(const char *buf, size_t len,
                             const cel_http_limits *limits,
                             cel_http_request *req);

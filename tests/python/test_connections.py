@@ -144,3 +144,61 @@ def test_many_concurrent_connections(raw_server):
     finally:
         for c in conns:
             c.close()
+
+
+def test_half_closed_client_still_gets_response(raw_server):
+    import socket
+    with Conn(raw_server.addr) as c:
+        c.send(build_request("GET", "/id?n=half"))
+        c.sock.shutdown(socket.SHUT_WR)
+        assert c.read_response().body == b"half"
+        c.assert_closed()
+
+
+def test_unread_large_bodies_are_drained(raw_server):
+    with Conn(raw_server.addr, timeout=30) as c:
+        n = 20 * 1024 * 1024
+        c.send(build_request("POST", "/noread", headers=[("Content-Length", str(n))]))
+        piece = b"x" * (1024 * 1024)
+        for _ in range(n // len(piece)):
+            c.sock.sendall(piece)
+        assert c.read_response().body == b"not read"
+        assert c.request("GET", "/id?n=after-cl").body == b"after-cl"
+        c.send(build_request("POST", "/noread", headers=[("Transfer-Encoding", "chunked")]))
+        chunk = b"10000\r\n" + b"y" * 0x10000 + b"\r\n"
+        for _ in range(80):
+            c.sock.sendall(chunk)
+        c.sock.sendall(b"0\r\n\r\n")
+        assert c.read_response().body == b"not read"
+        assert c.request("GET", "/id?n=after-chunked").body == b"after-chunked"
+
+
+def test_pipelined_slow_then_fast_keeps_order(raw_server):
+    with Conn(raw_server.addr) as c:
+        c.send(build_request("GET", "/sleep?s=0.3") + build_request("GET", "/id?n=fast"))
+        assert c.read_response().body == b"slept"
+        assert c.read_response().body == b"fast"
+
+
+def test_pipelined_expect_continue(raw_server):
+    with Conn(raw_server.addr) as c:
+        c.send(build_request("GET", "/id?n=1") + build_request(
+            "POST", "/echo?return=1", headers=[("Expect", "100-continue"), ("Content-Length", "3")]))
+        assert c.read_response().body == b"1"
+        assert c.read_head().status == 100
+        c.send(b"abc")
+        assert c.read_response().body == b"abc"
+
+
+def test_thousands_of_pipelined_requests(raw_server):
+    import threading
+    n = 3000
+    with Conn(raw_server.addr, timeout=30) as c:
+        data = b"".join(build_request("GET", f"/id?n={i}") for i in range(n))
+        sender = threading.Thread(target=c.sock.sendall, args=(data,))
+        sender.start()
+        try:
+            for i in range(n):
+                assert c.read_response().body == str(i).encode()
+        finally:
+            sender.join(timeout=30)

@@ -75,6 +75,28 @@ DEFAULT_CASES = [
     ("http-0.9-style", b"GET /scope HTTP/0.9\r\n" + H + b"\r\n", 505),
     ("missing-host-http11", b"GET /scope HTTP/1.1\r\nAccept: */*\r\n\r\n", 400),
     ("two-hosts", b"GET /scope HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+    ("trailing-space-in-request-line", b"GET /scope HTTP/1.1 \r\n" + H + b"\r\n", 400),
+    ("double-space-in-request-line", b"GET  /scope HTTP/1.1\r\n" + H + b"\r\n", 400),
+    ("leading-space-request-line", b" GET /scope HTTP/1.1\r\n" + H + b"\r\n", 400),
+    ("fragment-in-target", b"GET /scope#frag HTTP/1.1\r\n" + H + b"\r\n", 400),
+    ("non-token-header-name", b"GET /scope HTTP/1.1\r\n" + H + b"\xffbad: v\r\n\r\n", 400),
+    ("del-in-header-value", b"GET /scope HTTP/1.1\r\n" + H + b"X-Del: a\x7fb\r\n\r\n", 400),
+    ("two-hosts-different-case", b"GET /scope HTTP/1.1\r\nhost: a\r\nHOST: a\r\n\r\n", 400),
+    ("connect-authority-form",
+     b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n", 400),
+    ("target-not-origin-form", b"GET example.com HTTP/1.1\r\n" + H + b"\r\n", 400),
+    ("absolute-form-empty-authority", b"GET http:///x HTTP/1.1\r\n" + H + b"\r\n", 400),
+    ("chunk-size-0x-prefix",
+     b"POST /echo HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n0x5\r\nhello\r\n0\r\n\r\n",
+     400),
+    ("chunk-size-negative",
+     b"POST /echo HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n-5\r\nhello\r\n0\r\n\r\n",
+     400),
+    ("chunk-bare-lf",
+     b"POST /echo HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n5\nhello\n0\n\n", 400),
+    ("chunk-bad-trailer",
+     b"POST /echo HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n"
+     b"5\r\nhello\r\n0\r\nbad trailer\r\n\r\n", 400),
     ("101-header-fields",
      b"GET /scope HTTP/1.1\r\n" + H + b"".join(b"X-H%d: v\r\n" % i for i in range(100)) + b"\r\n",
      431),
@@ -201,3 +223,42 @@ def test_within_limits_ok(limits_server):
         r = c.request("POST", "/echo", headers=[("Transfer-Encoding", "chunked")],
                       body=b"3e8\r\n" + b"c" * 1000 + b"\r\n0\r\n\r\n")
         assert r.status == 200 and r.json()["length"] == 1000
+
+
+@pytest.mark.parametrize("data,expect", [
+    (b"GET /scope HTTP/1.1\r\n" + H + b"Content-Length: 0\r\nContent-Length: 0\r\n\r\n", 0),
+    (b"POST /echo HTTP/1.1\r\n" + H + b"Content-Length: 3\r\nContent-Length: 3\r\n\r\nabc", 3),
+    (b"POST /echo HTTP/1.1\r\n" + H + b"Content-Length: 3, 3\r\n\r\nabc", 3),
+    (b"POST /echo HTTP/1.1\r\n" + H + b"Transfer-Encoding: CHUNKED\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 3),
+    (b"POST /echo HTTP/1.1\r\n" + H + b"Transfer-Encoding:\tchunked \r\n\r\n3\r\nabc\r\n0\r\n\r\n", 3),
+    (b"POST /echo HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n00003\r\nabc\r\n0\r\n\r\n", 3),
+], ids=["identical-cl-zero", "identical-cl", "identical-cl-list", "te-uppercase", "te-ows",
+        "chunk-size-leading-zeros"])
+def test_lenient_but_valid_framing_accepted(raw_server, data, expect):
+    with Conn(raw_server.addr) as c:
+        c.send(data)
+        r = c.read_response()
+        assert r.status == 200
+        body = r.json()
+        if "length" in body:
+            assert body["length"] == expect
+        assert c.request("GET", "/id?n=next").body == b"next"
+
+
+def test_odd_but_valid_header_values(raw_server):
+    with Conn(raw_server.addr) as c:
+        c.send(b"GET /scope HTTP/1.1\r\n" + H
+               + b"X-Latin: caf\xe9\r\nX-Empty:\r\nX-Tab:\ta\tb\t\r\n\r\n")
+        r = c.read_response()
+        assert r.status == 200
+        hdrs = [tuple(h) for h in r.json()["headers"]]
+    assert ("x-latin", "caf\xe9") in hdrs
+    assert ("x-empty", "") in hdrs
+    assert ("x-tab", "a\tb") in hdrs
+
+
+def test_expect_continue_with_body_over_limit_gets_413_without_100(limits_server):
+    with Conn(limits_server.addr) as c:
+        c.send(b"POST /echo HTTP/1.1\r\n" + H
+               + b"Content-Length: 2000\r\nExpect: 100-continue\r\n\r\n")
+        assert_error_response(c, 413)

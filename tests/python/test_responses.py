@@ -108,3 +108,70 @@ def test_no_server_and_date_headers(quiet_server):
         assert r.status == 400
         assert not r.has_header("server")
         assert not r.has_header("date")
+
+
+def _big_expected(total):
+    piece = bytes(range(256)) * 256
+    out = piece * (total // len(piece))
+    return out + piece[: total - len(out)]
+
+
+def test_large_response_body(raw_server):
+    import hashlib
+    total = 20 * 1024 * 1024
+    with Conn(raw_server.addr, timeout=60) as c:
+        r = c.request("GET", "/big?mb=20")
+        assert r.status == 200
+        assert len(r.body) == total
+        assert hashlib.sha256(r.body).digest() == hashlib.sha256(_big_expected(total)).digest()
+        assert c.request("GET", "/id?n=after-big").body == b"after-big"
+
+
+def test_client_disconnect_during_large_response(raw_server):
+    import uuid
+    from rawhttp import get, wait_until
+    tag = uuid.uuid4().hex
+    c = Conn(raw_server.addr)
+    c.send(build_request("GET", f"/big?mb=64&tag={tag}"))
+    head = c.read_head()
+    assert head.status == 200
+    c.read_exact(65536)
+    c.close()
+    rec = wait_until(lambda: get(raw_server.addr, f"/record?tag={tag}").json(), timeout=30)
+    # send() after the client went away does not raise (uvicorn semantics) and
+    # receive() then reports http.disconnect
+    assert rec == [{"sent": 64 * 1024 * 1024, "error": None, "after": "http.disconnect"}]
+    assert get(raw_server.addr, "/id?n=alive").body == b"alive"
+
+
+def test_app_connection_close_header_closes(raw_server):
+    with Conn(raw_server.addr) as c:
+        r = c.request("GET", "/close-header")
+        assert r.body == b"ok"
+        assert r.header_all("connection") == ["close"]
+        c.assert_closed()
+
+
+def test_app_provided_transfer_encoding_chunked(raw_server):
+    with Conn(raw_server.addr) as c:
+        r = c.request("GET", "/app-chunked")
+        assert r.header_all("transfer-encoding") == ["chunked"]
+        assert r.body == b"abcdef"
+        assert c.request("GET", "/id?n=1").body == b"1"
+
+
+def test_head_request_sent_in_tiny_pieces(raw_server):
+    data = build_request("GET", "/id?n=tiny", headers=[("X-Long", "y" * 50)])
+    with Conn(raw_server.addr) as c:
+        for i in range(len(data)):
+            c.send(data[i:i + 1])
+        assert c.read_response().body == b"tiny"
+
+
+def test_raw_utf8_and_obs_text_in_target(raw_server):
+    with Conn(raw_server.addr) as c:
+        c.send(b"GET /scope/\xc3\xa9?q=\xff HTTP/1.1\r\nHost: x\r\n\r\n")
+        s = c.read_response().json()
+    assert s["path"] == "/scope/\u00e9"
+    assert s["raw_path"].encode("latin-1") == b"/scope/\xc3\xa9"
+    assert s["query_string"].encode("latin-1") == b"q=\xff"

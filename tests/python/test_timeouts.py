@@ -73,3 +73,29 @@ def test_active_keep_alive_is_not_closed_between_quick_requests(timeout_server):
     with Conn(timeout_server.addr, timeout=BOUND) as c:
         for i in range(10):
             assert c.request("GET", f"/id?n={i}").body == str(i).encode()
+
+
+def test_long_running_request_not_cut_by_keep_alive_timeout(timeout_server):
+    with Conn(timeout_server.addr, timeout=BOUND) as c:
+        assert c.request("GET", "/sleep?s=2.5").body == b"slept"
+        assert c.request("GET", "/id?n=after").body == b"after"
+
+
+def test_steady_slow_body_is_not_a_stall(timeout_server):
+    import time
+    with Conn(timeout_server.addr, timeout=BOUND) as c:
+        c.send(build_request("POST", "/echo", headers=[("Content-Length", "8")]))
+        for _ in range(8):          # 8 x 0.2 s: longer than the 1 s timeout in total,
+            time.sleep(0.2)         # but never stalled for anywhere near 1 s
+            c.send(b"x")
+        r = c.read_response()
+        assert r.status == 200 and r.json()["length"] == 8
+
+
+def test_partial_second_head_on_keep_alive_gets_408(timeout_server):
+    with Conn(timeout_server.addr, timeout=BOUND) as c:
+        assert c.request("GET", "/id?n=1").body == b"1"
+        c.send(b"GET /id?n=2 HTTP/1.1\r\nHost: x\r\n")
+        r = c.read_response()
+        assert r.status == 408
+        c.assert_closed(BOUND)

@@ -242,4 +242,87 @@ async def app(scope, receive, send):
     if path == "/id":
         return await send_text(send, qs.get("n", ""))
 
+    if path == "/big":
+        # ?mb=N megabytes in 64 KiB pieces, deterministic content; ?tag= records the outcome
+        total = int(qs.get("mb", "10")) * 1024 * 1024
+        piece = bytes(range(256)) * 256
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", str(total).encode())]})
+        sent = 0
+        error = None
+        try:
+            while sent < total:
+                n = min(len(piece), total - sent)
+                sent += n
+                await send({"type": "http.response.body", "body": piece[:n],
+                            "more_body": sent < total})
+        except BaseException as exc:   # must not happen: send() after disconnect is a no-op
+            error = repr(exc)
+        if "tag" in qs:
+            after = await receive()
+            RECORD.setdefault(qs["tag"], []).append(
+                {"sent": sent, "error": error, "after": after["type"]})
+        return
+
+    if path == "/sleep":
+        await asyncio.sleep(float(qs.get("s", "1")))
+        return await send_text(send, "slept")
+
+    if path == "/close-header":
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"connection", b"close"), (b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+        return
+
+    if path == "/app-chunked":
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"transfer-encoding", b"chunked")]})
+        await send({"type": "http.response.body", "body": b"abc", "more_body": True})
+        await send({"type": "http.response.body", "body": b"def"})
+        return
+
+    if path == "/misuse/too-long":
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", b"3")]})
+        try:
+            await send({"type": "http.response.body", "body": b"12345"})
+            RECORD.setdefault(qs["tag"], []).append("no error raised")
+        except RuntimeError as exc:
+            RECORD.setdefault(qs["tag"], []).append(f"RuntimeError: {exc}")
+        return
+
+    if path == "/misuse/too-short":
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", b"10")]})
+        try:
+            await send({"type": "http.response.body", "body": b"12345"})
+            RECORD.setdefault(qs["tag"], []).append("no error raised")
+        except RuntimeError as exc:
+            RECORD.setdefault(qs["tag"], []).append(f"RuntimeError: {exc}")
+        return
+
+    if path == "/misuse/bad-header":
+        try:
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"x-bad", b"a\r\nx-injected: 1")]})
+            return await send({"type": "http.response.body", "body": b"no error raised"})
+        except RuntimeError as exc:
+            return await send_text(send, f"RuntimeError: {exc}")
+
+    if path == "/misuse/bad-header-name":
+        try:
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"x bad", b"v")]})
+            return await send({"type": "http.response.body", "body": b"no error raised"})
+        except RuntimeError as exc:
+            return await send_text(send, f"RuntimeError: {exc}")
+
+    if path == "/receive-after-response":
+        # uvicorn: after the response, receive() waits and then reports http.disconnect
+        await read_body(receive)
+        await send_text(send, "done")
+        msg = await asyncio.wait_for(receive(), 5)
+        RECORD.setdefault(qs["tag"], []).append(msg["type"])
+        return
+
     return await send_text(send, "not found", status=404)
