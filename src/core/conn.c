@@ -289,7 +289,6 @@ int cel_conn_response_start(cel_conn *c, int status, const cel_header *headers,
     }
     c->resp_started = 1;
     c->resp_status = status;
-    c->expect_continue = 0;
     c->resp_chunked = (unsigned)(chunked || has_te_chunked);
     c->resp_has_length = (unsigned)has_cl;
     c->resp_left = has_cl ? cl : 0;

@@ -66,15 +66,16 @@ class _Pump(threading.Thread):
 class ServerProcess:
     """A running `celeris run` subprocess."""
 
-    def __init__(self, app: str, *args: str, app_dir: Path = APPS_DIR) -> None:
+    def __init__(self, app: str, *args: str, app_dir: Path = APPS_DIR,
+                 listen: tuple[str, ...] = ("--host", "127.0.0.1", "--port", "0"),
+                 pass_fds: tuple[int, ...] = (), cmd: list[str] | None = None) -> None:
         self.app = app
         self.args = list(args)
-        self.cmd = celeris_cmd("run", app, "--host", "127.0.0.1", "--port", "0",
-                               "--app-dir", str(app_dir), *args)
+        self.cmd = cmd or celeris_cmd("run", app, *listen, "--app-dir", str(app_dir), *args)
         self._cwd = tempfile.mkdtemp(prefix="celeris-test-")
         self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      stdin=subprocess.DEVNULL, cwd=self._cwd,
-                                     env=subprocess_env())
+                                     env=subprocess_env(), pass_fds=pass_fds)
         self._cond = threading.Condition()
         self._out: list[str] = []
         self._err: list[str] = []
@@ -116,14 +117,18 @@ class ServerProcess:
 
     # ---- lifecycle ----
     def wait_started(self, timeout: float = STARTUP_TIMEOUT) -> "ServerProcess":
+        """Wait for the "Celeris running on ..." line; for TCP, take the port from it."""
         deadline = time.monotonic() + timeout
         rx = RUNNING_RE
         with self._cond:
             while True:
-                m = rx.search("".join(self._err))
+                text = "".join(self._err)
+                m = rx.search(text)
                 if m:
                     self.port = int(m.group(2))
                     return self
+                if "Celeris running on " in text and "(Press CTRL+C to quit)" in text:
+                    return self         # unix socket / fd: no port
                 if self.proc.poll() is not None and not any(p.is_alive() for p in self._pumps):
                     break
                 left = deadline - time.monotonic()
@@ -209,3 +214,14 @@ root_path_server = _server_fixture("raw_app:app", "--root-path", "/api")
 fastapi_server = _server_fixture("fastapi_app:app")
 quiet_server = _server_fixture("raw_app:app", "--no-access-log", "--no-server-header",
                                "--no-date-header")
+
+
+def pytest_collection_modifyitems(config, items):
+    """A per-test safety net (pytest-timeout, when installed): no test may hang."""
+    try:
+        import pytest_timeout  # noqa: F401
+    except ImportError:
+        return
+    for item in items:
+        if item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(120))

@@ -1,0 +1,358 @@
+/* Connection state machine (conn.c) and the dispatcher (server.c) driven
+ * through in-memory connections: no sockets, same code as production. */
+#include <string.h>
+
+#include "alloc.h"
+#include "conn.h"
+#include "errors.h"
+#include "server.h"
+#include "test.h"
+
+/* ---- conn.c alone ---- */
+
+static cel_conn_config cfg;
+
+static void conn_with(cel_conn *c, const char *bytes)
+{
+    cel_conn_config_default(&cfg);
+    cfg.date_header = 0;
+    cfg.server_header = 0;
+    cel_conn_init(c, -1, &cfg);
+    cel_buf_append(&c->in, bytes, strlen(bytes));
+}
+
+static int out_is(cel_conn *c, const char *expect)
+{
+    return c->out.len == strlen(expect) && memcmp(cel_buf_head(&c->out), expect, c->out.len) == 0;
+}
+
+TEST(head_then_length_body)
+{
+    cel_conn c;
+    cel_http_request req;
+    cel_header h[16];
+    conn_with(&c, "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhel");
+    CHECK_EQ_INT(cel_conn_parse_head(&c, &req, h, 16), 1);
+    CHECK_EQ_INT(c.state, CEL_CONN_ACTIVE);
+    CHECK(c.keep_alive);
+    const char *p;
+    size_t n;
+    CHECK_EQ_INT(cel_conn_body_read(&c, &p, &n), 1);
+    CHECK_EQ_INT(n, 3);
+    CHECK(memcmp(p, "hel", 3) == 0);
+    CHECK_EQ_INT(cel_conn_body_read(&c, &p, &n), CEL_EAGAIN);
+    cel_buf_append(&c.in, "loGET", 5);
+    CHECK_EQ_INT(cel_conn_body_read(&c, &p, &n), 1);
+    CHECK_EQ_INT(n, 2);
+    CHECK_EQ_INT(cel_conn_body_read(&c, &p, &n), 0);
+    CHECK_EQ_INT(c.in.len, 3);      /* the next request's bytes stay */
+    cel_conn_release(&c);
+}
+
+TEST(chunked_body_and_eof)
+{
+    cel_conn c;
+    cel_http_request req;
+    cel_header h[16];
+    conn_with(&c, "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n");
+    CHECK_EQ_INT(cel_conn_parse_head(&c, &req, h, 16), 1);
+    const char *p;
+    size_t n;
+    CHECK_EQ_INT(cel_conn_body_read(&c, &p, &n), 1);
+    CHECK_EQ_INT(n, 3);
+    CHECK_EQ_INT(cel_conn_body_read(&c, &p, &n), CEL_EAGAIN);
+    c.read_eof = 1;
+    CHECK_EQ_INT(cel_conn_body_read(&c, &p, &n), CEL_ECLOSED);
+    cel_conn_release(&c);
+}
+
+TEST(body_limit_content_length_and_chunked)
+{
+    cel_conn c;
+    cel_http_request req;
+    cel_header h[16];
+    conn_with(&c, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\n");
+    cfg.max_body = 10;
+    CHECK_EQ_INT(cel_conn_parse_head(&c, &req, h, 16), CEL_EBODYTOOLARGE);
+    cel_conn_release(&c);
+
+    conn_with(&c, "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n8\r\n12345678\r\n8\r\n12345678\r\n0\r\n\r\n");
+    cfg.max_body = 10;
+    CHECK_EQ_INT(cel_conn_parse_head(&c, &req, h, 16), 1);
+    const char *p;
+    size_t n;
+    CHECK_EQ_INT(cel_conn_body_read(&c, &p, &n), 1);
+    CHECK_EQ_INT(cel_conn_body_read(&c, &p, &n), CEL_EBODYTOOLARGE);
+    cel_conn_release(&c);
+}
+
+static cel_header hdr(const char *name, const char *value)
+{
+    cel_header x = { { name, strlen(name) }, { value, strlen(value) } };
+    return x;
+}
+
+TEST(response_content_length)
+{
+    cel_conn c;
+    cel_http_request req;
+    cel_header h[16];
+    conn_with(&c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    CHECK_EQ_INT(cel_conn_parse_head(&c, &req, h, 16), 1);
+    cel_header rh[2] = { hdr("Content-Type", "text/plain"), hdr("content-length", "2") };
+    CHECK_EQ_INT(cel_conn_response_start(&c, 200, rh, 2, NULL), 0);
+    CHECK_EQ_INT(cel_conn_response_start(&c, 200, rh, 2, NULL), CEL_ESTATE);
+    CHECK_EQ_INT(cel_conn_response_body(&c, "okX", 3, 0), CEL_ERESPLONG);
+    CHECK_EQ_INT(cel_conn_response_body(&c, "ok", 2, 0), 0);
+    CHECK(out_is(&c, "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n\r\nok"));
+    CHECK_EQ_INT(cel_conn_finish(&c), CEL_CONN_IDLE);
+    cel_conn_release(&c);
+}
+
+TEST(response_short_closes)
+{
+    cel_conn c;
+    cel_http_request req;
+    cel_header h[16];
+    conn_with(&c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    cel_conn_parse_head(&c, &req, h, 16);
+    cel_header rh[1] = { hdr("content-length", "5") };
+    cel_conn_response_start(&c, 200, rh, 1, NULL);
+    CHECK_EQ_INT(cel_conn_response_body(&c, "ok", 2, 0), CEL_ERESPSHORT);
+    CHECK_EQ_INT(cel_conn_finish(&c), CEL_CONN_CLOSING);
+    cel_conn_release(&c);
+}
+
+TEST(response_chunked_and_head_and_204)
+{
+    cel_conn c;
+    cel_http_request req;
+    cel_header h[16];
+    conn_with(&c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    cel_conn_parse_head(&c, &req, h, 16);
+    CHECK_EQ_INT(cel_conn_response_start(&c, 200, NULL, 0, NULL), 0);
+    CHECK_EQ_INT(cel_conn_response_body(&c, "abc", 3, 1), 0);
+    CHECK_EQ_INT(cel_conn_response_body(&c, "", 0, 0), 0);
+    CHECK(out_is(&c, "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"));
+    cel_conn_release(&c);
+
+    conn_with(&c, "HEAD / HTTP/1.1\r\nHost: a\r\n\r\n");
+    cel_conn_parse_head(&c, &req, h, 16);
+    cel_header rh[1] = { hdr("content-length", "3") };
+    CHECK_EQ_INT(cel_conn_response_start(&c, 200, rh, 1, NULL), 0);
+    CHECK_EQ_INT(cel_conn_response_body(&c, "abc", 3, 0), 0);
+    CHECK(out_is(&c, "HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\n"));
+    cel_conn_release(&c);
+
+    conn_with(&c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    cel_conn_parse_head(&c, &req, h, 16);
+    CHECK_EQ_INT(cel_conn_response_start(&c, 204, NULL, 0, NULL), 0);
+    CHECK_EQ_INT(cel_conn_response_body(&c, "", 0, 0), 0);
+    CHECK(out_is(&c, "HTTP/1.1 204 No Content\r\n\r\n"));
+    cel_conn_release(&c);
+}
+
+TEST(http10_keepalive_and_close_delimited)
+{
+    cel_conn c;
+    cel_http_request req;
+    cel_header h[16];
+    conn_with(&c, "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    cel_conn_parse_head(&c, &req, h, 16);
+    CHECK(c.keep_alive);
+    cel_header rh[1] = { hdr("content-length", "1") };
+    cel_conn_response_start(&c, 200, rh, 1, NULL);
+    cel_conn_response_body(&c, "x", 1, 0);
+    CHECK(out_is(&c, "HTTP/1.1 200 OK\r\ncontent-length: 1\r\nconnection: keep-alive\r\n\r\nx"));
+    CHECK_EQ_INT(cel_conn_finish(&c), CEL_CONN_IDLE);
+    cel_conn_release(&c);
+
+    conn_with(&c, "GET / HTTP/1.0\r\n\r\n");
+    cel_conn_parse_head(&c, &req, h, 16);
+    cel_conn_response_start(&c, 200, NULL, 0, NULL);
+    cel_conn_response_body(&c, "x", 1, 0);
+    CHECK(out_is(&c, "HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nx"));
+    CHECK_EQ_INT(cel_conn_finish(&c), CEL_CONN_CLOSING);
+    cel_conn_release(&c);
+}
+
+TEST(invalid_response_headers)
+{
+    cel_conn c;
+    cel_http_request req;
+    cel_header h[16];
+    conn_with(&c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    cel_conn_parse_head(&c, &req, h, 16);
+    cel_header bad_name[1] = { hdr("bad name", "x") };
+    CHECK_EQ_INT(cel_conn_response_start(&c, 200, bad_name, 1, NULL), CEL_EHDRNAME);
+    cel_header bad_value[1] = { hdr("x", "a\r\nb") };
+    CHECK_EQ_INT(cel_conn_response_start(&c, 200, bad_value, 1, NULL), CEL_EHDRVALUE);
+    cel_header bad_cl[1] = { hdr("content-length", "12x") };
+    CHECK_EQ_INT(cel_conn_response_start(&c, 200, bad_cl, 1, NULL), CEL_EBADCL);
+    CHECK_EQ_INT(c.out.len, 0);
+    cel_conn_release(&c);
+}
+
+TEST(continue_only_when_body_wanted)
+{
+    cel_conn c;
+    cel_http_request req;
+    cel_header h[16];
+    conn_with(&c, "POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n");
+    cel_conn_parse_head(&c, &req, h, 16);
+    CHECK(c.expect_continue);
+    CHECK_EQ_INT(cel_conn_send_continue(&c), 1);
+    CHECK_EQ_INT(cel_conn_send_continue(&c), 0);
+    CHECK(out_is(&c, "HTTP/1.1 100 Continue\r\n\r\n"));
+    cel_conn_release(&c);
+
+    /* never read: the response goes out, and the connection closes since
+     * the client's next bytes cannot be framed */
+    conn_with(&c, "POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n");
+    cel_conn_parse_head(&c, &req, h, 16);
+    cel_header rh[1] = { hdr("content-length", "0") };
+    cel_conn_response_start(&c, 200, rh, 1, NULL);
+    cel_conn_response_body(&c, "", 0, 0);
+    CHECK_EQ_INT(cel_conn_finish(&c), CEL_CONN_CLOSING);
+    cel_conn_release(&c);
+}
+
+TEST(unread_body_is_drained)
+{
+    cel_conn c;
+    cel_http_request req;
+    cel_header h[16];
+    conn_with(&c, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\nab");
+    cel_conn_parse_head(&c, &req, h, 16);
+    cel_header rh[1] = { hdr("content-length", "0") };
+    cel_conn_response_start(&c, 200, rh, 1, NULL);
+    cel_conn_response_body(&c, "", 0, 0);
+    CHECK_EQ_INT(cel_conn_finish(&c), CEL_CONN_DRAIN);
+    cel_conn_release(&c);
+}
+
+/* ---- the dispatcher over in-memory connections ---- */
+
+typedef struct harness {
+    cel_server *srv;
+    int requests;
+    int closes;
+    int respond_inline;         /* answer inside on_request */
+} harness;
+
+static int h_on_request(void *ud, cel_conn *c, const cel_http_request *req)
+{
+    harness *h = ud;
+    h->requests++;
+    if (h->respond_inline) {
+        char body[64];
+        int n = snprintf(body, sizeof body, "%.*s", (int)req->path.len, req->path.p);
+        char len[16];
+        snprintf(len, sizeof len, "%d", n);
+        cel_header rh[1] = { { { "content-length", 14 }, { len, strlen(len) } } };
+        int rc = cel_conn_response_start(c, 200, rh, 1, NULL);
+        if (rc == 0)
+            rc = cel_conn_response_body(c, body, (size_t)n, 0);
+        if (rc)
+            return rc;
+        cel_server_response_done(h->srv, c);
+    }
+    return 0;
+}
+
+static void h_on_close(void *ud, cel_conn *c)
+{
+    (void)c;
+    ((harness *)ud)->closes++;
+}
+
+static cel_server *new_server(harness *h)
+{
+    cel_server_config sc;
+    cel_server_config_default(&sc);
+    sc.conn.date_header = 0;
+    sc.conn.server_header = 0;
+    cel_server_callbacks cb = { .ud = h, .on_request = h_on_request, .on_close = h_on_close };
+    h->srv = cel_server_new(&sc, &cb);
+    return h->srv;
+}
+
+TEST(pipelined_inline_responses_in_order)
+{
+    harness h = { 0 };
+    h.respond_inline = 1;
+    cel_server *s = new_server(&h);
+    CHECK(s != NULL);
+    cel_conn *c = cel_server_memory_conn(s, NULL, 0);
+    const char *reqs = "GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /bb HTTP/1.1\r\nHost: x\r\n\r\n"
+                       "GET /ccc HTTP/1.1\r\nHost: x\r\n\r\n";
+    CHECK_EQ_INT(cel_server_feed(s, c, reqs, strlen(reqs), 0), 0);
+    CHECK_EQ_INT(h.requests, 3);
+    char out[512];
+    size_t n = cel_server_take_output(s, c, out, sizeof out);
+    const char *expect = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n/a"
+                         "HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\n/bb"
+                         "HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\n/ccc";
+    CHECK_EQ_INT(n, strlen(expect));
+    CHECK(memcmp(out, expect, n) == 0);
+    cel_server_free(s);
+}
+
+TEST(bad_request_answers_400_and_closes)
+{
+    harness h = { 0 };
+    cel_server *s = new_server(&h);
+    cel_conn *c = cel_server_memory_conn(s, NULL, 0);
+    const char *bad = "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
+    CHECK_EQ_INT(cel_server_feed(s, c, bad, strlen(bad), 0), CEL_ECLOSED);
+    CHECK_EQ_INT(h.requests, 0);
+    char out[512];
+    size_t n = cel_server_take_output(s, c, out, sizeof out - 1);
+    out[n] = 0;
+    CHECK(strncmp(out, "HTTP/1.1 400 Bad Request\r\n", 26) == 0);
+    CHECK(strstr(out, "connection: close\r\n") != NULL);
+    CHECK(strstr(out, "Invalid HTTP request received.") != NULL);
+    cel_server_close(s, c);
+    cel_server_free(s);
+}
+
+TEST(split_head_at_every_byte)
+{
+    const char *req = "GET /split HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n\r\n";
+    size_t len = strlen(req);
+    for (size_t cut = 1; cut < len; cut++) {
+        harness h = { 0 };
+        h.respond_inline = 1;
+        cel_server *s = new_server(&h);
+        cel_conn *c = cel_server_memory_conn(s, NULL, 0);
+        CHECK_EQ_INT(cel_server_feed(s, c, req, cut, 0), 0);
+        CHECK_EQ_INT(h.requests, 0);
+        CHECK_EQ_INT(cel_server_feed(s, c, req + cut, len - cut, 0), 0);
+        CHECK_EQ_INT(h.requests, 1);
+        cel_server_free(s);
+    }
+}
+
+/* Every allocation failure point: the core must fail cleanly (an error code
+ * or a closed connection), never crash or leak (ASan build checks leaks). */
+TEST(allocation_failure_every_n)
+{
+    const char *reqs = "POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
+                       "GET /b HTTP/1.1\r\nHost: x\r\n\r\n";
+    for (unsigned long n = 1; n < 40; n++) {
+        harness h = { 0 };
+        h.respond_inline = 1;
+        cel_alloc_fail_after(n);
+        cel_server *s = new_server(&h);
+        if (s) {
+            cel_conn *c = cel_server_memory_conn(s, NULL, 0);
+            if (c) {
+                int rc = cel_server_feed(s, c, reqs, strlen(reqs), 0);
+                CHECK(rc == 0 || rc == CEL_ENOMEM || rc == CEL_ECLOSED);
+            }
+            cel_alloc_fail_after(0);
+            cel_server_free(s);
+        }
+        cel_alloc_fail_after(0);
+    }
+}
