@@ -112,6 +112,11 @@ def make_error_log():
     warning = logger.warning
 
     def error_log(status: int, reason: str) -> None:
+        if status == 0 and reason == "upgrade":
+            warning("Unsupported upgrade request.")
+            warning("No supported WebSocket library detected: Celeris serves WebSocket upgrade "
+                    "requests as plain HTTP until its WebSocket support lands.")
+            return
         warning("Invalid HTTP request received (%d: %s).", status, reason)
 
     return error_log

@@ -13,9 +13,23 @@
 
 #define SELF(ud) ((ServerObject *)(ud))
 
+/* uvicorn without a WebSocket library serves upgrade requests as plain HTTP
+ * and warns; so do we until the core speaks WebSocket. */
+static void warn_upgrade(ServerObject *self)
+{
+    if (self->error_log == Py_None)
+        return;
+    PyObject *r = PyObject_CallFunction(self->error_log, "is", 0, "upgrade");
+    if (!r)
+        PyErr_WriteUnraisable(self->error_log);
+    Py_XDECREF(r);
+}
+
 static int on_request(void *ud, cel_conn *c, const cel_http_request *req)
 {
     ServerObject *self = SELF(ud);
+    if (req->flags & CEL_REQ_UPGRADE)
+        warn_upgrade(self);
     PyObject *scope = celeris_build_scope(self, c, req);
     if (!scope) {
         PyErr_WriteUnraisable(self->handler);
