@@ -74,6 +74,7 @@ typedef struct cel_conn {
     unsigned want_drain : 1;    /* the app waits for `out` to drain */
     unsigned head_started : 1;  /* first byte of the current head has arrived */
     unsigned in_process : 1;    /* the server is inside process() for this connection */
+    unsigned close_pending : 1; /* closed from a callback during process(); freed after it */
     unsigned lingering : 1;     /* write side shut down; discarding input until EOF */
     unsigned notified_close : 1;/* on_close has been called */
     unsigned closed : 1;        /* in-memory connection: closed, output still takeable */

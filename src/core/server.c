@@ -196,6 +196,10 @@ static void unlink_conn(cel_server *s, cel_conn *c)
 static void destroy(cel_server *s, cel_conn *c)
 {
     notify_close(s, c);
+    if (c->in_process) {
+        c->close_pending = 1;       /* process() finishes the job */
+        return;
+    }
     pending_remove(s, c);
     if (c->fd < 0) {
         /* In-memory: the owner frees it with cel_server_close; keep output. */
@@ -216,6 +220,10 @@ static void destroy(cel_server *s, cel_conn *c)
 
 void cel_server_close(cel_server *s, cel_conn *c)
 {
+    if (c->in_process) {
+        destroy(s, c);              /* deferred to the end of process() */
+        return;
+    }
     if (c->fd < 0) {
         destroy(s, c);
         if (c->prev || c->next || s->conns == c)
@@ -327,18 +335,16 @@ static int answer_error(cel_server *s, cel_conn *c, int err)
     return cel_server_flush(s, c);
 }
 
-/* Drive c as far as its buffered input allows.  Returns CEL_ECLOSED if c was
- * freed or is lingering, else 0. */
-static int process(cel_server *s, cel_conn *c)
+/* The body of process(); runs with c->in_process set, so a close requested
+ * from inside a callback is deferred until process() returns. */
+static int process_inner(cel_server *s, cel_conn *c)
 {
     cel_http_request req;
     int rc;
-    c->in_process = 1;
     for (;;) {
         switch (c->state) {
         case CEL_CONN_IDLE:
             if (c->in.len == 0) {
-                c->in_process = 0;
                 if (c->read_eof) {
                     if (c->out.len)
                         c->state = CEL_CONN_CLOSING;
@@ -360,7 +366,6 @@ static int process(cel_server *s, cel_conn *c)
             }
             rc = cel_conn_parse_head(c, &req, s->headers, MAX_HEADERS_CAP);
             if (rc == CEL_EAGAIN) {
-                c->in_process = 0;
                 if (c->read_eof) {
                     destroy(s, c);
                     return CEL_ECLOSED;
@@ -368,7 +373,6 @@ static int process(cel_server *s, cel_conn *c)
                 return cel_server_flush(s, c);
             }
             if (rc < 0) {
-                c->in_process = 0;
                 return answer_error(s, c, rc);
             }
             c->deadline_ms = 0;
@@ -377,12 +381,10 @@ static int process(cel_server *s, cel_conn *c)
             c->notified_close = 0;
             rc = s->cb.on_request(s->cb.ud, c, &req);
             if (rc < 0 && c->state == CEL_CONN_ACTIVE && !c->resp_started) {
-                c->in_process = 0;
                 return answer_error(s, c, CEL_ENOMEM);
             }
             continue;
         case CEL_CONN_ACTIVE:
-            c->in_process = 0;
             if (c->read_eof && !c->body_done) {
                 /* The client went away mid-request: the app sees http.disconnect. */
                 destroy(s, c);
@@ -395,7 +397,6 @@ static int process(cel_server *s, cel_conn *c)
                 if (c->notified_close)
                     return CEL_ECLOSED;
                 if (c->state != CEL_CONN_ACTIVE) {
-                    c->in_process = 1;
                     continue;
                 }
             }
@@ -421,7 +422,6 @@ static int process(cel_server *s, cel_conn *c)
                 c->head_started = 0;
                 continue;
             }
-            c->in_process = 0;
             if (rc == CEL_EAGAIN && !c->read_eof) {
                 c->deadline_ms = cel_server_now_ms() + s->cfg.body_timeout_ms;
                 return cel_server_flush(s, c);
@@ -430,10 +430,28 @@ static int process(cel_server *s, cel_conn *c)
             return cel_server_flush(s, c);
         }
         default:
-            c->in_process = 0;
             return cel_server_flush(s, c);
         }
     }
+}
+
+/* Drive c as far as its buffered input allows.  Callbacks made from here may
+ * ask to close c (cel_server_close, a failed flush): that is deferred to the
+ * end, so c stays valid throughout.  Returns CEL_ECLOSED if c was closed (freed
+ * or lingering), else 0. */
+static int process(cel_server *s, cel_conn *c)
+{
+    if (c->in_process)
+        return 0;
+    c->in_process = 1;
+    int rc = process_inner(s, c);
+    c->in_process = 0;
+    if (c->close_pending) {
+        c->close_pending = 0;
+        destroy(s, c);
+        return CEL_ECLOSED;
+    }
+    return rc;
 }
 
 static void on_readable(cel_server *s, cel_conn *c)

@@ -356,3 +356,27 @@ TEST(allocation_failure_every_n)
         cel_alloc_fail_after(0);
     }
 }
+
+static int close_on_request(void *ud, cel_conn *c, const cel_http_request *req)
+{
+    (void)req;
+    harness *h = ud;
+    h->requests++;
+    cel_server_close(h->srv, c);    /* from inside the dispatcher: must be deferred */
+    return 0;
+}
+
+TEST(close_from_inside_a_callback_is_deferred)
+{
+    harness h = { 0 };
+    cel_server_config sc;
+    cel_server_config_default(&sc);
+    cel_server_callbacks cb = { .ud = &h, .on_request = close_on_request, .on_close = h_on_close };
+    h.srv = cel_server_new(&sc, &cb);
+    cel_conn *c = cel_server_memory_conn(h.srv, NULL, 0);
+    const char *reqs = "GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n";
+    CHECK_EQ_INT(cel_server_feed(h.srv, c, reqs, strlen(reqs), 0), CEL_ECLOSED);
+    CHECK_EQ_INT(h.requests, 1);
+    CHECK_EQ_INT(h.closes, 1);
+    cel_server_free(h.srv);
+}

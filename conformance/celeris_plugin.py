@@ -1,0 +1,48 @@
+"""pytest plugin: serve every TestClient request through the Celeris C core.
+
+Loaded with ``-p celeris_plugin`` (conformance/ on PYTHONPATH).  pytest imports
+``-p`` plugins before it reads conftest files or imports any test module, so
+replacing the attribute here is early enough for
+``from fastapi.testclient import TestClient`` at a test module's import time.
+Under pytest-xdist every worker re-imports this plugin (the ``-p`` option is
+forwarded), so each worker is patched the same way.
+
+At session end each process writes ``celeris.testclient.stats`` to
+``$CELERIS_CONFORMANCE_STATS_DIR/stats-<worker>-<pid>.json``; the runner sums them.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import fastapi.testclient
+import starlette.testclient
+
+import celeris.testclient
+from celeris.testclient import TestClient as CelerisTestClient
+
+STOCK_TESTCLIENT = starlette.testclient.TestClient
+
+starlette.testclient.TestClient = CelerisTestClient  # type: ignore[misc]
+fastapi.testclient.TestClient = CelerisTestClient  # type: ignore[misc]
+
+
+def pytest_report_header(config) -> str:
+    return (f"celeris conformance: fastapi.testclient.TestClient -> "
+            f"{CelerisTestClient.__module__}.{CelerisTestClient.__qualname__}")
+
+
+def pytest_sessionstart(session) -> None:
+    # Something (a conftest, a re-import) undoing the patch would silently measure stock.
+    assert fastapi.testclient.TestClient is CelerisTestClient
+    assert starlette.testclient.TestClient is CelerisTestClient
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    out_dir = os.environ.get("CELERIS_CONFORMANCE_STATS_DIR")
+    if not out_dir:
+        return
+    wid = getattr(session.config, "workerinput", {}).get("workerid", "main")
+    path = Path(out_dir) / f"stats-{wid}-{os.getpid()}.json"
+    path.write_text(json.dumps(dict(celeris.testclient.stats)))
