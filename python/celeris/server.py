@@ -4,6 +4,7 @@ shutdown."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
 import signal
 import sys
@@ -62,12 +63,12 @@ class Server:
         """Serve until a shutdown signal; returns the process exit code."""
         config = self.config
         loop = asyncio.get_running_loop()
-        logger.info("Started server process [%d]", os.getpid())
         try:
             app = config.load_app()
         except AppLoadError as exc:
             logger.error("Error loading ASGI app. %s", exc)
             return 1
+        logger.info("Started server process [%d]", os.getpid())
 
         state: dict | None = None
         if config.lifespan != "off":
@@ -96,6 +97,7 @@ class Server:
             date_header=config.date_header,
             server_header=config.server_header,
             backlog=config.backlog,
+            context=contextvars.copy_context(),
         )
         try:
             if config.fd is not None:

@@ -44,6 +44,8 @@ typedef struct ServerObject {
     PyObject *loop;             /* the asyncio loop */
     PyObject *call_soon;        /* loop.call_soon */
     PyObject *run_pending;      /* bound self.run_pending */
+    PyObject *call_soon_kw;     /* {"context": base context} or NULL: request tasks must not
+                                   inherit the context of the app task that finished before */
     PyObject *access_log;       /* access_log(scope, status) or None */
     PyObject *error_log;        /* error_log(message) or None: for bad requests */
     PyObject *state;            /* lifespan state dict or None */

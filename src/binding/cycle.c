@@ -47,6 +47,13 @@ static void resolve(CycleObject *cy, PyObject **slot, PyObject *value)
     Py_DECREF(fut);
 }
 
+/* Send what is already buffered, then close (as asyncio's transport.close()). */
+static void close_after_output(cel_conn *c)
+{
+    c->keep_alive = 0;
+    c->state = CEL_CONN_CLOSING;
+}
+
 static void resolve_disconnect(CycleObject *cy)
 {
     if (cy->recv_future) {
@@ -69,6 +76,13 @@ static void fail_body(CycleObject *cy, int err)
     cel_server *srv = cy->server->srv;
     cy->disconnected = 1;
     detach(cy);
+    if (cy->server->error_log != Py_None) {
+        PyObject *r = PyObject_CallFunction(cy->server->error_log, "is", cel_err_http_status(err),
+                                            cel_strerror(err));
+        if (!r)
+            PyErr_WriteUnraisable(cy->server->error_log);
+        Py_XDECREF(r);
+    }
     if (!c->resp_started) {
         /* 400 for bad framing, 413 for an oversize chunked body */
         cel_conn_write_error(c, cel_err_http_status(err),
@@ -442,14 +456,19 @@ static PyObject *cycle_app_failed(PyObject *self, PyObject *Py_UNUSED(a))
     if (!c || cy->response_complete)
         Py_RETURN_NONE;
     cel_server *srv = cy->server->srv;
+    if (!c->resp_started) {
+        PyObject *status = PyLong_FromLong(500);
+        if (!status || access_log(cy, status) < 0)
+            PyErr_WriteUnraisable(self);
+        Py_XDECREF(status);
+    }
     detach(cy);
     cy->response_complete = 1;
-    if (!c->resp_started) {
+    if (!c->resp_started)
         cel_conn_write_error(c, 500, "Internal Server Error", cel_server_date());
-        cel_server_flush(srv, c);
-    } else {
-        cel_server_close(srv, c);
-    }
+    else
+        close_after_output(c);
+    cel_server_flush(srv, c);
     resolve_disconnect(cy);
     Py_RETURN_NONE;
 }
@@ -460,7 +479,8 @@ static PyObject *cycle_abort(PyObject *self, PyObject *Py_UNUSED(a))
     cel_conn *c = cy->conn;
     if (c) {
         detach(cy);
-        cel_server_close(cy->server->srv, c);
+        close_after_output(c);
+        cel_server_flush(cy->server->srv, c);
     }
     cy->disconnected = 1;
     resolve_disconnect(cy);

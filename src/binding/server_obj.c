@@ -100,7 +100,9 @@ static void on_pending(void *ud)
     ServerObject *self = SELF(ud);
     if (self->pending_scheduled)
         return;
-    PyObject *r = PyObject_CallOneArg(self->call_soon, self->run_pending);
+    PyObject *args = PyTuple_Pack(1, self->run_pending);
+    PyObject *r = args ? PyObject_Call(self->call_soon, args, self->call_soon_kw) : NULL;
+    Py_XDECREF(args);
     if (!r) {
         PyErr_WriteUnraisable(self->call_soon);
         return;
@@ -152,8 +154,9 @@ static PyObject *server_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
         "handler", "loop", "access_log", "error_log", "state", "root_path",
         "header_timeout", "keepalive_timeout", "body_timeout", "max_body",
         "max_request_line", "max_header_bytes", "max_headers", "date_header",
-        "server_header", "backlog", "max_connections", NULL,
+        "server_header", "backlog", "max_connections", "context", NULL,
     };
+    PyObject *context = Py_None;
     PyObject *handler, *loop, *access_log = Py_None, *error_log = Py_None, *state = Py_None;
     PyObject *root_path = NULL;
     PyObject *header_timeout = NULL, *keepalive_timeout = NULL, *body_timeout = NULL;
@@ -161,12 +164,12 @@ static PyObject *server_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
     Py_ssize_t max_request_line = 8192, max_header_bytes = 65536, max_headers = 100;
     int date_header = 1, server_header = 1, backlog = 2048;
     Py_ssize_t max_connections = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|$OOOUOOOKnnnppin:Server", kwlist,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|$OOOUOOOKnnnppinO:Server", kwlist,
                                      &handler, &loop, &access_log, &error_log, &state,
                                      &root_path, &header_timeout, &keepalive_timeout,
                                      &body_timeout, &max_body, &max_request_line,
                                      &max_header_bytes, &max_headers, &date_header,
-                                     &server_header, &backlog, &max_connections))
+                                     &server_header, &backlog, &max_connections, &context))
         return NULL;
     if (state != Py_None && !PyDict_Check(state)) {
         PyErr_SetString(PyExc_TypeError, "state must be a dict or None");
@@ -190,6 +193,11 @@ static PyObject *server_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
     self->root_path = root_path ? Py_NewRef(root_path) : PyUnicode_FromString("");
     self->scheme = PyUnicode_InternFromString("http");
     self->call_soon = PyObject_GetAttrString(loop, "call_soon");
+    if (context != Py_None) {
+        self->call_soon_kw = Py_BuildValue("{sO}", "context", context);
+        if (!self->call_soon_kw)
+            goto error;
+    }
     self->create_task = PyObject_GetAttrString(loop, "create_task");
     if (!self->create_task)
         goto error;
@@ -400,6 +408,7 @@ static int server_traverse(PyObject *op, visitproc visit, void *arg)
     Py_VISIT(self->loop);
     Py_VISIT(self->call_soon);
     Py_VISIT(self->create_task);
+    Py_VISIT(self->call_soon_kw);
     for (CycleObject *cy = self->live; cy; cy = cy->live_next)
         Py_VISIT((PyObject *)cy);
     Py_VISIT(self->run_pending);
@@ -416,6 +425,7 @@ static int server_clear(PyObject *op)
     while (self->live)
         celeris_cycle_unlink(self->live);
     Py_CLEAR(self->create_task);
+    Py_CLEAR(self->call_soon_kw);
     Py_CLEAR(self->run_pending);
     Py_CLEAR(self->handler);
     Py_CLEAR(self->loop);

@@ -243,6 +243,8 @@ int cel_conn_response_start(cel_conn *c, int status, const cel_header *headers,
             c->keep_alive = 0;
         }
     }
+    if (c->expect_continue && !c->body_done)
+        c->keep_alive = 0;      /* the body never came: its bytes cannot be framed later */
     size_t mark = c->out.len;
     char line[64];
     const char *phrase = cel_status_phrase(status);

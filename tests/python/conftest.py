@@ -174,8 +174,8 @@ def start_server(app: str, *args: str) -> ServerProcess:
     return ServerProcess(app, *args).wait_started()
 
 
-def _server_fixture(app: str, *args: str):
-    @pytest.fixture(scope="module")
+def _server_fixture(name: str, app: str, *args: str):
+    @pytest.fixture(scope="module", name=name)
     def fixture():
         srv = start_server(app, *args)
         try:
@@ -201,18 +201,18 @@ def server_factory():
 
 
 # The raw ASGI app with default settings (limits default, body unlimited).
-raw_server = _server_fixture("raw_app:app")
+raw_server = _server_fixture("raw_server", "raw_app:app")
 # Small limits for the 413/414/431 cases.
 limits_server = _server_fixture(
-    "raw_app:app", "--limit-request-line", "1024", "--limit-request-header-size", "4096",
+    "limits_server", "raw_app:app", "--limit-request-line", "1024", "--limit-request-header-size", "4096",
     "--limit-request-fields", "100", "--limit-request-body", "1000")
 # Short timeouts (1 s) for the 408 / idle / stalled-body cases.
 timeout_server = _server_fixture(
-    "raw_app:app", "--timeout-keep-alive", "1", "--timeout-request-header", "1",
+    "timeout_server", "raw_app:app", "--timeout-keep-alive", "1", "--timeout-request-header", "1",
     "--timeout-request-body", "1")
-root_path_server = _server_fixture("raw_app:app", "--root-path", "/api")
-fastapi_server = _server_fixture("fastapi_app:app")
-quiet_server = _server_fixture("raw_app:app", "--no-access-log", "--no-server-header",
+root_path_server = _server_fixture("root_path_server", "raw_app:app", "--root-path", "/api")
+fastapi_server = _server_fixture("fastapi_server", "fastapi_app:app")
+quiet_server = _server_fixture("quiet_server", "raw_app:app", "--no-access-log", "--no-server-header",
                                "--no-date-header")
 
 

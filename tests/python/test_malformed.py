@@ -262,3 +262,31 @@ def test_expect_continue_with_body_over_limit_gets_413_without_100(limits_server
         c.send(b"POST /echo HTTP/1.1\r\n" + H
                + b"Content-Length: 2000\r\nExpect: 100-continue\r\n\r\n")
         assert_error_response(c, 413)
+
+
+@pytest.mark.parametrize("total,status", [(1023, 200), (1024, 200), (1025, 414)])
+def test_request_line_limit_boundary(limits_server, total, status):
+    # --limit-request-line counts the request line including its CRLF
+    k = total - len(b"GET /scope/ HTTP/1.1\r\n")
+    line = b"GET /scope/" + b"a" * k + b" HTTP/1.1\r\n"
+    assert len(line) == total
+    with Conn(limits_server.addr) as c:
+        c.send(line + H + b"\r\n")
+        if status == 200:
+            assert c.read_response().status == 200
+        else:
+            assert_error_response(c, status)
+
+
+@pytest.mark.parametrize("total,status", [(4095, 200), (4096, 200), (4097, 431)])
+def test_header_block_limit_boundary(limits_server, total, status):
+    # --limit-request-header-size counts the header fields and the final CRLF
+    k = total - len(H) - len(b"X-Pad: \r\n") - 2
+    block = H + b"X-Pad: " + b"p" * k + b"\r\n\r\n"
+    assert len(block) == total
+    with Conn(limits_server.addr) as c:
+        c.send(b"GET /scope HTTP/1.1\r\n" + block)
+        if status == 200:
+            assert c.read_response().status == 200
+        else:
+            assert_error_response(c, status)

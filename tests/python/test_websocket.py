@@ -19,6 +19,8 @@ def test_upgrade_to_raw_app_served_as_http(raw_server):
         # the connection was not switched: a normal request follows on it
         r2 = c.request("GET", "/id?n=after-upgrade")
         assert r2.status == 200 and r2.body == b"after-upgrade"
+    # and warns, as uvicorn does without a WebSocket library
+    raw_server.wait_for(r"WARNING:  Unsupported upgrade request\.")
 
 
 def test_upgrade_to_fastapi_websocket_route(fastapi_server):
@@ -30,3 +32,20 @@ def test_upgrade_to_fastapi_websocket_route(fastapi_server):
         assert not r.has_header("sec-websocket-accept")
         r2 = c.request("GET", "/")
         assert r2.status == 200
+    fastapi_server.wait_for(r"WARNING:  Unsupported upgrade request\.")
+
+
+def test_upgrade_header_without_connection_upgrade_is_plain(raw_server):
+    # "Upgrade" alone (no "Connection: upgrade") is not an upgrade request
+    with Conn(raw_server.addr) as c:
+        r = c.request("GET", "/id?n=plain", headers=[("Upgrade", "websocket")])
+        assert r.status == 200 and r.body == b"plain"
+
+
+def test_h2c_upgrade_served_as_http11(raw_server):
+    with Conn(raw_server.addr) as c:
+        r = c.request("GET", "/id?n=h2c", headers=[("Upgrade", "h2c"),
+                                                    ("Connection", "Upgrade, HTTP2-Settings"),
+                                                    ("HTTP2-Settings", "AAMAAABkAARAAAAAAAIAAAAA")])
+        assert r.status == 200 and r.body == b"h2c"
+        assert r.version == "HTTP/1.1"

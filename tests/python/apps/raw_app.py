@@ -20,6 +20,8 @@ Routes (by scope["path"], after root_path is stripped):
   /ctx?set=V             the contextvar's value before setting it to V
   /state                 scope["state"], then mutate the copy
   /id?n=N                "N" (for pipelining)
+  /sleep?s=S[&tag=T]     answer "slept" after S seconds (records "started" under T)
+  /big?mb=N[&tag=T]      N MiB response in 64 KiB pieces (records the outcome under T)
 """
 import asyncio
 import contextvars
@@ -265,6 +267,8 @@ async def app(scope, receive, send):
         return
 
     if path == "/sleep":
+        if "tag" in qs:
+            RECORD.setdefault(qs["tag"], []).append("started")
         await asyncio.sleep(float(qs.get("s", "1")))
         return await send_text(send, "slept")
 

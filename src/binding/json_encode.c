@@ -1,0 +1,282 @@
+/* _celeris.json_dumps(obj) -> bytes: what Starlette's JSONResponse.render
+ * gives, i.e. json.dumps(obj, ensure_ascii=False, allow_nan=False,
+ * indent=None, separators=(",", ":")).encode("utf-8"), for trees of exact
+ * dict, list, tuple, str, int, float, bool and None (see docs/json.md).
+ *
+ * Anything else, subclasses included, raises json's TypeError so the caller
+ * can fall back to FastAPI's own encoder: json.dumps would accept a str or
+ * dict subclass, but jsonable_encoder may turn it into something else (an
+ * Enum into its value), so only exact types are safe to encode unchanged.
+ * Errors mirror json.dumps + encode: same exception types and messages, and
+ * the same one when a tree holds several problems (json reports the first in
+ * document order; a lone surrogate only once the whole text is built). */
+#include "binding.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "errors.h"
+#include "json.h"
+
+/* One open container on the C stack, so a recursion error can tell a cycle
+ * (the container is already open further up) from a deep tree. */
+typedef struct frame {
+    PyObject *obj;              /* borrowed */
+    const struct frame *up;
+} frame;
+
+typedef struct encoder {
+    cel_json_writer w;
+    Py_ssize_t surrogates;      /* lone surrogates written */
+} encoder;
+
+static int encode_value(encoder *e, PyObject *obj, const frame *up);
+
+/* Python exception for a writer error; returns -1. */
+static int writer_error(int rc)
+{
+    if (rc == CEL_ENOMEM)
+        PyErr_NoMemory();
+    else
+        PyErr_Format(PyExc_SystemError, "json writer: %s", cel_strerror(rc));
+    return -1;
+}
+
+static int check(encoder *e, int rc)
+{
+    if (rc < 0)
+        return writer_error(rc);
+    e->surrogates += rc;
+    return 0;
+}
+
+/* json's ValueError for NaN and infinities (3.12 added the value). */
+static int out_of_range(PyObject *flt)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_Format(PyExc_ValueError,
+                 "Out of range float values are not JSON compliant: %R", flt);
+#else
+    (void)flt;
+    PyErr_SetString(PyExc_ValueError, "Out of range float values are not JSON compliant");
+#endif
+    return -1;
+}
+
+/* JSONEncoder.default's TypeError, naming o.__class__.__name__ as it does. */
+static int not_serializable(PyObject *obj)
+{
+    PyObject *cls = PyObject_GetAttrString(obj, "__class__");
+    if (!cls)
+        return -1;
+    PyObject *name = PyObject_GetAttrString(cls, "__name__");
+    Py_DECREF(cls);
+    if (!name)
+        return -1;
+    PyErr_Format(PyExc_TypeError, "Object of type %S is not JSON serializable", name);
+    Py_DECREF(name);
+    return -1;
+}
+
+/* A str as key or value: ASCII straight from its bytes, otherwise from its
+ * code units (Latin-1/UCS-2/UCS-4) so no UTF-8 copy is cached on it. */
+static int put_str(encoder *e, PyObject *s, int is_key)
+{
+#if PY_VERSION_HEX < 0x030C0000
+    if (PyUnicode_READY(s) < 0)
+        return -1;
+#endif
+    Py_ssize_t n = PyUnicode_GET_LENGTH(s);
+    const void *data = PyUnicode_DATA(s);
+    int rc;
+    if (PyUnicode_IS_ASCII(s))
+        rc = is_key ? cel_json_key(&e->w, data, (size_t)n)
+                    : cel_json_string(&e->w, data, (size_t)n);
+    else
+        rc = is_key ? cel_json_key_ucs(&e->w, data, (size_t)n, PyUnicode_KIND(s))
+                    : cel_json_string_ucs(&e->w, data, (size_t)n, PyUnicode_KIND(s));
+    return check(e, rc);
+}
+
+/* int(obj)'s decimal text as key or value: 64-bit values formatted here,
+ * larger ones through int.__repr__ (which enforces sys.int_info's digit
+ * limit exactly as json.dumps does). */
+static int put_int(encoder *e, PyObject *obj, int is_key)
+{
+    int overflow;
+    long long v = PyLong_AsLongLongAndOverflow(obj, &overflow);
+    if (v == -1 && PyErr_Occurred())
+        return -1;
+    if (!overflow) {
+        if (!is_key)
+            return check(e, cel_json_int64(&e->w, v));
+        char tmp[24];
+        int n = snprintf(tmp, sizeof(tmp), "%lld", v);
+        return check(e, cel_json_key(&e->w, tmp, (size_t)n));
+    }
+    PyObject *text = PyLong_Type.tp_repr(obj);
+    if (!text)
+        return -1;
+    Py_ssize_t n;
+    const char *digits = PyUnicode_AsUTF8AndSize(text, &n);
+    int rc = !digits ? -1
+             : check(e, is_key ? cel_json_key(&e->w, digits, (size_t)n)
+                               : cel_json_bigint(&e->w, digits, (size_t)n));
+    Py_DECREF(text);
+    return rc;
+}
+
+/* repr(float) as key or value; json's ValueError for NaN/Infinity. */
+static int put_float(encoder *e, PyObject *obj, int is_key)
+{
+    double v = PyFloat_AS_DOUBLE(obj);
+    if (!isfinite(v))
+        return out_of_range(obj);
+    char *text = PyOS_double_to_string(v, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
+    if (!text)
+        return -1;
+    size_t n = strlen(text);
+    int rc = check(e, is_key ? cel_json_key(&e->w, text, n) : cel_json_raw(&e->w, text, n));
+    PyMem_Free(text);
+    return rc;
+}
+
+/* Called when Py_EnterRecursiveCall refused to open obj (RecursionError
+ * set).  json.dumps would have met a cycle earlier and said so: a tree
+ * cyclic below its top keeps repeating one container on the stack. */
+static int too_deep(PyObject *obj, const frame *up)
+{
+    for (; up; up = up->up) {
+        if (up->obj == obj) {
+            PyErr_SetString(PyExc_ValueError, "Circular reference detected");
+            return -1;
+        }
+    }
+    return -1;
+}
+
+static int put_key(encoder *e, PyObject *key)
+{
+    PyTypeObject *tp = Py_TYPE(key);
+    if (tp == &PyUnicode_Type)
+        return put_str(e, key, 1);
+    if (tp == &PyFloat_Type)
+        return put_float(e, key, 1);
+    if (key == Py_True)
+        return check(e, cel_json_key(&e->w, "true", 4));
+    if (key == Py_False)
+        return check(e, cel_json_key(&e->w, "false", 5));
+    if (key == Py_None)
+        return check(e, cel_json_key(&e->w, "null", 4));
+    if (tp == &PyLong_Type)
+        return put_int(e, key, 1);
+    PyErr_Format(PyExc_TypeError, "keys must be str, int, float, bool or None, not %.100s",
+                 tp->tp_name);
+    return -1;
+}
+
+/* Members are held by strong references while written: nothing here runs
+ * Python code, but an allocation may run the garbage collector. */
+static int put_dict(encoder *e, PyObject *dict, const frame *f)
+{
+    int rc = check(e, cel_json_begin_object(&e->w));
+    Py_ssize_t pos = 0;
+    PyObject *key, *value;
+    while (rc == 0 && PyDict_Next(dict, &pos, &key, &value)) {
+        Py_INCREF(key);
+        Py_INCREF(value);
+        rc = put_key(e, key);
+        if (rc == 0)
+            rc = encode_value(e, value, f);
+        Py_DECREF(key);
+        Py_DECREF(value);
+    }
+    return rc ? rc : check(e, cel_json_end_object(&e->w));
+}
+
+static int put_list(encoder *e, PyObject *seq, const frame *f)
+{
+    int is_list = PyList_CheckExact(seq);
+    int rc = check(e, cel_json_begin_array(&e->w));
+    for (Py_ssize_t i = 0; rc == 0; i++) {
+        if (i >= (is_list ? PyList_GET_SIZE(seq) : PyTuple_GET_SIZE(seq)))
+            break;
+        PyObject *item = is_list ? PyList_GET_ITEM(seq, i) : PyTuple_GET_ITEM(seq, i);
+        Py_INCREF(item);
+        rc = encode_value(e, item, f);
+        Py_DECREF(item);
+    }
+    return rc ? rc : check(e, cel_json_end_array(&e->w));
+}
+
+/* A container, inside the same recursion guard json.dumps uses. */
+static int put_container(encoder *e, PyObject *obj, const frame *up, int is_dict)
+{
+    if (Py_EnterRecursiveCall(" while encoding a JSON object"))
+        return too_deep(obj, up);
+    frame f = { obj, up };
+    int rc = is_dict ? put_dict(e, obj, &f) : put_list(e, obj, &f);
+    Py_LeaveRecursiveCall();
+    return rc;
+}
+
+/* Write obj; 0 or -1 with an exception set. */
+static int encode_value(encoder *e, PyObject *obj, const frame *up)
+{
+    PyTypeObject *tp = Py_TYPE(obj);
+    if (tp == &PyUnicode_Type)
+        return put_str(e, obj, 0);
+    if (tp == &PyLong_Type)
+        return put_int(e, obj, 0);
+    if (tp == &PyFloat_Type)
+        return put_float(e, obj, 0);
+    if (obj == Py_None)
+        return check(e, cel_json_null(&e->w));
+    if (obj == Py_True || obj == Py_False)
+        return check(e, cel_json_bool(&e->w, obj == Py_True));
+    if (tp == &PyDict_Type)
+        return put_container(e, obj, up, 1);
+    if (tp == &PyList_Type || tp == &PyTuple_Type)
+        return put_container(e, obj, up, 0);
+    return not_serializable(obj);
+}
+
+/* The UnicodeEncodeError json.dumps(...).encode("utf-8") raises: the text
+ * is complete (json found nothing else wrong), so rebuild it as a str and
+ * let the codec report its first run of surrogates. */
+static void raise_surrogate_error(const cel_buf *out)
+{
+    PyObject *text = PyUnicode_DecodeUTF8(cel_buf_head(out), (Py_ssize_t)out->len,
+                                          "surrogatepass");
+    if (!text)
+        return;
+    PyObject *bytes = PyUnicode_AsUTF8String(text);
+    Py_DECREF(text);
+    if (bytes) {
+        Py_DECREF(bytes);
+        PyErr_SetString(PyExc_SystemError, "json_dumps: surrogate not reported by the codec");
+    }
+}
+
+/* METH_O.  obj is borrowed; returns a new bytes object, or NULL with the
+ * exception json.dumps(...).encode("utf-8") would raise. */
+PyObject *celeris_json_dumps(PyObject *Py_UNUSED(module), PyObject *obj)
+{
+    cel_buf out = { 0 };
+    encoder e;
+    PyObject *result = NULL;
+    /* Depth is bounded by the interpreter's recursion limit, as in json. */
+    cel_json_writer_init(&e.w, &out, CEL_JSON_MAX_DEPTH);
+    e.surrogates = 0;
+    if (encode_value(&e, obj, NULL) < 0)
+        goto done;
+    if (e.surrogates) {
+        raise_surrogate_error(&out);
+        goto done;
+    }
+    result = PyBytes_FromStringAndSize(cel_buf_head(&out), (Py_ssize_t)out.len);
+done:
+    cel_json_writer_free(&e.w);
+    cel_buf_free(&out);
+    return result;
+}

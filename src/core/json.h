@@ -1,0 +1,100 @@
+/* Streaming JSON writer into a cel_buf, byte-compatible with Python's
+ *     json.dumps(v, ensure_ascii=False, allow_nan=False, indent=None,
+ *                separators=(",", ":")).encode("utf-8")
+ * which is what Starlette's JSONResponse.render produces (docs/json.md).
+ *
+ * The caller drives it value by value; commas and colons are inserted from a
+ * small bit stack (one bit per open container: object or array).  Every call
+ * returns 0 or a negative cel_err; on error nothing is appended to the buffer
+ * and the writer is unchanged, so the caller may keep going or give up.
+ *   CEL_ENOMEM  buffer growth failed
+ *   CEL_EINVAL  NaN/Infinity (allow_nan=False), malformed digits for
+ *               cel_json_bigint, bad code-unit width
+ *   CEL_ESTATE  call not valid here: a value where a key is due, a key
+ *               outside an object, an unbalanced end, a second top-level
+ *               value, or a container opened beyond max_depth
+ *
+ * Strings are written as Python writes them with ensure_ascii=False: '"' and
+ * '\' and \b \f \n \r \t get their short escapes, the other bytes below 0x20
+ * become \u00XX (lower-case hex), everything else (DEL, non-ASCII) is copied
+ * through.  UTF-8 input is not validated: the caller guarantees it.
+ */
+#ifndef CEL_JSON_H
+#define CEL_JSON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+
+#define CEL_JSON_DEFAULT_DEPTH 512u     /* max_depth when 0 is passed */
+#define CEL_JSON_INLINE_DEPTH 512u      /* levels tracked without allocating */
+#define CEL_JSON_MAX_DEPTH (1u << 24)   /* largest accepted max_depth */
+#define CEL_JSON_DOUBLE_MAX 32          /* buffer size for cel_json_format_double */
+
+typedef struct cel_json_writer {
+    cel_buf *out;               /* borrowed; appended to, never consumed */
+    uint32_t depth;             /* open containers */
+    uint32_t max_depth;
+    unsigned char need_comma;   /* a value/member precedes at this level */
+    unsigned char after_key;    /* inside an object, a key was written: value due */
+    unsigned char done;         /* the top-level value is complete */
+    unsigned char stack[CEL_JSON_INLINE_DEPTH / 8];   /* bit set: object */
+    unsigned char *spill;       /* levels beyond the inline ones; cel_malloc'd, grown by doubling */
+    size_t spill_cap;           /* bytes at spill */
+} cel_json_writer;
+
+/* Start writing one JSON text at the end of out (borrowed, must outlive w).
+ * max_depth bounds nesting (0: CEL_JSON_DEFAULT_DEPTH; capped at
+ * CEL_JSON_MAX_DEPTH).  Levels beyond CEL_JSON_INLINE_DEPTH are tracked in
+ * memory allocated as they are reached, released by cel_json_writer_free. */
+void cel_json_writer_init(cel_json_writer *w, cel_buf *out, uint32_t max_depth);
+
+/* Release the writer's own memory (not the buffer).  Accepts NULL. */
+void cel_json_writer_free(cel_json_writer *w);
+
+/* 1 when exactly one complete top-level value has been written. */
+int cel_json_complete(const cel_json_writer *w);
+
+int cel_json_begin_object(cel_json_writer *w);
+int cel_json_end_object(cel_json_writer *w);
+int cel_json_begin_array(cel_json_writer *w);
+int cel_json_end_array(cel_json_writer *w);
+
+/* An object key / a string value from n bytes of UTF-8 (borrowed). */
+int cel_json_key(cel_json_writer *w, const char *s, size_t n);
+int cel_json_string(cel_json_writer *w, const char *s, size_t n);
+
+/* Key / string value from n code units of width 1, 2 or 4 bytes (Latin-1,
+ * UCS-2, UCS-4: the layouts of CPython's str), encoded to UTF-8.  A lone
+ * surrogate (U+D800..U+DFFF) is written as its 3-byte generalized UTF-8
+ * form, the way Python's "surrogatepass" handler writes it, so the caller can
+ * rebuild the text and report the error Python would.  Returns the number of
+ * surrogates written (>= 0) or a negative cel_err. */
+int cel_json_key_ucs(cel_json_writer *w, const void *units, size_t n, int width);
+int cel_json_string_ucs(cel_json_writer *w, const void *units, size_t n, int width);
+
+int cel_json_int64(cel_json_writer *w, int64_t v);
+int cel_json_uint64(cel_json_writer *w, uint64_t v);
+
+/* An integer given as its decimal digits (e.g. Python's str(int)): an
+ * optional '-' then 1+ digits without leading zeros; else CEL_EINVAL. */
+int cel_json_bigint(cel_json_writer *w, const char *digits, size_t n);
+
+/* A double as Python's repr(float); CEL_EINVAL for NaN and infinities. */
+int cel_json_double(cel_json_writer *w, double v);
+
+int cel_json_bool(cel_json_writer *w, int v);
+int cel_json_null(cel_json_writer *w);
+
+/* n bytes of ready-made JSON text written as one value, unchecked. */
+int cel_json_raw(cel_json_writer *w, const char *s, size_t n);
+
+/* Python's repr(v) for a finite double into out[CEL_JSON_DOUBLE_MAX],
+ * NUL-terminated: shortest digits that round-trip (nearest to v among
+ * those), fixed notation when 1e-4 <= |v| < 1e16 with ".0" added to integral
+ * values, otherwise d[.ddd]e+XX / e-XX.  Returns the length, or CEL_EINVAL
+ * for NaN and infinities. */
+int cel_json_format_double(double v, char *out);
+
+#endif
