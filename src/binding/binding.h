@@ -96,6 +96,12 @@ PyObject *celeris_cycle_new(ServerObject *server, cel_conn *c, PyObject *scope);
 void celeris_cycle_on_body(CycleObject *cy);
 void celeris_cycle_on_drain(CycleObject *cy);
 void celeris_cycle_on_close(CycleObject *cy);
+/* Write a complete response (head + body) on cy's connection, headers either
+ * as C slices (hs, n) or as a Python iterable of (bytes, bytes) pairs
+ * (py_headers, when not NULL).  A disconnected cycle accepts and drops it.
+ * 0, or -1 with an exception. */
+int celeris_cycle_respond(CycleObject *cy, int status, const cel_header *hs, size_t n,
+                          PyObject *py_headers, const char *body, size_t len);
 /* Link cy into server's live list (takes a new reference) / unlink it (drops it). */
 void celeris_cycle_link(CycleObject *cy);
 void celeris_cycle_unlink(CycleObject *cy);

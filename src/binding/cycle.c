@@ -274,32 +274,51 @@ static int access_log(CycleObject *cy, PyObject *status)
     return 0;
 }
 
-static PyObject *send_start(CycleObject *cy, PyObject *msg)
+/* Write the response head from C headers.  0, or -1 with an exception
+ * (uvicorn's messages for invalid headers). */
+static int start_c(CycleObject *cy, int status, PyObject *status_obj,
+                   const cel_header *hs, size_t n)
 {
-    celeris_state *st = ST(cy);
-    PyObject *status_obj = get_item(msg, st->s_status, NULL);
-    if (!status_obj)
-        return NULL;
-    int status = (int)PyLong_AsLong(status_obj);
-    if (status == -1 && PyErr_Occurred()) {
-        Py_DECREF(status_obj);
-        return NULL;
+    if (cy->server->access_log != Py_None && cy->scope) {
+        PyObject *owned = NULL;
+        if (!status_obj)
+            status_obj = owned = PyLong_FromLong(status);
+        int rc = status_obj ? access_log(cy, status_obj) : -1;
+        Py_XDECREF(owned);
+        if (rc < 0)
+            return -1;
     }
-    PyObject *headers = get_item(msg, st->s_headers, st->empty_bytes);
-    if (!headers) {
-        Py_DECREF(status_obj);
-        return NULL;
+    int rc = cel_conn_response_start(cy->conn, status, hs, n, cel_server_date());
+    if (rc == CEL_EHDRNAME) {
+        PyErr_SetString(PyExc_RuntimeError, "Invalid HTTP header name.");
+        return -1;
     }
+    if (rc == CEL_EHDRVALUE) {
+        PyErr_SetString(PyExc_RuntimeError, "Invalid HTTP header value.");
+        return -1;
+    }
+    if (rc == CEL_EBADCL) {
+        PyErr_SetString(PyExc_ValueError, "Invalid Content-Length header value.");
+        return -1;
+    }
+    if (rc == CEL_ENOMEM) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    cy->response_started = 1;
+    return 0;
+}
+
+/* Write the head from a Python iterable of (bytes, bytes) pairs. */
+static int start_py(CycleObject *cy, int status, PyObject *status_obj, PyObject *headers)
+{
     PyObject *seq = PySequence_Fast(headers, "ASGI 'headers' must be an iterable of [name, value] pairs");
-    Py_DECREF(headers);
-    if (!seq) {
-        Py_DECREF(status_obj);
-        return NULL;
-    }
+    if (!seq)
+        return -1;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
     cel_header small[32];
     cel_header *hs = n <= 32 ? small : PyMem_Malloc(sizeof(cel_header) * (size_t)n);
-    PyObject *result = NULL;
+    int result = -1;
     if (!hs) {
         PyErr_NoMemory();
         goto done;
@@ -327,61 +346,44 @@ static PyObject *send_start(CycleObject *cy, PyObject *msg)
         hs[i].value.p = PyBytes_AS_STRING(value);
         hs[i].value.len = (size_t)PyBytes_GET_SIZE(value);
     }
-    if (access_log(cy, status_obj) < 0)
-        goto done;
-    int rc = cel_conn_response_start(cy->conn, status, hs, (size_t)n, cel_server_date());
-    if (rc == CEL_EHDRNAME) {
-        PyErr_SetString(PyExc_RuntimeError, "Invalid HTTP header name.");
-        goto done;
-    }
-    if (rc == CEL_EHDRVALUE) {
-        PyErr_SetString(PyExc_RuntimeError, "Invalid HTTP header value.");
-        goto done;
-    }
-    if (rc == CEL_EBADCL) {
-        PyErr_SetString(PyExc_ValueError, "Invalid Content-Length header value.");
-        goto done;
-    }
-    if (rc == CEL_ENOMEM) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    cy->response_started = 1;
-    result = Py_NewRef(st->ready_none);
+    result = start_c(cy, status, status_obj, hs, (size_t)n);
 done:
     if (hs && hs != small)
         PyMem_Free(hs);
     Py_DECREF(seq);
-    Py_DECREF(status_obj);
     return result;
 }
 
-static PyObject *send_body(CycleObject *cy, PyObject *msg)
+static PyObject *send_start(CycleObject *cy, PyObject *msg)
 {
     celeris_state *st = ST(cy);
-    PyObject *body = get_item(msg, st->s_body, st->empty_bytes);
-    if (!body)
+    PyObject *status_obj = get_item(msg, st->s_status, NULL);
+    if (!status_obj)
         return NULL;
-    PyObject *more_obj = get_item(msg, st->s_more_body, Py_False);
-    if (!more_obj) {
-        Py_DECREF(body);
-        return NULL;
-    }
-    int more = PyObject_IsTrue(more_obj);
-    Py_DECREF(more_obj);
-    if (more < 0) {
-        Py_DECREF(body);
+    int status = (int)PyLong_AsLong(status_obj);
+    if (status == -1 && PyErr_Occurred()) {
+        Py_DECREF(status_obj);
         return NULL;
     }
-    Py_buffer view;
-    if (PyObject_GetBuffer(body, &view, PyBUF_SIMPLE) < 0) {
-        Py_DECREF(body);
+    PyObject *headers = get_item(msg, st->s_headers, st->empty_bytes);
+    if (!headers) {
+        Py_DECREF(status_obj);
         return NULL;
     }
+    int rc = start_py(cy, status, status_obj, headers);
+    Py_DECREF(headers);
+    Py_DECREF(status_obj);
+    return rc < 0 ? NULL : Py_NewRef(st->ready_none);
+}
+
+/* Append body bytes; more = 0 completes the response (detaches the cycle
+ * and hands the connection back to the server).  Returns ready_none, a
+ * backpressure future, or NULL with an exception. */
+static PyObject *body_c(CycleObject *cy, const char *p, size_t n, int more)
+{
+    celeris_state *st = ST(cy);
     cel_conn *c = cy->conn;
-    int rc = cel_conn_response_body(c, view.buf, (size_t)view.len, more);
-    PyBuffer_Release(&view);
-    Py_DECREF(body);
+    int rc = cel_conn_response_body(c, p, n, more);
     if (rc == CEL_ERESPLONG) {
         PyErr_SetString(PyExc_RuntimeError, "Response content longer than Content-Length");
         return NULL;
@@ -415,6 +417,53 @@ static PyObject *send_body(CycleObject *cy, PyObject *msg)
         return fut;
     }
     return Py_NewRef(st->ready_none);
+}
+
+static PyObject *send_body(CycleObject *cy, PyObject *msg)
+{
+    celeris_state *st = ST(cy);
+    PyObject *body = get_item(msg, st->s_body, st->empty_bytes);
+    if (!body)
+        return NULL;
+    PyObject *more_obj = get_item(msg, st->s_more_body, Py_False);
+    if (!more_obj) {
+        Py_DECREF(body);
+        return NULL;
+    }
+    int more = PyObject_IsTrue(more_obj);
+    Py_DECREF(more_obj);
+    if (more < 0) {
+        Py_DECREF(body);
+        return NULL;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(body, &view, PyBUF_SIMPLE) < 0) {
+        Py_DECREF(body);
+        return NULL;
+    }
+    PyObject *r = body_c(cy, view.buf, (size_t)view.len, more);
+    PyBuffer_Release(&view);
+    Py_DECREF(body);
+    return r;
+}
+
+int celeris_cycle_respond(CycleObject *cy, int status, const cel_header *hs, size_t n,
+                          PyObject *py_headers, const char *body, size_t len)
+{
+    if (cy->disconnected || !cy->conn)
+        return 0;
+    if (cy->response_started) {
+        PyErr_SetString(PyExc_RuntimeError, "response already started");
+        return -1;
+    }
+    int rc = py_headers ? start_py(cy, status, NULL, py_headers) : start_c(cy, status, NULL, hs, n);
+    if (rc < 0)
+        return -1;
+    PyObject *r = body_c(cy, body, len, 0);
+    if (!r)
+        return -1;
+    Py_DECREF(r);
+    return 0;
 }
 
 static PyObject *cycle_send(PyObject *self, PyObject *msg)

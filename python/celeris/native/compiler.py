@@ -1,0 +1,282 @@
+"""Compile a FastAPI app's route table into native plans.
+
+Every route of `app.router.routes` becomes one router entry, in order, so the
+C router reproduces Starlette's "first full match wins":
+  - a route the compiler fully understands gets a RoutePlan (native tier);
+  - any other route is still entered (with its own path/methods) but routes to
+    the ASGI tier, with the reason recorded for `celeris routes`;
+  - a route whose matching the compiler cannot reproduce is "opaque": it stops
+    the router, so every later route is ASGI too.
+A request that matches no route at all goes to the ASGI tier (404, 405 and
+redirect_slashes are then FastAPI's own).
+
+Native v1 covers: APIRoute with path/query parameters only (no dependencies,
+body, header or cookie parameters, no Request/Response/BackgroundTasks
+injection), default response class, no response_model, async or sync
+endpoints, on an app without user middleware and with FastAPI's default
+exception handlers.  Everything else is served, unchanged, by the ASGI tier.
+"""
+from __future__ import annotations
+
+import asyncio
+import copy
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Optional, Union, get_args, get_origin
+
+KIND_PATH, KIND_MOUNT, KIND_OPAQUE = 0, 1, 2
+FAST_NONE, FAST_STR, FAST_INT = 0, 1, 2
+PARAM_PATH, PARAM_QUERY = 0, 1
+
+# FastAPI versions whose request pipeline this compiler was written against.
+KNOWN_FASTAPI = ((0, 115), (0, 165))
+
+
+@dataclass
+class ParamPlan:
+    where: int              # PARAM_PATH | PARAM_QUERY
+    key: str                # request key (path param name / query alias)
+    kwname: str             # endpoint keyword
+    fast: int               # FAST_STR / FAST_INT / FAST_NONE (validate with pydantic)
+    field: Any              # fastapi ModelField (validate(value, values, loc=...))
+    loc: tuple
+    required: bool
+    default: Any            # deep-copied per request when not immutable
+
+
+@dataclass
+class RoutePlan:
+    endpoint: Any
+    is_coroutine: bool
+    params: list[ParamPlan]
+    status_code: Optional[int]
+    response_class: Any
+    kwnames: tuple = ()
+
+
+@dataclass
+class RouteEntry:
+    index: int
+    kind: int
+    template: str           # Starlette path template (with convertors), "" for opaque
+    methods: Optional[str]  # "GET,HEAD" or None for any method
+    plan: Optional[RoutePlan]
+    reason: str             # why the ASGI tier, "" when native
+    display_methods: str = ""
+    display_path: str = ""
+    name: str = ""
+
+
+@dataclass
+class CompiledApp:
+    entries: list[RouteEntry] = field(default_factory=list)
+    app_reason: str = ""    # non-empty: the whole app is ASGI tier
+    telemetry_enabled: Any = None   # callable() -> bool, checked per request, or None
+
+
+def _fastapi_version() -> tuple[int, int]:
+    import fastapi
+
+    parts = fastapi.__version__.split(".")
+    return int(parts[0]), int(parts[1])
+
+
+def _app_reason(app: Any) -> str:
+    """Why the whole app must run on the ASGI tier ("" if it need not)."""
+    try:
+        from fastapi import FastAPI
+        from fastapi import exception_handlers as eh
+        from fastapi.exceptions import RequestValidationError, WebSocketRequestValidationError
+        from starlette.exceptions import HTTPException
+    except ImportError:
+        return "FastAPI is not installed"
+    if not isinstance(app, FastAPI):
+        return "not a FastAPI application"
+    lo, hi = KNOWN_FASTAPI
+    if not (lo <= _fastapi_version() <= hi):
+        import fastapi
+
+        return f"FastAPI {fastapi.__version__} is outside the versions the compiler knows"
+    if type(app).__call__ is not FastAPI.__call__ or type(app).build_middleware_stack is not FastAPI.build_middleware_stack:
+        return "FastAPI subclass overrides the request path"
+    if app.user_middleware:
+        names = ", ".join(m.cls.__name__ for m in app.user_middleware)
+        return f"user middleware runs on every request ({names})"
+    defaults = {
+        HTTPException: eh.http_exception_handler,
+        RequestValidationError: eh.request_validation_exception_handler,
+        WebSocketRequestValidationError: eh.websocket_request_validation_exception_handler,
+    }
+    if dict(app.exception_handlers) != defaults:
+        return "custom exception handlers"
+    if app.debug:
+        return "debug=True (tracebacks in 500 responses)"
+    if app.root_path:
+        return "root_path set on the app"
+    if getattr(app, "max_body_size", None) is not None:
+        return "max_body_size set on the app"
+    if app.middleware_stack is not None and not _stack_is_default(app):
+        return "middleware stack was modified"
+    return ""
+
+
+def _stack_is_default(app: Any) -> bool:
+    # Built lazily by FastAPI; once built it must still be the default one.
+    return not app.user_middleware
+
+
+def _is_scalar(annotation: Any, types: tuple) -> tuple[bool, bool]:
+    """(matches one of types, optional) for T or Optional[T]."""
+    origin = get_origin(annotation)
+    if origin is Union or (origin is not None and type(annotation).__name__ == "UnionType"):
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        if len(args) == 1 and len(get_args(annotation)) == 2:
+            return args[0] in types, True
+        return False, False
+    return annotation in types, False
+
+
+def _param_plan(f: Any, where: int) -> tuple[Optional[ParamPlan], str]:
+    from fastapi import params
+    from fastapi.dependencies.utils import _get_param_aliases, _is_json_field
+    from fastapi._compat import field_annotation_is_sequence
+
+    info = f.field_info
+    if not isinstance(info, params.Param):
+        return None, f"parameter {f.name!r} is not a plain Param"
+    if where == PARAM_QUERY:
+        from fastapi.dependencies.utils import _get_param_model
+
+        if _get_param_model(f) is not None:
+            return None, f"query parameter model {f.name!r}"
+        if field_annotation_is_sequence(info.annotation) or _is_json_field(f):
+            return None, f"list/Json query parameter {f.name!r}"
+        aliases = _get_param_aliases(f)
+        if len(aliases) != 1:
+            return None, f"parameter {f.name!r} has alias choices"
+        key = aliases[0][1]
+    else:
+        key = f.alias
+    fast = FAST_NONE
+    constrained = bool(info.metadata) or getattr(f, "config", None)
+    if not constrained:
+        is_str, _ = _is_scalar(info.annotation, (str,))
+        is_int, _ = _is_scalar(info.annotation, (int,))
+        if is_str:
+            fast = FAST_STR
+        elif is_int:
+            fast = FAST_INT
+    required = info.is_required()
+    default = None if required else f.default
+    if getattr(info, "validate_default", False) and not required:
+        fast = FAST_NONE        # the default itself goes through validation
+    loc = (info.in_.value, key)
+    return ParamPlan(where, key, f.name, fast, f, loc, required, default), ""
+
+
+def _route_plan(route: Any) -> tuple[Optional[RoutePlan], str]:
+    from fastapi.datastructures import DefaultPlaceholder
+    from fastapi.responses import JSONResponse
+
+    d = route.dependant
+    if d.dependencies:
+        return None, "dependencies (Depends/Security) not compiled yet"
+    if d.body_params or route.body_field is not None:
+        return None, "request body not compiled yet"
+    if d.header_params or d.cookie_params:
+        return None, "header/cookie parameters not compiled yet"
+    for attr in ("request_param_name", "websocket_param_name", "http_connection_param_name",
+                 "response_param_name", "background_tasks_param_name", "security_scopes_param_name"):
+        if getattr(d, attr, None):
+            return None, f"injects {attr.replace('_param_name', '').replace('_', ' ')}"
+    if route.response_field is not None:
+        return None, "response_model validation not compiled yet"
+    if not isinstance(route.response_class, DefaultPlaceholder) or route.response_class.value is not JSONResponse:
+        return None, "custom response_class"
+    call = d.call
+    if inspect.isasyncgenfunction(call) or inspect.isgeneratorfunction(call):
+        return None, "streaming (generator) endpoint"
+    if getattr(route, "stream_item_field", None) is not None or getattr(route, "is_json_stream", False):
+        return None, "streaming endpoint"
+    if not (inspect.isfunction(call) or inspect.ismethod(call)):
+        return None, "endpoint is not a plain function"
+    from fastapi.dependencies.models import iscoroutinefunction as fastapi_is_coro  # same test FastAPI uses
+    params_: list[ParamPlan] = []
+    for f in d.path_params:
+        p, why = _param_plan(f, PARAM_PATH)
+        if p is None:
+            return None, why
+        params_.append(p)
+    for f in d.query_params:
+        p, why = _param_plan(f, PARAM_QUERY)
+        if p is None:
+            return None, why
+        params_.append(p)
+    for name, conv in route.param_convertors.items():
+        if type(conv).__name__ not in ("StringConvertor", "IntegerConvertor", "FloatConvertor",
+                                       "PathConvertor", "UUIDConvertor"):
+            return None, f"custom path convertor for {name!r}"
+        if type(conv).__name__ != "StringConvertor" and type(conv).__name__ != "PathConvertor":
+            # The convertor changes the value's type before validation.
+            for p in params_:
+                if p.where == PARAM_PATH and p.key == name:
+                    p.fast = FAST_NONE
+                    p.convertor = conv  # type: ignore[attr-defined]
+    plan = RoutePlan(endpoint=call, is_coroutine=bool(fastapi_is_coro(call)), params=params_,
+                     status_code=route.status_code, response_class=route.response_class.value)
+    plan.kwnames = tuple(p.kwname for p in params_)
+    return plan, ""
+
+
+def compile_app(app: Any) -> CompiledApp:
+    """Compile every route; never raises for an app it does not understand."""
+    out = CompiledApp()
+    reason = _app_reason(app)
+    out.app_reason = reason
+    routes = getattr(getattr(app, "router", None), "routes", None)
+    if routes is None:
+        out.app_reason = out.app_reason or "no route table"
+        return out
+    try:
+        from fastapi.routing import APIRoute, APIWebSocketRoute
+        from starlette.routing import Mount, Route, WebSocketRoute
+    except ImportError:
+        return out
+    telemetry = getattr(app, "_native_telemetry", None)
+    out.telemetry_enabled = getattr(telemetry, "enabled", None)
+    opaque_seen = False
+    for i, r in enumerate(routes):
+        t = type(r)
+        name = getattr(r, "name", "") or ""
+        if t in (WebSocketRoute, APIWebSocketRoute):
+            continue        # never matches an http request
+        if t is Mount:
+            out.entries.append(RouteEntry(i, KIND_MOUNT, r.path, None, None, "mounted sub-application",
+                                          "*", r.path + "/*", name))
+            continue
+        if t not in (APIRoute, Route):
+            out.entries.append(RouteEntry(i, KIND_OPAQUE, "", None, None,
+                                          f"{t.__name__}: matching not reproduced (stops native routing)",
+                                          "*", getattr(r, "path", "?"), name))
+            opaque_seen = True
+            continue
+        methods = ",".join(sorted(r.methods)) if r.methods else None
+        display = ",".join(sorted(r.methods)) if r.methods else "*"
+        plan, why = (None, "")
+        if t is Route:
+            why = "Starlette route (docs/openapi or add_route)"
+        elif reason:
+            why = reason
+        elif opaque_seen:
+            why = "follows an opaque route"
+        else:
+            plan, why = _route_plan(r)
+        out.entries.append(RouteEntry(i, KIND_PATH, r.path, methods, plan, why, display, r.path, name))
+    return out
+
+
+def copy_default(value: Any) -> Any:
+    """FastAPI deep-copies a parameter's default for each request."""
+    if value is None or type(value) in (int, str, float, bool, bytes, tuple, frozenset):
+        return value
+    return copy.deepcopy(value)
