@@ -45,7 +45,7 @@ ASAN_RT = $(shell $(CC) -print-file-name=libasan.so) $(shell $(CC) -print-file-n
 ext-asan:
 	rm -rf build/asan && mkdir -p build/asan
 	CELERIS_SANITIZE=1 $(PYTHON) setup.py -q build_ext --build-lib build/asan --build-temp build/asan-tmp
-	cp python/celeris/*.py python/celeris/py.typed build/asan/celeris/
+	cp -r python/celeris/*.py python/celeris/py.typed python/celeris/native build/asan/celeris/
 
 pytest-asan: ext-asan
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \

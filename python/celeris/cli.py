@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="Seconds to wait for in-flight requests on shutdown before cancelling them (default: wait).")
     run.add_argument("--backlog", type=int, default=2048, help="listen(2) backlog (default: 2048).")
     _bool_pair(run, "server-header", True, "Send a 'server: celeris' header")
+    _bool_pair(run, "native", True, "Serve compiled FastAPI routes on the native tier")
     _bool_pair(run, "date-header", True, "Send a 'date' header")
     run.add_argument("--lifespan", choices=["auto", "on", "off"], default="auto", help="Lifespan mode (default: auto).")
     run.add_argument("--loop", choices=["auto", "asyncio", "uvloop"], default="auto",

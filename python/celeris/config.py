@@ -80,6 +80,7 @@ class Config:
     limit_request_fields: int = 100
     limit_request_body: int = 0
     limit_concurrency: int | None = None
+    native: bool = True
     extra: dict = field(default_factory=dict)
 
     def load_app(self) -> Any:

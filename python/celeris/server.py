@@ -80,6 +80,19 @@ class Server:
         else:
             state = {}
 
+        native_app = None
+        self._refresh_native = None
+        if config.native:
+            from celeris import native
+
+            native_app, compiled = native.build(app)
+            if native_app is not None:
+                self._refresh_native = native.telemetry_refresher(native_app, compiled)
+                self._refresh_native()
+                n = sum(1 for e in compiled.entries if e.plan)
+                logger.debug("Native tier: %d of %d routes", n, len(compiled.entries))
+            elif compiled.app_reason:
+                logger.debug("Native tier off: %s", compiled.app_reason)
         access = logs.make_access_log() if config.access_log and logs.enabled(logs.access_logger) else None
         self.core = _celeris.Server(
             self._make_handler(app), loop,
@@ -98,6 +111,7 @@ class Server:
             server_header=config.server_header,
             backlog=config.backlog,
             context=contextvars.copy_context(),
+            native=native_app,
         )
         try:
             if config.fd is not None:
@@ -137,6 +151,8 @@ class Server:
         if self.core is None or getattr(self, "_ticker_cancelled", False):
             return
         self.core.sweep()
+        if self._refresh_native is not None:
+            self._refresh_native()
         loop.call_later(1.0, self._tick, loop)
 
     async def _shutdown(self, loop: asyncio.AbstractEventLoop, fd: int) -> None:

@@ -13,6 +13,8 @@ until the core supports them; `stats` counts both paths.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import types
 from typing import Any
 
 import httpx
@@ -23,8 +25,31 @@ from celeris._http_client import ResponseParser, serialize_request
 
 __all__ = ["TestClient", "stats"]
 
-#: Requests served, by path: "core" (through the C core) and "fallback".
-stats: dict[str, int] = {"core": 0, "fallback": 0}
+#: Requests served: "core" (through the C core; of which "native" on the
+#: native tier, the rest on the ASGI tier) and "fallback" (Starlette's own
+#: transport: WebSockets, trio).
+stats: dict[str, int] = {"core": 0, "native": 0, "fallback": 0}
+
+
+_exchange: contextvars.ContextVar["_Exchange | None"] = contextvars.ContextVar(
+    "celeris_testclient_exchange", default=None)
+
+
+def _native_runtime() -> Any:
+    """celeris.native.runtime, except that an unhandled exception is handed to
+    the test (raise_server_exceptions) instead of being logged."""
+    from celeris.native import runtime
+
+    ns = types.SimpleNamespace(**{k: getattr(runtime, k) for k in dir(runtime) if not k.startswith("__")})
+
+    def server_error(exc: BaseException) -> Any:
+        ex = _exchange.get()
+        if ex is not None:
+            ex.exc = exc
+        return runtime.PlainTextResponse("Internal Server Error", status_code=500)
+
+    ns.server_error = server_error
+    return ns
 
 
 class _Exchange:
@@ -41,7 +66,7 @@ class _Exchange:
 class _CelerisTransport(httpx.BaseTransport):
     def __init__(self, app: Any, portal_factory: Any, raise_server_exceptions: bool,
                  root_path: str, *, client: tuple[str, int], app_state: dict,
-                 fallback: httpx.BaseTransport, backend: str) -> None:
+                 fallback: httpx.BaseTransport, backend: str, native: bool = True) -> None:
         self.app = app
         self.portal_factory = portal_factory
         self.raise_server_exceptions = raise_server_exceptions
@@ -51,6 +76,26 @@ class _CelerisTransport(httpx.BaseTransport):
         self.fallback = fallback
         self.backend = backend
         self._current: _Exchange | None = None
+        self.native = native
+        self._native_key: Any = None
+        self._native_app: Any = None
+
+    def _native_for_app(self) -> Any:
+        """The compiled native tier, rebuilt when the route table changes."""
+        if not self.native:
+            return None
+        router = getattr(self.app, "router", None)
+        key = (id(router), len(getattr(router, "routes", ()) or ()),
+               len(getattr(self.app, "user_middleware", ()) or ()),
+               len(getattr(self.app, "exception_handlers", {}) or {}))
+        if key != self._native_key:
+            from celeris import native
+
+            self._native_app, compiled = native.build(self.app, runtime=_native_runtime())
+            self._native_key = key
+            if self._native_app is not None:
+                native.telemetry_refresher(self._native_app, compiled)()
+        return self._native_app
 
     def close(self) -> None:
         self.fallback.close()
@@ -125,16 +170,20 @@ class _CelerisTransport(httpx.BaseTransport):
             current.done = loop.create_future()
             return self._run(scope, cycle, current)
 
+        native_app = self._native_for_app()
+        before = native_app.stats()["native"] if native_app is not None else 0
         core = _celeris.Server(handler, loop, state=self.app_state, date_header=False,
-                               server_header=False)
+                               server_header=False, native=native_app)
         conn = core.memory_conn(client=self.client, server=server_addr, on_output=ready.set)
         parser = ResponseParser(head)
+        token = _exchange.set(ex)
         try:
             self._current = ex
             try:
                 conn.feed(raw)
             finally:
                 self._current = None
+                _exchange.reset(token)
             while True:
                 parser.feed(conn.take())
                 if parser.complete:
@@ -157,9 +206,17 @@ class _CelerisTransport(httpx.BaseTransport):
                         w.cancel()
             if ex.done is not None:
                 await ex.done   # background tasks run to completion, as with Starlette's
+            else:
+                ex.started = parser.status is not None     # served by the native tier
+            spins = 0
+            while core.live_requests:   # native-tier tasks (and their background work)
+                spins += 1
+                await asyncio.sleep(0 if spins < 100 else 0.001)
         finally:
             conn.close()
             core.close()
+            if native_app is not None:
+                stats["native"] += native_app.stats()["native"] - before
         return parser.status or 500, parser.headers, parser.body
 
 
@@ -173,11 +230,12 @@ class TestClient(_st.TestClient):
                  backend: str = "asyncio", backend_options: dict | None = None,
                  cookies: Any = None, headers: dict[str, str] | None = None,
                  follow_redirects: bool = True,
-                 client: tuple[str, int] = ("testclient", 50000)) -> None:
+                 client: tuple[str, int] = ("testclient", 50000), native: bool = True) -> None:
         super().__init__(app, base_url=base_url, raise_server_exceptions=raise_server_exceptions,
                          root_path=root_path, backend=backend,  # type: ignore[arg-type]
                          backend_options=backend_options, cookies=cookies, headers=headers,
                          follow_redirects=follow_redirects, client=client)
         self._transport = _CelerisTransport(
             self.app, self._portal_factory, raise_server_exceptions, root_path,
-            client=client, app_state=self.app_state, fallback=self._transport, backend=backend)
+            client=client, app_state=self.app_state, fallback=self._transport, backend=backend,
+            native=native)

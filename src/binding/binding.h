@@ -18,6 +18,8 @@ typedef struct {
     PyTypeObject *Cycle_Type;
     PyTypeObject *Ready_Type;
     PyTypeObject *MemConn_Type;
+    PyTypeObject *NativeApp_Type;
+    PyTypeObject *NativeCall_Type;
     PyObject *ready_none;           /* awaitable resolving to None */
     PyObject *disconnect_msg_proto; /* {"type": "http.disconnect"} (copied per use) */
     /* interned strings */
@@ -52,6 +54,7 @@ typedef struct ServerObject {
     PyObject *root_path;        /* str */
     PyObject *root_path_bytes;  /* bytes */
     PyObject *scheme;           /* str */
+    PyObject *native_app;       /* NativeApp or NULL: the native tier */
     int pending_scheduled;
     unsigned long long requests;
     cel_server_config cfg;
@@ -110,5 +113,49 @@ extern PyType_Spec celeris_server_spec;
 extern PyType_Spec celeris_cycle_spec;
 extern PyType_Spec celeris_ready_spec;
 extern PyType_Spec celeris_memconn_spec;
+extern PyType_Spec celeris_nativeapp_spec;
+extern PyType_Spec celeris_nativecall_spec;
+
+/* native.c: serve the request natively (1) or decline (0: use the ASGI tier).
+ * Never leaves an exception set. */
+int celeris_native_dispatch(ServerObject *self, cel_conn *c, const cel_http_request *req);
+
+/* json_encode.c */
+PyObject *celeris_json_dumps(PyObject *module, PyObject *obj);
+/* The bytes FastAPI's JSONResponse(jsonable_encoder(obj)) renders, for
+ * values where jsonable_encoder is the identity (exact JSON types, no "_sa"
+ * keys); NULL with an exception otherwise (the caller falls back). */
+PyObject *celeris_json_dumps_fastapi(PyObject *obj);
+
+/* 3.12's PyErr_GetRaisedException/SetRaisedException on every version. */
+static inline PyObject *PyErr_GetRaisedException_compat(void)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyErr_GetRaisedException();
+#else
+    PyObject *t, *v, *tb;
+    PyErr_Fetch(&t, &v, &tb);
+    if (!t)
+        return NULL;
+    PyErr_NormalizeException(&t, &v, &tb);
+    if (tb)
+        PyException_SetTraceback(v, tb);
+    Py_XDECREF(t);
+    Py_XDECREF(tb);
+    return v;
+#endif
+}
+
+static inline void PyErr_SetRaisedException_compat(PyObject *exc)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(exc);
+#else
+    if (!exc)
+        return;
+    PyObject *tb = PyException_GetTraceback(exc);
+    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc, tb);
+#endif
+}
 
 #endif

@@ -195,6 +195,15 @@ static int celeris_exec(PyObject *m)
     st->MemConn_Type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &celeris_memconn_spec, NULL);
     if (!st->MemConn_Type)
         return -1;
+    st->NativeApp_Type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &celeris_nativeapp_spec, NULL);
+    if (!st->NativeApp_Type)
+        return -1;
+    st->NativeCall_Type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &celeris_nativecall_spec, NULL);
+    if (!st->NativeCall_Type)
+        return -1;
+    if (PyModule_AddObjectRef(m, "NativeApp", (PyObject *)st->NativeApp_Type) < 0
+        || PyModule_AddObjectRef(m, "NativeCall", (PyObject *)st->NativeCall_Type) < 0)
+        return -1;
     ReadyObject *none = PyObject_GC_New(ReadyObject, st->Ready_Type);
     if (!none)
         return -1;
@@ -216,6 +225,8 @@ static int celeris_traverse(PyObject *m, visitproc visit, void *arg)
     Py_VISIT(st->Cycle_Type);
     Py_VISIT(st->Ready_Type);
     Py_VISIT(st->MemConn_Type);
+    Py_VISIT(st->NativeApp_Type);
+    Py_VISIT(st->NativeCall_Type);
     Py_VISIT(st->ready_none);
     return 0;
 }
@@ -227,6 +238,8 @@ static int celeris_clear(PyObject *m)
     Py_CLEAR(st->Cycle_Type);
     Py_CLEAR(st->Ready_Type);
     Py_CLEAR(st->MemConn_Type);
+    Py_CLEAR(st->NativeApp_Type);
+    Py_CLEAR(st->NativeCall_Type);
     Py_CLEAR(st->ready_none);
     PyObject **strs[] = {
         &st->s_type, &st->s_asgi, &st->s_http_version, &st->s_server, &st->s_client,

@@ -30,6 +30,8 @@ static int on_request(void *ud, cel_conn *c, const cel_http_request *req)
     ServerObject *self = SELF(ud);
     if (req->flags & CEL_REQ_UPGRADE)
         warn_upgrade(self);
+    else if (self->native_app && celeris_native_dispatch(self, c, req))
+        return 0;
     PyObject *scope = celeris_build_scope(self, c, req);
     if (!scope) {
         PyErr_WriteUnraisable(self->handler);
@@ -154,8 +156,9 @@ static PyObject *server_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
         "handler", "loop", "access_log", "error_log", "state", "root_path",
         "header_timeout", "keepalive_timeout", "body_timeout", "max_body",
         "max_request_line", "max_header_bytes", "max_headers", "date_header",
-        "server_header", "backlog", "max_connections", "context", NULL,
+        "server_header", "backlog", "max_connections", "context", "native", NULL,
     };
+    PyObject *native = Py_None;
     PyObject *context = Py_None;
     PyObject *handler, *loop, *access_log = Py_None, *error_log = Py_None, *state = Py_None;
     PyObject *root_path = NULL;
@@ -164,12 +167,13 @@ static PyObject *server_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
     Py_ssize_t max_request_line = 8192, max_header_bytes = 65536, max_headers = 100;
     int date_header = 1, server_header = 1, backlog = 2048;
     Py_ssize_t max_connections = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|$OOOUOOOKnnnppinO:Server", kwlist,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|$OOOUOOOKnnnppinOO:Server", kwlist,
                                      &handler, &loop, &access_log, &error_log, &state,
                                      &root_path, &header_timeout, &keepalive_timeout,
                                      &body_timeout, &max_body, &max_request_line,
                                      &max_header_bytes, &max_headers, &date_header,
-                                     &server_header, &backlog, &max_connections, &context))
+                                     &server_header, &backlog, &max_connections, &context,
+                                     &native))
         return NULL;
     if (state != Py_None && !PyDict_Check(state)) {
         PyErr_SetString(PyExc_TypeError, "state must be a dict or None");
@@ -186,6 +190,14 @@ static PyObject *server_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
     self->st = celeris_get_state_from_type(tp);
     self->module = Py_NewRef(PyType_GetModule(tp));
     self->handler = Py_NewRef(handler);
+    if (native != Py_None) {
+        if (!PyObject_TypeCheck(native, celeris_get_state_from_type(tp)->NativeApp_Type)) {
+            PyErr_SetString(PyExc_TypeError, "native must be a NativeApp or None");
+            Py_DECREF(self);
+            return NULL;
+        }
+        self->native_app = Py_NewRef(native);
+    }
     self->loop = Py_NewRef(loop);
     self->access_log = Py_NewRef(access_log);
     self->error_log = Py_NewRef(error_log);
@@ -409,6 +421,7 @@ static int server_traverse(PyObject *op, visitproc visit, void *arg)
     Py_VISIT(self->call_soon);
     Py_VISIT(self->create_task);
     Py_VISIT(self->call_soon_kw);
+    Py_VISIT(self->native_app);
     for (CycleObject *cy = self->live; cy; cy = cy->live_next)
         Py_VISIT((PyObject *)cy);
     Py_VISIT(self->run_pending);
@@ -426,6 +439,7 @@ static int server_clear(PyObject *op)
         celeris_cycle_unlink(self->live);
     Py_CLEAR(self->create_task);
     Py_CLEAR(self->call_soon_kw);
+    Py_CLEAR(self->native_app);
     Py_CLEAR(self->run_pending);
     Py_CLEAR(self->handler);
     Py_CLEAR(self->loop);

@@ -44,6 +44,7 @@ int cel_conn_parse_head(cel_conn *c, cel_http_request *req, cel_header *hdrs, si
         return (int)n;
 
     c->requests++;
+    c->head_end = cel_buf_head(&c->in) + n;
     c->keep_alive = (req->flags & CEL_REQ_KEEP_ALIVE) != 0;
     c->http10 = req->minor_version == 0;
     c->is_head = req->method.len == 4 && memcmp(req->method.p, "HEAD", 4) == 0;

@@ -65,6 +65,7 @@ typedef struct cel_conn {
     int resp_status;
 
     uint64_t requests;          /* heads parsed on this connection */
+    const char *head_end;       /* end of the last parsed head in `in` (valid like req's slices) */
 
     /* owned by the server */
     uint64_t deadline_ms;       /* monotonic ms at which the current timeout fires; 0 = none */

@@ -442,18 +442,49 @@ static void step_last(decimal *x, int dir)
     }
 }
 
-/* Shortest digits that read back as v (> 0, finite), nearest to v among
- * equally short ones: what David Gay's dtoa mode 0 (Python's repr) gives.
+/* Powers of ten that are exact doubles. */
+static const double pow10_exact[23] = {
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+    1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+};
+
+static void set_digits(decimal *x, uint64_t r, int e);
+
+/* Digits of v (1e-7 <= v < 1e15, not integral) when at most 15 of them read
+ * back, found without printf: the nearest r / 10^k with the fewest k.  The
+ * check r / 10^k == v is exact (r and 10^k are exact doubles and IEEE
+ * division rounds correctly, as strtod does); a wrong r from v * 10^k's
+ * rounding is possible only near a half, where no candidate of that length
+ * can read back.  Returns 0 when the shortest digits number 16 or 17. */
+static int short_decimal(double v, decimal *x)
+{
+    for (int k = 1; k <= 22; k++) {
+        double m = v * pow10_exact[k];
+        if (m >= 1e15)
+            return 0;
+        double r = (double)(uint64_t)(m + 0.5);
+        if (r != 0 && r / pow10_exact[k] == v) {
+            set_digits(x, (uint64_t)r, -k);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Shortest digits that read back as v (> 0, finite, not integral below
+ * 1e16), nearest to v among equally short ones: what David Gay's dtoa mode 0
+ * (Python's repr) gives.
  *
  * For a normal double an ulp is at most 2^-52 of it, while 15-digit decimals
- * are at least 10^-15 of it apart, so at most one 15-digit decimal reads back
- * and it is v rounded to 15 digits; a shorter answer is that one without its
- * trailing zeros.  17 digits always suffice (half their spacing is below half
- * the narrower ulp).  At 16 the nearest candidate can miss where the one on
- * the other side of v reads back: at powers of two the gap below v is half
- * the gap above, so both brackets are tried.  Subnormals have a fixed ulp and
- * a symmetric interval, so the nearest candidate of each length is tried from
- * 1 digit up. */
+ * are at least 10^-15 of it apart, so at most one decimal of 15 or fewer
+ * digits reads back and it is v rounded to that many digits; v rounded to
+ * 15 digits, trailing zeros dropped, is therefore the answer whenever one
+ * that short exists.  17 digits always suffice (half their spacing is below
+ * half the narrower ulp).  At 16 the nearest candidate can miss where the one
+ * on the other side of v reads back: at powers of two the gap below v is
+ * half the gap above, so both neighbours are tried.  Subnormals have a fixed
+ * ulp and a symmetric interval, so the nearest candidate of each length is
+ * tried from 1 digit up. */
 static void shortest(double v, decimal *x)
 {
     if (v < DBL_MIN) {
@@ -465,9 +496,14 @@ static void shortest(double v, decimal *x)
         round_to(v, 17, x);
         goto found;
     }
-    round_to(v, 15, x);
-    if (read_decimal(x) == v)
-        goto found;
+    if (v >= 1e-7 && v < 1e15) {
+        if (short_decimal(v, x))
+            return;
+    } else {
+        round_to(v, 15, x);
+        if (read_decimal(x) == v)
+            goto found;
+    }
     round_to(v, 16, x);
     double back = read_decimal(x);
     if (back == v)
@@ -480,6 +516,17 @@ static void shortest(double v, decimal *x)
     }
     round_to(v, 17, x);
 found:
+    strip_zeros(x);
+}
+
+/* x = r * 10^e, r > 0, trailing zeros dropped. */
+static void set_digits(decimal *x, uint64_t r, int e)
+{
+    char tmp[20];
+    char *p = format_u64(tmp + sizeof(tmp), r);
+    x->n = (int)(tmp + sizeof(tmp) - p);
+    x->decpt = x->n + e;
+    memcpy(x->d, p, (size_t)x->n);
     strip_zeros(x);
 }
 
@@ -496,12 +543,12 @@ int cel_json_format_double(double v, char *out)
     if (v < 1e16 && v == (double)(uint64_t)v) {
         /* Integral and exact: its digits are the shortest that read back
          * (doubles below 1e16 are at most 2 apart and even above 2^53). */
-        char tmp[20];
-        char *p = format_u64(tmp + sizeof(tmp), (uint64_t)v);
-        x.n = (int)(tmp + sizeof(tmp) - p);
-        x.decpt = x.n;
-        memcpy(x.d, p, (size_t)x.n);
-        strip_zeros(&x);
+        if (v == 0) {
+            x.d[0] = '0';
+            x.n = x.decpt = 1;
+        } else {
+            set_digits(&x, (uint64_t)v, 0);
+        }
     } else {
         shortest(v, &x);
     }

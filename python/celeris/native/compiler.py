@@ -19,7 +19,6 @@ exception handlers.  Everything else is served, unchanged, by the ASGI tier.
 from __future__ import annotations
 
 import asyncio
-import copy
 import inspect
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union, get_args, get_origin
@@ -115,14 +114,7 @@ def _app_reason(app: Any) -> str:
         return "root_path set on the app"
     if getattr(app, "max_body_size", None) is not None:
         return "max_body_size set on the app"
-    if app.middleware_stack is not None and not _stack_is_default(app):
-        return "middleware stack was modified"
     return ""
-
-
-def _stack_is_default(app: Any) -> bool:
-    # Built lazily by FastAPI; once built it must still be the default one.
-    return not app.user_middleware
 
 
 def _is_scalar(annotation: Any, types: tuple) -> tuple[bool, bool]:
@@ -200,7 +192,10 @@ def _route_plan(route: Any) -> tuple[Optional[RoutePlan], str]:
         return None, "streaming endpoint"
     if not (inspect.isfunction(call) or inspect.ismethod(call)):
         return None, "endpoint is not a plain function"
-    from fastapi.dependencies.models import iscoroutinefunction as fastapi_is_coro  # same test FastAPI uses
+    try:
+        from fastapi.routing import _is_coroutine_callable as fastapi_is_coro  # the test FastAPI uses
+    except ImportError:  # older FastAPI
+        from fastapi.dependencies.utils import is_coroutine_callable as fastapi_is_coro
     params_: list[ParamPlan] = []
     for f in d.path_params:
         p, why = _param_plan(f, PARAM_PATH)
@@ -273,10 +268,3 @@ def compile_app(app: Any) -> CompiledApp:
             plan, why = _route_plan(r)
         out.entries.append(RouteEntry(i, KIND_PATH, r.path, methods, plan, why, display, r.path, name))
     return out
-
-
-def copy_default(value: Any) -> Any:
-    """FastAPI deep-copies a parameter's default for each request."""
-    if value is None or type(value) in (int, str, float, bool, bytes, tuple, frozenset):
-        return value
-    return copy.deepcopy(value)

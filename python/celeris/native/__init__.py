@@ -1,0 +1,63 @@
+"""The native tier: FastAPI routes compiled to plans the C core executes.
+
+`build(app)` compiles the route table and returns the C NativeApp (or None
+when the whole app must stay on the ASGI tier) plus the compile report used
+by `celeris routes`."""
+from __future__ import annotations
+
+import collections.abc
+from typing import Any
+
+from celeris import _celeris
+from celeris.native.compiler import (
+    KIND_OPAQUE,
+    CompiledApp,
+    compile_app,
+)
+
+# asyncio.Task accepts any collections.abc.Coroutine: the C driver is one.
+collections.abc.Coroutine.register(_celeris.NativeCall)
+
+__all__ = ["build", "compile_app", "CompiledApp"]
+
+_NO_BODY = {204, 205, 304}
+
+
+def _plan_tuple(plan: Any) -> tuple:
+    params = []
+    for p in plan.params:
+        conv = getattr(p, "convertor", None)
+        params.append((p.where, p.key, p.fast, p.field, tuple(p.loc), p.required, p.default, conv))
+    status = plan.status_code
+    fast_json = status is None or (200 <= status and status not in _NO_BODY)
+    return (plan.endpoint, plan.is_coroutine, status, plan.response_class, tuple(plan.kwnames),
+            fast_json, params)
+
+
+def build(app: Any, runtime: Any = None) -> tuple[Any, CompiledApp]:
+    """runtime: celeris.native.runtime, or an object with the same functions
+    (the TestClient overrides server_error to capture exceptions)."""
+    compiled = compile_app(app)
+    if compiled.app_reason or not any(e.plan for e in compiled.entries):
+        return None, compiled
+    if runtime is None:
+        from celeris.native import runtime
+
+    entries = []
+    for e in compiled.entries:
+        plan = _plan_tuple(e.plan) if e.plan is not None else None
+        entries.append((e.kind, e.template if e.kind != KIND_OPAQUE else "", e.methods, plan))
+    return _celeris.NativeApp(entries, runtime), compiled
+
+
+def telemetry_refresher(native_app: Any, compiled: CompiledApp):
+    """FastAPI checks its telemetry switch on every request (~14 us); the
+    native tier checks it when started and then once a second, and leaves
+    requests to the ASGI tier while it is on."""
+    enabled = compiled.telemetry_enabled
+
+    def refresh() -> None:
+        on = bool(enabled()) if enabled is not None else False
+        native_app.set_enabled(not on)
+
+    return refresh

@@ -1,0 +1,1030 @@
+/* The native tier: requests to compiled FastAPI routes are matched, their
+ * parameters extracted and validated, and the endpoint called without going
+ * through Starlette's middleware, routing, solve_dependencies and
+ * JSONResponse in Python.
+ *
+ * _celeris.NativeApp(entries, runtime) holds the C router and the plans made
+ * by celeris.native.compiler.  celeris_native_dispatch() is called for every
+ * request head; it either starts the endpoint (returns 1) or declines
+ * (returns 0) so the request goes to the ASGI tier.  It declines -- before
+ * any user code has run -- on anything it does not reproduce exactly:
+ * validation errors (FastAPI builds the 422), non-ASCII query strings,
+ * invalid UTF-8 in the path, a missing required parameter, ...
+ *
+ * _celeris.NativeCall drives the endpoint coroutine inside an asyncio Task
+ * (so current_task, contextvars and sniffio behave) and, when it returns,
+ * writes the response: the fast path serialises the result with the C JSON
+ * writer and frames JSONResponse's exact headers; other results and
+ * exceptions go through celeris.native.runtime, which uses FastAPI's and
+ * Starlette's own classes. */
+#include "binding.h"
+
+#include <string.h>
+
+#include "router.h"
+
+enum { P_PATH = 0, P_QUERY = 1 };
+enum { F_NONE = 0, F_STR = 1, F_INT = 2 };
+
+typedef struct {
+    int where;
+    int fast;
+    int required;
+    int path_slot;              /* P_PATH: index in the router's params */
+    char *key;                  /* P_QUERY: request key, UTF-8 (owned) */
+    size_t key_len;
+    PyObject *field;            /* fastapi ModelField */
+    PyObject *loc;              /* ("query", "q") */
+    PyObject *dflt;             /* default value (not required) */
+    PyObject *convertor;        /* starlette convertor or NULL */
+} NParam;
+
+typedef struct {
+    PyObject *endpoint;
+    int is_coroutine;
+    int status;                 /* route status_code, 0 = default */
+    PyObject *status_obj;       /* int or None */
+    PyObject *response_class;
+    PyObject *kwnames;          /* tuple of endpoint keyword names */
+    Py_ssize_t nparams;
+    NParam *params;
+    int has_query;
+    int fast_json;              /* may use the C JSON writer + fixed headers */
+} NPlan;
+
+typedef struct NativeAppObject {
+    PyObject_HEAD
+    cel_router *router;
+    NPlan **plans;              /* by router id; NULL: ASGI tier */
+    Py_ssize_t nplans;
+    PyObject *runtime;          /* celeris.native.runtime */
+    PyObject *rt_render, *rt_http_exception, *rt_server_error, *rt_unpack, *rt_run_sync,
+             *rt_is_http_exception, *rt_copy_default, *response_type;
+    int enabled;                /* cleared while telemetry is on (refreshed by Python) */
+    unsigned long long native_requests, declined;
+} NativeAppObject;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *inner;            /* the coroutine being driven */
+    CycleObject *cycle;         /* writes the response */
+    NativeAppObject *app;       /* keeps the plan alive */
+    NPlan *plan;                /* borrowed from app */
+    PyObject *head;             /* raw request head, to build a scope if a Response must run as ASGI */
+    int phase;                  /* 0: endpoint; 1: a Response running as an ASGI app */
+} NativeCallObject;
+
+/* ---- NativeApp construction ---- */
+
+static void plan_free(NPlan *p)
+{
+    if (!p)
+        return;
+    for (Py_ssize_t i = 0; i < p->nparams; i++) {
+        NParam *q = &p->params[i];
+        PyMem_Free(q->key);
+        Py_XDECREF(q->field);
+        Py_XDECREF(q->loc);
+        Py_XDECREF(q->dflt);
+        Py_XDECREF(q->convertor);
+    }
+    PyMem_Free(p->params);
+    Py_XDECREF(p->endpoint);
+    Py_XDECREF(p->status_obj);
+    Py_XDECREF(p->response_class);
+    Py_XDECREF(p->kwnames);
+    PyMem_Free(p);
+}
+
+/* plan tuple: (endpoint, is_coroutine, status_code|None, response_class, kwnames,
+ *              fast_json, params) with params a list of
+ *              (where, key, fast, field, loc, required, default, convertor|None) */
+static NPlan *plan_new(PyObject *t, const cel_route_info *info)
+{
+    PyObject *endpoint, *status, *rclass, *kwnames, *params;
+    int is_coro, fast_json;
+    if (!PyArg_ParseTuple(t, "OpOOO!pO!", &endpoint, &is_coro, &status, &rclass,
+                          &PyTuple_Type, &kwnames, &fast_json, &PyList_Type, &params))
+        return NULL;
+    NPlan *p = PyMem_Calloc(1, sizeof *p);
+    if (!p)
+        return (NPlan *)PyErr_NoMemory();
+    p->endpoint = Py_NewRef(endpoint);
+    p->is_coroutine = is_coro;
+    p->status_obj = Py_NewRef(status);
+    p->status = status == Py_None ? 0 : (int)PyLong_AsLong(status);
+    p->response_class = Py_NewRef(rclass);
+    p->kwnames = Py_NewRef(kwnames);
+    p->fast_json = fast_json;
+    p->nparams = PyList_GET_SIZE(params);
+    if (p->nparams != PyTuple_GET_SIZE(kwnames) || p->nparams > CEL_ROUTER_MAX_PARAMS * 4) {
+        PyErr_SetString(PyExc_ValueError, "plan: params and kwnames differ");
+        plan_free(p);
+        return NULL;
+    }
+    p->params = PyMem_Calloc((size_t)p->nparams + 1, sizeof(NParam));
+    if (!p->params) {
+        plan_free(p);
+        return (NPlan *)PyErr_NoMemory();
+    }
+    for (Py_ssize_t i = 0; i < p->nparams; i++) {
+        NParam *q = &p->params[i];
+        PyObject *key, *field, *loc, *dflt, *conv;
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(params, i), "iUiOO!pOO", &q->where, &key, &q->fast,
+                              &field, &PyTuple_Type, &loc, &q->required, &dflt, &conv)) {
+            plan_free(p);
+            return NULL;
+        }
+        q->field = Py_NewRef(field);
+        q->loc = Py_NewRef(loc);
+        q->dflt = Py_NewRef(dflt);
+        q->convertor = conv == Py_None ? NULL : Py_NewRef(conv);
+        Py_ssize_t klen;
+        const char *k = PyUnicode_AsUTF8AndSize(key, &klen);
+        if (!k) {
+            plan_free(p);
+            return NULL;
+        }
+        q->path_slot = -1;
+        if (q->where == P_PATH) {
+            for (size_t j = 0; j < info->nparams; j++)
+                if (info->params[j].name.len == (size_t)klen
+                    && memcmp(info->params[j].name.p, k, (size_t)klen) == 0)
+                    q->path_slot = (int)j;
+            if (q->path_slot < 0) {
+                PyErr_Format(PyExc_ValueError, "plan: path parameter %R not in the template", key);
+                plan_free(p);
+                return NULL;
+            }
+        } else {
+            p->has_query = 1;
+            q->key = PyMem_Malloc((size_t)klen + 1);
+            if (!q->key) {
+                plan_free(p);
+                return (NPlan *)PyErr_NoMemory();
+            }
+            memcpy(q->key, k, (size_t)klen + 1);
+            q->key_len = (size_t)klen;
+        }
+    }
+    return p;
+}
+
+static PyObject *getattr_s(PyObject *o, const char *name)
+{
+    return PyObject_GetAttrString(o, name);
+}
+
+/* NativeApp(entries, runtime): entries is a list of (kind, template, methods|None, plan|None). */
+static PyObject *napp_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
+{
+    PyObject *entries, *runtime;
+    static char *kwlist[] = {"entries", "runtime", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!O:NativeApp", kwlist, &PyList_Type, &entries, &runtime))
+        return NULL;
+    NativeAppObject *self = (NativeAppObject *)tp->tp_alloc(tp, 0);
+    if (!self)
+        return NULL;
+    self->enabled = 1;
+    self->runtime = Py_NewRef(runtime);
+    self->router = cel_router_new();
+    Py_ssize_t n = PyList_GET_SIZE(entries);
+    self->plans = PyMem_Calloc((size_t)n + 1, sizeof(NPlan *));
+    if (!self->router || !self->plans) {
+        PyErr_NoMemory();
+        goto error;
+    }
+    self->nplans = n;
+    if (!(self->rt_render = getattr_s(runtime, "render"))
+        || !(self->rt_http_exception = getattr_s(runtime, "http_exception"))
+        || !(self->rt_server_error = getattr_s(runtime, "server_error"))
+        || !(self->rt_unpack = getattr_s(runtime, "unpack"))
+        || !(self->rt_run_sync = getattr_s(runtime, "run_sync"))
+        || !(self->rt_is_http_exception = getattr_s(runtime, "is_http_exception"))
+        || !(self->rt_copy_default = getattr_s(runtime, "copy_default"))
+        || !(self->response_type = getattr_s(runtime, "Response")))
+        goto error;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *e = PyList_GET_ITEM(entries, i);
+        int kind;
+        const char *tpl = NULL;
+        Py_ssize_t tlen = 0;
+        PyObject *methods, *plan;
+        if (!PyArg_ParseTuple(e, "iz#OO", &kind, &tpl, &tlen, &methods, &plan))
+            goto error;
+        const char *m = NULL;
+        if (methods != Py_None && !(m = PyUnicode_AsUTF8(methods)))
+            goto error;
+        int rc = cel_router_add(self->router, kind, tpl, (size_t)tlen, m, (int)i);
+        if (rc < 0) {
+            PyErr_Format(PyExc_ValueError, "route %zd (%s): %s", i, tpl ? tpl : "", cel_router_error(self->router));
+            goto error;
+        }
+        if (plan != Py_None) {
+            cel_route_info info;
+            cel_router_route_info(self->router, (size_t)i, &info);
+            if (!(self->plans[i] = plan_new(plan, &info)))
+                goto error;
+        }
+    }
+    return (PyObject *)self;
+error:
+    Py_DECREF(self);
+    return NULL;
+}
+
+static int napp_clear(PyObject *op)
+{
+    NativeAppObject *self = (NativeAppObject *)op;
+    Py_CLEAR(self->runtime);
+    Py_CLEAR(self->rt_render);
+    Py_CLEAR(self->rt_http_exception);
+    Py_CLEAR(self->rt_server_error);
+    Py_CLEAR(self->rt_unpack);
+    Py_CLEAR(self->rt_run_sync);
+    Py_CLEAR(self->rt_is_http_exception);
+    Py_CLEAR(self->rt_copy_default);
+    Py_CLEAR(self->response_type);
+    return 0;
+}
+
+static int napp_traverse(PyObject *op, visitproc visit, void *arg)
+{
+    NativeAppObject *self = (NativeAppObject *)op;
+    Py_VISIT(self->runtime);
+    for (Py_ssize_t i = 0; i < self->nplans; i++) {
+        NPlan *p = self->plans ? self->plans[i] : NULL;
+        if (!p)
+            continue;
+        Py_VISIT(p->endpoint);
+        Py_VISIT(p->response_class);
+        for (Py_ssize_t j = 0; j < p->nparams; j++) {
+            Py_VISIT(p->params[j].field);
+            Py_VISIT(p->params[j].dflt);
+            Py_VISIT(p->params[j].convertor);
+        }
+    }
+    Py_VISIT(Py_TYPE(op));
+    return 0;
+}
+
+static void napp_dealloc(PyObject *op)
+{
+    NativeAppObject *self = (NativeAppObject *)op;
+    PyTypeObject *tp = Py_TYPE(op);
+    PyObject_GC_UnTrack(op);
+    napp_clear(op);
+    if (self->plans) {
+        for (Py_ssize_t i = 0; i < self->nplans; i++)
+            plan_free(self->plans[i]);
+        PyMem_Free(self->plans);
+    }
+    cel_router_free(self->router);
+    tp->tp_free(op);
+    Py_DECREF(tp);
+}
+
+static PyObject *napp_set_enabled(PyObject *op, PyObject *arg)
+{
+    int on = PyObject_IsTrue(arg);
+    if (on < 0)
+        return NULL;
+    ((NativeAppObject *)op)->enabled = on;
+    Py_RETURN_NONE;
+}
+
+static PyObject *napp_stats(PyObject *op, PyObject *Py_UNUSED(a))
+{
+    NativeAppObject *self = (NativeAppObject *)op;
+    return Py_BuildValue("{sKsK}", "native", self->native_requests, "declined", self->declined);
+}
+
+static PyMethodDef napp_methods[] = {
+    {"set_enabled", napp_set_enabled, METH_O, "Turn the native tier on/off (e.g. while telemetry is on)."},
+    {"stats", napp_stats, METH_NOARGS, "{'native': n, 'declined': n}"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot napp_slots[] = {
+    {Py_tp_new, napp_new},
+    {Py_tp_methods, napp_methods},
+    {Py_tp_traverse, napp_traverse},
+    {Py_tp_clear, napp_clear},
+    {Py_tp_dealloc, napp_dealloc},
+    {0, NULL},
+};
+
+PyType_Spec celeris_nativeapp_spec = {
+    .name = "celeris._celeris.NativeApp",
+    .basicsize = sizeof(NativeAppObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .slots = napp_slots,
+};
+
+/* ---- request decoding helpers ---- */
+
+static int hexv(char ch)
+{
+    if (ch >= '0' && ch <= '9') return ch - '0';
+    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decode src into dst (capacity >= n); plus_space maps '+' to ' '
+ * (query strings).  Returns the decoded length. */
+static size_t pct_decode(const char *src, size_t n, char *dst, int plus_space)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = src[i];
+        int h, l;
+        if (ch == '%' && i + 2 < n + 0 && (h = hexv(src[i + 1])) >= 0 && (l = hexv(src[i + 2])) >= 0) {
+            dst[o++] = (char)(h * 16 + l);
+            i += 2;
+        } else if (ch == '+' && plus_space) {
+            dst[o++] = ' ';
+        } else {
+            dst[o++] = ch;
+        }
+    }
+    return o;
+}
+
+/* Strict UTF-8 validity (no surrogates, no overlongs). */
+static int utf8_valid(const unsigned char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        unsigned char c = s[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t len;
+        unsigned cp;
+        if ((c & 0xE0) == 0xC0) { len = 2; cp = c & 0x1F; }
+        else if ((c & 0xF0) == 0xE0) { len = 3; cp = c & 0x0F; }
+        else if ((c & 0xF8) == 0xF0) { len = 4; cp = c & 0x07; }
+        else return 0;
+        if (i + len > n)
+            return 0;
+        for (size_t k = 1; k < len; k++) {
+            if ((s[i + k] & 0xC0) != 0x80)
+                return 0;
+            cp = (cp << 6) | (s[i + k] & 0x3F);
+        }
+        if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000)
+            || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+            return 0;
+        i += len;
+    }
+    return 1;
+}
+
+/* Canonical decimal integer ("0", "-12", no leading zeros, <= 18 digits):
+ * exactly what pydantic's lax int parsing yields for such text. */
+static int canonical_int(const char *s, size_t n, long long *out)
+{
+    size_t i = 0;
+    int neg = 0;
+    if (n && s[0] == '-') {
+        neg = 1;
+        i = 1;
+    }
+    size_t digits = n - i;
+    if (digits == 0 || digits > 18 || (s[i] == '0' && (digits > 1 || neg)))
+        return 0;
+    long long v = 0;
+    for (; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return 0;
+        v = v * 10 + (s[i] - '0');
+    }
+    *out = neg ? -v : v;
+    return 1;
+}
+
+/* Last value of `key` in an ASCII query string (Starlette's QueryParams:
+ * parse_qsl(keep_blank_values=True), last one wins).  Returns 1 found (value
+ * decoded into buf, *vlen), 0 missing, -1 decline (decoded bytes not UTF-8). */
+static int query_lookup(const char *q, size_t qn, const char *key, size_t klen,
+                        char *buf, size_t cap, size_t *vlen)
+{
+    int found = 0;
+    size_t i = 0;
+    char kbuf[256];
+    while (i <= qn) {
+        size_t s = i;
+        while (i < qn && q[i] != '&')
+            i++;
+        size_t e = i;           /* pair is q[s..e) */
+        i++;
+        if (e == s)
+            continue;
+        const char *eq = memchr(q + s, '=', e - s);
+        size_t kn = eq ? (size_t)(eq - (q + s)) : e - s;
+        if (kn > sizeof kbuf)
+            continue;           /* longer than any key we look for */
+        size_t dk = pct_decode(q + s, kn, kbuf, 1);
+        if (dk != klen || memcmp(kbuf, key, klen) != 0)
+            continue;
+        const char *v = eq ? eq + 1 : q + e;
+        size_t vn = eq ? (size_t)(q + e - v) : 0;
+        if (vn > cap)
+            return -1;
+        *vlen = pct_decode(v, vn, buf, 1);
+        found = 1;
+    }
+    if (found && !utf8_valid((const unsigned char *)buf, *vlen))
+        return -1;
+    return found;
+}
+
+/* FastAPI's field.validate(value, {}, loc=loc): returns the validated value
+ * (new ref), NULL+no exception when validation failed (decline), NULL with an
+ * exception on an unexpected error. */
+static PyObject *validate(NParam *q, PyObject *value)
+{
+    PyObject *values = PyDict_New();
+    if (!values)
+        return NULL;
+    PyObject *meth = PyObject_GetAttrString(q->field, "validate");
+    if (!meth) {
+        Py_DECREF(values);
+        return NULL;
+    }
+    PyObject *args[3] = { value, values, q->loc };
+    PyObject *kwn = Py_BuildValue("(s)", "loc");
+    PyObject *r = kwn ? PyObject_Vectorcall(meth, args, 2, kwn) : NULL;
+    Py_XDECREF(kwn);
+    Py_DECREF(meth);
+    Py_DECREF(values);
+    if (!r)
+        return NULL;
+    PyObject *out = NULL;
+    if (PyTuple_Check(r) && PyTuple_GET_SIZE(r) == 2) {
+        PyObject *errs = PyTuple_GET_ITEM(r, 1);
+        int bad = PyObject_IsTrue(errs);
+        if (bad == 0)
+            out = Py_NewRef(PyTuple_GET_ITEM(r, 0));
+    } else {
+        PyErr_SetString(PyExc_TypeError, "ModelField.validate returned an unexpected value");
+    }
+    Py_DECREF(r);
+    return out;
+}
+
+/* Convert one raw parameter value.  Returns new ref, or NULL: decline
+ * (no exception) or error (exception set). */
+static PyObject *param_value(NativeAppObject *app, NParam *q, const char *raw, size_t n, int present)
+{
+    if (!present) {
+        if (q->required)
+            return NULL;                        /* FastAPI answers 422 */
+        return PyObject_CallOneArg(app->rt_copy_default, q->dflt);
+    }
+    if (q->fast == F_INT) {
+        long long v;
+        if (canonical_int(raw, n, &v))
+            return PyLong_FromLongLong(v);
+    }
+    PyObject *s = PyUnicode_DecodeUTF8(raw, (Py_ssize_t)n, "strict");
+    if (!s)
+        return NULL;
+    if (q->fast == F_STR)
+        return s;
+    if (q->convertor) {
+        PyObject *c = PyObject_CallMethod(q->convertor, "convert", "O", s);
+        Py_DECREF(s);
+        if (!c)
+            return NULL;
+        s = c;
+    }
+    PyObject *v = validate(q, s);
+    Py_DECREF(s);
+    return v;
+}
+
+/* ---- fast JSON ---- */
+
+/* Does a JSON-typed tree hold a str dict key starting with "_sa" (which
+ * jsonable_encoder drops, for SQLAlchemy)?  -1 on a recursion error. */
+static int has_sa_key(PyObject *o, int depth)
+{
+    if (depth > 200)
+        return 1;                       /* let FastAPI's own path decide */
+    PyTypeObject *tp = Py_TYPE(o);
+    if (tp == &PyDict_Type) {
+        Py_ssize_t pos = 0;
+        PyObject *k, *v;
+        while (PyDict_Next(o, &pos, &k, &v)) {
+            if (PyUnicode_CheckExact(k) && PyUnicode_GET_LENGTH(k) >= 3
+                && PyUnicode_READ_CHAR(k, 0) == '_' && PyUnicode_READ_CHAR(k, 1) == 's'
+                && PyUnicode_READ_CHAR(k, 2) == 'a')
+                return 1;
+            if (has_sa_key(v, depth + 1))
+                return 1;
+        }
+    } else if (tp == &PyList_Type || tp == &PyTuple_Type) {
+        Py_ssize_t n = PySequence_Fast_GET_SIZE(o);
+        for (Py_ssize_t i = 0; i < n; i++)
+            if (has_sa_key(PySequence_Fast_GET_ITEM(o, i), depth + 1))
+                return 1;
+    }
+    return 0;
+}
+
+PyObject *celeris_json_dumps_fastapi(PyObject *obj)
+{
+    if (has_sa_key(obj, 0)) {
+        PyErr_SetString(PyExc_TypeError, "jsonable_encoder drops '_sa' keys");
+        return NULL;
+    }
+    return celeris_json_dumps(NULL, obj);
+}
+
+/* ---- NativeCall: drives the endpoint coroutine inside the Task ---- */
+
+static PyTypeObject *NativeCall_Type(celeris_state *st) { return st->NativeCall_Type; }
+
+static PyObject *ncall_new(celeris_state *st, PyObject *inner, CycleObject *cycle,
+                           NativeAppObject *app, NPlan *plan, PyObject *head)
+{
+    NativeCallObject *nc = PyObject_GC_New(NativeCallObject, NativeCall_Type(st));
+    if (!nc)
+        return NULL;
+    nc->inner = Py_NewRef(inner);
+    nc->cycle = (CycleObject *)Py_NewRef(cycle);
+    nc->app = (NativeAppObject *)Py_NewRef(app);
+    nc->plan = plan;
+    nc->head = Py_XNewRef(head);
+    nc->phase = 0;
+    PyObject_GC_Track(nc);
+    return (PyObject *)nc;
+}
+
+/* Write a Response object: directly when runtime.unpack says it may be,
+ * else run it as an ASGI app in this Task (phase 1).  Returns 1 when a new
+ * inner coroutine was installed, 0 when done, -1 with an exception. */
+static int respond_object(NativeCallObject *nc, PyObject *response)
+{
+    NativeAppObject *app = nc->app;
+    PyObject *u = PyObject_CallOneArg(app->rt_unpack, response);
+    if (!u)
+        return -1;
+    if (u != Py_None) {
+        PyObject *status, *headers, *body;
+        int rc = -1;
+        if (PyArg_ParseTuple(u, "OOO", &status, &headers, &body) && PyBytes_Check(body)) {
+            int st = (int)PyLong_AsLong(status);
+            if (!(st == -1 && PyErr_Occurred()))
+                rc = celeris_cycle_respond(nc->cycle, st, NULL, 0, headers, PyBytes_AS_STRING(body),
+                                           (size_t)PyBytes_GET_SIZE(body));
+        } else if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_TypeError, "unpack: expected (status, headers, bytes)");
+        }
+        Py_DECREF(u);
+        return rc;
+    }
+    Py_DECREF(u);
+    /* A streaming/file/background response: it needs the ASGI scope. */
+    CycleObject *cy = nc->cycle;
+    if (!cy->conn || !nc->head)
+        return 0;                                   /* client gone: nothing to send */
+    cel_header hdrs[256];
+    cel_http_request req;
+    req.headers = hdrs;
+    req.num_headers = 256;
+    long n = cel_http_parse_request(PyBytes_AS_STRING(nc->head), (size_t)PyBytes_GET_SIZE(nc->head),
+                                    &cy->conn->cfg->limits, &req);
+    if (n < 0) {
+        PyErr_SetString(PyExc_RuntimeError, "native: could not re-read the request head");
+        return -1;
+    }
+    PyObject *scope = celeris_build_scope(cy->server, cy->conn, &req);
+    if (!scope)
+        return -1;
+    PyObject *recv = PyObject_GetAttrString((PyObject *)cy, "receive");
+    PyObject *send = PyObject_GetAttrString((PyObject *)cy, "send");
+    PyObject *coro = NULL;
+    if (recv && send) {
+        PyObject *args[3] = { scope, recv, send };
+        coro = PyObject_Vectorcall(response, args, 3, NULL);
+    }
+    Py_XDECREF(recv);
+    Py_XDECREF(send);
+    Py_DECREF(scope);
+    if (!coro)
+        return -1;
+    Py_SETREF(nc->inner, coro);
+    nc->phase = 1;
+    return 1;
+}
+
+/* The endpoint returned `result`.  Same return convention as respond_object. */
+static int respond_result(NativeCallObject *nc, PyObject *result)
+{
+    NativeAppObject *app = nc->app;
+    NPlan *plan = nc->plan;
+    int is_resp = PyObject_IsInstance(result, app->response_type);
+    if (is_resp < 0)
+        return -1;
+    if (is_resp)
+        return respond_object(nc, result);
+    if (plan->fast_json) {
+        PyObject *body = celeris_json_dumps_fastapi(result);
+        if (body) {
+            char len[24];
+            int ln = snprintf(len, sizeof len, "%zd", PyBytes_GET_SIZE(body));
+            cel_header hs[2] = {
+                { { "content-length", 14 }, { len, (size_t)ln } },
+                { { "content-type", 12 }, { "application/json", 16 } },
+            };
+            int rc = celeris_cycle_respond(nc->cycle, plan->status ? plan->status : 200, hs, 2, NULL,
+                                           PyBytes_AS_STRING(body), (size_t)PyBytes_GET_SIZE(body));
+            Py_DECREF(body);
+            return rc;
+        }
+        /* Not plain JSON data (models, datetimes, "_sa" keys, NaN ...): FastAPI's own path. */
+        PyErr_Clear();
+    }
+    PyObject *args[3] = { plan->response_class, plan->status_obj, result };
+    PyObject *resp = PyObject_Vectorcall(app->rt_render, args, 3, NULL);
+    if (!resp)
+        return -1;
+    int rc = respond_object(nc, resp);
+    Py_DECREF(resp);
+    return rc;
+}
+
+/* The endpoint raised (exception is set).  Map it as FastAPI's middleware
+ * stack would; BaseExceptions (cancellation...) propagate.  Returns 0 when
+ * handled (no exception), -1 to propagate. */
+static int respond_exception(NativeCallObject *nc)
+{
+    NativeAppObject *app = nc->app;
+    PyObject *exc = PyErr_GetRaisedException_compat();
+    if (!PyObject_TypeCheck(exc, (PyTypeObject *)PyExc_Exception)) {
+        PyErr_SetRaisedException_compat(exc);
+        return -1;
+    }
+    PyObject *is_http = PyObject_CallOneArg(app->rt_is_http_exception, exc);
+    PyObject *resp = NULL;
+    if (is_http == Py_True)
+        resp = PyObject_CallOneArg(app->rt_http_exception, exc);
+    else if (is_http)
+        resp = PyObject_CallOneArg(app->rt_server_error, exc);
+    Py_XDECREF(is_http);
+    Py_DECREF(exc);
+    if (!resp)
+        return -1;
+    int rc = respond_object(nc, resp);
+    Py_DECREF(resp);
+    return rc < 0 ? -1 : 0;
+}
+
+/* Advance the inner coroutine with `value` (or throw when exc is set).
+ * Returns a yielded object (the Task awaits it), or NULL with StopIteration
+ * (done) or another exception. */
+static PyObject *ncall_step(NativeCallObject *nc, PyObject *value, PyObject *exc)
+{
+    for (;;) {
+        PyObject *result = NULL;
+        int done;
+        if (exc) {
+            PyObject *r = PyObject_CallMethod(nc->inner, "throw", "O", exc);
+            exc = NULL;
+            if (r)
+                return r;
+            if (PyErr_ExceptionMatches(PyExc_StopIteration)) {
+                PyObject *e = PyErr_GetRaisedException_compat();
+                result = PyObject_GetAttrString(e, "value");
+                Py_DECREF(e);
+                if (!result)
+                    return NULL;
+                done = 1;
+            } else {
+                done = -1;
+            }
+        } else {
+            PySendResult sr = PyIter_Send(nc->inner, value ? value : Py_None, &result);
+            if (sr == PYGEN_NEXT)
+                return result;
+            done = sr == PYGEN_RETURN ? 1 : -1;
+        }
+        value = NULL;
+        CycleObject *cy = nc->cycle;
+        int rc;
+        if (nc->phase == 0) {
+            rc = done == 1 ? respond_result(nc, result) : respond_exception(nc);
+            Py_XDECREF(result);
+            if (rc == 1)
+                continue;               /* phase 1: drive the Response's ASGI call */
+            if (rc < 0) {
+                if (done == 1 || !PyErr_ExceptionMatches(PyExc_Exception)) {
+                    /* serialisation failed, or cancellation: answer what FastAPI would */
+                    if (done == 1 && PyErr_ExceptionMatches(PyExc_Exception)) {
+                        rc = respond_exception(nc);
+                        if (rc == 0)
+                            goto finished;
+                    }
+                }
+                PyObject *err = PyErr_GetRaisedException_compat();
+                PyObject *r = PyObject_CallMethod((PyObject *)cy, "abort", NULL);
+                Py_XDECREF(r);
+                PyErr_Clear();
+                PyObject *f = PyObject_CallMethod((PyObject *)cy, "finish", NULL);
+                Py_XDECREF(f);
+                PyErr_SetRaisedException_compat(err);
+                return NULL;
+            }
+        } else {
+            Py_XDECREF(result);
+            if (done < 0) {
+                PyObject *err = PyErr_GetRaisedException_compat();
+                if (PyObject_TypeCheck(err, (PyTypeObject *)PyExc_Exception)) {
+                    PyObject *r = PyObject_CallOneArg(nc->app->rt_server_error, err);
+                    Py_XDECREF(r);
+                    PyErr_Clear();
+                    Py_DECREF(err);
+                    r = PyObject_CallMethod((PyObject *)cy, "app_failed", NULL);
+                    Py_XDECREF(r);
+                    PyErr_Clear();
+                } else {
+                    PyObject *f = PyObject_CallMethod((PyObject *)cy, "finish", NULL);
+                    Py_XDECREF(f);
+                    PyErr_SetRaisedException_compat(err);
+                    return NULL;
+                }
+            } else if (!cy->response_complete && !cy->disconnected) {
+                PyObject *r = PyObject_CallMethod((PyObject *)cy, "abort", NULL);
+                Py_XDECREF(r);
+                PyErr_Clear();
+            }
+        }
+    finished:
+        {
+            PyObject *f = PyObject_CallMethod((PyObject *)cy, "finish", NULL);
+            Py_XDECREF(f);
+        }
+        PyErr_SetNone(PyExc_StopIteration);
+        return NULL;
+    }
+}
+
+static PyObject *ncall_send(PyObject *op, PyObject *value)
+{
+    return ncall_step((NativeCallObject *)op, value, NULL);
+}
+
+static PyObject *ncall_next(PyObject *op)
+{
+    PyObject *r = ncall_step((NativeCallObject *)op, Py_None, NULL);
+    if (!r && PyErr_ExceptionMatches(PyExc_StopIteration)) {
+        PyObject *e = PyErr_GetRaisedException_compat();
+        Py_XDECREF(e);
+        return NULL;                    /* iternext: no exception = StopIteration */
+    }
+    return r;
+}
+
+static PyObject *ncall_throw(PyObject *op, PyObject *args)
+{
+    PyObject *typ, *val = NULL, *tb = NULL;
+    if (!PyArg_UnpackTuple(args, "throw", 1, 3, &typ, &val, &tb))
+        return NULL;
+    PyObject *exc;
+    if (PyExceptionInstance_Check(typ)) {
+        exc = Py_NewRef(typ);
+    } else {
+        exc = val && val != Py_None ? PyObject_CallOneArg(typ, val) : PyObject_CallNoArgs(typ);
+        if (!exc)
+            return NULL;
+    }
+    PyObject *r = ncall_step((NativeCallObject *)op, NULL, exc);
+    Py_DECREF(exc);
+    return r;
+}
+
+static PyObject *ncall_close(PyObject *op, PyObject *Py_UNUSED(a))
+{
+    NativeCallObject *nc = (NativeCallObject *)op;
+    PyObject *r = PyObject_CallMethod(nc->inner, "close", NULL);
+    if (!r)
+        return NULL;
+    Py_DECREF(r);
+    Py_RETURN_NONE;
+}
+
+static PyObject *ncall_await(PyObject *op)
+{
+    return Py_NewRef(op);
+}
+
+static int ncall_traverse(PyObject *op, visitproc visit, void *arg)
+{
+    NativeCallObject *nc = (NativeCallObject *)op;
+    Py_VISIT(nc->inner);
+    Py_VISIT(nc->cycle);
+    Py_VISIT(nc->app);
+    Py_VISIT(nc->head);
+    Py_VISIT(Py_TYPE(op));
+    return 0;
+}
+
+static int ncall_clear(PyObject *op)
+{
+    NativeCallObject *nc = (NativeCallObject *)op;
+    Py_CLEAR(nc->inner);
+    Py_CLEAR(nc->cycle);
+    Py_CLEAR(nc->app);
+    Py_CLEAR(nc->head);
+    return 0;
+}
+
+static void ncall_dealloc(PyObject *op)
+{
+    PyTypeObject *tp = Py_TYPE(op);
+    PyObject_GC_UnTrack(op);
+    ncall_clear(op);
+    tp->tp_free(op);
+    Py_DECREF(tp);
+}
+
+static PyMethodDef ncall_methods[] = {
+    {"send", ncall_send, METH_O, NULL},
+    {"throw", ncall_throw, METH_VARARGS, NULL},
+    {"close", ncall_close, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot ncall_slots[] = {
+    {Py_am_await, ncall_await},
+    {Py_tp_iter, ncall_await},
+    {Py_tp_iternext, ncall_next},
+    {Py_tp_methods, ncall_methods},
+    {Py_tp_traverse, ncall_traverse},
+    {Py_tp_clear, ncall_clear},
+    {Py_tp_dealloc, ncall_dealloc},
+    {0, NULL},
+};
+
+PyType_Spec celeris_nativecall_spec = {
+    .name = "celeris._celeris.NativeCall",
+    .basicsize = sizeof(NativeCallObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = ncall_slots,
+};
+
+/* ---- dispatch ---- */
+
+#define NATIVE_MAX_ARGS 64
+
+/* Discard a coroutine that never ran, without "never awaited" warnings. */
+static void drop_coro(PyObject *coro)
+{
+    PyObject *exc = PyErr_GetRaisedException_compat();
+    PyObject *r = PyObject_CallMethod(coro, "close", NULL);
+    Py_XDECREF(r);
+    PyErr_Clear();
+    PyErr_SetRaisedException_compat(exc);
+    Py_DECREF(coro);
+}
+
+int celeris_native_dispatch(ServerObject *self, cel_conn *c, const cel_http_request *req)
+{
+    NativeAppObject *app = (NativeAppObject *)self->native_app;
+    if (!app->enabled)
+        return 0;
+    const char *pp = req->path.p;
+    size_t pn = req->path.len;
+    if (pn == 0 || pp[0] != '/' || pn > 4096)
+        return 0;                               /* absolute-form, asterisk, huge: ASGI */
+    char pathbuf[4096];
+    size_t plen = pct_decode(pp, pn, pathbuf, 0);
+    if (!utf8_valid((const unsigned char *)pathbuf, plen))
+        return 0;
+    cel_route_match m;
+    int mr = cel_router_match(app->router, req->method.p, req->method.len, pathbuf, plen, &m);
+    if (mr != CEL_ROUTER_FULL || m.id < 0 || m.id >= app->nplans || !app->plans[m.id])
+        return 0;
+    NPlan *plan = app->plans[m.id];
+    if (plan->has_query) {
+        for (size_t i = 0; i < req->query.len; i++)
+            if ((unsigned char)req->query.p[i] >= 0x80)
+                return 0;                       /* Starlette decodes these as latin-1 */
+    }
+    PyObject *argv[NATIVE_MAX_ARGS];
+    Py_ssize_t nargs = plan->nparams;
+    if (nargs > NATIVE_MAX_ARGS)
+        return 0;
+    Py_ssize_t made = 0;
+    char qbuf[4096];
+    for (; made < nargs; made++) {
+        NParam *q = &plan->params[made];
+        const char *raw = NULL;
+        size_t rn = 0;
+        int present;
+        if (q->where == P_PATH) {
+            raw = m.params[q->path_slot].value.p;
+            rn = m.params[q->path_slot].value.len;
+            present = 1;
+        } else {
+            present = query_lookup(req->query.p, req->query.len, q->key, q->key_len, qbuf,
+                                   sizeof qbuf, &rn);
+            if (present < 0)
+                goto decline;
+            raw = qbuf;
+        }
+        PyObject *v = param_value(app, q, raw, rn, present);
+        if (!v) {
+            if (PyErr_Occurred())
+                goto error;
+            goto decline;
+        }
+        argv[made] = v;
+    }
+    PyObject *coro;
+    if (plan->is_coroutine) {
+        coro = PyObject_Vectorcall(plan->endpoint, argv, 0, plan->kwnames);
+    } else {
+        PyObject *kw = PyDict_New();
+        coro = NULL;
+        if (kw) {
+            int ok = 0;
+            for (Py_ssize_t i = 0; i < nargs; i++)
+                if ((ok = PyDict_SetItem(kw, PyTuple_GET_ITEM(plan->kwnames, i), argv[i])) < 0)
+                    break;
+            if (ok == 0) {
+                PyObject *a[2] = { plan->endpoint, kw };
+                coro = PyObject_Vectorcall(app->rt_run_sync, a, 2, NULL);
+            }
+            Py_DECREF(kw);
+        }
+    }
+    for (Py_ssize_t i = 0; i < made; i++)
+        Py_DECREF(argv[i]);
+    made = 0;
+    if (!coro)
+        goto error;
+
+    PyObject *scope = NULL;
+    if (self->access_log != Py_None && !(scope = celeris_build_scope(self, c, req))) {
+        drop_coro(coro);
+        goto error;
+    }
+    PyObject *cycle = celeris_cycle_new(self, c, scope);
+    Py_XDECREF(scope);
+    if (!cycle) {
+        drop_coro(coro);
+        goto error;
+    }
+    /* The raw head, in case the endpoint returns a Response that must run as ASGI. */
+    PyObject *head = PyBytes_FromStringAndSize(req->method.p,
+                                               (Py_ssize_t)(c->head_end - req->method.p));
+    PyObject *nc = head ? ncall_new(self->st, coro, (CycleObject *)cycle, app, plan, head) : NULL;
+    Py_XDECREF(head);
+    if (!nc) {
+        drop_coro(coro);
+        CycleObject *cy = (CycleObject *)cycle;
+        if (cy->conn == c)
+            c->user = NULL;
+        cy->conn = NULL;
+        Py_DECREF(cycle);
+        goto error;
+    }
+    Py_DECREF(coro);
+    PyObject *task = PyObject_CallOneArg(self->create_task, nc);
+    Py_DECREF(nc);
+    if (!task) {
+        CycleObject *cy = (CycleObject *)cycle;
+        if (cy->conn == c)
+            c->user = NULL;
+        cy->conn = NULL;
+        Py_DECREF(cycle);
+        goto error;
+    }
+    CycleObject *cy = (CycleObject *)cycle;
+    if (cy->live == 0) {
+        cy->task = task;
+        celeris_cycle_link(cy);
+    } else {
+        Py_DECREF(task);
+    }
+    Py_DECREF(cycle);
+    app->native_requests++;
+    return 1;
+
+decline:
+    for (Py_ssize_t i = 0; i < made; i++)
+        Py_DECREF(argv[i]);
+    app->declined++;
+    return 0;
+error:
+    for (Py_ssize_t i = 0; i < made; i++)
+        Py_DECREF(argv[i]);
+    PyErr_WriteUnraisable(plan->endpoint);
+    app->declined++;
+    return 0;
+}

@@ -1,0 +1,579 @@
+/* Path router: Starlette's compile_path + re.match, without a regex engine.
+ *
+ * A template compiles to a list of parts, each a literal or a convertor.
+ * Matching is a depth-first search over the parts in which every convertor
+ * offers its candidate end positions in the order Python's backtracking
+ * engine would try them (always longest first for these five convertors), so
+ * the first success is the match re.match reports.  Cheap pre-checks (minimum
+ * length, literal prefix, literal suffix) reject most routes before the
+ * search starts.  See docs/router.md.
+ */
+#include "router.h"
+
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "errors.h"
+
+#define MAX_PARTS (2 * CEL_ROUTER_MAX_PARAMS + 1)
+#define PART_LIT 0
+
+typedef struct part {
+    unsigned char type;         /* PART_LIT or enum cel_route_conv */
+    size_t off, len;            /* literal bytes or param name, in route->text */
+} part;
+
+typedef struct route {
+    int kind;
+    int id;
+    char *text;                 /* owned: compiled template, then the methods list */
+    size_t methods_off;         /* upper-cased "GET,HEAD" at text + methods_off */
+    size_t methods_len;
+    int any_method;
+    unsigned char nparts;
+    unsigned char nparams;
+    unsigned char param_part[CEL_ROUTER_MAX_PARAMS];
+    part parts[MAX_PARTS];
+    size_t min_len;             /* shortest path that can match */
+    size_t prefix_len;          /* leading literal (parts[0]), 0 if none */
+    size_t suffix_len;          /* trailing literal, 0 if none */
+    size_t suffix_off;
+} route;
+
+struct cel_router {
+    route *routes;
+    size_t n, cap;
+    unsigned long budget;
+    char err[160];
+};
+
+cel_router *cel_router_new(void)
+{
+    cel_router *r = cel_calloc(1, sizeof(*r));
+    if (r)
+        r->budget = CEL_ROUTER_DEFAULT_BUDGET;
+    return r;
+}
+
+void cel_router_free(cel_router *r)
+{
+    if (!r)
+        return;
+    for (size_t i = 0; i < r->n; i++)
+        cel_free(r->routes[i].text);
+    cel_free(r->routes);
+    cel_free(r);
+}
+
+const char *cel_router_error(const cel_router *r)
+{
+    return r ? r->err : "";
+}
+
+void cel_router_set_budget(cel_router *r, unsigned long units)
+{
+    r->budget = units ? units : CEL_ROUTER_DEFAULT_BUDGET;
+}
+
+size_t cel_router_count(const cel_router *r)
+{
+    return r ? r->n : 0;
+}
+
+/* ---- template compilation ---------------------------------------------- */
+
+static int is_name_start(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+}
+
+static int is_name_char(unsigned char c)
+{
+    return is_name_start(c) || (c >= '0' && c <= '9');
+}
+
+static int conv_from_name(const char *s, size_t n)
+{
+    static const struct { const char *name; int conv; } tab[] = {
+        { "str", CEL_CONV_STR }, { "path", CEL_CONV_PATH }, { "int", CEL_CONV_INT },
+        { "float", CEL_CONV_FLOAT }, { "uuid", CEL_CONV_UUID },
+    };
+    for (size_t i = 0; i < sizeof(tab) / sizeof(tab[0]); i++)
+        if (strlen(tab[i].name) == n && memcmp(tab[i].name, s, n) == 0)
+            return tab[i].conv;
+    return 0;
+}
+
+static size_t conv_min_len(int conv)
+{
+    switch (conv) {
+    case CEL_CONV_PATH: return 0;
+    case CEL_CONV_UUID: return 32;
+    default: return 1;
+    }
+}
+
+/* Record the message for cel_router_error and return CEL_EINVAL. */
+static int fail(cel_router *r, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->err, sizeof(r->err), fmt, ap);
+    va_end(ap);
+    return CEL_EINVAL;
+}
+
+/* At most 64 bytes of a template or list in a message. */
+static int shown(size_t n)
+{
+    return n > 64 ? 64 : (int)n;
+}
+
+static void add_literal(route *rt, size_t off, size_t len)
+{
+    if (len == 0)
+        return;
+    part *p = &rt->parts[rt->nparts++];
+    p->type = PART_LIT;
+    p->off = off;
+    p->len = len;
+}
+
+/* Split rt->text[0..len) into parts the way compile_path does: scan for
+ * PARAM_REGEX "{name(:type)?}" left to right, non-overlapping; everything
+ * else (including braces that do not form a param) is literal.  Errors in
+ * Starlette's order: an unknown convertor at once, duplicates at the end. */
+static int compile(cel_router *r, route *rt, size_t len)
+{
+    const char *t = rt->text;
+    size_t i = 0, lit = 0;
+    int dup = -1;
+
+    while (i < len) {
+        if (t[i] != '{' || i + 1 >= len || !is_name_start((unsigned char)t[i + 1])) {
+            i++;
+            continue;
+        }
+        size_t name = i + 1, j = name + 1;
+        while (j < len && is_name_char((unsigned char)t[j]))
+            j++;
+        size_t name_len = j - name, conv_off = 0, conv_len = 0;
+        if (j + 1 < len && t[j] == ':' && is_name_start((unsigned char)t[j + 1])) {
+            conv_off = j + 1;
+            j += 2;
+            while (j < len && is_name_char((unsigned char)t[j]))
+                j++;
+            conv_len = j - conv_off;
+        }
+        if (j >= len || t[j] != '}') {
+            i++;
+            continue;
+        }
+        int conv = conv_len ? conv_from_name(t + conv_off, conv_len) : CEL_CONV_STR;
+        if (!conv)
+            return fail(r, "Unknown path convertor '%.*s'", shown(conv_len), t + conv_off);
+        if (rt->nparams == CEL_ROUTER_MAX_PARAMS)
+            return fail(r, "more than %d path params", CEL_ROUTER_MAX_PARAMS);
+        for (unsigned k = 0; k < rt->nparams && dup < 0; k++) {
+            const part *q = &rt->parts[rt->param_part[k]];
+            if (q->len == name_len && memcmp(t + q->off, t + name, name_len) == 0)
+                dup = (int)rt->nparams;
+        }
+        add_literal(rt, lit, i - lit);
+        rt->param_part[rt->nparams++] = rt->nparts;
+        part *p = &rt->parts[rt->nparts++];
+        p->type = (unsigned char)conv;
+        p->off = name;
+        p->len = name_len;
+        i = lit = j + 1;
+    }
+    add_literal(rt, lit, len - lit);
+    if (dup >= 0) {
+        const part *q = &rt->parts[rt->param_part[dup]];
+        return fail(r, "Duplicated param name %.*s", shown(q->len), t + q->off);
+    }
+
+    for (unsigned k = 0; k < rt->nparts; k++)
+        rt->min_len += rt->parts[k].type == PART_LIT ? rt->parts[k].len
+                                                     : conv_min_len(rt->parts[k].type);
+    if (rt->nparts && rt->parts[0].type == PART_LIT)
+        rt->prefix_len = rt->parts[0].len;
+    if (rt->nparts && rt->parts[rt->nparts - 1].type == PART_LIT) {
+        rt->suffix_off = rt->parts[rt->nparts - 1].off;
+        rt->suffix_len = rt->parts[rt->nparts - 1].len;
+    }
+    return 0;
+}
+
+/* Copy the methods list upper-cased (ASCII, as str.upper() does for method
+ * tokens).  Empty items are an error ("GET,,PUT"); an empty list is
+ * Starlette's empty set, which allows every method. */
+static int copy_methods(cel_router *r, char *dst, const char *src, size_t n)
+{
+    size_t item = 0;
+    for (size_t i = 0; i <= n; i++) {
+        if (i == n || src[i] == ',') {
+            if (i == item && n != 0)
+                return fail(r, "empty method name in '%.*s'", shown(n), src);
+            if (i < n)
+                dst[i] = ',';
+            item = i + 1;
+            continue;
+        }
+        char c = src[i];
+        dst[i] = (c >= 'a' && c <= 'z') ? (char)(c - 'a' + 'A') : c;
+    }
+    return 0;
+}
+
+static const char MOUNT_TAIL[] = "/{path:path}";
+
+int cel_router_add(cel_router *r, int kind, const char *tpl, size_t len,
+                   const char *methods, int id)
+{
+    if (!r)
+        return CEL_EINVAL;
+    r->err[0] = '\0';
+    if (kind != CEL_ROUTE_PATH && kind != CEL_ROUTE_MOUNT && kind != CEL_ROUTE_OPAQUE)
+        return fail(r, "unknown route kind %d", kind);
+    if (kind == CEL_ROUTE_OPAQUE)
+        len = 0;
+    else if (!tpl && len)
+        return fail(r, "NULL template");
+    if (len > CEL_ROUTER_MAX_TEMPLATE)
+        return fail(r, "template longer than %d bytes", CEL_ROUTER_MAX_TEMPLATE);
+    if (kind != CEL_ROUTE_PATH && methods)
+        return fail(r, "methods are only for path routes");
+    if ((kind == CEL_ROUTE_PATH && len == 0) || (len && tpl[0] != '/'))
+        return fail(r, "Routed paths must start with '/': '%.*s'", shown(len), tpl ? tpl : "");
+    if (kind == CEL_ROUTE_MOUNT)
+        while (len && tpl[len - 1] == '/')
+            len--;
+
+    size_t tlen = len + (kind == CEL_ROUTE_MOUNT ? sizeof(MOUNT_TAIL) - 1 : 0);
+    size_t mlen = methods ? strlen(methods) : 0;
+    if (r->n == r->cap) {
+        size_t cap = r->cap ? r->cap * 2 : 16;
+        route *nr = cel_realloc(r->routes, cap * sizeof(*nr));
+        if (!nr)
+            return CEL_ENOMEM;
+        r->routes = nr;
+        r->cap = cap;
+    }
+    route *rt = &r->routes[r->n];
+    memset(rt, 0, sizeof(*rt));
+    rt->kind = kind;
+    rt->id = id;
+    rt->any_method = methods == NULL || mlen == 0;
+    rt->text = cel_malloc(tlen + mlen + 1);
+    if (!rt->text)
+        return CEL_ENOMEM;
+    if (len)
+        memcpy(rt->text, tpl, len);
+    if (kind == CEL_ROUTE_MOUNT)
+        memcpy(rt->text + len, MOUNT_TAIL, sizeof(MOUNT_TAIL) - 1);
+    rt->methods_off = tlen;
+    rt->methods_len = mlen;
+    rt->text[tlen + mlen] = '\0';
+
+    int rc = 0;
+    if (methods)
+        rc = copy_methods(r, rt->text + tlen, methods, mlen);
+    if (rc == 0 && kind != CEL_ROUTE_OPAQUE)
+        rc = compile(r, rt, tlen);
+    if (rc) {
+        cel_free(rt->text);
+        return rc;
+    }
+    r->n++;
+    return 0;
+}
+
+int cel_router_route_info(const cel_router *r, size_t index, cel_route_info *out)
+{
+    if (!r || index >= r->n)
+        return CEL_EINVAL;
+    const route *rt = &r->routes[index];
+    out->id = rt->id;
+    out->kind = rt->kind;
+    out->nparams = rt->nparams;
+    for (unsigned k = 0; k < rt->nparams; k++) {
+        const part *p = &rt->parts[rt->param_part[k]];
+        out->params[k].name.p = rt->text + p->off;
+        out->params[k].name.len = p->len;
+        out->params[k].value.p = NULL;
+        out->params[k].value.len = 0;
+        out->params[k].conv = p->type;
+    }
+    return 0;
+}
+
+/* ---- matching ------------------------------------------------------------ */
+
+typedef struct mctx {
+    const char *p;
+    size_t n;
+    const route *rt;
+    long budget;                /* work units left; try_end gives up below 0 */
+    size_t start[MAX_PARTS];    /* where each convertor part matched */
+    size_t end[MAX_PARTS];
+} mctx;
+
+static int is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
+
+static int is_hex(unsigned char c)
+{
+    return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+static int is_cont(unsigned char c) { return (c & 0xC0) == 0x80; }
+
+/* Python's "$" without MULTILINE: end of string, or before a final "\n". */
+static int at_end(const mctx *c, size_t s)
+{
+    return s == c->n || (s + 1 == c->n && c->p[s] == '\n');
+}
+
+static size_t span_digits(const mctx *c, size_t s)
+{
+    size_t e = s;
+    while (e < c->n && is_digit((unsigned char)c->p[e]))
+        e++;
+    return e;
+}
+
+/* Index of the first byte `stop` at or after s, or n. */
+static size_t span_until(const mctx *c, size_t s, char stop)
+{
+    const char *q = s < c->n ? memchr(c->p + s, stop, c->n - s) : NULL;
+    return q ? (size_t)(q - c->p) : c->n;
+}
+
+/* End of a UUID at s, or (size_t)-1.  Deterministic: each "-?" is taken when
+ * a '-' is there, and skipping it cannot help since a hex digit must follow. */
+static size_t match_uuid(const mctx *c, size_t s)
+{
+    static const unsigned char groups[5] = { 8, 4, 4, 4, 12 };
+    size_t e = s;
+    for (int g = 0; g < 5; g++) {
+        if (g && e < c->n && c->p[e] == '-')
+            e++;
+        if (c->n - e < groups[g])
+            return (size_t)-1;
+        for (int k = 0; k < groups[g]; k++, e++)
+            if (!is_hex((unsigned char)c->p[e]))
+                return (size_t)-1;
+    }
+    return e;
+}
+
+/* The candidate end before e for a repeat counted in code points: step back
+ * over one UTF-8 sequence (never below floor). */
+static size_t back_one_char(const mctx *c, size_t e, size_t floor)
+{
+    e--;
+    while (e > floor && is_cont((unsigned char)c->p[e]))
+        e--;
+    return e;
+}
+
+static int match_from(mctx *c, unsigned i, size_t s);
+
+static int try_end(mctx *c, unsigned i, size_t s, size_t e)
+{
+    if (--c->budget < 0)
+        return -1;
+    c->start[i] = s;
+    c->end[i] = e;
+    return match_from(c, i + 1, e);
+}
+
+/* Would the literal right after convertor i fail at every candidate end
+ * except the longest?  Yes when its first byte is outside the convertor's
+ * character class, since every shorter candidate is followed by a byte in
+ * the class.  Pure pruning: it never changes the result. */
+static int only_longest(const mctx *c, unsigned i)
+{
+    const route *rt = c->rt;
+    if (i + 1 >= rt->nparts || rt->parts[i + 1].type != PART_LIT)
+        return 0;
+    unsigned char b = (unsigned char)rt->text[rt->parts[i + 1].off];
+    switch (rt->parts[i].type) {
+    case CEL_CONV_STR: return b == '/';
+    case CEL_CONV_PATH: return b == '\n';
+    case CEL_CONV_INT: return !is_digit(b);
+    default: return 0;
+    }
+}
+
+/* Match parts[i..] against path[s..] and the end anchor.  Returns 1 on a
+ * match (start/end filled along the successful branch), 0 on none, -1 when
+ * the budget ran out.  Recursion depth is at most CEL_ROUTER_MAX_PARAMS + 1. */
+static int match_from(mctx *c, unsigned i, size_t s)
+{
+    const route *rt = c->rt;
+    while (i < rt->nparts && rt->parts[i].type == PART_LIT) {
+        const part *p = &rt->parts[i];
+        c->budget -= 1 + (long)(p->len >> 4);
+        if (c->n - s < p->len || memcmp(c->p + s, rt->text + p->off, p->len) != 0)
+            return 0;
+        s += p->len;
+        i++;
+    }
+    if (i == rt->nparts)
+        return at_end(c, s);
+
+    int rc;
+    size_t e, max;
+    switch (rt->parts[i].type) {
+    case CEL_CONV_STR:
+    case CEL_CONV_PATH: {
+        int str = rt->parts[i].type == CEL_CONV_STR;
+        size_t floor = str ? s + 1 : s;     /* [^/]+ needs a char, .* does not */
+        max = span_until(c, s, str ? '/' : '\n');
+        c->budget -= (long)((max - s) >> 4);
+        if (max < floor)
+            return 0;
+        if (only_longest(c, i))
+            return try_end(c, i, s, max);
+        for (e = max;;) {
+            if ((rc = try_end(c, i, s, e)) != 0 || e == floor)
+                return rc;
+            e = back_one_char(c, e, s);
+            if (e < floor)
+                return 0;
+        }
+    }
+    case CEL_CONV_INT:
+        max = span_digits(c, s);
+        c->budget -= (long)((max - s) >> 4);
+        if (max == s)
+            return 0;
+        if (only_longest(c, i))
+            return try_end(c, i, s, max);
+        for (e = max; e > s; e--)
+            if ((rc = try_end(c, i, s, e)) != 0)
+                return rc;
+        return 0;
+    case CEL_CONV_FLOAT: {
+        /* [0-9]+ is greedy, and "(\.[0-9]+)?" can only start after its
+         * longest run; the group is tried (longest fraction first) before
+         * going without it, then the digit run shrinks. */
+        size_t e1 = span_digits(c, s);
+        c->budget -= (long)((e1 - s) >> 4);
+        if (e1 == s)
+            return 0;
+        if (e1 + 1 < c->n && c->p[e1] == '.') {
+            max = span_digits(c, e1 + 1);
+            c->budget -= (long)((max - e1) >> 4);
+            for (e = max; e >= e1 + 2; e--)
+                if ((rc = try_end(c, i, s, e)) != 0)
+                    return rc;
+        }
+        for (e = e1; e > s; e--)
+            if ((rc = try_end(c, i, s, e)) != 0)
+                return rc;
+        return 0;
+    }
+    case CEL_CONV_UUID:
+        e = match_uuid(c, s);
+        return e == (size_t)-1 ? 0 : try_end(c, i, s, e);
+    }
+    return 0;
+}
+
+static int method_allowed(const route *rt, const char *m, size_t mlen)
+{
+    if (rt->any_method)
+        return 1;
+    if (mlen == 0)
+        return 0;               /* the list has no empty names */
+    const char *list = rt->text + rt->methods_off;
+    size_t n = rt->methods_len, item = 0;
+    for (size_t i = 0; i <= n; i++) {
+        if (i == n || list[i] == ',') {
+            if (i - item == mlen && memcmp(list + item, m, mlen) == 0)
+                return 1;
+            item = i + 1;
+        }
+    }
+    return 0;
+}
+
+/* Cheap necessary conditions: length, leading literal, trailing literal
+ * (which "$" allows to be followed by one "\n"). */
+static int may_match(const route *rt, const char *p, size_t n)
+{
+    if (n < rt->min_len)
+        return 0;
+    if (rt->prefix_len && memcmp(p, rt->text + rt->parts[0].off, rt->prefix_len) != 0)
+        return 0;
+    if (rt->suffix_len) {
+        const char *suf = rt->text + rt->suffix_off;
+        size_t k = rt->suffix_len;
+        if (memcmp(p + n - k, suf, k) != 0
+            && !(n > k && p[n - 1] == '\n' && memcmp(p + n - 1 - k, suf, k) == 0))
+            return 0;
+    }
+    return 1;
+}
+
+int cel_router_match(const cel_router *r, const char *method, size_t mlen,
+                     const char *path, size_t plen, cel_route_match *m)
+{
+    mctx c;
+    c.p = path;
+    c.n = plen;
+    c.budget = r->budget > (unsigned long)INT32_MAX ? INT32_MAX : (long)r->budget;
+    m->partial_seen = 0;
+    m->partial_id = -1;
+    m->nparams = 0;
+    m->mount_prefix_len = 0;
+
+    for (size_t k = 0; k < r->n; k++) {
+        const route *rt = &r->routes[k];
+        if (rt->kind == CEL_ROUTE_OPAQUE) {
+            m->id = rt->id;
+            m->kind = rt->kind;
+            m->index = k;
+            return CEL_ROUTER_OPAQUE;
+        }
+        int allowed = rt->kind == CEL_ROUTE_MOUNT || method_allowed(rt, method, mlen);
+        if (!allowed && m->partial_seen)
+            continue;           /* could only be another PARTIAL */
+        if (!may_match(rt, path, plen))
+            continue;
+        c.rt = rt;
+        int rc = match_from(&c, 0, 0);
+        if (rc < 0)
+            return CEL_ROUTER_EBUDGET;
+        if (rc == 0)
+            continue;
+        if (!allowed) {
+            m->partial_seen = 1;
+            m->partial_id = rt->id;
+            continue;
+        }
+        m->id = rt->id;
+        m->kind = rt->kind;
+        m->index = k;
+        m->nparams = rt->nparams;
+        for (unsigned j = 0; j < rt->nparams; j++) {
+            unsigned pi = rt->param_part[j];
+            const part *p = &rt->parts[pi];
+            cel_route_param *o = &m->params[j];
+            o->name.p = rt->text + p->off;
+            o->name.len = p->len;
+            o->value.p = path + c.start[pi];
+            o->value.len = c.end[pi] - c.start[pi];
+            o->conv = p->type;
+        }
+        if (rt->kind == CEL_ROUTE_MOUNT)
+            m->mount_prefix_len = plen - 1 - m->params[rt->nparams - 1].value.len;
+        return CEL_ROUTER_FULL;
+    }
+    return CEL_ROUTER_NONE;
+}
