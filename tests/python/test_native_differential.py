@@ -1,0 +1,247 @@
+"""The native tier must answer byte-for-byte what FastAPI (the ASGI tier)
+answers.  Every request below is sent through the C core twice -- native tier
+on and off -- and status, raw headers and body must be identical; requests to
+compiled routes must really have been served natively."""
+from __future__ import annotations
+
+import enum
+import uuid
+import warnings
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Annotated, Optional
+
+import pytest
+from fastapi import FastAPI, HTTPException, Path, Query
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from pydantic import BaseModel
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from celeris import testclient as tc
+    from celeris.native import compile_app
+
+
+class Color(str, enum.Enum):
+    red = "red"
+    blue = "blue"
+
+
+class Thing(BaseModel):
+    name: str
+    size: int = 1
+
+
+def make_app() -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/plain")
+    async def plain():
+        return {"hello": "world"}
+
+    @app.get("/sync")
+    def sync():
+        return {"sync": True, "n": None, "f": 1.5, "l": [1, "2", 3.25e-7, 1e22]}
+
+    @app.get("/items/{item_id}")
+    async def item(item_id: int, q: Optional[str] = None):
+        return {"item_id": item_id, "q": q}
+
+    @app.get("/users/{name}/posts/{post}")
+    async def posts(name: str, post: int, limit: int = 10, flag: bool = False):
+        return {"name": name, "post": post, "limit": limit, "flag": flag}
+
+    @app.get("/conv/{n:int}/{f:float}/{u:uuid}/{p:path}")
+    async def conv(n: int, f: float, u: uuid.UUID, p: str):
+        return {"n": n, "f": f, "u": str(u), "p": p}
+
+    @app.get("/constrained")
+    async def constrained(q: Annotated[str, Query(min_length=2, max_length=5)] = "ab",
+                          n: Annotated[int, Query(gt=0, le=100)] = 5):
+        return [q, n]
+
+    @app.get("/required")
+    async def required(q: str, n: int):
+        return {"q": q, "n": n}
+
+    @app.get("/alias")
+    async def alias(item_query: Annotated[str, Query(alias="item-query")] = "d"):
+        return {"v": item_query}
+
+    @app.get("/enum/{color}")
+    async def color(color: Color):
+        return {"color": color}
+
+    @app.get("/status", status_code=201)
+    async def status():
+        return {"created": True}
+
+    @app.get("/nocontent", status_code=204)
+    async def nocontent():
+        return None
+
+    @app.get("/teapot")
+    async def teapot():
+        raise HTTPException(status_code=418, detail={"tea": ["earl", "grey"]}, headers={"X-Tea": "1"})
+
+    @app.get("/notmod")
+    async def notmod():
+        raise HTTPException(status_code=304)
+
+    @app.get("/boom")
+    async def boom():
+        raise RuntimeError("kaboom")
+
+    @app.get("/rich")
+    async def rich():
+        return {"d": date(2024, 1, 2), "dt": datetime(2024, 1, 2, 3, 4, 5), "dec": Decimal("1.50"),
+                "u": uuid.UUID(int=1), "set": {1}, "tuple": (1, 2), "enum": Color.red,
+                "model": Thing(name="x"), "_sa_hidden": 1, "bytes": b"raw"}
+
+    @app.get("/model")
+    async def model():
+        return Thing(name="y", size=3)
+
+    @app.get("/nan")
+    async def nan():
+        return {"x": float("nan")}
+
+    @app.get("/response")
+    async def response():
+        return PlainTextResponse("hi there", status_code=202, headers={"x-custom": "v"})
+
+    @app.get("/json-response")
+    async def json_response():
+        return JSONResponse({"a": 1}, headers={"set-cookie": "a=b"})
+
+    @app.get("/raw-response")
+    def raw_response():
+        return Response(b"\x00\x01", media_type="application/octet-stream")
+
+    @app.get("/stream")
+    async def stream():
+        async def gen():
+            yield b"a"
+            yield b"b"
+        return StreamingResponse(gen(), media_type="text/plain")
+
+    @app.get("/unicode")
+    async def unicode():
+        return {"s": "zoë ☃ 😀 \u2028 \x00 \"quoted\" back\\slash", "k\u00e9y": 1}
+
+    @app.get("/bigint")
+    async def bigint():
+        return {"big": 2**80, "neg": -(2**63), "f": [0.1, -0.0, 1e16, 1e-5, 123.456]}
+
+    @app.post("/post-only")
+    async def post_only():
+        return {"post": True}
+
+    @app.api_route("/multi", methods=["GET", "DELETE"])
+    async def multi():
+        return "multi"
+
+    return app
+
+
+REQUESTS = [
+    ("GET", "/plain"), ("HEAD", "/plain"), ("GET", "/sync"),
+    ("GET", "/items/5"), ("GET", "/items/5?q=hello"), ("GET", "/items/-7?q="),
+    ("GET", "/items/007"), ("GET", "/items/abc"), ("GET", "/items/1.5"), ("GET", "/items/99999999999999999999"),
+    ("GET", "/items/5?q=a&q=b"), ("GET", "/items/5?q=%C3%A9t%C3%A9+x"), ("GET", "/items/5?q=%ZZ"),
+    ("GET", "/items/%35"), ("GET", "/items/5?q=%E2%82"), ("GET", "/items/5?q=\xe9"),
+    ("GET", "/users/ann/posts/3"), ("GET", "/users/ann/posts/3?limit=2&flag=true"),
+    ("GET", "/users/ann/posts/3?flag=yes"), ("GET", "/users/ann/posts/3?flag=maybe"),
+    ("GET", "/users/a%2Fb/posts/3"), ("GET", "/users/%E2%98%83/posts/1"),
+    ("GET", "/conv/1/2.5/00000000-0000-0000-0000-000000000001/a/b/c"),
+    ("GET", "/conv/x/2.5/00000000-0000-0000-0000-000000000001/a"),
+    ("GET", "/constrained"), ("GET", "/constrained?q=a"), ("GET", "/constrained?q=abcdef&n=0"),
+    ("GET", "/constrained?q=abc&n=100"), ("GET", "/required"), ("GET", "/required?q=1"),
+    ("GET", "/required?q=1&n=2"), ("GET", "/alias?item-query=zz"), ("GET", "/alias?item_query=zz"),
+    ("GET", "/enum/red"), ("GET", "/enum/green"), ("GET", "/status"), ("GET", "/nocontent"),
+    ("GET", "/teapot"), ("GET", "/notmod"), ("GET", "/boom"), ("GET", "/rich"), ("GET", "/model"),
+    ("GET", "/nan"), ("GET", "/response"), ("GET", "/json-response"), ("GET", "/raw-response"),
+    ("GET", "/stream"), ("GET", "/unicode"), ("GET", "/bigint"), ("GET", "/post-only"),
+    ("POST", "/post-only"), ("PUT", "/plain"), ("GET", "/multi"), ("DELETE", "/multi"),
+    ("POST", "/multi"), ("GET", "/plain/"), ("GET", "/nope"), ("GET", "/docs"),
+    ("GET", "/openapi.json"), ("OPTIONS", "/plain"),
+]
+
+
+def _send(client, method: str, url: str):
+    r = client.request(method, url)
+    return r.status_code, r.headers.raw, r.content
+
+
+@pytest.fixture(scope="module")
+def clients():
+    app = make_app()
+    native = tc.TestClient(app, native=True, raise_server_exceptions=False)
+    asgi = tc.TestClient(app, native=False, raise_server_exceptions=False)
+    return native, asgi
+
+
+@pytest.mark.parametrize("method,url", REQUESTS)
+def test_native_matches_asgi(clients, method, url):
+    native, asgi = clients
+    assert _send(native, method, url) == _send(asgi, method, url)
+
+
+def test_compiled_routes_are_served_natively(clients):
+    native, _ = clients
+    before = tc.stats["native"]
+    for url in ("/plain", "/sync", "/items/5?q=x", "/users/a/posts/1", "/status", "/boom", "/rich"):
+        native.get(url)
+    assert tc.stats["native"] - before == 7
+
+
+def test_declined_requests_still_answer_correctly(clients):
+    native, _ = clients
+    before = tc.stats["native"]
+    r = native.get("/items/abc")        # validation error: FastAPI builds the 422
+    assert r.status_code == 422
+    assert tc.stats["native"] == before
+
+
+def test_exceptions_propagate_from_native_routes():
+    client = tc.TestClient(make_app())
+    with pytest.raises(RuntimeError, match="kaboom"):
+        client.get("/boom")
+
+
+def test_routes_report():
+    compiled = compile_app(make_app())
+    by_path = {e.display_path: e for e in compiled.entries}
+    assert by_path["/plain"].plan is not None
+    assert by_path["/openapi.json"].plan is None and by_path["/openapi.json"].reason
+    assert compiled.app_reason == ""
+
+
+def test_middleware_app_stays_on_asgi_tier():
+    from fastapi.middleware.cors import CORSMiddleware
+
+    app = make_app()
+    app.add_middleware(CORSMiddleware, allow_origins=["*"])
+    compiled = compile_app(app)
+    assert "middleware" in compiled.app_reason
+    client = tc.TestClient(app)
+    before = tc.stats["native"]
+    r = client.get("/plain", headers={"Origin": "http://x"})
+    assert r.headers["access-control-allow-origin"] == "*"
+    assert tc.stats["native"] == before
+
+
+def test_route_order_first_match_wins():
+    app = FastAPI()
+
+    @app.get("/users/me")
+    async def me():
+        return {"who": "me"}
+
+    @app.get("/users/{uid}")
+    async def user(uid: str):
+        return {"who": uid}
+
+    n, a = tc.TestClient(app), tc.TestClient(app, native=False)
+    for url in ("/users/me", "/users/42"):
+        assert _send(n, "GET", url) == _send(a, "GET", url)
