@@ -63,7 +63,38 @@ def build_parser() -> argparse.ArgumentParser:
                      help="Max number of header fields; more gets 431 (default: 100).")
     run.add_argument("--limit-request-body", type=int, default=0,
                      help="Max request body bytes; larger gets 413 (default: 0 = unlimited).")
+    routes = sub.add_parser("routes", help="Show which tier serves each route, and why.",
+                            description="Compile the app's routes and show each one's tier (native "
+                                        "or ASGI) and, for the ASGI tier, the reason.")
+    routes.add_argument("app", metavar="APP", help='The application, as "module:attribute".')
+    routes.add_argument("--app-dir", default=".", help="Look for APP in this directory (default: .).")
+    routes.add_argument("--factory", action="store_true", help="Treat APP as an application factory.")
     return parser
+
+
+def show_routes(app_spec: str, app_dir: str, factory: bool) -> int:
+    from celeris.config import AppLoadError
+    from celeris.native import compile_app
+
+    try:
+        app = Config(app=app_spec, app_dir=app_dir, factory=factory, interface="asgi3").load_app()
+    except AppLoadError as exc:
+        sys.stderr.write(f"ERROR:    Error loading ASGI app. {exc}\n")
+        return 1
+    compiled = compile_app(app)
+    rows = [("METHODS", "PATH", "TIER", "REASON")]
+    for e in compiled.entries:
+        tier = "native" if e.plan is not None else "asgi"
+        rows.append((e.display_methods, e.display_path, tier, e.reason))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for r in rows:
+        print(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}".rstrip())
+    native = sum(1 for e in compiled.entries if e.plan is not None)
+    print(f"\n{native} of {len(compiled.entries)} routes on the native tier; unmatched requests "
+          "(404/405/redirects) go to the ASGI tier.")
+    if compiled.app_reason:
+        print(f"Whole app on the ASGI tier: {compiled.app_reason}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -72,6 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    if args.command == "routes":
+        return show_routes(args.app, args.app_dir, args.factory)
     if args.command == "run":
         opts = vars(args).copy()
         opts.pop("command")

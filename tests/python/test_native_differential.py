@@ -245,3 +245,21 @@ def test_route_order_first_match_wins():
     n, a = tc.TestClient(app), tc.TestClient(app, native=False)
     for url in ("/users/me", "/users/42"):
         assert _send(n, "GET", url) == _send(a, "GET", url)
+
+
+def test_celeris_routes_cli(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "routesapp.py").write_text(
+        "from fastapi import FastAPI\n"
+        "app = FastAPI()\n"
+        "@app.get('/a')\nasync def a():\n    return 1\n"
+        "@app.post('/b')\nasync def b(x: dict):\n    return x\n")
+    out = subprocess.run([sys.executable, "-m", "celeris", "routes", "routesapp:app", "--app-dir",
+                          str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert any(line.split()[:3] == ["GET", "/a", "native"] for line in lines)
+    assert any(line.split()[:3] == ["POST", "/b", "asgi"] and "body" in line for line in lines)
+    assert "1 of 6 routes on the native tier" in out.stdout
