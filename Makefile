@@ -47,10 +47,15 @@ ext-asan:
 	CELERIS_SANITIZE=1 $(PYTHON) setup.py -q build_ext --build-lib build/asan --build-temp build/asan-tmp
 	cp -r python/celeris/*.py python/celeris/py.typed python/celeris/native build/asan/celeris/
 
+# Reports go to build/asan-report.* (pytest's capture would swallow them when
+# the sanitizer aborts the process) and are printed on failure.
 pytest-asan: ext-asan
-	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	rm -f build/asan-report.*
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:log_path=$(CURDIR)/build/asan-report \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:log_path=$(CURDIR)/build/asan-report \
 	  LD_PRELOAD="$(ASAN_RT)" PYTHONPATH=$(CURDIR)/build/asan CELERIS_EXPECT_SANITIZED=1 \
-	  $(PYTHON) -m pytest -q -p no:cacheprovider tests/python
+	  $(PYTHON) -m pytest -q -p no:cacheprovider tests/python \
+	  || (cat build/asan-report.* 2>/dev/null; exit 1)
 
 build/fuzz/%: fuzz/%.c $(CORE_SRC)
 	@mkdir -p $(dir $@)

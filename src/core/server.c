@@ -813,6 +813,8 @@ int cel_server_feed(cel_server *s, cel_conn *c, const char *p, size_t n, int eof
 size_t cel_server_take_output(cel_server *s, cel_conn *c, char *dst, size_t cap)
 {
     size_t n = c->out.len < cap ? c->out.len : cap;
+    if (n == 0)
+        return 0;
     memcpy(dst, cel_buf_head(&c->out), n);
     cel_buf_consume(&c->out, n);
     if (c->want_drain && c->out.len < s->cfg.write_high_water && !c->closed) {
