@@ -37,7 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -198,6 +198,18 @@ def machine_busy_seconds() -> float:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
+def wait_quiet(limit: float, threshold: float) -> float:
+    """Wait up to `limit` s until the machine is idle enough; return the last busy % seen."""
+    deadline = time.monotonic() + limit
+    while True:
+        b0, t0 = machine_busy_seconds(), time.monotonic()
+        time.sleep(1.0)
+        busy = 100 * (machine_busy_seconds() - b0) / (time.monotonic() - t0)
+        if busy <= threshold or time.monotonic() >= deadline:
+            return busy
+        time.sleep(2.0)
+
+
 # --------------------------------------------------------------------------------------------
 # Servers
 
@@ -261,7 +273,7 @@ class Server:
         app, port, py = self.scenario.app, str(self.port), self.opts.python
         if self.name == "celeris":
             cmd = [py, "-m", "celeris", "run", app, "--host", HOST, "--port", port,
-                   "--no-access-log", *self.opts.celeris_args]
+                   "--no-access-log", "--log-level", "warning", *self.opts.celeris_args]
             if self.idle:
                 cmd += ["--timeout-keep-alive", "600"]
         elif self.name == "uvicorn":
@@ -308,12 +320,17 @@ class Server:
             [str(APPS_DIR)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
         env.pop("PYTHONDEVMODE", None)
         env.pop("PYTHONASYNCIODEBUG", None)
-        self._log = open(self.log_path, "wb")
-        self._log.write(("$ " + " ".join(self.argv()) + "\n").encode())
-        self._log.flush()
-        self.proc = subprocess.Popen(self.argv(), cwd=APPS_DIR, env=env, stdin=subprocess.DEVNULL,
-                                     stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        argv = self.argv()
+        with open(self.log_path, "wb") as log:
+            log.write(("$ " + " ".join(argv) + "\n").encode())
+            log.flush()
+            try:
+                self.proc = subprocess.Popen(argv, cwd=APPS_DIR, env=env,
+                                             stdin=subprocess.DEVNULL, stdout=log,
+                                             stderr=subprocess.STDOUT, start_new_session=True)
+            except OSError as e:
+                log.write(f"cannot start: {e}\n".encode())
+                raise RuntimeError(f"cannot start {argv[0]}: {e}") from e
         _LIVE[self.proc.pid] = self.proc
 
     def log_tail(self, n: int = 2000) -> str:
@@ -340,6 +357,9 @@ class Server:
     def stop(self, timeout: float = 10.0) -> None:
         proc = self.proc
         if proc is None:
+            if self.tmp is not None:
+                self.tmp.cleanup()
+                self.tmp = None
             return
         info = {"returncode": None, "clean": False}
         if proc.poll() is None:
@@ -363,7 +383,6 @@ class Server:
         _LIVE.pop(proc.pid, None)
         self.proc = None
         self.stop_info = info
-        self._log.close()
         if self.tmp is not None:
             self.tmp.cleanup()
             self.tmp = None
@@ -645,6 +664,8 @@ def measure_idle(srv: Server, n: int, timeout: float) -> dict:
 
 def measure(name: str, sc: Scenario, args, opts: Options, rnd: int) -> dict:
     tag = f"{sc.name}-{name}-r{rnd}"
+    if args.wait_quiet > 0:
+        wait_quiet(args.wait_quiet, args.busy_threshold)
     t0 = time.monotonic()
     srv = Server(name, sc, opts, idle=(sc.kind == "idle"), tag=tag)
     rec: dict = {"round": rnd}
@@ -677,7 +698,8 @@ def measure(name: str, sc: Scenario, args, opts: Options, rnd: int) -> dict:
                 wall = w1 - w0
                 rec["wrk_cpu_pct"] = round(100 * wrk_cpu / wall, 1)
                 # whatever else ran on the machine meanwhile (other jobs, the harness itself)
-                rec["other_cpu_pct"] = round(100 * ((m1 - m0) - (c1 - c0) - wrk_cpu) / wall, 1)
+                rec["other_cpu_pct"] = round(
+                    max(0.0, 100 * ((m1 - m0) - (c1 - c0) - wrk_cpu) / wall), 1)
                 if sc.pipeline > 1:
                     # wrk 4.1's percentiles are garbage with pipelining (0.00us, or p99 < p50);
                     # its average is per batch of `pipeline` requests
@@ -688,9 +710,11 @@ def measure(name: str, sc: Scenario, args, opts: Options, rnd: int) -> dict:
                 warnings = []
                 if rec["non_2xx"]:
                     warnings.append(f"{rec['non_2xx']} non-2xx responses")
-                if rec["other_cpu_pct"] > args.busy_threshold:
-                    warnings.append(f"machine busy: other processes used "
-                                    f"{rec['other_cpu_pct']:.0f}% of a core during the run")
+                if any(rec["socket_errors"].values()):
+                    warnings.append("wrk socket errors: " + ", ".join(
+                        f"{k} {v}" for k, v in rec["socket_errors"].items() if v))
+                # reported apart (see render_markdown), not as a per-figure warning
+                rec["busy"] = rec["other_cpu_pct"] > args.busy_threshold
                 if warnings:
                     rec["warning"] = "; ".join(warnings)
                 if srv.proc.poll() is not None:
@@ -733,6 +757,9 @@ def summarize(sc: Scenario, rounds: list[dict]) -> dict:
     if warnings:
         out["warnings"] = warnings
     out["ok_rounds"] = len(ok)
+    busy = sum(1 for r in ok if r.get("busy"))
+    if busy:
+        out["busy_rounds"] = busy
     return out
 
 
@@ -823,6 +850,16 @@ def render_markdown(result: dict) -> str:
         "| celeris/nginx |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
+    recs = [r for b in result["scenarios"].values() for e in b["servers"].values()
+            for r in e["rounds"] if "other_cpu_pct" in r and "error" not in r]
+    busy = [r for r in recs if r.get("busy")]
+    if busy:
+        worst = max(r["other_cpu_pct"] for r in busy)
+        median = statistics.median(r["other_cpu_pct"] for r in busy)
+        lines[1:1] = ["", f"⚠ The machine was busy: during {len(busy)} of {len(recs)} measurements "
+                  f"other processes used more than {cfg.get('busy_threshold', 15):g}% of a core "
+                  f"(median {median:.0f}%, worst {worst:.0f}%). Treat these figures, ratios "
+                  "included, as unreliable and rerun on a quiet machine."]
     idle = None
     for name, block in result["scenarios"].items():
         if block["kind"] == "idle":
@@ -923,6 +960,12 @@ def render_chart(result: dict, path: Path) -> None:
         bars(ax, idle, "delta_mb", lambda y: f"{y:.0f}")
         ax.set_ylabel("MB RSS added (lower is better)")
         ax.set_title(f"{result['config'].get('idle_conns', 0):,} idle conns", fontsize=10)
+    recs = [r for b in http for e in b["servers"].values() for r in e["rounds"]
+            if "other_cpu_pct" in r and "error" not in r]
+    busy = sum(1 for r in recs if r.get("busy"))
+    if busy:
+        fig.suptitle(f"machine busy during {busy} of {len(recs)} measurements: figures unreliable",
+                     color="#b00000", fontsize=9, y=0.995)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -969,6 +1012,9 @@ def parse_args(argv=None):
     p.add_argument("--busy-threshold", type=float, default=15.0,
                    help="warn when other processes use more than this %% of a core during a "
                         "measurement (15)")
+    p.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
+                   help="before each measurement, wait up to this long for the machine's CPU "
+                        "use to drop under --busy-threshold (0: do not wait)")
     p.add_argument("--start-timeout", type=float, default=30.0,
                    help="seconds a server gets to start listening (30)")
     p.add_argument("--python", default=sys.executable,
@@ -1027,6 +1073,7 @@ def main(argv=None) -> int:
                    "connections": args.connections, "threads": args.threads,
                    "idle_conns": args.idle_conns, "server_cpu": args.server_cpu,
                    "wrk_cpu": args.wrk_cpu, "nofile": nofile,
+                   "busy_threshold": args.busy_threshold,
                    "celeris_args": opts.celeris_args, "argv": sys.argv[1:]},
         "scenarios": {},
     }
@@ -1091,7 +1138,8 @@ def _print_record(sc: Scenario, name: str, rec: dict) -> None:
                else f"avg {rec.get('avg_ms', 0):.2f} ms/batch")
         print(f"{head} {rec['rps']:>10,.0f} req/s  {lat}  cpu: server "
               f"{rec.get('server_cpu_pct', 0):.0f}% wrk {rec.get('wrk_cpu_pct', 0):.0f}% "
-              f"other {rec.get('other_cpu_pct', 0):.0f}%"
+              f"other {rec.get('other_cpu_pct', 0):.0f}%" + ("  (machine busy)" if rec.get("busy")
+                                                             else "")
               + (f"  ⚠ {rec['warning']}" if rec.get("warning") else ""), flush=True)
 
 
