@@ -21,6 +21,7 @@
 
 #include <string.h>
 
+#include "errors.h"
 #include "router.h"
 
 enum { P_PATH = 0, P_QUERY = 1 };
@@ -34,6 +35,7 @@ typedef struct {
     char *key;                  /* P_QUERY: request key, UTF-8 (owned) */
     size_t key_len;
     PyObject *field;            /* fastapi ModelField */
+    PyObject *validate;         /* bound field.validate */
     PyObject *loc;              /* ("query", "q") */
     PyObject *dflt;             /* default value (not required) */
     PyObject *convertor;        /* starlette convertor or NULL */
@@ -60,6 +62,7 @@ typedef struct NativeAppObject {
     PyObject *runtime;          /* celeris.native.runtime */
     PyObject *rt_render, *rt_http_exception, *rt_server_error, *rt_unpack, *rt_run_sync,
              *rt_is_http_exception, *rt_copy_default, *response_type;
+    PyObject *kw_loc;           /* ("loc",) */
     int enabled;                /* cleared while telemetry is on (refreshed by Python) */
     unsigned long long native_requests, declined;
 } NativeAppObject;
@@ -84,6 +87,7 @@ static void plan_free(NPlan *p)
         NParam *q = &p->params[i];
         PyMem_Free(q->key);
         Py_XDECREF(q->field);
+        Py_XDECREF(q->validate);
         Py_XDECREF(q->loc);
         Py_XDECREF(q->dflt);
         Py_XDECREF(q->convertor);
@@ -136,6 +140,11 @@ static NPlan *plan_new(PyObject *t, const cel_route_info *info)
             return NULL;
         }
         q->field = Py_NewRef(field);
+        q->validate = PyObject_GetAttrString(field, "validate");
+        if (!q->validate) {
+            plan_free(p);
+            return NULL;
+        }
         q->loc = Py_NewRef(loc);
         q->dflt = Py_NewRef(dflt);
         q->convertor = conv == Py_None ? NULL : Py_NewRef(conv);
@@ -187,6 +196,9 @@ static PyObject *napp_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
         return NULL;
     self->enabled = 1;
     self->runtime = Py_NewRef(runtime);
+    self->kw_loc = Py_BuildValue("(s)", "loc");
+    if (!self->kw_loc)
+        goto error;
     self->router = cel_router_new();
     Py_ssize_t n = PyList_GET_SIZE(entries);
     self->plans = PyMem_Calloc((size_t)n + 1, sizeof(NPlan *));
@@ -216,6 +228,12 @@ static PyObject *napp_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
         if (methods != Py_None && !(m = PyUnicode_AsUTF8(methods)))
             goto error;
         int rc = cel_router_add(self->router, kind, tpl, (size_t)tlen, m, (int)i);
+        if (rc == CEL_EINVAL) {
+            /* A template the C router does not reproduce (custom convertor,
+             * too many params): from here on only the ASGI tier may route. */
+            rc = cel_router_add(self->router, CEL_ROUTE_OPAQUE, NULL, 0, NULL, (int)i);
+            plan = Py_None;
+        }
         if (rc < 0) {
             PyErr_Format(PyExc_ValueError, "route %zd (%s): %s", i, tpl ? tpl : "", cel_router_error(self->router));
             goto error;
@@ -245,6 +263,7 @@ static int napp_clear(PyObject *op)
     Py_CLEAR(self->rt_is_http_exception);
     Py_CLEAR(self->rt_copy_default);
     Py_CLEAR(self->response_type);
+    Py_CLEAR(self->kw_loc);
     return 0;
 }
 
@@ -444,21 +463,13 @@ static int query_lookup(const char *q, size_t qn, const char *key, size_t klen,
 /* FastAPI's field.validate(value, {}, loc=loc): returns the validated value
  * (new ref), NULL+no exception when validation failed (decline), NULL with an
  * exception on an unexpected error. */
-static PyObject *validate(NParam *q, PyObject *value)
+static PyObject *validate(NativeAppObject *app, NParam *q, PyObject *value)
 {
     PyObject *values = PyDict_New();
     if (!values)
         return NULL;
-    PyObject *meth = PyObject_GetAttrString(q->field, "validate");
-    if (!meth) {
-        Py_DECREF(values);
-        return NULL;
-    }
     PyObject *args[3] = { value, values, q->loc };
-    PyObject *kwn = Py_BuildValue("(s)", "loc");
-    PyObject *r = kwn ? PyObject_Vectorcall(meth, args, 2, kwn) : NULL;
-    Py_XDECREF(kwn);
-    Py_DECREF(meth);
+    PyObject *r = PyObject_Vectorcall(q->validate, args, 2, app->kw_loc);
     Py_DECREF(values);
     if (!r)
         return NULL;
@@ -501,7 +512,7 @@ static PyObject *param_value(NativeAppObject *app, NParam *q, const char *raw, s
             return NULL;
         s = c;
     }
-    PyObject *v = validate(q, s);
+    PyObject *v = validate(app, q, s);
     Py_DECREF(s);
     return v;
 }

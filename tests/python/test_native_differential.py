@@ -263,3 +263,39 @@ def test_celeris_routes_cli(tmp_path):
     assert any(line.split()[:3] == ["GET", "/a", "native"] for line in lines)
     assert any(line.split()[:3] == ["POST", "/b", "asgi"] and "body" in line for line in lines)
     assert "1 of 6 routes on the native tier" in out.stdout
+
+
+def test_custom_convertor_route_is_opaque_not_fatal():
+    from starlette.convertors import Convertor, register_url_convertor
+
+    class HexConvertor(Convertor):
+        regex = "[0-9a-f]+"
+
+        def convert(self, value: str) -> int:
+            return int(value, 16)
+
+        def to_string(self, value: int) -> str:
+            return format(value, "x")
+
+    register_url_convertor("celerishex", HexConvertor())
+    app = FastAPI()
+
+    @app.get("/early")
+    async def early():
+        return {"early": True}
+
+    @app.get("/h/{x:celerishex}")
+    async def hexed(x: int):
+        return {"x": x}
+
+    @app.get("/late")
+    async def late():
+        return {"late": True}
+
+    n, a = tc.TestClient(app), tc.TestClient(app, native=False)
+    for url in ("/early", "/h/ff", "/h/zz", "/late"):
+        assert _send(n, "GET", url) == _send(a, "GET", url)
+    before = tc.stats["native"]
+    n.get("/early")
+    n.get("/late")              # after an opaque route: ASGI tier
+    assert tc.stats["native"] == before + 1
