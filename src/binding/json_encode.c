@@ -28,6 +28,7 @@ typedef struct frame {
 typedef struct encoder {
     cel_json_writer w;
     Py_ssize_t surrogates;      /* lone surrogates written */
+    int circular;               /* the recursion error came from a cycle */
 } encoder;
 
 static int encode_value(encoder *e, PyObject *obj, const frame *up);
@@ -143,13 +144,15 @@ static int put_float(encoder *e, PyObject *obj, int is_key)
 
 /* Called when Py_EnterRecursiveCall refused to open obj (RecursionError
  * set).  json.dumps would have met a cycle earlier and said so: a tree
- * cyclic below its top keeps repeating one container on the stack. */
-static int too_deep(PyObject *obj, const frame *up)
+ * cyclic below its top keeps repeating one container on the stack.  The
+ * ValueError is raised once unwound: at the limit, creating it would itself
+ * fail with a RecursionError (Python 3.12+). */
+static int too_deep(encoder *e, PyObject *obj, const frame *up)
 {
     for (; up; up = up->up) {
         if (up->obj == obj) {
-            PyErr_SetString(PyExc_ValueError, "Circular reference detected");
-            return -1;
+            e->circular = 1;
+            break;
         }
     }
     return -1;
@@ -213,7 +216,7 @@ static int put_list(encoder *e, PyObject *seq, const frame *f)
 static int put_container(encoder *e, PyObject *obj, const frame *up, int is_dict)
 {
     if (Py_EnterRecursiveCall(" while encoding a JSON object"))
-        return too_deep(obj, up);
+        return too_deep(e, obj, up);
     frame f = { obj, up };
     int rc = is_dict ? put_dict(e, obj, &f) : put_list(e, obj, &f);
     Py_LeaveRecursiveCall();
@@ -268,8 +271,14 @@ PyObject *celeris_json_dumps(PyObject *Py_UNUSED(module), PyObject *obj)
     /* Depth is bounded by the interpreter's recursion limit, as in json. */
     cel_json_writer_init(&e.w, &out, CEL_JSON_MAX_DEPTH);
     e.surrogates = 0;
-    if (encode_value(&e, obj, NULL) < 0)
+    e.circular = 0;
+    if (encode_value(&e, obj, NULL) < 0) {
+        if (e.circular) {
+            PyErr_Clear();
+            PyErr_SetString(PyExc_ValueError, "Circular reference detected");
+        }
         goto done;
+    }
     if (e.surrogates) {
         raise_surrogate_error(&out);
         goto done;

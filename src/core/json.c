@@ -255,8 +255,6 @@ static int put_string(cel_json_writer *w, int is_key, const void *s, size_t n, i
     int rc = check_next(w, is_key, &sep);
     if (rc)
         return rc;
-    if (width != 0 && width != 1 && width != 2 && width != 4)
-        return CEL_EINVAL;
     cel_buf *b = w->out;
     size_t mark = b->len;
     size_t surrogates = 0;
@@ -294,12 +292,16 @@ int cel_json_string(cel_json_writer *w, const char *s, size_t n)
 
 int cel_json_key_ucs(cel_json_writer *w, const void *units, size_t n, int width)
 {
-    return put_string(w, 1, units, n, width ? width : -1);
+    if (width != 1 && width != 2 && width != 4)
+        return CEL_EINVAL;
+    return put_string(w, 1, units, n, width);
 }
 
 int cel_json_string_ucs(cel_json_writer *w, const void *units, size_t n, int width)
 {
-    return put_string(w, 0, units, n, width ? width : -1);
+    if (width != 1 && width != 2 && width != 4)
+        return CEL_EINVAL;
+    return put_string(w, 0, units, n, width);
 }
 
 /* ---- scalars ---- */

@@ -4,9 +4,10 @@
  * which is what Starlette's JSONResponse.render produces (docs/json.md).
  *
  * The caller drives it value by value; commas and colons are inserted from a
- * small bit stack (one bit per open container: object or array).  Every call
- * returns 0 or a negative cel_err; on error nothing is appended to the buffer
- * and the writer is unchanged, so the caller may keep going or give up.
+ * small bit stack (one bit per open container: object or array).  Writing
+ * calls return 0 (the _ucs ones a count) or a negative cel_err; on error
+ * nothing is appended to the buffer and the writer is unchanged, so the
+ * caller may keep going or give up.
  *   CEL_ENOMEM  buffer growth failed
  *   CEL_EINVAL  NaN/Infinity (allow_nan=False), malformed digits for
  *               cel_json_bigint, bad code-unit width
@@ -70,7 +71,8 @@ int cel_json_string(cel_json_writer *w, const char *s, size_t n);
  * surrogate (U+D800..U+DFFF) is written as its 3-byte generalized UTF-8
  * form, the way Python's "surrogatepass" handler writes it, so the caller can
  * rebuild the text and report the error Python would.  Returns the number of
- * surrogates written (>= 0) or a negative cel_err. */
+ * surrogates written (>= 0, saturating at INT32_MAX) or a negative cel_err;
+ * CEL_EINVAL for another width or a code point above U+10FFFF. */
 int cel_json_key_ucs(cel_json_writer *w, const void *units, size_t n, int width);
 int cel_json_string_ucs(cel_json_writer *w, const void *units, size_t n, int width);
 

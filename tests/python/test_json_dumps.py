@@ -142,6 +142,16 @@ def test_render_is_the_reference():
     assert JSONResponse(obj).body == reference(obj) == dumps(obj)
 
 
+def test_out_of_memory_raises_memory_error():
+    _celeris._alloc_fail_after(1)       # the output buffer's first allocation
+    try:
+        with pytest.raises(MemoryError):
+            dumps(["x" * 10])
+    finally:
+        _celeris._alloc_fail_after(0)
+    assert dumps(["x"]) == b'["x"]'
+
+
 def test_returns_bytes():
     assert type(dumps({})) is bytes
     assert dumps(None) == b"null"
@@ -289,8 +299,8 @@ def test_cycles():
 
 def test_deep_nesting():
     ok = []
-    for _ in range(200):
-        ok = [ok, {"k": ok}]
+    for i in range(400):
+        ok = [i, ok] if i % 2 else {"k": ok, "i": i}
     same(ok)
     deep = []
     for _ in range(100_000):
