@@ -51,7 +51,8 @@ typedef struct {
     Py_ssize_t nparams;
     NParam *params;
     int has_query;
-    int fast_json;              /* may use the C JSON writer + fixed headers */
+    int fast_json;              /* status allows a body: JSON bytes get fixed headers */
+    PyObject *serializer;       /* response_model: callable(content) -> bytes, or NULL */
 } NPlan;
 
 typedef struct NativeAppObject {
@@ -61,7 +62,7 @@ typedef struct NativeAppObject {
     Py_ssize_t nplans;
     PyObject *runtime;          /* celeris.native.runtime */
     PyObject *rt_render, *rt_http_exception, *rt_server_error, *rt_unpack, *rt_run_sync,
-             *rt_is_http_exception, *rt_copy_default, *response_type;
+             *rt_is_http_exception, *rt_copy_default, *rt_render_json_bytes, *response_type;
     PyObject *kw_loc;           /* ("loc",) */
     int enabled;                /* cleared while telemetry is on (refreshed by Python) */
     unsigned long long native_requests, declined;
@@ -97,6 +98,7 @@ static void plan_free(NPlan *p)
     Py_XDECREF(p->status_obj);
     Py_XDECREF(p->response_class);
     Py_XDECREF(p->kwnames);
+    Py_XDECREF(p->serializer);
     PyMem_Free(p);
 }
 
@@ -105,10 +107,10 @@ static void plan_free(NPlan *p)
  *              (where, key, fast, field, loc, required, default, convertor|None) */
 static NPlan *plan_new(PyObject *t, const cel_route_info *info)
 {
-    PyObject *endpoint, *status, *rclass, *kwnames, *params;
+    PyObject *endpoint, *status, *rclass, *kwnames, *params, *serializer;
     int is_coro, fast_json;
-    if (!PyArg_ParseTuple(t, "OpOOO!pO!", &endpoint, &is_coro, &status, &rclass,
-                          &PyTuple_Type, &kwnames, &fast_json, &PyList_Type, &params))
+    if (!PyArg_ParseTuple(t, "OpOOO!pO!O", &endpoint, &is_coro, &status, &rclass,
+                          &PyTuple_Type, &kwnames, &fast_json, &PyList_Type, &params, &serializer))
         return NULL;
     NPlan *p = PyMem_Calloc(1, sizeof *p);
     if (!p)
@@ -120,6 +122,7 @@ static NPlan *plan_new(PyObject *t, const cel_route_info *info)
     p->response_class = Py_NewRef(rclass);
     p->kwnames = Py_NewRef(kwnames);
     p->fast_json = fast_json;
+    p->serializer = serializer == Py_None ? NULL : Py_NewRef(serializer);
     p->nparams = PyList_GET_SIZE(params);
     if (p->nparams != PyTuple_GET_SIZE(kwnames) || p->nparams > CEL_ROUTER_MAX_PARAMS * 4) {
         PyErr_SetString(PyExc_ValueError, "plan: params and kwnames differ");
@@ -214,6 +217,7 @@ static PyObject *napp_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
         || !(self->rt_run_sync = getattr_s(runtime, "run_sync"))
         || !(self->rt_is_http_exception = getattr_s(runtime, "is_http_exception"))
         || !(self->rt_copy_default = getattr_s(runtime, "copy_default"))
+        || !(self->rt_render_json_bytes = getattr_s(runtime, "render_json_bytes"))
         || !(self->response_type = getattr_s(runtime, "Response")))
         goto error;
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -262,6 +266,7 @@ static int napp_clear(PyObject *op)
     Py_CLEAR(self->rt_run_sync);
     Py_CLEAR(self->rt_is_http_exception);
     Py_CLEAR(self->rt_copy_default);
+    Py_CLEAR(self->rt_render_json_bytes);
     Py_CLEAR(self->response_type);
     Py_CLEAR(self->kw_loc);
     return 0;
@@ -277,6 +282,7 @@ static int napp_traverse(PyObject *op, visitproc visit, void *arg)
             continue;
         Py_VISIT(p->endpoint);
         Py_VISIT(p->response_class);
+        Py_VISIT(p->serializer);
         for (Py_ssize_t j = 0; j < p->nparams; j++) {
             Py_VISIT(p->params[j].field);
             Py_VISIT(p->params[j].dflt);
@@ -643,6 +649,36 @@ static int respond_result(NativeCallObject *nc, PyObject *result)
         return -1;
     if (is_resp)
         return respond_object(nc, result);
+    if (plan->serializer) {
+        /* response_model: FastAPI validates and dumps with pydantic-core, then
+         * Response(content, media_type="application/json"). */
+        PyObject *body = PyObject_CallOneArg(plan->serializer, result);
+        if (!body)
+            return -1;          /* ResponseValidationError etc.: the 500 path */
+        if (!PyBytes_Check(body)) {
+            Py_DECREF(body);
+            PyErr_SetString(PyExc_TypeError, "serialize_json did not return bytes");
+            return -1;
+        }
+        int rc;
+        if (plan->fast_json) {
+            char len[24];
+            int ln = snprintf(len, sizeof len, "%zd", PyBytes_GET_SIZE(body));
+            cel_header hs[2] = {
+                { { "content-length", 14 }, { len, (size_t)ln } },
+                { { "content-type", 12 }, { "application/json", 16 } },
+            };
+            rc = celeris_cycle_respond(nc->cycle, plan->status ? plan->status : 200, hs, 2, NULL,
+                                       PyBytes_AS_STRING(body), (size_t)PyBytes_GET_SIZE(body));
+        } else {
+            PyObject *args[2] = { plan->status_obj, body };
+            PyObject *resp = PyObject_Vectorcall(app->rt_render_json_bytes, args, 2, NULL);
+            rc = resp ? respond_object(nc, resp) : -1;
+            Py_XDECREF(resp);
+        }
+        Py_DECREF(body);
+        return rc;
+    }
     if (plan->fast_json) {
         PyObject *body = celeris_json_dumps_fastapi(result);
         if (body) {

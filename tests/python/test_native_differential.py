@@ -299,3 +299,93 @@ def test_custom_convertor_route_is_opaque_not_fatal():
     n.get("/early")
     n.get("/late")              # after an opaque route: ASGI tier
     assert tc.stats["native"] == before + 1
+
+
+def make_model_app() -> FastAPI:
+    from pydantic import Field
+
+    app = FastAPI()
+
+    class Out(BaseModel):
+        name: str
+        price: float
+        tags: list[str] = []
+        note: Optional[str] = None
+        secret: str = "s"
+        alias_field: int = Field(default=1, alias="aliasField")
+
+    @app.get("/annotated")
+    async def annotated() -> dict[str, int]:
+        return {"a": 1, "b": 2}
+
+    @app.get("/model", response_model=Out)
+    async def model():
+        return {"name": "x", "price": 1.5, "aliasField": 7}
+
+    @app.get("/model-obj")
+    async def model_obj() -> Out:
+        return Out(name="y", price=2, tags=["a"], aliasField=3)
+
+    @app.get("/invalid", response_model=Out)
+    async def invalid():
+        return {"name": "x"}
+
+    @app.get("/exclude", response_model=Out, response_model_exclude={"secret"},
+             response_model_exclude_none=True)
+    async def exclude():
+        return {"name": "x", "price": 1e-5, "note": None}
+
+    @app.get("/include", response_model=Out, response_model_include={"name", "price"},
+             response_model_by_alias=False)
+    async def include(q: float = 0.1):
+        return {"name": "x", "price": q}
+
+    @app.get("/unset", response_model=Out, response_model_exclude_unset=True)
+    async def unset():
+        return Out(name="u", price=3)
+
+    @app.get("/floats")
+    async def floats() -> list[float]:
+        return [1e-7, 1e-5, 1e16, float("inf"), 0.1]
+
+    @app.get("/model-201", response_model=Out, status_code=201)
+    async def model_201():
+        return {"name": "c", "price": 0}
+
+    @app.get("/model-response", response_model=Out)
+    async def model_response():
+        return JSONResponse({"raw": True})
+
+    @app.get("/sync-model", response_model=Out)
+    def sync_model():
+        return {"name": "s", "price": 1}
+
+    return app
+
+
+MODEL_REQUESTS = ["/annotated", "/model", "/model-obj", "/invalid", "/exclude", "/include",
+                  "/include?q=2.5", "/include?q=abc", "/unset", "/floats", "/model-201",
+                  "/model-response", "/sync-model"]
+
+
+@pytest.mark.parametrize("url", MODEL_REQUESTS)
+def test_response_model_native_matches_asgi(url):
+    app = make_model_app()
+    n = tc.TestClient(app, raise_server_exceptions=False)
+    a = tc.TestClient(app, native=False, raise_server_exceptions=False)
+    assert _send(n, "GET", url) == _send(a, "GET", url)
+
+
+def test_response_model_routes_are_native_and_raise_like_fastapi():
+    from fastapi.exceptions import ResponseValidationError
+
+    app = make_model_app()
+    compiled = {e.display_path: e for e in compile_app(app).entries}
+    assert compiled["/model"].plan is not None and compiled["/annotated"].plan is not None
+    assert compiled["/sync-model"].plan is None       # validated in the thread pool by FastAPI
+    client = tc.TestClient(app)
+    before = tc.stats["native"]
+    client.get("/model")
+    assert tc.stats["native"] == before + 1
+    with pytest.raises(ResponseValidationError):
+        client.get("/invalid")

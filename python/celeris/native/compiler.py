@@ -51,6 +51,7 @@ class RoutePlan:
     status_code: Optional[int]
     response_class: Any
     kwnames: tuple = ()
+    serializer: Any = None      # response_model: callable(content) -> JSON bytes
 
 
 @dataclass
@@ -181,8 +182,6 @@ def _route_plan(route: Any) -> tuple[Optional[RoutePlan], str]:
                  "response_param_name", "background_tasks_param_name", "security_scopes_param_name"):
         if getattr(d, attr, None):
             return None, f"injects {attr.replace('_param_name', '').replace('_', ' ')}"
-    if route.response_field is not None:
-        return None, "response_model validation not compiled yet"
     if not isinstance(route.response_class, DefaultPlaceholder) or route.response_class.value is not JSONResponse:
         return None, "custom response_class"
     call = d.call
@@ -220,7 +219,31 @@ def _route_plan(route: Any) -> tuple[Optional[RoutePlan], str]:
     plan = RoutePlan(endpoint=call, is_coroutine=bool(fastapi_is_coro(call)), params=params_,
                      status_code=route.status_code, response_class=route.response_class.value)
     plan.kwnames = tuple(p.kwname for p in params_)
+    if route.response_field is not None:
+        if not plan.is_coroutine:
+            return None, "response_model on a def endpoint (FastAPI validates it in the thread pool)"
+        if not _dump_json_path():
+            return None, "response_model serialisation of this FastAPI version not compiled"
+        from celeris.native import runtime
+
+        plan.serializer = runtime.make_serializer(
+            route.response_field, route.response_model_include, route.response_model_exclude,
+            route.response_model_by_alias, route.response_model_exclude_unset,
+            route.response_model_exclude_defaults, route.response_model_exclude_none, call)
     return plan, ""
+
+
+def _dump_json_path() -> bool:
+    """FastAPI serialises response models straight to JSON bytes (dump_json)
+    when no response_class is given -- the path the native tier reproduces."""
+    import inspect as _inspect
+
+    from fastapi import routing
+
+    try:
+        return "use_dump_json" in _inspect.getsource(routing.get_request_handler)
+    except (OSError, TypeError):
+        return False
 
 
 def compile_app(app: Any) -> CompiledApp:

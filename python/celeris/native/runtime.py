@@ -44,6 +44,47 @@ def render(response_class: Any, status_code: int | None, content: Any) -> Respon
     return response
 
 
+def make_serializer(field: Any, include: Any, exclude: Any, by_alias: bool, exclude_unset: bool,
+                    exclude_defaults: bool, exclude_none: bool, endpoint: Any) -> Any:
+    """FastAPI's serialize_response with dump_json=True for an async endpoint:
+    validate against the response field, then pydantic-core's JSON bytes."""
+    validate = field.validate
+    serialize_json = field.serialize_json
+
+    def serialize(content: Any) -> bytes:
+        value, errors = validate(content, {}, loc=("response",))
+        if errors:
+            raise _response_validation_error(errors, content, endpoint)
+        return serialize_json(value, include=include, exclude=exclude, by_alias=by_alias,
+                              exclude_unset=exclude_unset, exclude_defaults=exclude_defaults,
+                              exclude_none=exclude_none)
+
+    return serialize
+
+
+def _response_validation_error(errors: Any, body: Any, endpoint: Any) -> Exception:
+    from fastapi.exceptions import ResponseValidationError
+
+    try:
+        from fastapi.routing import _extract_endpoint_context
+
+        return ResponseValidationError(errors=errors, body=body,
+                                       endpoint_ctx=_extract_endpoint_context(endpoint))
+    except (ImportError, TypeError):
+        return ResponseValidationError(errors=errors, body=body)
+
+
+def render_json_bytes(status_code: int | None, content: bytes) -> Response:
+    """The Response FastAPI builds around dump_json bytes."""
+    args: dict[str, Any] = {"background": None}
+    if status_code:
+        args["status_code"] = status_code
+    response = Response(content=content, media_type="application/json", **args)
+    if not is_body_allowed_for_status_code(response.status_code):
+        response.body = b""
+    return response
+
+
 def http_exception(exc: HTTPException) -> Response:
     """fastapi.exception_handlers.http_exception_handler."""
     headers = getattr(exc, "headers", None)
