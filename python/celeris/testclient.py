@@ -17,8 +17,11 @@ import contextvars
 import types
 from typing import Any
 
-import httpx
 from starlette import testclient as _st
+
+# The HTTP client library Starlette's TestClient is built on (httpx2 when
+# installed with newer Starlette, else httpx): responses must be its types.
+httpx = _st.httpx
 
 from celeris import _celeris
 from celeris._http_client import ResponseParser, serialize_request

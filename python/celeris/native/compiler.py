@@ -131,23 +131,30 @@ def _is_scalar(annotation: Any, types: tuple) -> tuple[bool, bool]:
 
 def _param_plan(f: Any, where: int) -> tuple[Optional[ParamPlan], str]:
     from fastapi import params
-    from fastapi.dependencies.utils import _get_param_aliases, _is_json_field
     from fastapi._compat import field_annotation_is_sequence
 
     info = f.field_info
     if not isinstance(info, params.Param):
         return None, f"parameter {f.name!r} is not a plain Param"
     if where == PARAM_QUERY:
-        from fastapi.dependencies.utils import _get_param_model
+        from fastapi.dependencies import utils as du
 
-        if _get_param_model(f) is not None:
+        get_model = getattr(du, "_get_param_model", None)
+        if get_model is not None and get_model(f) is not None:
             return None, f"query parameter model {f.name!r}"
-        if field_annotation_is_sequence(info.annotation) or _is_json_field(f):
+        if field_annotation_is_sequence(info.annotation) or any(
+                type(m).__name__ == "Json" for m in info.metadata):
             return None, f"list/Json query parameter {f.name!r}"
-        aliases = _get_param_aliases(f)
-        if len(aliases) != 1:
-            return None, f"parameter {f.name!r} has alias choices"
-        key = aliases[0][1]
+        get_aliases = getattr(du, "_get_param_aliases", None)
+        if get_aliases is not None:
+            aliases = get_aliases(f)
+            if len(aliases) != 1:
+                return None, f"parameter {f.name!r} has alias choices"
+            key = aliases[0][1]
+        else:       # older FastAPI: the request key is the field's alias
+            if getattr(info, "validation_alias", None) not in (None, f.alias):
+                return None, f"parameter {f.name!r} has a validation alias"
+            key = f.alias
     else:
         key = f.alias
     fast = FAST_NONE
@@ -249,7 +256,10 @@ def _dump_json_path() -> bool:
 def compile_app(app: Any) -> CompiledApp:
     """Compile every route; never raises for an app it does not understand."""
     out = CompiledApp()
-    reason = _app_reason(app)
+    try:
+        reason = _app_reason(app)
+    except Exception as exc:
+        reason = f"compiler: {type(exc).__name__}: {exc}"
     out.app_reason = reason
     routes = getattr(getattr(app, "router", None), "routes", None)
     if routes is None:
@@ -288,6 +298,9 @@ def compile_app(app: Any) -> CompiledApp:
         elif opaque_seen:
             why = "follows an opaque route"
         else:
-            plan, why = _route_plan(r)
+            try:
+                plan, why = _route_plan(r)
+            except Exception as exc:  # an internal the compiler does not know: stay exact
+                plan, why = None, f"compiler: {type(exc).__name__}: {exc}"
         out.entries.append(RouteEntry(i, KIND_PATH, r.path, methods, plan, why, display, r.path, name))
     return out
