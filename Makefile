@@ -8,7 +8,7 @@ C_TESTS = $(patsubst tests/c/%.c,build/ctest/%,$(filter-out tests/c/test_main.c,
 FUZZERS = $(patsubst fuzz/%.c,build/fuzz/%,$(wildcard fuzz/fuzz_*.c))
 FUZZ_SECONDS ?= 60
 
-.PHONY: all install run test ctest ctest-asan pytest pytest-asan ext-asan fuzz fuzz-build bench clean
+.PHONY: conformance all install run test ctest ctest-asan pytest pytest-asan ext-asan fuzz fuzz-build bench clean
 
 all: install
 
@@ -67,6 +67,12 @@ fuzz: fuzz-build
 	@set -e; for f in $(FUZZERS); do n=$$(basename $$f); mkdir -p build/corpus/$$n; \
 	  echo "== $$n $(FUZZ_SECONDS)s"; \
 	  ./$$f -max_total_time=$(FUZZ_SECONDS) -dict=fuzz/$$n.dict build/corpus/$$n fuzz/corpus/$$n; done
+
+# FastAPI's own test suite, stock vs. through Celeris (see docs/conformance.md).
+# FASTAPI_VERSION=0.115.14 for the oldest supported release.
+FASTAPI_VERSION ?= 0.165.0
+conformance:
+	$(PYTHON) conformance/run.py --fastapi-version $(FASTAPI_VERSION)
 
 bench: install
 	$(PYTHON) bench/run.py

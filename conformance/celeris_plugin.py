@@ -7,6 +7,7 @@ replacing the attribute here is early enough for
 Under pytest-xdist every worker re-imports this plugin (the ``-p`` option is
 forwarded), so each worker is patched the same way.
 
+Requests are counted per test by outcomes_plugin (which must be loaded too).
 At session end each process writes ``celeris.testclient.stats`` to
 ``$CELERIS_CONFORMANCE_STATS_DIR/stats-<worker>-<pid>.json``; the runner sums them.
 """
@@ -17,6 +18,7 @@ import os
 from pathlib import Path
 
 import fastapi.testclient
+import outcomes_plugin
 import starlette.testclient
 
 import celeris.testclient
@@ -26,6 +28,11 @@ STOCK_TESTCLIENT = starlette.testclient.TestClient
 
 starlette.testclient.TestClient = CelerisTestClient  # type: ignore[misc]
 fastapi.testclient.TestClient = CelerisTestClient  # type: ignore[misc]
+
+# Per-test accounting: attempts through Celeris's transport ("sent"), and the
+# change of celeris.testclient.stats ("core", "fallback", ...).
+outcomes_plugin.count_requests_of(celeris.testclient._CelerisTransport)
+outcomes_plugin.add_counter(celeris.testclient.stats)
 
 
 def pytest_report_header(config) -> str:

@@ -10,6 +10,9 @@ Options:
 Outcome per test id, combining the setup/call/teardown reports:
   passed | failed | error (setup/teardown failed) | skipped | xfailed | xpassed
 Collection errors are recorded as ``"<collect>::<nodeid>": "error"``.
+Requests each test sent go to ``<out>.requests.json`` (``{nodeid: {"sent": n,
+...}}``; see count_requests_of below).
+Tracebacks of failed phases go to ``<out>.details.json`` (``{nodeid: {when: text}}``).
 
 Under pytest-xdist the controller receives every worker's reports through
 pytest_runtest_logreport, so the JSON is written once, by the controller.
@@ -24,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-_ORDER = {"setup": 0, "call": 1, "teardown": 2}
+_DETAIL_LIMIT = 6000  # characters of traceback kept per failed phase
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -41,6 +44,41 @@ def load_excluded(path: str | os.PathLike) -> list[str]:
         if line:
             patterns.append(line)
     return patterns
+
+
+# -- per-test request accounting ---------------------------------------------------------
+# A mode plugin (stock_plugin / celeris_plugin) calls count_requests_of() on the
+# transport class its TestClient uses, and may register extra counters (e.g.
+# celeris.testclient.stats).  Each test's teardown report then carries, in
+# user_properties, "requests": {"sent": n, <counter>: delta, ...} over its
+# setup, call and teardown (a module-scoped fixture's requests count for the
+# test that set it up).  "sent" counts attempts, so a request that raised counts.
+SENT = {"sent": 0}
+_COUNTERS: list[dict] = [SENT]
+
+
+def count_requests_of(transport_cls: type) -> None:
+    original = transport_cls.handle_request
+    if getattr(original, "_conformance_counted", False):
+        return
+
+    def handle_request(self, request):
+        SENT["sent"] += 1
+        return original(self, request)
+
+    handle_request._conformance_counted = True  # type: ignore[attr-defined]
+    transport_cls.handle_request = handle_request
+
+
+def add_counter(counter: dict) -> None:
+    _COUNTERS.append(counter)
+
+
+def _snapshot() -> dict[str, int]:
+    snap: dict[str, int] = {}
+    for c in _COUNTERS:
+        snap.update({k: v for k, v in c.items() if isinstance(v, int)})
+    return snap
 
 
 def _is_worker(config: pytest.Config) -> bool:
@@ -65,7 +103,8 @@ class _Exclusions:
 
     def nodeid_excluded(self, nodeid: str) -> bool:
         for pat in self.nodeids:
-            if nodeid == pat or nodeid.startswith(pat + "[") or nodeid.startswith(pat + "::"):
+            if nodeid == pat or nodeid.startswith(pat + "[") or nodeid.startswith(pat + "::") \
+                    or fnmatch.fnmatchcase(nodeid, pat):
                 return True
         return self.path_excluded(nodeid.split("::", 1)[0])
 
@@ -78,6 +117,20 @@ class OutcomesPlugin:
         self.excl = _Exclusions(load_excluded(excl) if excl else [], Path(str(config.rootpath)))
         self.phases: dict[str, dict[str, str]] = {}
         self.collect_errors: dict[str, str] = {}
+        self.details: dict[str, dict[str, str]] = {}
+        self.requests: dict[str, dict[str, int]] = {}
+
+    # -- request accounting --------------------------------------------------------
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item) -> None:
+        item._conformance_before = _snapshot()
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_teardown(self, item, nextitem):
+        yield
+        before = getattr(item, "_conformance_before", {})
+        delta = {k: v - before.get(k, 0) for k, v in _snapshot().items()}
+        item.user_properties.append(("requests", {k: v for k, v in delta.items() if v}))
 
     # -- exclusion -----------------------------------------------------------------
     def pytest_ignore_collect(self, collection_path: Path, config: pytest.Config):
@@ -109,12 +162,22 @@ class OutcomesPlugin:
         else:
             outcome = report.outcome
         phases[report.when] = outcome
+        for name, value in getattr(report, "user_properties", ()) or ():
+            if name == "requests" and report.when == "teardown":
+                self.requests[report.nodeid] = value
+        if report.failed:
+            text = report.longreprtext
+            if len(text) > _DETAIL_LIMIT:
+                text = "...\n" + text[-_DETAIL_LIMIT:]
+            self.details.setdefault(report.nodeid, {})[report.when] = text
 
     def pytest_collectreport(self, report) -> None:
         if _is_worker(self.config):
             return
         if report.failed:
             self.collect_errors["<collect>::" + report.nodeid] = "error"
+            self.details.setdefault("<collect>::" + report.nodeid, {})["collect"] = (
+                report.longreprtext[-_DETAIL_LIMIT:])
 
     @staticmethod
     def combine(phases: dict[str, str]) -> str:
@@ -145,6 +208,16 @@ class OutcomesPlugin:
             result = {nid: self.combine(p) for nid, p in sorted(self.phases.items())}
             result.update(self.collect_errors)
             Path(self.out).write_text(json.dumps(result, indent=0, sort_keys=True))
+            Path(self.out).with_suffix(".session.json").write_text(json.dumps({
+                "rootpath": str(self.config.rootpath),
+                "inipath": str(self.config.inipath) if self.config.inipath else None,
+                "exitstatus": int(session.exitstatus),
+            }))
+            Path(self.out).with_suffix(".details.json").write_text(
+                json.dumps(self.details, indent=1, sort_keys=True))
+            if self.requests:
+                Path(self.out).with_suffix(".requests.json").write_text(
+                    json.dumps(self.requests, indent=0, sort_keys=True))
 
     def _write_exclusions(self) -> None:
         # Written by the process that collected (a worker, or the single process).
