@@ -40,7 +40,8 @@ def celeris_cmd(*args: str) -> list[str]:
 def subprocess_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
-    env.pop("PYTHONPATH", None)
+    # PYTHONPATH is kept: the ASan run (make pytest-asan) and in-place builds
+    # point it at the extension under test, and servers must load that one.
     return env
 
 
