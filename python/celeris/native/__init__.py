@@ -31,7 +31,7 @@ def _plan_tuple(plan: Any) -> tuple:
     status = plan.status_code
     fast_json = status is None or (200 <= status and status not in _NO_BODY)
     return (plan.endpoint, plan.is_coroutine, status, plan.response_class, tuple(plan.kwnames),
-            fast_json, params, plan.serializer)
+            fast_json, params, plan.serializer, plan.runner, plan.overrides_owner)
 
 
 def build(app: Any, runtime: Any = None) -> tuple[Any, CompiledApp]:

@@ -25,7 +25,7 @@ from typing import Any, Optional, Union, get_args, get_origin
 
 KIND_PATH, KIND_MOUNT, KIND_OPAQUE = 0, 1, 2
 FAST_NONE, FAST_STR, FAST_INT = 0, 1, 2
-PARAM_PATH, PARAM_QUERY = 0, 1
+PARAM_PATH, PARAM_QUERY, PARAM_HEADER, PARAM_COOKIE = 0, 1, 2, 3
 
 # FastAPI versions whose request pipeline this compiler was written against.
 KNOWN_FASTAPI = ((0, 115), (0, 165))
@@ -33,7 +33,7 @@ KNOWN_FASTAPI = ((0, 115), (0, 165))
 
 @dataclass
 class ParamPlan:
-    where: int              # PARAM_PATH | PARAM_QUERY
+    where: int              # PARAM_PATH | PARAM_QUERY | PARAM_HEADER | PARAM_COOKIE
     key: str                # request key (path param name / query alias)
     kwname: str             # endpoint keyword
     fast: int               # FAST_STR / FAST_INT / FAST_NONE (validate with pydantic)
@@ -52,6 +52,8 @@ class RoutePlan:
     response_class: Any
     kwnames: tuple = ()
     serializer: Any = None      # response_model: callable(content) -> JSON bytes
+    runner: bool = False        # endpoint is a generated runner (celeris.native.runner)
+    overrides_owner: Any = None  # app whose dependency_overrides send requests to ASGI
 
 
 @dataclass
@@ -136,7 +138,7 @@ def _param_plan(f: Any, where: int) -> tuple[Optional[ParamPlan], str]:
     info = f.field_info
     if not isinstance(info, params.Param):
         return None, f"parameter {f.name!r} is not a plain Param"
-    if where == PARAM_QUERY:
+    if where in (PARAM_QUERY, PARAM_HEADER, PARAM_COOKIE):
         from fastapi.dependencies import utils as du
 
         get_model = getattr(du, "_get_param_model", None)
@@ -146,8 +148,13 @@ def _param_plan(f: Any, where: int) -> tuple[Optional[ParamPlan], str]:
                 type(m).__name__ == "Json" for m in info.metadata):
             return None, f"list/Json query parameter {f.name!r}"
         get_aliases = getattr(du, "_get_param_aliases", None)
+        if get_aliases is None and where != PARAM_QUERY:
+            return None, f"header/cookie parameter {f.name!r} on this FastAPI version"
         if get_aliases is not None:
-            aliases = get_aliases(f)
+            if where == PARAM_HEADER:
+                aliases = get_aliases(f, convert_underscores=bool(getattr(info, "convert_underscores", True)))
+            else:
+                aliases = get_aliases(f)
             if len(aliases) != 1:
                 return None, f"parameter {f.name!r} has alias choices"
             key = aliases[0][1]
@@ -179,14 +186,15 @@ def _route_plan(route: Any) -> tuple[Optional[RoutePlan], str]:
     from fastapi.responses import JSONResponse
 
     d = route.dependant
-    if d.dependencies:
-        return None, "dependencies (Depends/Security) not compiled yet"
+    needs_runner = bool(d.dependencies or d.body_params or route.body_field is not None
+                        or d.response_param_name or d.background_tasks_param_name)
     if d.body_params or route.body_field is not None:
-        return None, "request body not compiled yet"
-    if d.header_params or d.cookie_params:
-        return None, "header/cookie parameters not compiled yet"
+        from fastapi import params as fparams
+
+        if isinstance(route.body_field.field_info, fparams.Form):
+            return None, "form/file body (multipart not compiled yet)"
     for attr in ("request_param_name", "websocket_param_name", "http_connection_param_name",
-                 "response_param_name", "background_tasks_param_name", "security_scopes_param_name"):
+                 "security_scopes_param_name"):
         if getattr(d, attr, None):
             return None, f"injects {attr.replace('_param_name', '').replace('_', ' ')}"
     if not isinstance(route.response_class, DefaultPlaceholder) or route.response_class.value is not JSONResponse:
@@ -202,17 +210,38 @@ def _route_plan(route: Any) -> tuple[Optional[RoutePlan], str]:
         from fastapi.routing import _is_coroutine_callable as fastapi_is_coro  # the test FastAPI uses
     except ImportError:  # older FastAPI
         from fastapi.dependencies.utils import is_coroutine_callable as fastapi_is_coro
+    is_coro = bool(fastapi_is_coro(call))
+    runner_fn = None
+    finisher = False
     params_: list[ParamPlan] = []
-    for f in d.path_params:
-        p, why = _param_plan(f, PARAM_PATH)
-        if p is None:
+    if needs_runner:
+        from celeris.native import runner as rn
+
+        why = rn.supported()
+        if why:
             return None, why
-        params_.append(p)
-    for f in d.query_params:
-        p, why = _param_plan(f, PARAM_QUERY)
-        if p is None:
-            return None, why
-        params_.append(p)
+        builder = rn.RunnerBuilder(route, _param_plan)
+        ct_slot = None
+        if d.body_params:
+            ct = ParamPlan(PARAM_HEADER, "content-type", "", FAST_STR, None, ("header", "content-type"),
+                           False, None)
+            ct_slot = ct.kwname = "p_ct"
+        try:
+            if d.body_params:
+                builder.params.append(ct)
+            runner_fn = builder.build(is_coro, ct_slot)
+            finisher = builder.needs["response"] or builder.needs["background"]
+        except rn._Reject as exc:
+            return None, str(exc)
+        params_ = builder.params
+    else:
+        for where, fields in ((PARAM_PATH, d.path_params), (PARAM_QUERY, d.query_params),
+                              (PARAM_HEADER, d.header_params), (PARAM_COOKIE, d.cookie_params)):
+            for f in fields:
+                p, why = _param_plan(f, where)
+                if p is None:
+                    return None, why
+                params_.append(p)
     for name, conv in route.param_convertors.items():
         if type(conv).__name__ not in ("StringConvertor", "IntegerConvertor", "FloatConvertor",
                                        "PathConvertor", "UUIDConvertor"):
@@ -223,11 +252,19 @@ def _route_plan(route: Any) -> tuple[Optional[RoutePlan], str]:
                 if p.where == PARAM_PATH and p.key == name:
                     p.fast = FAST_NONE
                     p.convertor = conv  # type: ignore[attr-defined]
-    plan = RoutePlan(endpoint=call, is_coroutine=bool(fastapi_is_coro(call)), params=params_,
+    plan = RoutePlan(endpoint=call, is_coroutine=is_coro, params=params_,
                      status_code=route.status_code, response_class=route.response_class.value)
     plan.kwnames = tuple(p.kwname for p in params_)
+    if runner_fn is not None:
+        plan.endpoint = runner_fn
+        plan.is_coroutine = True
+        plan.runner = True
+        if d.dependencies:
+            plan.overrides_owner = route.dependency_overrides_provider
+    if finisher:
+        return plan, ""     # the runner's finisher serialises (FastAPI's serialize_response)
     if route.response_field is not None:
-        if not plan.is_coroutine:
+        if not is_coro:
             return None, "response_model on a def endpoint (FastAPI validates it in the thread pool)"
         if not _dump_json_path():
             return None, "response_model serialisation of this FastAPI version not compiled"
