@@ -154,6 +154,10 @@ def make_app() -> FastAPI:
             tasks.add_task(EVENTS.append, f"task {i}")
         return {"queued": n}
 
+    @app.get("/sync-annotated")
+    def sync_annotated(bad: int = 0) -> dict[str, int]:
+        return {"a": 1, "b": "x" if bad else 2}
+
     @app.get("/boom-teardown")
     async def boom_teardown(d: Annotated[dict, Depends(db)]):
         return {"db": d["name"]}
@@ -176,6 +180,7 @@ REQUESTS = [
     ("GET", "/cookies", {"cookie": " session = sp ; junk; =; n=2 ; session=last"}),
     ("GET", "/response", {}), ("GET", "/response?code=201", {}), ("GET", "/background", {}),
     ("GET", "/background?n=3", {}), ("GET", "/boom-teardown", {}),
+    ("GET", "/sync-annotated", {}), ("GET", "/sync-annotated?bad=1", {}),
 ]
 
 BODIES = [
@@ -229,7 +234,8 @@ def test_runner_routes_are_native(clients):
     app = make_app()
     compiled = {e.display_path: e for e in compile_app(app).entries}
     for path in ("/chain", "/sync-chain", "/pager", "/nocache", "/guarded", "/headers", "/cookies",
-                 "/items", "/embed", "/two", "/sync-body", "/response", "/background"):
+                 "/items", "/embed", "/two", "/sync-body", "/response", "/background",
+                 "/sync-annotated"):
         assert compiled[path].plan is not None, (path, compiled[path].reason)
     n, _ = clients
     before = tc.stats["native"]

@@ -264,7 +264,7 @@ def _route_plan(route: Any) -> tuple[Optional[RoutePlan], str]:
     if finisher:
         return plan, ""     # the runner's finisher serialises (FastAPI's serialize_response)
     if route.response_field is not None:
-        if not is_coro:
+        if not is_coro and not _runs_no_user_code(route.response_field.field_info.annotation):
             return None, "response_model on a def endpoint (FastAPI validates it in the thread pool)"
         if not _dump_json_path():
             return None, "response_model serialisation of this FastAPI version not compiled"
@@ -275,6 +275,27 @@ def _route_plan(route: Any) -> tuple[Optional[RoutePlan], str]:
             route.response_model_by_alias, route.response_model_exclude_unset,
             route.response_model_exclude_defaults, route.response_model_exclude_none, call)
     return plan, ""
+
+
+_PURE_TYPES = (str, int, float, bool, type(None), dict, list, bytes)
+
+
+def _runs_no_user_code(annotation: Any, depth: int = 0) -> bool:
+    """True when validating against `annotation` cannot call user code (only
+    builtin scalars and containers of them), so validating on the loop is
+    indistinguishable from FastAPI's validation in the thread pool."""
+    if depth > 8:
+        return False
+    if annotation is Any:
+        return True
+    if annotation in _PURE_TYPES:
+        return True
+    origin = get_origin(annotation)
+    if origin is None:
+        return False
+    if origin is Union or type(annotation).__name__ == "UnionType" or origin in (dict, list):
+        return all(_runs_no_user_code(a, depth + 1) for a in get_args(annotation))
+    return False
 
 
 def _dump_json_path() -> bool:
