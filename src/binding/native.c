@@ -69,6 +69,9 @@ typedef struct NativeAppObject {
     PyObject *rt_render, *rt_http_exception, *rt_server_error, *rt_unpack, *rt_run_sync,
              *rt_is_http_exception, *rt_copy_default, *rt_render_json_bytes, *response_type;
     PyObject *kw_loc;           /* ("loc",) */
+    PyObject *cors_start;       /* CORSMiddleware run natively: start(req_headers, status,
+                                   headers) -> headers, or NULL */
+    PyObject *cors_wrap;        /* wrap(req_headers, send) -> send, for ASGI-run responses */
     int enabled;                /* cleared while telemetry is on (refreshed by Python) */
     unsigned long long native_requests, declined;
 } NativeAppObject;
@@ -83,6 +86,7 @@ typedef struct {
     int phase;                  /* 0: endpoint; 1: a Response running as an ASGI app */
     PyObject *prep_body;        /* prepared JSON body (plan status, JSONResponse headers) */
     PyObject *prep_resp;        /* or: prepared Response object */
+    PyObject *cors_req;         /* request headers [(name, value)] when CORS applies, or NULL */
 } NativeCallObject;
 
 /* ---- NativeApp construction ---- */
@@ -210,13 +214,23 @@ static PyObject *getattr_s(PyObject *o, const char *name)
 /* NativeApp(entries, runtime): entries is a list of (kind, template, methods|None, plan|None). */
 static PyObject *napp_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
 {
-    PyObject *entries, *runtime;
-    static char *kwlist[] = {"entries", "runtime", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!O:NativeApp", kwlist, &PyList_Type, &entries, &runtime))
+    PyObject *entries, *runtime, *cors = Py_None;
+    static char *kwlist[] = {"entries", "runtime", "cors", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!O|O:NativeApp", kwlist, &PyList_Type, &entries,
+                                     &runtime, &cors))
         return NULL;
     NativeAppObject *self = (NativeAppObject *)tp->tp_alloc(tp, 0);
     if (!self)
         return NULL;
+    if (cors != Py_None) {
+        PyObject *start, *wrap;
+        if (!PyArg_ParseTuple(cors, "OO", &start, &wrap)) {
+            Py_DECREF(self);
+            return NULL;
+        }
+        self->cors_start = Py_NewRef(start);
+        self->cors_wrap = Py_NewRef(wrap);
+    }
     self->enabled = 1;
     self->runtime = Py_NewRef(runtime);
     self->kw_loc = Py_BuildValue("(s)", "loc");
@@ -289,6 +303,8 @@ static int napp_clear(PyObject *op)
     Py_CLEAR(self->rt_render_json_bytes);
     Py_CLEAR(self->response_type);
     Py_CLEAR(self->kw_loc);
+    Py_CLEAR(self->cors_start);
+    Py_CLEAR(self->cors_wrap);
     return 0;
 }
 
@@ -296,6 +312,8 @@ static int napp_traverse(PyObject *op, visitproc visit, void *arg)
 {
     NativeAppObject *self = (NativeAppObject *)op;
     Py_VISIT(self->runtime);
+    Py_VISIT(self->cors_start);
+    Py_VISIT(self->cors_wrap);
     for (Py_ssize_t i = 0; i < self->nplans; i++) {
         NPlan *p = self->plans ? self->plans[i] : NULL;
         if (!p)
@@ -671,6 +689,7 @@ static PyObject *ncall_new(celeris_state *st, PyObject *inner, CycleObject *cycl
     nc->inner = Py_XNewRef(inner);
     nc->prep_body = NULL;
     nc->prep_resp = NULL;
+    nc->cors_req = NULL;
     nc->cycle = (CycleObject *)Py_NewRef(cycle);
     nc->app = (NativeAppObject *)Py_NewRef(app);
     nc->plan = plan;
@@ -678,6 +697,19 @@ static PyObject *ncall_new(celeris_state *st, PyObject *inner, CycleObject *cycl
     nc->phase = 0;
     PyObject_GC_Track(nc);
     return (PyObject *)nc;
+}
+
+/* The response headers after the app's CORSMiddleware.send: new reference
+ * or NULL with an exception. */
+static PyObject *cors_headers(NativeCallObject *nc, int status, PyObject *headers)
+{
+    PyObject *st = PyLong_FromLong(status);
+    if (!st)
+        return NULL;
+    PyObject *args[3] = { nc->cors_req, st, headers };
+    PyObject *r = PyObject_Vectorcall(nc->app->cors_start, args, 3, NULL);
+    Py_DECREF(st);
+    return r;
 }
 
 /* Serialise an endpoint result as FastAPI would, without writing anything:
@@ -749,8 +781,20 @@ static int send_prepared(NativeCallObject *nc, PyObject **coro)
             { { "content-length", 14 }, { len, (size_t)ln } },
             { { "content-type", 12 }, { "application/json", 16 } },
         };
-        int rc = celeris_cycle_respond(nc->cycle, plan->status ? plan->status : 200, hs, 2, NULL,
-                                       PyBytes_AS_STRING(body), (size_t)PyBytes_GET_SIZE(body));
+        int status = plan->status ? plan->status : 200;
+        int rc;
+        if (nc->cors_req) {
+            PyObject *hl = Py_BuildValue("[(y#y#)(yy)]", "content-length", (Py_ssize_t)14, len,
+                                         (Py_ssize_t)ln, "content-type", "application/json");
+            PyObject *out = hl ? cors_headers(nc, status, hl) : NULL;
+            rc = out ? celeris_cycle_respond(nc->cycle, status, NULL, 0, out, PyBytes_AS_STRING(body),
+                                             (size_t)PyBytes_GET_SIZE(body)) : -1;
+            Py_XDECREF(out);
+            Py_XDECREF(hl);
+        } else {
+            rc = celeris_cycle_respond(nc->cycle, status, hs, 2, NULL, PyBytes_AS_STRING(body),
+                                       (size_t)PyBytes_GET_SIZE(body));
+        }
         Py_DECREF(body);
         return rc;
     }
@@ -770,9 +814,12 @@ static int send_prepared(NativeCallObject *nc, PyObject **coro)
         int rc = -1;
         if (PyArg_ParseTuple(u, "OOO", &status, &headers, &body) && PyBytes_Check(body)) {
             int st = (int)PyLong_AsLong(status);
-            if (!(st == -1 && PyErr_Occurred()))
-                rc = celeris_cycle_respond(nc->cycle, st, NULL, 0, headers, PyBytes_AS_STRING(body),
+            PyObject *hl = !(st == -1 && PyErr_Occurred())
+                           ? (nc->cors_req ? cors_headers(nc, st, headers) : Py_NewRef(headers)) : NULL;
+            if (hl)
+                rc = celeris_cycle_respond(nc->cycle, st, NULL, 0, hl, PyBytes_AS_STRING(body),
                                            (size_t)PyBytes_GET_SIZE(body));
+            Py_XDECREF(hl);
         } else if (!PyErr_Occurred()) {
             PyErr_SetString(PyExc_TypeError, "unpack: expected (status, headers, bytes)");
         }
@@ -805,6 +852,10 @@ static int send_prepared(NativeCallObject *nc, PyObject **coro)
     }
     PyObject *recv = PyObject_GetAttrString((PyObject *)cy, "receive");
     PyObject *send = PyObject_GetAttrString((PyObject *)cy, "send");
+    if (send && nc->cors_req) {
+        PyObject *a2[2] = { nc->cors_req, send };
+        Py_SETREF(send, PyObject_Vectorcall(nc->app->cors_wrap, a2, 2, NULL));
+    }
     if (recv && send) {
         PyObject *args[3] = { scope, recv, send };
         *coro = PyObject_Vectorcall(response, args, 3, NULL);
@@ -886,8 +937,10 @@ static int respond_exception(NativeCallObject *nc)
     PyObject *resp = NULL;
     if (is_http == Py_True)
         resp = PyObject_CallOneArg(app->rt_http_exception, exc);
-    else if (is_http)
+    else if (is_http) {
+        Py_CLEAR(nc->cors_req);     /* ServerErrorMiddleware sits outside user middleware */
         resp = PyObject_CallOneArg(app->rt_server_error, exc);
+    }
     Py_XDECREF(is_http);
     Py_DECREF(exc);
     if (!resp)
@@ -1091,6 +1144,7 @@ static int ncall_traverse(PyObject *op, visitproc visit, void *arg)
     Py_VISIT(nc->head);
     Py_VISIT(nc->prep_body);
     Py_VISIT(nc->prep_resp);
+    Py_VISIT(nc->cors_req);
     Py_VISIT(Py_TYPE(op));
     return 0;
 }
@@ -1104,6 +1158,7 @@ static int ncall_clear(PyObject *op)
     Py_CLEAR(nc->head);
     Py_CLEAR(nc->prep_body);
     Py_CLEAR(nc->prep_resp);
+    Py_CLEAR(nc->cors_req);
     return 0;
 }
 
@@ -1159,12 +1214,42 @@ static void drop_coro(PyObject *coro)
     Py_DECREF(coro);
 }
 
+/* The request's headers as Starlette's Headers(raw=...) wants them:
+ * [(lower-case name bytes, value bytes)].  New reference or NULL. */
+static PyObject *request_headers(const cel_http_request *req)
+{
+    PyObject *list = PyList_New((Py_ssize_t)req->num_headers);
+    if (!list)
+        return NULL;
+    for (size_t i = 0; i < req->num_headers; i++) {
+        const cel_header *h = &req->headers[i];
+        char name[256];
+        size_t n = h->name.len < sizeof name ? h->name.len : sizeof name;
+        for (size_t j = 0; j < n; j++) {
+            char ch = h->name.p[j];
+            name[j] = (ch >= 'A' && ch <= 'Z') ? (char)(ch - 'A' + 'a') : ch;
+        }
+        PyObject *t = h->name.len <= sizeof name
+                      ? Py_BuildValue("(y#y#)", name, (Py_ssize_t)n, h->value.p, (Py_ssize_t)h->value.len)
+                      : NULL;
+        if (!t) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_ValueError, "header name too long");
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, (Py_ssize_t)i, t);
+    }
+    return list;
+}
+
 /* Start a runner plan: the Cycle and NativeCall exist first, because the
  * runner gets the NativeCall (nc.receive / nc.prepare / nc.respond).  Steals
- * the references in argv[0..nargs).  Returns 1 (started) or 0 (declined,
+ * the references in argv[0..nargs) and cors_req (may be NULL).  Returns 1 (started) or 0 (declined,
  * the error written as unraisable). */
 static int dispatch_runner(ServerObject *self, cel_conn *c, const cel_http_request *req,
-                           NativeAppObject *app, NPlan *plan, PyObject **argv, Py_ssize_t nargs)
+                           NativeAppObject *app, NPlan *plan, PyObject **argv, Py_ssize_t nargs,
+                           PyObject *cors_req)
 {
     PyObject *scope = NULL, *cycle = NULL, *head = NULL, *nc = NULL, *coro = NULL, *task = NULL;
     if (self->access_log != Py_None && !(scope = celeris_build_scope(self, c, req)))
@@ -1179,6 +1264,8 @@ static int dispatch_runner(ServerObject *self, cel_conn *c, const cel_http_reque
     nc = ncall_new(self->st, NULL, (CycleObject *)cycle, app, plan, head);
     if (!nc)
         goto error;
+    ((NativeCallObject *)nc)->cors_req = cors_req;
+    cors_req = NULL;
     {
         PyObject *args[NATIVE_MAX_ARGS + 2];
         args[1] = nc;
@@ -1212,6 +1299,7 @@ static int dispatch_runner(ServerObject *self, cel_conn *c, const cel_http_reque
 error:
     for (Py_ssize_t i = 0; i < nargs; i++)
         Py_XDECREF(argv[i]);
+    Py_XDECREF(cors_req);
     if (nc && ((NativeCallObject *)nc)->inner) {
         drop_coro(((NativeCallObject *)nc)->inner);  /* never started */
         ((NativeCallObject *)nc)->inner = NULL;
@@ -1234,6 +1322,7 @@ error:
 int celeris_native_dispatch(ServerObject *self, cel_conn *c, const cel_http_request *req)
 {
     NativeAppObject *app = (NativeAppObject *)self->native_app;
+    PyObject *cors_req = NULL;     /* owned until handed to the NativeCall */
     if (!app->enabled)
         return 0;
     const char *pp = req->path.p;
@@ -1249,6 +1338,13 @@ int celeris_native_dispatch(ServerObject *self, cel_conn *c, const cel_http_requ
     if (mr != CEL_ROUTER_FULL || m.id < 0 || m.id >= app->nplans || !app->plans[m.id])
         return 0;
     NPlan *plan = app->plans[m.id];
+    if (app->cors_start && req->method.len == 7 && memcmp(req->method.p, "OPTIONS", 7) == 0) {
+        const char *v;
+        size_t vn;
+        if (header_lookup(req, "origin", 6, &v, &vn)
+            && header_lookup(req, "access-control-request-method", 29, &v, &vn))
+            return 0;                           /* a CORS preflight: the middleware answers it */
+    }
     if (plan->overrides_owner) {
         /* dependency_overrides are consulted per request: FastAPI's own path runs them. */
         PyObject *ov = PyObject_GetAttrString(plan->overrides_owner, "dependency_overrides");
@@ -1302,8 +1398,10 @@ int celeris_native_dispatch(ServerObject *self, cel_conn *c, const cel_http_requ
         }
         argv[made] = v;
     }
+    if (app->cors_start && !(cors_req = request_headers(req)))
+        goto error;
     if (plan->runner)
-        return dispatch_runner(self, c, req, app, plan, argv, nargs);
+        return dispatch_runner(self, c, req, app, plan, argv, nargs, cors_req);
     PyObject *coro;
     if (plan->is_coroutine) {
         coro = PyObject_Vectorcall(plan->endpoint, argv, 0, plan->kwnames);
@@ -1344,6 +1442,11 @@ int celeris_native_dispatch(ServerObject *self, cel_conn *c, const cel_http_requ
                                                (Py_ssize_t)(c->head_end - req->method.p));
     PyObject *nc = head ? ncall_new(self->st, coro, (CycleObject *)cycle, app, plan, head) : NULL;
     Py_XDECREF(head);
+    if (nc)
+        ((NativeCallObject *)nc)->cors_req = cors_req;
+    else
+        Py_XDECREF(cors_req);
+    cors_req = NULL;
     if (!nc) {
         drop_coro(coro);
         CycleObject *cy = (CycleObject *)cycle;
@@ -1378,11 +1481,13 @@ int celeris_native_dispatch(ServerObject *self, cel_conn *c, const cel_http_requ
 decline:
     for (Py_ssize_t i = 0; i < made; i++)
         Py_DECREF(argv[i]);
+    Py_XDECREF(cors_req);
     app->declined++;
     return 0;
 error:
     for (Py_ssize_t i = 0; i < made; i++)
         Py_DECREF(argv[i]);
+    Py_XDECREF(cors_req);
     PyErr_WriteUnraisable(plan->endpoint);
     app->declined++;
     return 0;

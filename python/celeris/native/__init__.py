@@ -47,7 +47,12 @@ def build(app: Any, runtime: Any = None) -> tuple[Any, CompiledApp]:
     for e in compiled.entries:
         plan = _plan_tuple(e.plan) if e.plan is not None else None
         entries.append((e.kind, e.template if e.kind != KIND_OPAQUE else "", e.methods, plan))
-    return _celeris.NativeApp(entries, runtime), compiled
+    cors = None
+    if compiled.cors is not None:
+        from celeris.native import runtime as rt
+
+        cors = rt.cors_hooks(compiled.cors)
+    return _celeris.NativeApp(entries, runtime, cors=cors), compiled
 
 
 def telemetry_refresher(native_app: Any, compiled: CompiledApp):

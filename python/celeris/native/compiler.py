@@ -74,6 +74,7 @@ class CompiledApp:
     entries: list[RouteEntry] = field(default_factory=list)
     app_reason: str = ""    # non-empty: the whole app is ASGI tier
     telemetry_enabled: Any = None   # callable() -> bool, checked per request, or None
+    cors: Any = None                # CORSMiddleware instance run natively, or None
 
 
 def _fastapi_version() -> tuple[int, int]:
@@ -101,7 +102,7 @@ def _app_reason(app: Any) -> str:
         return f"FastAPI {fastapi.__version__} is outside the versions the compiler knows"
     if type(app).__call__ is not FastAPI.__call__ or type(app).build_middleware_stack is not FastAPI.build_middleware_stack:
         return "FastAPI subclass overrides the request path"
-    if app.user_middleware:
+    if app.user_middleware and _native_middleware(app) is None:
         names = ", ".join(m.cls.__name__ for m in app.user_middleware)
         return f"user middleware runs on every request ({names})"
     defaults = {
@@ -118,6 +119,26 @@ def _app_reason(app: Any) -> str:
     if getattr(app, "max_body_size", None) is not None:
         return "max_body_size set on the app"
     return ""
+
+
+def _native_middleware(app: Any) -> Any:
+    """The app's one CORSMiddleware, instantiated with the app's own arguments,
+    when that is its only user middleware (the native tier then runs it:
+    preflights go to the ASGI tier, every other response passes through
+    the middleware's own `send`); None otherwise."""
+    from starlette.middleware.cors import CORSMiddleware
+
+    mws = list(app.user_middleware)
+    if len(mws) != 1:
+        return None
+    m = mws[0]
+    cls, args, kwargs = getattr(m, "cls", None), getattr(m, "args", ()), getattr(m, "kwargs", {})
+    if cls is not CORSMiddleware or type(getattr(CORSMiddleware, "send", None)).__name__ != "function":
+        return None
+    try:
+        return CORSMiddleware(None, *args, **kwargs)
+    except Exception:
+        return None
 
 
 def _is_scalar(annotation: Any, types: tuple) -> tuple[bool, bool]:
@@ -328,6 +349,8 @@ def compile_app(app: Any) -> CompiledApp:
         from starlette.routing import Mount, Route, WebSocketRoute
     except ImportError:
         return out
+    if not reason and getattr(app, "user_middleware", None):
+        out.cors = _native_middleware(app)
     telemetry = getattr(app, "_native_telemetry", None)
     out.telemetry_enabled = getattr(telemetry, "enabled", None)
     opaque_seen = False

@@ -85,6 +85,26 @@ async def read_body(nc: Any) -> bytes:
     return b"".join(chunks)
 
 
+_JSON_TYPES: dict[str, bool] = {}
+
+
+def _is_json_type(content_type: str) -> bool:
+    """FastAPI's test (email.message parsing of the header), memoised:
+    parsing costs more than the rest of a small request."""
+    known = _JSON_TYPES.get(content_type)
+    if known is not None:
+        return known
+    message = email.message.Message()
+    message["content-type"] = content_type
+    result = False
+    if message.get_content_maintype() == "application":
+        subtype = message.get_content_subtype()
+        result = subtype == "json" or subtype.endswith("+json")
+    if len(_JSON_TYPES) < 256:
+        _JSON_TYPES[content_type] = result
+    return result
+
+
 def make_body_decoder(strict_content_type: bool, endpoint_ctx: dict) -> Callable:
     """FastAPI's get_request_handler body step (JSON bodies)."""
     from fastapi.exceptions import HTTPException, RequestValidationError
@@ -106,13 +126,8 @@ def make_body_decoder(strict_content_type: bool, endpoint_ctx: dict) -> Callable
                 if not content_type:
                     if not strict_content_type:
                         json_body = json.loads(body_bytes)
-                else:
-                    message = email.message.Message()
-                    message["content-type"] = content_type
-                    if message.get_content_maintype() == "application":
-                        subtype = message.get_content_subtype()
-                        if subtype == "json" or subtype.endswith("+json"):
-                            json_body = json.loads(body_bytes)
+                elif _is_json_type(content_type):
+                    json_body = json.loads(body_bytes)
                 body = json_body if json_body is not _undefined else body_bytes
         except json.JSONDecodeError as e:
             validation_error = RequestValidationError(
@@ -379,10 +394,25 @@ class RunnerBuilder:
         if finish:
             self.ns["_finish"] = make_finisher(route, ctx, is_coroutine)
         slots = ", ".join(p.kwname for p in self.params)
-        src = [f"async def runner(_nc{', ' if slots else ''}{slots}):",
-               "    _sent = False",
-               "    async with _AsyncExitStack() as _rs:",
-               "        async with _AsyncExitStack() as _fs:"]
+        src = [f"async def runner(_nc{', ' if slots else ''}{slots}):"]
+        if not self.needs["gen"]:
+            # No generator dependency: the exit stacks FastAPI opens would stay
+            # empty, so they are left out (exceptions propagate the same way).
+            inner = ["_bg = _BackgroundTasks()" if self.needs["background"] else "_bg = None"]
+            if self.needs["response"]:
+                inner.append("_sub_response = _new_sub_response()")
+            inner += body_lines + dep_lines + [call_line]
+            if finish:
+                inner.append("_nc.prepare(await _finish(_result, "
+                             f"{'_sub_response' if self.needs['response'] else 'None'}, _bg))")
+            else:
+                inner.append("_nc.prepare(_result)")
+            inner.append("await _nc.respond()")
+            src += ["    " + line for line in inner]
+            return self._compile(src)
+        src += ["    _sent = False",
+                "    async with _AsyncExitStack() as _rs:",
+                "        async with _AsyncExitStack() as _fs:"]
         inner = []
         if self.needs["gen"]:
             inner.append("_holder = _ScopeHolder({'fastapi_inner_astack': _rs, "
@@ -401,7 +431,11 @@ class RunnerBuilder:
                 "        _sent = True",
                 "    if not _sent:",
                 "        raise _FastAPIError(_MSG)"]
+        return self._compile(src)
+
+    def _compile(self, src: list[str]) -> Callable:
         code = "\n".join(src) + "\n"
+        route = self.route
         exec(compile(code, f"<celeris runner {route.path}>", "exec"), self.ns)
         runner = self.ns["runner"]
         runner.__celeris_source__ = code

@@ -126,3 +126,32 @@ def copy_default(value: Any) -> Any:
     import copy
 
     return copy.deepcopy(value)
+
+
+def cors_hooks(mw: Any) -> tuple:
+    """(start, wrap) running CORSMiddleware's own `send` for native responses:
+    start(req_headers, status, headers) -> headers after the middleware,
+    wrap(req_headers, send) -> the send a Response run as ASGI must use."""
+    import functools
+
+    from starlette.datastructures import Headers
+
+    send = mw.send
+
+    async def _sink(message: Any) -> None:
+        return None
+
+    def start(req_headers: list, status: int, headers: list) -> list:
+        message = {"type": "http.response.start", "status": status, "headers": headers}
+        coro = send(message, send=_sink, request_headers=Headers(raw=req_headers))
+        try:
+            coro.send(None)
+        except StopIteration:
+            return message["headers"]
+        coro.close()
+        raise RuntimeError("CORSMiddleware.send suspended")
+
+    def wrap(req_headers: list, asgi_send: Any) -> Any:
+        return functools.partial(send, send=asgi_send, request_headers=Headers(raw=req_headers))
+
+    return start, wrap
