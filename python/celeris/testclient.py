@@ -175,8 +175,12 @@ class _CelerisTransport(httpx.BaseTransport):
 
         native_app = self._native_for_app()
         before = native_app.stats()["native"] if native_app is not None else 0
+        def debug_sink(info: Any) -> None:
+            ex.debug = info
+
         core = _celeris.Server(handler, loop, state=self.app_state, date_header=False,
-                               server_header=False, native=native_app)
+                               server_header=False, native=native_app, scope_patch=ex.patch,
+                               debug_sink=debug_sink)
         conn = core.memory_conn(client=self.client, server=server_addr, on_output=ready.set)
         parser = ResponseParser(head)
         token = _exchange.set(ex)

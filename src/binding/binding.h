@@ -55,6 +55,9 @@ typedef struct ServerObject {
     PyObject *root_path_bytes;  /* bytes */
     PyObject *scheme;           /* str */
     PyObject *native_app;       /* NativeApp or NULL: the native tier */
+    PyObject *scope_patch;      /* dict merged into scopes the native tier builds, or NULL
+                                   (the TestClient's scheme/root_path/extensions) */
+    PyObject *debug_sink;       /* callable(info) taking "http.response.debug" messages, or NULL */
     int pending_scheduled;
     unsigned long long requests;
     cel_server_config cfg;

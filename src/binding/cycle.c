@@ -476,6 +476,20 @@ static PyObject *cycle_send(PyObject *self, PyObject *msg)
     if (!type)
         return NULL;
     PyObject *r = NULL;
+    if (cy->server->debug_sink && PyUnicode_Check(type)
+        && PyUnicode_CompareWithASCIIString(type, "http.response.debug") == 0) {
+        /* The TestClient's "http.response.debug" extension (template, context). */
+        PyObject *key = PyUnicode_FromString("info");
+        PyObject *info = key ? get_item(msg, key, Py_None) : NULL;
+        Py_XDECREF(key);
+        PyObject *res = info ? PyObject_CallOneArg(cy->server->debug_sink, info) : NULL;
+        Py_XDECREF(info);
+        Py_DECREF(type);
+        if (!res)
+            return NULL;
+        Py_DECREF(res);
+        return Py_NewRef(st->ready_none);
+    }
     if (!cy->response_started) {
         if (PyUnicode_Check(type) && PyUnicode_Compare(type, st->s_http_response_start) == 0)
             r = send_start(cy, msg);

@@ -699,6 +699,31 @@ static PyObject *ncall_new(celeris_state *st, PyObject *inner, CycleObject *cycl
     return (PyObject *)nc;
 }
 
+/* The request's ASGI scope (the ASGI tier's, built from the kept head).
+ * New reference, or NULL with an exception (also when the client is gone). */
+static PyObject *scope_from_head(NativeCallObject *nc)
+{
+    CycleObject *cy = nc->cycle;
+    if (!cy->conn || !nc->head) {
+        PyErr_SetString(PyExc_RuntimeError, "native: the connection is gone");
+        return NULL;
+    }
+    cel_header hdrs[256];
+    cel_http_request req;
+    req.headers = hdrs;
+    req.num_headers = 256;
+    long n = cel_http_parse_request(PyBytes_AS_STRING(nc->head), (size_t)PyBytes_GET_SIZE(nc->head),
+                                    &cy->conn->cfg->limits, &req);
+    if (n < 0) {
+        PyErr_SetString(PyExc_RuntimeError, "native: could not re-read the request head");
+        return NULL;
+    }
+    PyObject *scope = celeris_build_scope(cy->server, cy->conn, &req);
+    if (scope && cy->server->scope_patch && PyDict_Update(scope, cy->server->scope_patch) < 0)
+        Py_CLEAR(scope);
+    return scope;
+}
+
 /* The response headers after the app's CORSMiddleware.send: new reference
  * or NULL with an exception. */
 static PyObject *cors_headers(NativeCallObject *nc, int status, PyObject *headers)
@@ -834,18 +859,7 @@ static int send_prepared(NativeCallObject *nc, PyObject **coro)
         Py_DECREF(response);
         return 0;                                   /* client gone: nothing to send */
     }
-    cel_header hdrs[256];
-    cel_http_request req;
-    req.headers = hdrs;
-    req.num_headers = 256;
-    long n = cel_http_parse_request(PyBytes_AS_STRING(nc->head), (size_t)PyBytes_GET_SIZE(nc->head),
-                                    &cy->conn->cfg->limits, &req);
-    if (n < 0) {
-        Py_DECREF(response);
-        PyErr_SetString(PyExc_RuntimeError, "native: could not re-read the request head");
-        return -1;
-    }
-    PyObject *scope = celeris_build_scope(cy->server, cy->conn, &req);
+    PyObject *scope = scope_from_head(nc);
     if (!scope) {
         Py_DECREF(response);
         return -1;
@@ -1125,6 +1139,21 @@ static PyObject *ncall_close(PyObject *op, PyObject *Py_UNUSED(a))
     Py_RETURN_NONE;
 }
 
+static PyObject *ncall_scope(PyObject *op, PyObject *Py_UNUSED(a))
+{
+    return scope_from_head((NativeCallObject *)op);
+}
+
+static PyObject *ncall_get_cycle(PyObject *op, void *Py_UNUSED(c))
+{
+    return Py_NewRef((PyObject *)((NativeCallObject *)op)->cycle);
+}
+
+static PyGetSetDef ncall_getset[] = {
+    {"cycle", ncall_get_cycle, NULL, "the request's Cycle (ASGI receive/send)", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
 static PyObject *ncall_receive(PyObject *op, PyObject *Py_UNUSED(a))
 {
     return PyObject_CallMethod((PyObject *)((NativeCallObject *)op)->cycle, "receive", NULL);
@@ -1178,6 +1207,7 @@ static PyMethodDef ncall_methods[] = {
     {"prepare", ncall_prepare, METH_O, "Serialise the endpoint's result as FastAPI would."},
     {"respond", ncall_send_prepared, METH_NOARGS, "Awaitable: write the prepared response."},
     {"receive", ncall_receive, METH_NOARGS, "The request's ASGI receive()."},
+    {"scope", ncall_scope, METH_NOARGS, "A new ASGI scope of the request (as the ASGI tier's)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1186,6 +1216,7 @@ static PyType_Slot ncall_slots[] = {
     {Py_tp_iter, ncall_await},
     {Py_tp_iternext, ncall_next},
     {Py_tp_methods, ncall_methods},
+    {Py_tp_getset, ncall_getset},
     {Py_tp_traverse, ncall_traverse},
     {Py_tp_clear, ncall_clear},
     {Py_tp_dealloc, ncall_dealloc},

@@ -8,7 +8,9 @@ from typing import Annotated, Optional
 
 import pytest
 from fastapi import (BackgroundTasks, Body, Cookie, Depends, FastAPI, Header, HTTPException,
-                     Response)
+                     Request, Response, Security)
+from fastapi.security import (APIKeyHeader, HTTPBasic, HTTPBasicCredentials, OAuth2PasswordBearer,
+                              SecurityScopes)
 from pydantic import BaseModel
 
 with warnings.catch_warnings():
@@ -158,6 +160,43 @@ def make_app() -> FastAPI:
     def sync_annotated(bad: int = 0) -> dict[str, int]:
         return {"a": 1, "b": "x" if bad else 2}
 
+    oauth2 = OAuth2PasswordBearer(tokenUrl="token", scopes={"me": "me", "items": "items"})
+    api_key = APIKeyHeader(name="x-api-key", auto_error=False)
+    basic = HTTPBasic()
+
+    async def current(scopes: SecurityScopes, token: Annotated[str, Depends(oauth2)]) -> dict:
+        return {"token": token, "scopes": scopes.scopes, "scope_str": scopes.scope_str}
+
+    @app.get("/oauth")
+    async def oauth(user: Annotated[dict, Security(current, scopes=["me"])],
+                    again: Annotated[dict, Security(current, scopes=["items"])]):
+        return {"user": user, "again": again}
+
+    @app.get("/apikey")
+    async def apikey(key: Annotated[Optional[str], Depends(api_key)]):
+        return {"key": key}
+
+    @app.get("/basic")
+    def basic_auth(creds: Annotated[HTTPBasicCredentials, Depends(basic)]):
+        return {"u": creds.username, "p": creds.password}
+
+    async def peek(request: Request) -> str:
+        return request.url.path
+
+    @app.post("/request/{kind}")
+    async def with_request(kind: str, request: Request, item: Item, p: Annotated[str, Depends(peek)]):
+        body = await request.body()
+        return {"kind": kind, "url": str(request.url), "pp": request.path_params,
+                "q": dict(request.query_params), "len": len(body), "item": item.name, "peek": p,
+                "app": request.app is app, "route": request.scope["route"].path,
+                "client": request.client.host if request.client else None,
+                "ct": request.headers.get("content-type"), "json": await request.json()}
+
+    @app.get("/request-int/{n:int}")
+    async def request_int(n: int, request: Request):
+        return {"pp": request.path_params, "keys": sorted(k for k in request.scope
+                                                        if not k.startswith("fastapi"))}
+
     @app.get("/boom-teardown")
     async def boom_teardown(d: Annotated[dict, Depends(db)]):
         return {"db": d["name"]}
@@ -181,6 +220,11 @@ REQUESTS = [
     ("GET", "/response", {}), ("GET", "/response?code=201", {}), ("GET", "/background", {}),
     ("GET", "/background?n=3", {}), ("GET", "/boom-teardown", {}),
     ("GET", "/sync-annotated", {}), ("GET", "/sync-annotated?bad=1", {}),
+    ("GET", "/oauth", {}), ("GET", "/oauth", {"authorization": "Bearer tok"}),
+    ("GET", "/oauth", {"authorization": "Basic tok"}), ("GET", "/apikey", {}),
+    ("GET", "/apikey", {"x-api-key": "k"}), ("GET", "/basic", {}),
+    ("GET", "/basic", {"authorization": "Basic dTpw"}), ("GET", "/basic", {"authorization": "Basic !!"}),
+    ("GET", "/request-int/7", {}),
 ]
 
 BODIES = [
@@ -201,6 +245,9 @@ BODIES = [
     ("/sync-body", b'{"name":"w","price":1}', "application/json"),
     ("/optional-body", b'', "application/json"),
     ("/optional-body", b'{"name":"w","price":1}', "application/json"),
+    ("/request/a%20b?x=1&y=2", b'{"name":"w","price":1}', "application/json"),
+    ("/request/k", b'{"name":"w","price":"bad"}', "application/json"),
+    ("/request/k", b'{"name"', "application/json"),
 ]
 
 
@@ -235,7 +282,7 @@ def test_runner_routes_are_native(clients):
     compiled = {e.display_path: e for e in compile_app(app).entries}
     for path in ("/chain", "/sync-chain", "/pager", "/nocache", "/guarded", "/headers", "/cookies",
                  "/items", "/embed", "/two", "/sync-body", "/response", "/background",
-                 "/sync-annotated"):
+                 "/sync-annotated", "/oauth", "/apikey", "/basic", "/request/{kind}"):
         assert compiled[path].plan is not None, (path, compiled[path].reason)
     n, _ = clients
     before = tc.stats["native"]
@@ -285,3 +332,15 @@ def test_background_tasks_run_after_response(clients):
     r = n.get("/background?n=2")
     assert r.status_code == 202 and r.json() == {"queued": 2}
     assert EVENTS == ["task 0", "task 1"]
+
+
+def test_request_scope_follows_testclient_base_url_and_root_path():
+    app = make_app()
+    kw = dict(base_url="https://example.com:8443", root_path="/api", raise_server_exceptions=False)
+    n, a = tc.TestClient(app, **kw), tc.TestClient(app, native=False, **kw)
+    body = b'{"name":"w","price":1}'
+    h = {"content-type": "application/json"}
+    before = tc.stats["native"]
+    assert _run(n, "POST", "/request/x?y=1", h, body) == _run(a, "POST", "/request/x?y=1", h, body)
+    assert tc.stats["native"] == before + 1
+    assert n.post("/request/x", headers=h, content=body).json()["url"].startswith("https://example.com:8443/")

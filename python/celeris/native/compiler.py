@@ -202,7 +202,7 @@ def _param_plan(f: Any, where: int) -> tuple[Optional[ParamPlan], str]:
     return ParamPlan(where, key, f.name, fast, f, loc, required, default), ""
 
 
-def _route_plan(route: Any) -> tuple[Optional[RoutePlan], str]:
+def _route_plan(route: Any, app: Any) -> tuple[Optional[RoutePlan], str]:
     from fastapi.datastructures import DefaultPlaceholder
     from fastapi.responses import JSONResponse
 
@@ -214,10 +214,10 @@ def _route_plan(route: Any) -> tuple[Optional[RoutePlan], str]:
 
         if isinstance(route.body_field.field_info, fparams.Form):
             return None, "form/file body (multipart not compiled yet)"
-    for attr in ("request_param_name", "websocket_param_name", "http_connection_param_name",
-                 "security_scopes_param_name"):
-        if getattr(d, attr, None):
-            return None, f"injects {attr.replace('_param_name', '').replace('_', ' ')}"
+    needs_runner = needs_runner or bool(d.request_param_name or d.http_connection_param_name
+                                        or d.security_scopes_param_name)
+    if getattr(d, "websocket_param_name", None):
+        return None, "injects websocket"
     if not isinstance(route.response_class, DefaultPlaceholder) or route.response_class.value is not JSONResponse:
         return None, "custom response_class"
     call = d.call
@@ -241,7 +241,7 @@ def _route_plan(route: Any) -> tuple[Optional[RoutePlan], str]:
         why = rn.supported()
         if why:
             return None, why
-        builder = rn.RunnerBuilder(route, _param_plan)
+        builder = rn.RunnerBuilder(route, _param_plan, app)
         ct_slot = None
         if d.body_params:
             ct = ParamPlan(PARAM_HEADER, "content-type", "", FAST_STR, None, ("header", "content-type"),
@@ -380,7 +380,7 @@ def compile_app(app: Any) -> CompiledApp:
             why = "follows an opaque route"
         else:
             try:
-                plan, why = _route_plan(r)
+                plan, why = _route_plan(r, app)
             except Exception as exc:  # an internal the compiler does not know: stay exact
                 plan, why = None, f"compiler: {type(exc).__name__}: {exc}"
         out.entries.append(RouteEntry(i, KIND_PATH, r.path, methods, plan, why, display, r.path, name))

@@ -117,17 +117,17 @@ def make_body_decoder(strict_content_type: bool, endpoint_ctx: dict) -> Callable
 
     _undefined = object()
 
-    async def decode(nc: Any, content_type: Optional[str]) -> Any:
+    async def decode(nc: Any, content_type: Optional[str], request: Any = None) -> Any:
         try:
             body: Any = _undefined
-            body_bytes = await read_body(nc)
+            body_bytes = await (request.body() if request is not None else read_body(nc))
             if body_bytes:
                 json_body: Any = _undefined
                 if not content_type:
                     if not strict_content_type:
-                        json_body = json.loads(body_bytes)
+                        json_body = await request.json() if request is not None else json.loads(body_bytes)
                 elif _is_json_type(content_type):
-                    json_body = json.loads(body_bytes)
+                    json_body = await request.json() if request is not None else json.loads(body_bytes)
                 body = json_body if json_body is not _undefined else body_bytes
         except json.JSONDecodeError as e:
             validation_error = RequestValidationError(
@@ -257,6 +257,15 @@ def endpoint_context(route: Any) -> dict:
     return ctx
 
 
+def exception_handlers_tuple(app: Any) -> tuple:
+    """scope["starlette.exception_handlers"] as the app's ExceptionMiddleware sets it."""
+    from starlette.middleware.exceptions import ExceptionMiddleware
+
+    handlers = {k: v for k, v in app.exception_handlers.items() if k not in (500, Exception)}
+    mw = ExceptionMiddleware(None, handlers=handlers, debug=app.debug)
+    return (mw._exception_handlers, mw._status_handlers)
+
+
 class RunnerBuilder:
     """Unrolls one route's Dependant tree into Python source.
 
@@ -264,9 +273,10 @@ class RunnerBuilder:
     (ParamPlan, "") or (None, reason); the builder renames each plan's
     kwname to the runner's positional slot name."""
 
-    def __init__(self, route: Any, param: Callable) -> None:
+    def __init__(self, route: Any, param: Callable, app: Any) -> None:
         from fastapi.dependencies import models
 
+        self.app = app
         self.route = route
         self.param = param
         self.models = models
@@ -276,7 +286,7 @@ class RunnerBuilder:
         self.cache: dict[Any, str] = {}
         self.uses_scopes: dict = {}
         self.n = 0
-        self.needs = {"response": False, "background": False, "gen": False}
+        self.needs = {"response": False, "background": False, "gen": False, "request": False}
 
     def _name(self, prefix: str, obj: Any = None) -> str:
         self.n += 1
@@ -304,8 +314,6 @@ class RunnerBuilder:
         for sub in dependant.dependencies:
             if getattr(sub, "concurrency", None) is not None:
                 raise _Reject("dependency with a concurrency limit")
-            if sub.security_scopes_param_name or getattr(sub, "own_oauth_scopes", None):
-                raise _Reject("Security scopes")
             sub_values = self.solve(sub, False)
             key = m._get_cache_key(dependant=sub, uses_scopes_cache=self.uses_scopes)
             if sub.use_cache and key in self.cache:
@@ -341,10 +349,15 @@ class RunnerBuilder:
             values[f.name] = self._add_param(f, PARAM_COOKIE)
         if dependant.body_params and not top:
             raise _Reject("request body read by a dependency")
-        for attr in ("request_param_name", "http_connection_param_name", "websocket_param_name",
-                     "security_scopes_param_name"):
+        if getattr(dependant, "websocket_param_name", None):
+            raise _Reject("injects websocket")
+        for attr in ("http_connection_param_name", "request_param_name"):
             if getattr(dependant, attr, None):
-                raise _Reject(f"injects {attr.replace('_param_name', '').replace('_', ' ')}")
+                self.needs["request"] = True
+                values[getattr(dependant, attr)] = "_request"
+        if dependant.security_scopes_param_name:
+            scopes = self._name("scopes", tuple(m._get_oauth_scopes(dependant=dependant)))
+            values[dependant.security_scopes_param_name] = f"_SecurityScopes(scopes=list({scopes}))"
         if dependant.background_tasks_param_name:
             self.needs["background"] = True
             values[dependant.background_tasks_param_name] = "_bg"
@@ -373,8 +386,10 @@ class RunnerBuilder:
                 strict = strict.value
             self.ns["_decode_body"] = make_body_decoder(bool(strict), ctx)
             self.ns["_validate_body"] = make_body_validator(route, ctx)
-            body_lines.append(f"_body = await _decode_body(_nc, {content_type_slot})")
         values = self.solve(d, True)
+        if has_body:
+            req = "_request" if self.needs["request"] else "None"
+            body_lines.append(f"_body = await _decode_body(_nc, {content_type_slot}, {req})")
         dep_lines = self.lines
         call = self._name("endpoint", d.call)
         kwargs = ", ".join(f"{k}={v}" for k, v in values.items())
@@ -387,7 +402,11 @@ class RunnerBuilder:
             sep = ", " if kwargs else ""
             call_line = f"_result = await _run_in_threadpool({call}{sep}{kwargs})"
         finish = self.needs["response"] or self.needs["background"]
-        self.ns.update(_AsyncExitStack=AsyncExitStack, _run_in_threadpool=run_in_threadpool,
+        from fastapi.security import SecurityScopes
+        from starlette.requests import Request
+
+        self.ns.update(_SecurityScopes=SecurityScopes, _Request=Request,
+                       _AsyncExitStack=AsyncExitStack, _run_in_threadpool=run_in_threadpool,
                        _solve_generator=_solve_generator, _ScopeHolder=_ScopeHolder,
                        _FastAPIError=FastAPIError, _MSG=_RESPONSE_NOT_AWAITED,
                        _BackgroundTasks=BackgroundTasks, _new_sub_response=new_sub_response)
@@ -395,7 +414,7 @@ class RunnerBuilder:
             self.ns["_finish"] = make_finisher(route, ctx, is_coroutine)
         slots = ", ".join(p.kwname for p in self.params)
         src = [f"async def runner(_nc{', ' if slots else ''}{slots}):"]
-        if not self.needs["gen"]:
+        if not self.needs["gen"] and not self.needs["request"]:
             # No generator dependency: the exit stacks FastAPI opens would stay
             # empty, so they are left out (exceptions propagate the same way).
             inner = ["_bg = _BackgroundTasks()" if self.needs["background"] else "_bg = None"]
@@ -410,11 +429,31 @@ class RunnerBuilder:
             inner.append("await _nc.respond()")
             src += ["    " + line for line in inner]
             return self._compile(src)
-        src += ["    _sent = False",
-                "    async with _AsyncExitStack() as _rs:",
-                "        async with _AsyncExitStack() as _fs:"]
+        pre = "    "
+        if self.needs["request"]:
+            # The scope FastAPI's middleware stack and router would have built.
+            app = self.app
+            self.ns.update(_app=app, _route=route, _router=app.router,
+                           _eh=exception_handlers_tuple(app))
+            src += ["    _scope = _nc.scope()",
+                    "    _scope['app'] = _app",
+                    "    _scope['starlette.exception_handlers'] = _eh",
+                    "    async with _AsyncExitStack() as _ms:",
+                    "        _scope['fastapi_middleware_astack'] = _ms",
+                    "        _scope['router'] = _router",
+                    "        _scope['route'] = _route",
+                    "        _scope.update(_route.matches(_scope)[1])"]
+            pre = "        "
+        src += [pre + "_sent = False",
+                pre + "async with _AsyncExitStack() as _rs:",
+                pre + "    async with _AsyncExitStack() as _fs:"]
         inner = []
-        if self.needs["gen"]:
+        if self.needs["request"]:
+            inner.append("_scope['fastapi_inner_astack'] = _rs")
+            inner.append("_scope['fastapi_function_astack'] = _fs")
+            inner.append("_request = _Request(_scope, _nc.cycle.receive, _nc.cycle.send)")
+            inner.append("_holder = _request")
+        elif self.needs["gen"]:
             inner.append("_holder = _ScopeHolder({'fastapi_inner_astack': _rs, "
                          "'fastapi_function_astack': _fs})")
         if self.needs["response"]:
@@ -426,11 +465,11 @@ class RunnerBuilder:
                          f"{'_sub_response' if self.needs['response'] else 'None'}, _bg))")
         else:
             inner.append("_nc.prepare(_result)")
-        src += ["            " + line for line in inner]
-        src += ["        await _nc.respond()",
-                "        _sent = True",
-                "    if not _sent:",
-                "        raise _FastAPIError(_MSG)"]
+        src += [pre + "        " + line for line in inner]
+        src += [pre + "    await _nc.respond()",
+                pre + "    _sent = True",
+                pre + "if not _sent:",
+                pre + "    raise _FastAPIError(_MSG)"]
         return self._compile(src)
 
     def _compile(self, src: list[str]) -> Callable:
