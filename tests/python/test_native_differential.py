@@ -366,12 +366,21 @@ def make_model_app() -> FastAPI:
     def sync_model():
         return {"name": "s", "price": 1}
 
+    @app.get("/sync-model-invalid", response_model=Out)
+    def sync_model_invalid():
+        return {"name": "s"}
+
+    @app.get("/sync-model-status", response_model=Out, status_code=201)
+    def sync_model_status(response: Response):
+        response.headers["x-h"] = "1"
+        return Out(name="t", price=2, aliasField=5)
+
     return app
 
 
 MODEL_REQUESTS = ["/annotated", "/model", "/model-obj", "/invalid", "/exclude", "/include",
                   "/include?q=2.5", "/include?q=abc", "/unset", "/floats", "/model-201",
-                  "/model-response", "/sync-model"]
+                  "/model-response", "/sync-model", "/sync-model-invalid", "/sync-model-status"]
 
 
 @pytest.mark.parametrize("url", MODEL_REQUESTS)
@@ -388,7 +397,7 @@ def test_response_model_routes_are_native_and_raise_like_fastapi():
     app = make_model_app()
     compiled = {e.display_path: e for e in compile_app(app).entries}
     assert compiled["/model"].plan is not None and compiled["/annotated"].plan is not None
-    assert compiled["/sync-model"].plan is None       # validated in the thread pool by FastAPI
+    assert compiled["/sync-model"].plan is not None and compiled["/sync-model"].plan.runner  # thread-pool validation via serialize_response
     client = tc.TestClient(app)
     before = tc.stats["native"]
     client.get("/model")

@@ -232,6 +232,12 @@ def _route_plan(route: Any, app: Any) -> tuple[Optional[RoutePlan], str]:
     except ImportError:  # older FastAPI
         from fastapi.dependencies.utils import is_coroutine_callable as fastapi_is_coro
     is_coro = bool(fastapi_is_coro(call))
+    # A def endpoint with a response model FastAPI validates in the thread pool:
+    # the runner's finisher calls FastAPI's serialize_response, which does that.
+    sync_model = (route.response_field is not None and not fastapi_is_coro(call)
+                  and not _runs_no_user_code(route.response_field.field_info.annotation))
+    needs_runner = needs_runner or sync_model
+
     runner_fn = None
     finisher = False
     params_: list[ParamPlan] = []
@@ -242,6 +248,7 @@ def _route_plan(route: Any, app: Any) -> tuple[Optional[RoutePlan], str]:
         if why:
             return None, why
         builder = rn.RunnerBuilder(route, _param_plan, app)
+        builder.needs["finish"] = sync_model
         ct_slot = None
         if d.body_params:
             ct = ParamPlan(PARAM_HEADER, "content-type", "", FAST_STR, None, ("header", "content-type"),
@@ -251,7 +258,7 @@ def _route_plan(route: Any, app: Any) -> tuple[Optional[RoutePlan], str]:
             if d.body_params:
                 builder.params.append(ct)
             runner_fn = builder.build(is_coro, ct_slot)
-            finisher = builder.needs["response"] or builder.needs["background"]
+            finisher = builder.needs["response"] or builder.needs["background"] or sync_model
         except rn._Reject as exc:
             return None, str(exc)
         params_ = builder.params

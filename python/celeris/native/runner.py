@@ -401,7 +401,7 @@ class RunnerBuilder:
         else:
             sep = ", " if kwargs else ""
             call_line = f"_result = await _run_in_threadpool({call}{sep}{kwargs})"
-        finish = self.needs["response"] or self.needs["background"]
+        finish = self.needs["response"] or self.needs["background"] or self.needs.get("finish", False)
         from fastapi.security import SecurityScopes
         from starlette.requests import Request
 
