@@ -8,7 +8,7 @@ C_TESTS = $(patsubst tests/c/%.c,build/ctest/%,$(filter-out tests/c/test_main.c,
 FUZZERS = $(patsubst fuzz/%.c,build/fuzz/%,$(wildcard fuzz/fuzz_*.c))
 FUZZ_SECONDS ?= 60
 
-.PHONY: conformance all install run test ctest ctest-asan pytest pytest-asan ext-asan fuzz fuzz-build bench clean
+.PHONY: test-pyversions conformance all install run test ctest ctest-asan pytest pytest-asan ext-asan fuzz fuzz-build bench clean
 
 all: install
 
@@ -56,6 +56,22 @@ pytest-asan: ext-asan
 	  LD_PRELOAD="$(ASAN_RT)" PYTHONPATH=$(CURDIR)/build/asan CELERIS_EXPECT_SANITIZED=1 \
 	  $(PYTHON) -m pytest -q -p no:cacheprovider tests/python \
 	  || (cat build/asan-report.* 2>/dev/null; exit 1)
+
+# The Python suite on the other CPython versions this machine has (the ends
+# of the supported 3.10-3.14 range): each gets its own build of the extension
+# in build/py<ver> and the test dependencies in its own site-packages.
+PY_VERSIONS ?= 3.10 3.13
+test-pyversions:
+	@set -e; for v in $(PY_VERSIONS); do \
+	  py=$$(command -v python$$v || true); \
+	  if [ -z "$$py" ]; then echo "== python$$v: not installed on this machine"; continue; fi; \
+	  echo "== python$$v ($$py)"; \
+	  $$py -m pip install -q setuptools wheel fastapi httpx pytest pytest-timeout uvloop uvicorn hypothesis; \
+	  rm -rf build/py$$v && $$py setup.py -q build_ext --build-lib build/py$$v --build-temp build/py$$v-tmp; \
+	  cp -r python/celeris/*.py python/celeris/py.typed python/celeris/native build/py$$v/celeris/; \
+	  PYTHONPATH=$(CURDIR)/build/py$$v $$py -m pytest -q -p no:cacheprovider tests/python \
+	    --deselect tests/python/test_cli.py::test_console_script_entry_point; \
+	done
 
 build/fuzz/%: fuzz/%.c $(CORE_SRC)
 	@mkdir -p $(dir $@)

@@ -24,6 +24,7 @@ from starlette import testclient as _st
 httpx = _st.httpx
 
 from celeris import _celeris
+from celeris.server import task_factory
 from celeris._http_client import ResponseParser, serialize_request
 
 __all__ = ["TestClient", "stats"]
@@ -180,7 +181,7 @@ class _CelerisTransport(httpx.BaseTransport):
 
         core = _celeris.Server(handler, loop, state=self.app_state, date_header=False,
                                server_header=False, native=native_app, scope_patch=ex.patch,
-                               debug_sink=debug_sink)
+                               debug_sink=debug_sink, task_factory=task_factory(loop))
         conn = core.memory_conn(client=self.client, server=server_addr, on_output=ready.set)
         parser = ResponseParser(head)
         token = _exchange.set(ex)

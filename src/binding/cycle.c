@@ -404,9 +404,12 @@ static PyObject *body_c(CycleObject *cy, const char *p, size_t n, int more)
         }
         return Py_NewRef(st->ready_none);
     }
-    if (c->in_process)
+    /* Inside the dispatcher (an eagerly started Task's first step) the core
+     * flushes when the dispatcher returns; past the high-water mark the app
+     * still waits for the drain, so a streaming app never buffers it all. */
+    if (c->in_process && c->out.len < cy->server->cfg.write_high_water)
         return Py_NewRef(st->ready_none);
-    if (cel_server_flush(srv, c) == CEL_ECLOSED)
+    if (!c->in_process && cel_server_flush(srv, c) == CEL_ECLOSED)
         return Py_NewRef(st->ready_none);
     if (c->out.len >= cy->server->cfg.write_high_water) {
         PyObject *fut = new_future(cy);

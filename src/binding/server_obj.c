@@ -157,9 +157,10 @@ static PyObject *server_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
         "header_timeout", "keepalive_timeout", "body_timeout", "max_body",
         "max_request_line", "max_header_bytes", "max_headers", "date_header",
         "server_header", "backlog", "max_connections", "context", "native", "scope_patch",
-        "debug_sink", NULL,
+        "debug_sink", "task_factory", NULL,
     };
     PyObject *native = Py_None, *scope_patch = Py_None, *debug_sink = Py_None;
+    PyObject *task_factory = Py_None;
     PyObject *context = Py_None;
     PyObject *handler, *loop, *access_log = Py_None, *error_log = Py_None, *state = Py_None;
     PyObject *root_path = NULL;
@@ -168,13 +169,13 @@ static PyObject *server_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
     Py_ssize_t max_request_line = 8192, max_header_bytes = 65536, max_headers = 100;
     int date_header = 1, server_header = 1, backlog = 2048;
     Py_ssize_t max_connections = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|$OOOUOOOKnnnppinOOOO:Server", kwlist,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|$OOOUOOOKnnnppinOOOOO:Server", kwlist,
                                      &handler, &loop, &access_log, &error_log, &state,
                                      &root_path, &header_timeout, &keepalive_timeout,
                                      &body_timeout, &max_body, &max_request_line,
                                      &max_header_bytes, &max_headers, &date_header,
                                      &server_header, &backlog, &max_connections, &context,
-                                     &native, &scope_patch, &debug_sink))
+                                     &native, &scope_patch, &debug_sink, &task_factory))
         return NULL;
     if (scope_patch != Py_None && !PyDict_Check(scope_patch)) {
         PyErr_SetString(PyExc_TypeError, "scope_patch must be a dict or None");
@@ -217,7 +218,10 @@ static PyObject *server_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
         if (!self->call_soon_kw)
             goto error;
     }
-    self->create_task = PyObject_GetAttrString(loop, "create_task");
+    /* task_factory(coro) -> Task: e.g. eagerly started Tasks (Python >= 3.12),
+     * so a coroutine that finishes without suspending costs no loop turn. */
+    self->create_task = task_factory != Py_None ? Py_NewRef(task_factory)
+                                                : PyObject_GetAttrString(loop, "create_task");
     if (!self->create_task)
         goto error;
     self->run_pending = PyObject_GetAttrString((PyObject *)self, "run_pending");
