@@ -202,11 +202,38 @@ def _param_plan(f: Any, where: int) -> tuple[Optional[ParamPlan], str]:
     return ParamPlan(where, key, f.name, fast, f, loc, required, default), ""
 
 
-def _route_plan(route: Any, app: Any) -> tuple[Optional[RoutePlan], str]:
+def _expand_routes(routes: Any):
+    """(route, included) in matching order: the app's own routes, and in
+    place of each included router (FastAPI >= 0.16x keeps `_IncludedRouter`
+    entries) its effective routes, recursively -- the order in which
+    FastAPI's router and the included router's `_match` try them.  An
+    included router whose candidates cannot be listed stays as it is (an
+    opaque entry)."""
+    for r in routes:
+        if type(r).__name__ == "_IncludedRouter" and hasattr(r, "effective_candidates"):
+            try:
+                candidates = list(r.effective_candidates())
+            except Exception:
+                yield r, False
+                continue
+            for c in candidates:
+                if type(c).__name__ == "_IncludedRouter":
+                    yield from _expand_routes([c])
+                else:
+                    yield c, True
+        else:
+            yield r, False
+
+
+def _route_plan(route: Any, app: Any, included: bool = False) -> tuple[Optional[RoutePlan], str]:
     from fastapi.datastructures import DefaultPlaceholder
     from fastapi.responses import JSONResponse
 
     d = route.dependant
+    if d is None:
+        return None, "no dependant"
+    if included and getattr(route, "max_body_size", None) is not None:
+        return None, "max_body_size on the included router"
     needs_runner = bool(d.dependencies or d.body_params or route.body_field is not None
                         or d.response_param_name or d.background_tasks_param_name)
     if d.body_params or route.body_field is not None:
@@ -249,6 +276,7 @@ def _route_plan(route: Any, app: Any) -> tuple[Optional[RoutePlan], str]:
             return None, why
         builder = rn.RunnerBuilder(route, _param_plan, app)
         builder.needs["finish"] = sync_model
+        builder.included = included
         ct_slot = None
         if d.body_params:
             ct = ParamPlan(PARAM_HEADER, "content-type", "", FAST_STR, None, ("header", "content-type"),
@@ -361,8 +389,19 @@ def compile_app(app: Any) -> CompiledApp:
     telemetry = getattr(app, "_native_telemetry", None)
     out.telemetry_enabled = getattr(telemetry, "enabled", None)
     opaque_seen = False
-    for i, r in enumerate(routes):
+    for i, (r, included) in enumerate(_expand_routes(routes)):
         t = type(r)
+        if included:
+            # An inclusion context of FastAPI >= 0.16x's include_router: an
+            # APIRoute-like object (effective path, dependant, response class...)
+            orig = getattr(r, "original_route", None)
+            srt = getattr(r, "starlette_route", None)
+            if isinstance(orig, APIRoute) and srt is None:
+                t = APIRoute
+            elif srt is not None and type(srt) in (Mount, Route, WebSocketRoute, APIWebSocketRoute):
+                r, t = srt, type(srt)
+            else:
+                t = type(orig)
         name = getattr(r, "name", "") or ""
         if t in (WebSocketRoute, APIWebSocketRoute):
             continue        # never matches an http request
@@ -370,7 +409,7 @@ def compile_app(app: Any) -> CompiledApp:
             out.entries.append(RouteEntry(i, KIND_MOUNT, r.path, None, None, "mounted sub-application",
                                           "*", r.path + "/*", name))
             continue
-        if t not in (APIRoute, Route):
+        if t not in (APIRoute, Route) or (t is APIRoute and not included and type(r) is not APIRoute):
             out.entries.append(RouteEntry(i, KIND_OPAQUE, "", None, None,
                                           f"{t.__name__}: matching not reproduced (stops native routing)",
                                           "*", getattr(r, "path", "?"), name))
@@ -387,7 +426,7 @@ def compile_app(app: Any) -> CompiledApp:
             why = "follows an opaque route"
         else:
             try:
-                plan, why = _route_plan(r, app)
+                plan, why = _route_plan(r, app, included)
             except Exception as exc:  # an internal the compiler does not know: stay exact
                 plan, why = None, f"compiler: {type(exc).__name__}: {exc}"
         out.entries.append(RouteEntry(i, KIND_PATH, r.path, methods, plan, why, display, r.path, name))

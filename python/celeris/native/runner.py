@@ -430,6 +430,10 @@ class RunnerBuilder:
             src += ["    " + line for line in inner]
             return self._compile(src)
         pre = "    "
+        if self.needs["request"] and getattr(self, "included", False):
+            # FastAPI's scope for an included route also carries its
+            # inclusion context ("fastapi" key): not reproduced yet.
+            raise _Reject("Request injection in an included router")
         if self.needs["request"]:
             # The scope FastAPI's middleware stack and router would have built.
             app = self.app
