@@ -63,7 +63,8 @@ pytest-asan: ext-asan
 PY_VERSIONS ?= 3.10 3.13
 test-pyversions:
 	@set -e; for v in $(PY_VERSIONS); do \
-	  py=$$(command -v python$$v || true); \
+	  py=""; for c in $$(command -v python$$v) $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/$$v*/bin/python$$v 2>/dev/null); do \
+	    if $$c -c pass 2>/dev/null; then py=$$c; break; fi; done; \
 	  if [ -z "$$py" ]; then echo "== python$$v: not installed on this machine"; continue; fi; \
 	  echo "== python$$v ($$py)"; \
 	  $$py -m pip install -q setuptools wheel fastapi httpx pytest pytest-timeout uvloop uvicorn hypothesis; \

@@ -236,11 +236,13 @@ def _route_plan(route: Any, app: Any, included: bool = False) -> tuple[Optional[
         return None, "max_body_size on the included router"
     needs_runner = bool(d.dependencies or d.body_params or route.body_field is not None
                         or d.response_param_name or d.background_tasks_param_name)
+    is_form = False
     if d.body_params or route.body_field is not None:
         from fastapi import params as fparams
 
-        if isinstance(route.body_field.field_info, fparams.Form):
-            return None, "form/file body (multipart not compiled yet)"
+        is_form = isinstance(route.body_field.field_info, fparams.Form)
+        if is_form and (getattr(route, "form_limits", None) or getattr(app.router, "form_limits", None)):
+            return None, "form limits set on the route or router"
     needs_runner = needs_runner or bool(d.request_param_name or d.http_connection_param_name
                                         or d.security_scopes_param_name)
     if getattr(d, "websocket_param_name", None):
@@ -277,13 +279,14 @@ def _route_plan(route: Any, app: Any, included: bool = False) -> tuple[Optional[
         builder = rn.RunnerBuilder(route, _param_plan, app)
         builder.needs["finish"] = sync_model
         builder.included = included
+        builder.is_form = is_form
         ct_slot = None
-        if d.body_params:
+        if d.body_params and not is_form:
             ct = ParamPlan(PARAM_HEADER, "content-type", "", FAST_STR, None, ("header", "content-type"),
                            False, None)
             ct_slot = ct.kwname = "p_ct"
         try:
-            if d.body_params:
+            if d.body_params and not is_form:
                 builder.params.append(ct)
             runner_fn = builder.build(is_coro, ct_slot)
             finisher = builder.needs["response"] or builder.needs["background"] or sync_model

@@ -107,7 +107,8 @@ def _is_json_type(content_type: str) -> bool:
 
 def make_body_decoder(strict_content_type: bool, endpoint_ctx: dict) -> Callable:
     """FastAPI's get_request_handler body step (JSON bodies)."""
-    from fastapi.exceptions import HTTPException, RequestValidationError
+    from fastapi.exceptions import RequestValidationError
+    from starlette.exceptions import HTTPException
 
     try:
         from fastapi.routing import _validation_failed
@@ -141,6 +142,24 @@ def make_body_decoder(strict_content_type: bool, endpoint_ctx: dict) -> Callable
         except Exception as e:
             raise HTTPException(status_code=400, detail="There was an error parsing the body") from e
         return _UNDEFINED if body is _undefined else body
+
+    return decode
+
+
+def make_form_decoder() -> Callable:
+    """FastAPI's get_request_handler body step for Form/File bodies: Starlette's
+    own form parser, the FormData closed by the middleware exit stack."""
+    from starlette.exceptions import HTTPException
+
+    async def decode(request: Any, file_stack: Any) -> Any:
+        try:
+            body = await request.form()
+            file_stack.push_async_callback(body.close)
+        except HTTPException:
+            raise
+        except Exception as e:
+            raise HTTPException(status_code=400, detail="There was an error parsing the body") from e
+        return body
 
     return decode
 
@@ -386,8 +405,13 @@ class RunnerBuilder:
                 strict = strict.value
             self.ns["_decode_body"] = make_body_decoder(bool(strict), ctx)
             self.ns["_validate_body"] = make_body_validator(route, ctx)
+        if has_body and getattr(self, "is_form", False):
+            self.needs["request"] = True
         values = self.solve(d, True)
-        if has_body:
+        if has_body and getattr(self, "is_form", False):
+            self.ns["_decode_form"] = make_form_decoder()
+            body_lines.append("_body = await _decode_form(_request, _ms)")
+        elif has_body:
             req = "_request" if self.needs["request"] else "None"
             body_lines.append(f"_body = await _decode_body(_nc, {content_type_slot}, {req})")
         dep_lines = self.lines
