@@ -737,6 +737,8 @@ static int form_fail(cel_form *f, int err)
 static int form_append(cel_form *f, const char *p, size_t n)
 {
     size_t used = f->nlen + f->vlen;
+    if (n == 0)
+        return 0;
     if (n > f->lim.max_field_size - used)
         return CEL_EFORMFIELDSIZE;
     if (used + n > f->cap) {
@@ -759,7 +761,7 @@ static int form_field_end(cel_form *f, cel_form_field *out)
     f->state = F_BETWEEN;
     if (++f->nfields > f->lim.max_fields)
         return form_fail(f, CEL_EMPFIELDS);
-    size_t need = 2 * (f->nlen + f->vlen);
+    size_t need = 2 * (f->nlen + f->vlen) + 1;     /* never 0: the slices need a base */
     if (need > f->dcap) {
         char *nd = cel_realloc(f->dec, need);
         if (!nd)
