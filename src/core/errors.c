@@ -28,7 +28,7 @@ const char *cel_strerror(int err)
     case CEL_EHDRNAME: return "Invalid HTTP header name.";
     case CEL_ENOSPC: return "output buffer too small";
     case CEL_EUTF8: return "invalid UTF-8";
-    case CEL_EMPBOUNDARY: return "Missing boundary in multipart.";
+    case CEL_EMPBOUNDARY: return "invalid multipart boundary";
     case CEL_EMPSYNTAX: return "Invalid multipart data.";
     case CEL_EMPHEADER: return "multipart part header too large";
     case CEL_EMPNONAME: return "The Content-Disposition header field \"name\" must be provided.";

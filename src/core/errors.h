@@ -34,7 +34,7 @@ typedef enum cel_err {
     CEL_EHDRNAME = -22,         /* response header name is not a token */
     CEL_ENOSPC = -23,           /* output buffer too small for the result */
     CEL_EUTF8 = -24,            /* decoded bytes are not valid UTF-8 */
-    CEL_EMPBOUNDARY = -25,      /* multipart: no usable boundary parameter (400) */
+    CEL_EMPBOUNDARY = -25,      /* multipart: boundary too long or holding CR/LF (400) */
     CEL_EMPSYNTAX = -26,        /* multipart: malformed body framing or part header (400) */
     CEL_EMPHEADER = -27,        /* multipart: part header line too long or too many (400) */
     CEL_EMPNONAME = -28,        /* multipart: Content-Disposition has no name (400) */

@@ -165,29 +165,39 @@ def frames(err: ET.Element) -> list[dict]:
     return out
 
 
+def where(fr: list[dict]) -> str:
+    """First frame outside valgrind's preload and the allocator, as obj:fn."""
+    for f in fr:
+        if "vgpreload" not in f["obj"] and f["fn"] not in ("malloc", "realloc", "calloc"):
+            return f"{Path(f['obj']).name}:{f['fn']}"
+    return "?"
+
+
 def analyse(xml_path: Path) -> dict:
     root = ET.parse(xml_path).getroot()
-    errors, leaks, other = [], [], {}  # frames() includes the origin stack (--track-origins)
+    errors, leaks, other = [], [], {}
     leak_bytes = 0
     for err in root.iter("error"):
         kind = err.findtext("kind") or "?"
-        fr = frames(err)
+        fr = frames(err)        # every stack: the error's and, with --track-origins, the origin's
         ours = any("_celeris" in f["obj"] for f in fr)
-        if kind.startswith("Leak_"):
-            if kind != "Leak_DefinitelyLost":
-                continue
-            if ours:
-                leaks.append({"what": err.findtext("xwhat/text") or "", "stack": fr[:12]})
-                leak_bytes += int(err.findtext("xwhat/leakedbytes") or 0)
-            else:
-                other["definite-leak"] = other.get("definite-leak", 0) + 1
+        if kind.startswith("Leak_") and kind != "Leak_DefinitelyLost":
             continue
         if ours:
-            errors.append({"kind": kind, "what": err.findtext("what") or "", "stack": fr[:12]})
-        else:
-            other[kind] = other.get(kind, 0) + 1
+            item = {"kind": kind, "what": err.findtext("what") or err.findtext("xwhat/text") or "",
+                    "stack": fr[:12]}
+            if kind == "Leak_DefinitelyLost":
+                leaks.append(item)
+                leak_bytes += int(err.findtext("xwhat/leakedbytes") or 0)
+            else:
+                errors.append(item)
+            continue
+        stacks = list(err.iter("stack"))
+        origin = [{k: (f.findtext(k) or "") for k in ("obj", "fn")} for f in stacks[-1].iter("frame")]
+        key = f"{kind} at {where(fr)}" + (f" (origin {where(origin)})" if len(stacks) > 1 else "")
+        other[key] = other.get(key, 0) + 1
     return {"celeris_errors": errors, "celeris_definite_leaks": leaks,
-            "celeris_definite_leak_bytes": leak_bytes, "other_by_kind": other}
+            "celeris_definite_leak_bytes": leak_bytes, "other": other}
 
 
 def main() -> int:
@@ -235,7 +245,9 @@ def main() -> int:
         "celeris_errors": len(res["celeris_errors"]),
         "celeris_definite_leaks": len(res["celeris_definite_leaks"]),
         "celeris_definite_leak_bytes": res["celeris_definite_leak_bytes"],
-        "other_by_kind": res["other_by_kind"],
+        "other_errors": sum(v for k, v in res["other"].items() if not k.startswith("Leak_")),
+        "other_definite_leaks": sum(v for k, v in res["other"].items() if k.startswith("Leak_")),
+        "other": dict(sorted(res["other"].items(), key=lambda kv: -kv[1])),
         "details": res["celeris_errors"][:20] + res["celeris_definite_leaks"][:20],
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
