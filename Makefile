@@ -8,7 +8,8 @@ C_TESTS = $(patsubst tests/c/%.c,build/ctest/%,$(filter-out tests/c/test_main.c,
 FUZZERS = $(patsubst fuzz/%.c,build/fuzz/%,$(wildcard fuzz/fuzz_*.c))
 FUZZ_SECONDS ?= 60
 
-.PHONY: test-pyversions conformance all install run test ctest ctest-asan pytest pytest-asan ext-asan fuzz fuzz-build bench clean
+.PHONY: test-pyversions conformance all install run test ctest ctest-asan pytest pytest-asan ext-asan fuzz fuzz-build bench clean \
+	ext-debug valgrind soak
 
 all: install
 
@@ -93,6 +94,26 @@ conformance:
 
 bench: install
 	$(PYTHON) bench/run.py
+
+# The extension built with -O0 -g into build/valgrind (package copied beside it).
+ext-debug:
+	rm -rf build/valgrind && mkdir -p build/valgrind
+	CELERIS_DEBUG=1 $(PYTHON) setup.py -q build_ext --build-lib build/valgrind --build-temp build/valgrind-tmp
+	cp -r python/celeris/*.py python/celeris/py.typed python/celeris/native build/valgrind/celeris/
+
+# A Celeris server under valgrind memcheck, VALGRIND_REQUESTS requests of every
+# kind; fails on any error or definite leak with a frame in _celeris*.so.
+# Report: build/valgrind-report/summary.json (see docs/reliability.md).
+VALGRIND_REQUESTS ?= 10000
+valgrind: ext-debug
+	PYTHONPATH=$(CURDIR)/build/valgrind $(PYTHON) tests/valgrind/memcheck.py \
+	  --requests $(VALGRIND_REQUESTS) --out build/valgrind-report
+
+# bench/apps/fastapi_app.py under full wrk load for SOAK_SECONDS, server RSS
+# sampled every 10 s; growth after warm-up -> bench/results/soak.json.
+SOAK_SECONDS ?= 600
+soak:
+	$(PYTHON) bench/soak.py --seconds $(SOAK_SECONDS) --out bench/results/soak.json
 
 clean:
 	rm -rf build dist *.egg-info python/celeris/*.so
