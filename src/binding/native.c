@@ -23,6 +23,7 @@
 
 #include "errors.h"
 #include "router.h"
+#include "urlcode.h"
 
 enum { P_PATH = 0, P_QUERY = 1, P_HEADER = 2, P_COOKIE = 3 };
 enum { F_NONE = 0, F_STR = 1, F_INT = 2 };
@@ -387,124 +388,6 @@ PyType_Spec celeris_nativeapp_spec = {
 
 /* ---- request decoding helpers ---- */
 
-static int hexv(char ch)
-{
-    if (ch >= '0' && ch <= '9') return ch - '0';
-    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
-    return -1;
-}
-
-/* Percent-decode src into dst (capacity >= n); plus_space maps '+' to ' '
- * (query strings).  Returns the decoded length. */
-static size_t pct_decode(const char *src, size_t n, char *dst, int plus_space)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        char ch = src[i];
-        int h, l;
-        if (ch == '%' && i + 2 < n + 0 && (h = hexv(src[i + 1])) >= 0 && (l = hexv(src[i + 2])) >= 0) {
-            dst[o++] = (char)(h * 16 + l);
-            i += 2;
-        } else if (ch == '+' && plus_space) {
-            dst[o++] = ' ';
-        } else {
-            dst[o++] = ch;
-        }
-    }
-    return o;
-}
-
-/* Strict UTF-8 validity (no surrogates, no overlongs). */
-static int utf8_valid(const unsigned char *s, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        unsigned char c = s[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t len;
-        unsigned cp;
-        if ((c & 0xE0) == 0xC0) { len = 2; cp = c & 0x1F; }
-        else if ((c & 0xF0) == 0xE0) { len = 3; cp = c & 0x0F; }
-        else if ((c & 0xF8) == 0xF0) { len = 4; cp = c & 0x07; }
-        else return 0;
-        if (i + len > n)
-            return 0;
-        for (size_t k = 1; k < len; k++) {
-            if ((s[i + k] & 0xC0) != 0x80)
-                return 0;
-            cp = (cp << 6) | (s[i + k] & 0x3F);
-        }
-        if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000)
-            || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-            return 0;
-        i += len;
-    }
-    return 1;
-}
-
-/* Canonical decimal integer ("0", "-12", no leading zeros, <= 18 digits):
- * exactly what pydantic's lax int parsing yields for such text. */
-static int canonical_int(const char *s, size_t n, long long *out)
-{
-    size_t i = 0;
-    int neg = 0;
-    if (n && s[0] == '-') {
-        neg = 1;
-        i = 1;
-    }
-    size_t digits = n - i;
-    if (digits == 0 || digits > 18 || (s[i] == '0' && (digits > 1 || neg)))
-        return 0;
-    long long v = 0;
-    for (; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return 0;
-        v = v * 10 + (s[i] - '0');
-    }
-    *out = neg ? -v : v;
-    return 1;
-}
-
-/* Last value of `key` in an ASCII query string (Starlette's QueryParams:
- * parse_qsl(keep_blank_values=True), last one wins).  Returns 1 found (value
- * decoded into buf, *vlen), 0 missing, -1 decline (decoded bytes not UTF-8). */
-static int query_lookup(const char *q, size_t qn, const char *key, size_t klen,
-                        char *buf, size_t cap, size_t *vlen)
-{
-    int found = 0;
-    size_t i = 0;
-    char kbuf[256];
-    while (i <= qn) {
-        size_t s = i;
-        while (i < qn && q[i] != '&')
-            i++;
-        size_t e = i;           /* pair is q[s..e) */
-        i++;
-        if (e == s)
-            continue;
-        const char *eq = memchr(q + s, '=', e - s);
-        size_t kn = eq ? (size_t)(eq - (q + s)) : e - s;
-        if (kn > sizeof kbuf)
-            continue;           /* longer than any key we look for */
-        size_t dk = pct_decode(q + s, kn, kbuf, 1);
-        if (dk != klen || memcmp(kbuf, key, klen) != 0)
-            continue;
-        const char *v = eq ? eq + 1 : q + e;
-        size_t vn = eq ? (size_t)(q + e - v) : 0;
-        if (vn > cap)
-            return -1;
-        *vlen = pct_decode(v, vn, buf, 1);
-        found = 1;
-    }
-    if (found && !utf8_valid((const unsigned char *)buf, *vlen))
-        return -1;
-    return found;
-}
-
 /* First value of header `key` (lower-case) in req, as Starlette's
  * Headers.get: 1 found (*v, *vn borrowed from the request), 0 missing. */
 static int header_lookup(const cel_http_request *req, const char *key, size_t klen,
@@ -617,7 +500,7 @@ static PyObject *param_value(NativeAppObject *app, NParam *q, const char *raw, s
     }
     if (q->fast == F_INT) {
         long long v;
-        if (canonical_int(raw, n, &v))
+        if (cel_url_parse_int(raw, n, &v))
             return PyLong_FromLongLong(v);
     }
     PyObject *s = latin1 ? PyUnicode_DecodeLatin1(raw, (Py_ssize_t)n, NULL)
@@ -1361,8 +1244,8 @@ int celeris_native_dispatch(ServerObject *self, cel_conn *c, const cel_http_requ
     if (pn == 0 || pp[0] != '/' || pn > 4096)
         return 0;                               /* absolute-form, asterisk, huge: ASGI */
     char pathbuf[4096];
-    size_t plen = pct_decode(pp, pn, pathbuf, 0);
-    if (!utf8_valid((const unsigned char *)pathbuf, plen))
+    size_t plen = cel_url_decode(pp, pn, pathbuf, 0);
+    if (!cel_url_utf8_valid(pathbuf, plen))
         return 0;
     cel_route_match m;
     int mr = cel_router_match(app->router, req->method.p, req->method.len, pathbuf, plen, &m);
@@ -1407,7 +1290,7 @@ int celeris_native_dispatch(ServerObject *self, cel_conn *c, const cel_http_requ
             rn = m.params[q->path_slot].value.len;
             present = 1;
         } else if (q->where == P_QUERY) {
-            present = query_lookup(req->query.p, req->query.len, q->key, q->key_len, qbuf,
+            present = cel_url_query_lookup(req->query.p, req->query.len, q->key, q->key_len, qbuf,
                                    sizeof qbuf, &rn);
             if (present < 0)
                 goto decline;
