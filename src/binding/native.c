@@ -75,6 +75,7 @@ typedef struct NativeAppObject {
     PyObject *cors_wrap;        /* wrap(req_headers, send) -> send, for ASGI-run responses */
     int enabled;                /* cleared while telemetry is on (refreshed by Python) */
     unsigned long long native_requests, declined;
+    unsigned long long plan_errors;     /* plans rejected at construction (ASGI tier) */
 } NativeAppObject;
 
 typedef struct {
@@ -280,8 +281,12 @@ static PyObject *napp_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
         if (plan != Py_None) {
             cel_route_info info;
             cel_router_route_info(self->router, (size_t)i, &info);
-            if (!(self->plans[i] = plan_new(plan, &info)))
-                goto error;
+            if (!(self->plans[i] = plan_new(plan, &info))) {
+                /* A plan the C side cannot take (the compiler should have
+                 * declined it): that route stays on the ASGI tier. */
+                PyErr_Clear();
+                self->plan_errors++;
+            }
         }
     }
     return (PyObject *)self;
@@ -361,7 +366,8 @@ static PyObject *napp_set_enabled(PyObject *op, PyObject *arg)
 static PyObject *napp_stats(PyObject *op, PyObject *Py_UNUSED(a))
 {
     NativeAppObject *self = (NativeAppObject *)op;
-    return Py_BuildValue("{sKsK}", "native", self->native_requests, "declined", self->declined);
+    return Py_BuildValue("{sKsKsK}", "native", self->native_requests, "declined", self->declined,
+                         "plan_errors", self->plan_errors);
 }
 
 static PyMethodDef napp_methods[] = {

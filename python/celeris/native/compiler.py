@@ -184,7 +184,18 @@ def _param_plan(f: Any, where: int) -> tuple[Optional[ParamPlan], str]:
                 return None, f"parameter {f.name!r} has a validation alias"
             key = f.alias
     else:
-        key = f.alias
+        from fastapi.dependencies import utils as du
+
+        get_aliases = getattr(du, "_get_param_aliases", None)
+        if get_aliases is not None:
+            aliases = get_aliases(f)
+            if len(aliases) != 1:
+                return None, f"path parameter {f.name!r} has alias choices"
+            key = aliases[0][1]
+        else:
+            if getattr(info, "validation_alias", None) not in (None, f.alias):
+                return None, f"path parameter {f.name!r} has a validation alias"
+            key = f.alias
     fast = FAST_NONE
     constrained = bool(info.metadata) or getattr(f, "config", None)
     if not constrained:
@@ -195,11 +206,23 @@ def _param_plan(f: Any, where: int) -> tuple[Optional[ParamPlan], str]:
         elif is_int:
             fast = FAST_INT
     required = info.is_required()
-    default = None if required else f.default
-    if getattr(info, "validate_default", False) and not required:
-        fast = FAST_NONE        # the default itself goes through validation
+    if not required and (getattr(info, "validate_default", False)
+                         or getattr(info, "default_factory", None) is not None):
+        # FastAPI makes (and validates) this default per request: when the
+        # value is missing the request goes to the ASGI tier, and the factory
+        # is never called here.
+        required, default = True, None
+    else:
+        default = None if required else f.default
     loc = (info.in_.value, key)
     return ParamPlan(where, key, f.name, fast, f, loc, required, default), ""
+
+
+def _plain_router(router: Any) -> bool:
+    """An APIRouter whose matching and handling are FastAPI's own."""
+    from fastapi.routing import APIRouter
+
+    return type(router) is APIRouter
 
 
 def _expand_routes(routes: Any):
@@ -210,7 +233,8 @@ def _expand_routes(routes: Any):
     included router whose candidates cannot be listed stays as it is (an
     opaque entry)."""
     for r in routes:
-        if type(r).__name__ == "_IncludedRouter" and hasattr(r, "effective_candidates"):
+        if (type(r).__name__ == "_IncludedRouter" and hasattr(r, "effective_candidates")
+                and _plain_router(getattr(r, "original_router", None))):
             try:
                 candidates = list(r.effective_candidates())
             except Exception:
@@ -301,6 +325,10 @@ def _route_plan(route: Any, app: Any, included: bool = False) -> tuple[Optional[
                 if p is None:
                     return None, why
                 params_.append(p)
+    template_params = set(route.param_convertors)
+    for p in params_:
+        if p.where == PARAM_PATH and p.key not in template_params:
+            return None, f"path parameter {p.key!r} is not in the path"
     for name, conv in route.param_convertors.items():
         if type(conv).__name__ not in ("StringConvertor", "IntegerConvertor", "FloatConvertor",
                                        "PathConvertor", "UUIDConvertor"):
@@ -399,7 +427,7 @@ def compile_app(app: Any) -> CompiledApp:
             # APIRoute-like object (effective path, dependant, response class...)
             orig = getattr(r, "original_route", None)
             srt = getattr(r, "starlette_route", None)
-            if isinstance(orig, APIRoute) and srt is None:
+            if type(orig) is APIRoute and srt is None:
                 t = APIRoute
             elif srt is not None and type(srt) in (Mount, Route, WebSocketRoute, APIWebSocketRoute):
                 r, t = srt, type(srt)
