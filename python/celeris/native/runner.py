@@ -46,6 +46,13 @@ class _ScopeHolder:
         self.scope = scope
 
 
+def _SOLVE_GEN_TAKES_REQUEST() -> bool:
+    """FastAPI >= 0.163 passes the request to _solve_generator (cancel scopes)."""
+    from fastapi.dependencies import utils
+
+    return "request" in inspect.signature(utils._solve_generator).parameters
+
+
 def supported() -> str:
     """"" when this FastAPI's dependency machinery is the one the runner
     reproduces, else the reason it is not."""
@@ -57,8 +64,8 @@ def supported() -> str:
                      "_get_cache_key"):
             if not hasattr(models, name):
                 return f"dependencies on this FastAPI version ({name} missing)"
-        sig = inspect.signature(utils._solve_generator)
-        if "request" not in sig.parameters:
+        params = inspect.signature(utils._solve_generator).parameters
+        if not {"dependant", "stack", "sub_values"} <= set(params):
             return "yield dependencies on this FastAPI version"
         if "fastapi_function_astack" not in inspect.getsource(routing.request_response):
             return "dependency exit stacks of this FastAPI version"
@@ -347,8 +354,9 @@ class RunnerBuilder:
                     dep = self._name("d", sub)
                     stack = "_fs" if getattr(sub, "scope", None) == "function" else "_rs"
                     sv = "{" + ", ".join(f"{k!r}: {v}" for k, v in sub_values.items()) + "}"
+                    req = ", request=_holder" if _SOLVE_GEN_TAKES_REQUEST() else ""
                     self.lines.append(f"{var} = await _solve_generator(dependant={dep}, stack={stack}, "
-                                      f"sub_values={sv}, request=_holder)")
+                                      f"sub_values={sv}{req})")
                 elif m._is_coroutine_callable(call):
                     self.lines.append(f"{var} = await {fn}({kwargs})")
                 else:
