@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import os
+import random
 import signal
 import sys
 import threading
@@ -20,8 +21,15 @@ HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class Server:
-    def __init__(self, config: Config) -> None:
+    """One serving process.  on_started() is called once the app's lifespan
+    startup is complete and the socket is being served (the supervisor's
+    readiness signal); announce=False leaves the "running on" line to the
+    supervisor, which owns the socket."""
+
+    def __init__(self, config: Config, on_started: Any = None, announce: bool = True) -> None:
         self.config = config
+        self.on_started = on_started
+        self.announce = announce
         self.should_exit = False
         self.force_exit = False
         self.started = False
@@ -112,6 +120,8 @@ class Server:
             backlog=config.backlog,
             context=contextvars.copy_context(),
             native=native_app,
+            proxy=self._proxy(),
+            limit_concurrency=config.limit_concurrency or 0,
         )
         try:
             if config.fd is not None:
@@ -136,11 +146,21 @@ class Server:
         loop.add_reader(fd, self.core.poll)
         ticker = loop.call_later(1.0, self._tick, loop)
         self._install_signal_handlers(loop)
-        logger.info("Celeris running on %s (Press CTRL+C to quit)", where)
+        if self.announce:
+            logger.info("Celeris running on %s (Press CTRL+C to quit)", where)
         self.started = True
+        if self.on_started is not None:
+            self.on_started()
+        max_requests = None
+        if config.limit_max_requests is not None:
+            max_requests = config.limit_max_requests + random.randint(0, config.limit_max_requests_jitter)
+        core = self.core
         try:
             while not self.should_exit:
                 await asyncio.sleep(0.1)
+                if max_requests is not None and core.requests >= max_requests:
+                    logger.info("Maximum request limit of %d exceeded. Terminating process.", max_requests)
+                    break
             await self._shutdown(loop, fd)
         finally:
             ticker.cancel()
@@ -155,21 +175,45 @@ class Server:
             self._refresh_native()
         loop.call_later(1.0, self._tick, loop)
 
+    def _proxy(self) -> Any:
+        if not self.config.proxy_headers:
+            return None
+        from celeris.proxy import ProxyHeaders, forwarded_allow_ips
+
+        return ProxyHeaders(forwarded_allow_ips(self.config.forwarded_allow_ips))
+
     async def _shutdown(self, loop: asyncio.AbstractEventLoop, fd: int) -> None:
         logger.info("Shutting down")
+        # Connections the kernel already queued are accepted (so none is reset),
+        # then the listener closes; every response from now on ends its connection.
         self.core.stop_accepting()
         timeout = self.config.timeout_graceful_shutdown
         deadline = None if timeout is None else loop.time() + timeout
-        # Let in-flight requests finish; idle keep-alive connections close now.
         core = self.core
-        while core.live_requests and not self.force_exit:
-            core.close_idle()
-            if deadline is not None and loop.time() >= deadline:
-                logger.error("Cancel %d running task(s), timeout graceful shutdown exceeded",
-                             core.live_requests)
-                core.cancel_all()
+        # Let in-flight requests finish.  Idle keep-alive connections close now;
+        # a connection whose request already arrived (unread, or just accepted)
+        # stays until it is served -- for at most EXTRA seconds once no request
+        # is running, so a trickling client cannot hold the shutdown.
+        EXTRA = 3.0
+        quiet_since = None
+        while not self.force_exit:
+            remaining = core.close_idle()
+            live = core.live_requests
+            if not live and not remaining:
                 break
-            await asyncio.sleep(0.05)
+            now = loop.time()
+            if deadline is not None and now >= deadline:
+                if live:
+                    logger.error("Cancel %d running task(s), timeout graceful shutdown exceeded", live)
+                    core.cancel_all()
+                break
+            if live:
+                quiet_since = None
+            elif quiet_since is None:
+                quiet_since = now
+            elif now - quiet_since >= EXTRA:
+                break
+            await asyncio.sleep(0.02)
         for _ in range(20):
             if not core.live_requests:
                 break
@@ -208,7 +252,16 @@ def _new_loop_factory(loop: str):
 
 def run_config(config: Config) -> int:
     logs.configure(config.log_level, config.log_config)
-    server = Server(config)
+    if config.reload or (config.workers or 1) > 1:
+        from celeris.supervisor import run_supervised
+
+        return run_supervised(config)
+    return serve_config(config)
+
+
+def serve_config(config: Config, on_started: Any = None, announce: bool = True) -> int:
+    """Run one serving process (logging already configured); its exit code."""
+    server = Server(config, on_started=on_started, announce=announce)
     factory = _new_loop_factory(config.loop)
     if sys.version_info >= (3, 11):
         with asyncio.Runner(loop_factory=factory) as runner:

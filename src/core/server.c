@@ -36,6 +36,7 @@ struct cel_server {
     listener listeners[MAX_LISTENERS];
     int nlisteners;
     int accepting;
+    int draining;               /* stop_accepting was called: no more keep-alive */
     cel_conn *conns;            /* all connections (doubly linked) */
     size_t nconns;
     cel_conn *pending;          /* connections with input to process */
@@ -376,6 +377,8 @@ static int process_inner(cel_server *s, cel_conn *c)
                 return answer_error(s, c, rc);
             }
             c->deadline_ms = 0;
+            if (s->draining)
+                c->keep_alive = 0;      /* shutting down: this is the last response */
             c->dispatch_turn = s->turn;
             c->user = NULL;
             c->notified_close = 0;
@@ -751,8 +754,26 @@ int cel_server_fd(const cel_server *s)
 
 void cel_server_stop_accepting(cel_server *s)
 {
-    s->accepting = 0;
+    /* Take what the kernel already queued (connections whose handshake
+     * completed, maybe with a request sent) so that closing the listener does
+     * not reset them; they are served with "connection: close". */
     for (int i = 0; i < s->nlisteners; i++) {
+        if (s->listeners[i].fd < 0)
+            continue;
+        size_t before;
+        do {
+            before = s->nconns;
+            accept_ready(s, &s->listeners[i]);
+        } while (s->nconns > before && s->accepting);
+    }
+    s->accepting = 0;
+    s->draining = 1;
+    for (cel_conn *c = s->conns; c; c = c->next)
+        if (c->state == CEL_CONN_ACTIVE && !c->resp_started)
+            c->keep_alive = 0;
+    for (int i = 0; i < s->nlisteners; i++) {
+        if (s->listeners[i].fd < 0)
+            continue;
         epoll_ctl(s->epfd, EPOLL_CTL_DEL, s->listeners[i].fd, NULL);
         close(s->listeners[i].fd);
         s->listeners[i].fd = -1;
@@ -760,12 +781,25 @@ void cel_server_stop_accepting(cel_server *s)
     s->nlisteners = 0;
 }
 
+/* 1 when the peer has sent bytes we have not read yet (a request on its way). */
+static int input_waiting(const cel_conn *c)
+{
+    char b;
+    if (c->fd < 0)
+        return 0;
+    ssize_t n = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n > 0;
+}
+
 size_t cel_server_close_idle(cel_server *s)
 {
     cel_conn *c = s->conns;
     while (c) {
         cel_conn *next = c->next;
-        if ((c->state == CEL_CONN_IDLE && c->in.len == 0 && c->out.len == 0) || c->lingering)
+        if (c->lingering)
+            destroy(s, c);
+        else if (c->state == CEL_CONN_IDLE && c->in.len == 0 && c->out.len == 0
+                 && !input_waiting(c))
             destroy(s, c);
         c = next;
     }

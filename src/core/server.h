@@ -104,10 +104,17 @@ int cel_server_want_body(cel_server *s, cel_conn *c);
 /* Close c now (on_close is called). */
 void cel_server_close(cel_server *s, cel_conn *c);
 
-/* Stop accepting (graceful shutdown); existing connections continue. */
+/* Stop accepting (graceful shutdown): connections already queued by the
+ * kernel are accepted first (so closing the listener resets none of them),
+ * then the listeners are closed.  From now on every response carries
+ * "connection: close" (requests in flight included, unless their response
+ * has started); existing connections continue. */
 void cel_server_stop_accepting(cel_server *s);
 
-/* Close idle connections (IDLE with no partial head); returns how many remain open. */
+/* Close idle connections (IDLE with no partial head and no unread bytes
+ * waiting in the kernel, checked with MSG_PEEK) and lingering ones; returns
+ * how many remain open.  A connection whose request has arrived but not yet
+ * been read stays open, so the next poll serves it. */
 size_t cel_server_close_idle(cel_server *s);
 
 size_t cel_server_num_connections(const cel_server *s);
