@@ -799,7 +799,7 @@ size_t cel_server_close_idle(cel_server *s)
         if (c->lingering)
             destroy(s, c);
         else if (c->state == CEL_CONN_IDLE && c->in.len == 0 && c->out.len == 0
-                 && !input_waiting(c))
+                 && c->requests > 0 && !input_waiting(c))
             destroy(s, c);
         c = next;
     }

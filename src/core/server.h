@@ -111,10 +111,13 @@ void cel_server_close(cel_server *s, cel_conn *c);
  * has started); existing connections continue. */
 void cel_server_stop_accepting(cel_server *s);
 
-/* Close idle connections (IDLE with no partial head and no unread bytes
- * waiting in the kernel, checked with MSG_PEEK) and lingering ones; returns
- * how many remain open.  A connection whose request has arrived but not yet
- * been read stays open, so the next poll serves it. */
+/* Close idle keep-alive connections (IDLE after at least one response, with
+ * no partial head and no unread bytes waiting in the kernel, checked with
+ * MSG_PEEK) and lingering ones; returns how many remain open.  A connection
+ * whose request has arrived but not yet been read stays open, so the next
+ * poll serves it, and so does a new connection that has not sent its first
+ * request yet (its client is about to): the caller bounds how long it waits
+ * for those. */
 size_t cel_server_close_idle(cel_server *s);
 
 size_t cel_server_num_connections(const cel_server *s);
