@@ -254,7 +254,7 @@ class Supervisor:
         if w.replaces is not None:
             old = w.replaces
             old.replaced_by = None
-            logger.error("New child process [%d] was not ready in time; keeping worker [%d] "
+            logger.error("New child process [%d] failed to start; keeping worker [%d] "
                          "and aborting the restart.", w.pid, old.pid)
             self.restart_queue.clear()
             if old.pid not in self.by_pid:      # the old one died meanwhile
