@@ -35,6 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=int, default=None,
                      help="Number of worker processes. Defaults to the $WEB_CONCURRENCY environment "
                           "variable if available, or 1. Not valid with --reload.")
+    run.add_argument("--reuse-port", action="store_true",
+                     help="With --workers: each worker listens on its own SO_REUSEPORT socket instead of "
+                          "sharing one accept queue (see docs/workers.md: connections queued at a worker "
+                          "that dies or restarts are reset).")
     run.add_argument("--reload", action="store_true", help="Enable auto-reload (polls *.py files).")
     run.add_argument("--reload-dir", dest="reload_dirs", action="append", default=None,
                      help="Watch this directory for changes instead of the current directory (repeatable).")

@@ -89,6 +89,7 @@ class Config:
     reload_dirs: list[str] | str | None = None
     reload_delay: float = 0.25
     timeout_worker_healthcheck: float = 5.0
+    reuse_port: bool = False
     native: bool = True
     extra: dict = field(default_factory=dict)
 

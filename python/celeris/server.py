@@ -26,8 +26,10 @@ class Server:
     readiness signal); announce=False leaves the "running on" line to the
     supervisor, which owns the socket."""
 
-    def __init__(self, config: Config, on_started: Any = None, announce: bool = True) -> None:
+    def __init__(self, config: Config, on_started: Any = None, announce: bool = True,
+                 accept_batch: int = 64) -> None:
         self.config = config
+        self.accept_batch = accept_batch
         self.on_started = on_started
         self.announce = announce
         self.should_exit = False
@@ -122,6 +124,7 @@ class Server:
             native=native_app,
             proxy=self._proxy(),
             limit_concurrency=config.limit_concurrency or 0,
+            accept_batch=self.accept_batch,
         )
         try:
             if config.fd is not None:
@@ -259,9 +262,10 @@ def run_config(config: Config) -> int:
     return serve_config(config)
 
 
-def serve_config(config: Config, on_started: Any = None, announce: bool = True) -> int:
+def serve_config(config: Config, on_started: Any = None, announce: bool = True,
+                 accept_batch: int = 64) -> int:
     """Run one serving process (logging already configured); its exit code."""
-    server = Server(config, on_started=on_started, announce=announce)
+    server = Server(config, on_started=on_started, announce=announce, accept_batch=accept_batch)
     factory = _new_loop_factory(config.loop)
     if sys.version_info >= (3, 11):
         with asyncio.Runner(loop_factory=factory) as runner:

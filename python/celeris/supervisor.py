@@ -82,9 +82,15 @@ def bind_socket(config: Config) -> tuple[socket.socket, str]:
         family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if config.reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((config.host, config.port))
         host = f"[{config.host}]" if family == socket.AF_INET6 else config.host
         where = f"http://{host}:{sock.getsockname()[1]}"
+        if config.reuse_port:
+            # Only reserves the port (bound, never listening): each worker
+            # listens on its own SO_REUSEPORT socket.
+            return sock, where
     sock.listen(config.backlog)
     sock.set_inheritable(True)
     return sock, where
@@ -208,7 +214,17 @@ class Supervisor:
     def _worker_main(self, ready_w: int) -> int:
         from celeris.server import serve_config
 
-        fd = os.dup(self.sock.fileno())
+        shared = True
+        if self.config.reuse_port and self.config.fd is None and not self.config.uds:
+            shared = False
+            own = socket.socket(self.sock.family, socket.SOCK_STREAM)
+            own.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            own.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            own.bind(self.sock.getsockname()[:2])
+            own.listen(self.config.backlog)
+            fd = own.detach()
+        else:
+            fd = os.dup(self.sock.fileno())
         self.sock.detach()          # the core owns `fd`; never close the shared one twice
         config = dataclasses.replace(self.config, fd=fd, uds=None, workers=1, reload=False)
 
@@ -219,7 +235,9 @@ class Supervisor:
             except OSError:
                 pass
 
-        return serve_config(config, on_started=started, announce=False)
+        # one accept per wakeup on a shared queue: bursts spread over the workers
+        return serve_config(config, on_started=started, announce=False,
+                            accept_batch=1 if shared else 64)
 
     def _terminate(self, w: Worker) -> None:
         w.stopping = True

@@ -202,12 +202,13 @@ static PyObject *server_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
         "header_timeout", "keepalive_timeout", "body_timeout", "max_body",
         "max_request_line", "max_header_bytes", "max_headers", "date_header",
         "server_header", "backlog", "max_connections", "context", "native", "proxy",
-        "limit_concurrency", NULL,
+        "limit_concurrency", "accept_batch", NULL,
     };
     PyObject *native = Py_None;
     PyObject *context = Py_None;
     PyObject *proxy = Py_None;
     Py_ssize_t limit_concurrency = 0;
+    int accept_batch = 64;
     PyObject *handler, *loop, *access_log = Py_None, *error_log = Py_None, *state = Py_None;
     PyObject *root_path = NULL;
     PyObject *header_timeout = NULL, *keepalive_timeout = NULL, *body_timeout = NULL;
@@ -215,13 +216,13 @@ static PyObject *server_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
     Py_ssize_t max_request_line = 8192, max_header_bytes = 65536, max_headers = 100;
     int date_header = 1, server_header = 1, backlog = 2048;
     Py_ssize_t max_connections = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|$OOOUOOOKnnnppinOOOn:Server", kwlist,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|$OOOUOOOKnnnppinOOOni:Server", kwlist,
                                      &handler, &loop, &access_log, &error_log, &state,
                                      &root_path, &header_timeout, &keepalive_timeout,
                                      &body_timeout, &max_body, &max_request_line,
                                      &max_header_bytes, &max_headers, &date_header,
                                      &server_header, &backlog, &max_connections, &context,
-                                     &native, &proxy, &limit_concurrency))
+                                     &native, &proxy, &limit_concurrency, &accept_batch))
         return NULL;
     if (state != Py_None && !PyDict_Check(state)) {
         PyErr_SetString(PyExc_TypeError, "state must be a dict or None");
@@ -291,6 +292,7 @@ static PyObject *server_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
     cfg->conn.server_header = server_header;
     cfg->backlog = backlog;
     cfg->max_connections = max_connections > 0 ? (size_t)max_connections : 0;
+    cfg->accept_batch = accept_batch > 0 ? accept_batch : 64;
 
     cel_server_callbacks cb = {
         .ud = self,

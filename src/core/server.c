@@ -57,6 +57,7 @@ void cel_server_config_default(cel_server_config *cfg)
     cfg->body_timeout_ms = 30000;
     cfg->read_high_water = 256 * 1024;
     cfg->write_high_water = 256 * 1024;
+    cfg->accept_batch = 64;
 }
 
 uint64_t cel_server_now_ms(void)
@@ -500,7 +501,8 @@ static void on_readable(cel_server *s, cel_conn *c)
 
 static void accept_ready(cel_server *s, listener *l)
 {
-    for (int i = 0; i < 64 && s->accepting; i++) {
+    int batch = s->cfg.accept_batch > 0 ? s->cfg.accept_batch : 64;
+    for (int i = 0; i < batch && s->accepting; i++) {
         struct sockaddr_storage peer;
         socklen_t plen = sizeof peer;
         int fd = accept4(l->fd, (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -659,6 +661,10 @@ static int add_listener(cel_server *s, int fd, int port)
     listener *l = &s->listeners[s->nlisteners];
     l->fd = fd;
     l->port = port;
+    /* Level-triggered and not EPOLLEXCLUSIVE: with several worker processes
+     * on one socket, exclusive wake-ups kept handing connections to the same
+     * worker (measured: docs/workers.md); waking all, each accepting
+     * accept_batch, spreads them. */
     struct epoll_event e = { .events = EPOLLIN, .data.ptr = l };
     if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &e) < 0) {
         int saved = errno;

@@ -26,6 +26,10 @@ typedef struct cel_server_config {
     size_t read_high_water;         /* stop reading past this many buffered body bytes; default 256 KiB */
     size_t write_high_water;        /* senders wait past this many unsent bytes; default 256 KiB */
     size_t max_connections;         /* accepting pauses at this count; 0 = unlimited */
+    int accept_batch;               /* accepts per listener readiness event; default 64.  Worker
+                                       processes sharing one listening socket use 1, so that a
+                                       burst of connections spreads over the workers instead of
+                                       going to whichever woke first */
 } cel_server_config;
 
 void cel_server_config_default(cel_server_config *cfg);

@@ -334,3 +334,12 @@ def test_workers_1_is_single_process(n):
         assert get(srv.addr, "/pid").json()["pid"] == srv.proc.pid
     finally:
         srv.stop()
+
+
+def test_reuse_port_workers_each_listen():
+    srv = start_workers("--reuse-port", n=2)
+    try:
+        pids = set(worker_pids(srv))
+        assert pids_serving(srv.addr, 2) == pids
+    finally:
+        assert srv.stop() == 0
