@@ -114,6 +114,7 @@ class Supervisor:
         self.mtimes: dict[Path, float] = {}
         self.next_scan = 0.0
         self.reload_dirs = [Path(d).resolve() for d in _as_list(config.reload_dirs)] or [Path.cwd()]
+        self.parent_pid = os.getpid()
 
     # ---- signals ----
 
@@ -200,6 +201,7 @@ class Supervisor:
         return worker
 
     def _child_setup(self) -> None:
+        _die_with_parent(self.parent_pid)
         signal.set_wakeup_fd(-1)
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGTTIN, signal.SIGTTOU, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
@@ -474,6 +476,21 @@ class Supervisor:
                 os.remove(self.config.uds)
             except OSError:
                 pass
+
+
+def _die_with_parent(parent: int) -> None:
+    """A worker gets SIGTERM (a graceful stop) if the supervisor dies, even by
+    SIGKILL, instead of serving on as an orphan (Linux prctl PR_SET_PDEATHSIG)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:          # it died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _as_list(v: list[str] | str | None) -> list[str]:

@@ -343,3 +343,30 @@ def test_reuse_port_workers_each_listen():
         assert pids_serving(srv.addr, 2) == pids
     finally:
         assert srv.stop() == 0
+
+
+def test_workers_stop_when_the_supervisor_is_killed():
+    srv = start_workers(n=2)
+    pids = worker_pids(srv)
+    srv.proc.send_signal(signal.SIGKILL)
+    srv.proc.wait(timeout=10)
+    for pid in pids:
+        wait_until(lambda pid=pid: gone(pid), timeout=30)
+    srv.stop()
+    assert srv.stdout.count("workers_app: shutdown in") == 2      # gracefully, lifespan included
+
+
+def test_sigttin_sigttou_change_the_number_of_workers():
+    srv = start_workers(n=2)
+    try:
+        srv.proc.send_signal(signal.SIGTTIN)
+        srv.wait_for("Received SIGTTIN, increasing the number of processes.")
+        wait_until(lambda: srv.stderr.count("Application startup complete.") == 3, timeout=20)
+        assert len(pids_serving(srv.addr, 3, tries=300)) == 3
+        last = worker_pids(srv)[-1]
+        srv.proc.send_signal(signal.SIGTTOU)
+        srv.wait_for(rf"Terminated child process \[{last}\]")
+        wait_until(lambda: gone(last), timeout=20)
+        assert last not in pids_serving(srv.addr, 2)
+    finally:
+        assert srv.stop() == 0
