@@ -73,6 +73,10 @@ class Server:
         """Serve until a shutdown signal; returns the process exit code."""
         config = self.config
         loop = asyncio.get_running_loop()
+        # Before anything else (as uvicorn's capture_signals): a SIGTERM during
+        # app import or lifespan startup then means "shut down once started",
+        # with lifespan shutdown, instead of the default action.
+        self._install_signal_handlers(loop)
         try:
             app = config.load_app()
         except AppLoadError as exc:
@@ -148,7 +152,6 @@ class Server:
         fd = self.core.fileno()
         loop.add_reader(fd, self.core.poll)
         ticker = loop.call_later(1.0, self._tick, loop)
-        self._install_signal_handlers(loop)
         if self.announce:
             logger.info("Celeris running on %s (Press CTRL+C to quit)", where)
         self.started = True
