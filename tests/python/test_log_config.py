@@ -1,4 +1,4 @@
-"""--log-config (dictConfig JSON) with uvicorn's access-log record fields
+"""--log-config (dictConfig JSON or YAML; PyYAML comes with uvicorn[standard]) with uvicorn's access-log record fields
 (client_addr, request_line, status_code), in single-process and worker mode."""
 from __future__ import annotations
 
@@ -32,11 +32,16 @@ def log_config(path) -> dict:
     }
 
 
-@pytest.mark.parametrize("workers", ["1", "2"])
-def test_json_log_config_with_access_fields(tmp_path, workers):
+@pytest.mark.parametrize("workers,fmt", [("1", "json"), ("2", "json"), ("2", "yaml")])
+def test_log_config_with_access_fields(tmp_path, workers, fmt):
     access = tmp_path / "access.log"
-    cfg = tmp_path / "log.json"
-    cfg.write_text(json.dumps(log_config(access)))
+    cfg = tmp_path / f"log.{fmt}"
+    if fmt == "json":
+        cfg.write_text(json.dumps(log_config(access)))
+    else:
+        import yaml
+
+        cfg.write_text(yaml.safe_dump(log_config(access)))
     srv = ServerProcess("workers_app:app", "--log-config", str(cfg), "--workers", workers).wait_started()
     try:
         if workers == "2":
