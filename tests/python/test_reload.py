@@ -1,4 +1,4 @@
-"""--reload: a changed .py file is picked up by a fresh worker; the socket
+"""--reload and SIGHUP: a changed .py file is picked up by fresh workers; the socket
 stays open throughout (the supervisor owns it)."""
 from __future__ import annotations
 
@@ -54,3 +54,25 @@ def test_reload_picks_up_a_changed_file(tmp_path):
     finally:
         assert srv.stop() == 0
     assert "Stopping reloader process" in srv.stderr
+
+
+def test_sighup_loads_new_code_in_every_worker(tmp_path):
+    import re
+    import signal
+
+    app_file = tmp_path / "hup_app.py"
+    write_app(app_file, "old code")
+    srv = ServerProcess("hup_app:app", "--workers", "2", app_dir=tmp_path).wait_started()
+    try:
+        wait_until(lambda: srv.stderr.count("Started server process") == 2, timeout=20)
+        old = re.findall(r"Started server process \[(\d+)\]", srv.stderr)
+        assert get(srv.addr, "/").body == b"old code"
+        write_app(app_file, "new code!")
+        srv.proc.send_signal(signal.SIGHUP)
+        for pid in old:
+            srv.wait_for(rf"Finished server process \[{pid}\]", timeout=30)
+        # only new workers remain: every answer is the new code
+        assert {get(srv.addr, "/", headers=[("Connection", "close")]).body for _ in range(20)} \
+            == {b"new code!"}
+    finally:
+        assert srv.stop() == 0
