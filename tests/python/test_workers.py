@@ -15,6 +15,7 @@ import signal
 import socket
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -368,5 +369,50 @@ def test_sigttin_sigttou_change_the_number_of_workers():
         srv.wait_for(rf"Terminated child process \[{last}\]")
         wait_until(lambda: gone(last), timeout=20)
         assert last not in pids_serving(srv.addr, 2)
+    finally:
+        assert srv.stop() == 0
+
+
+def _overloaded_response(srv: ServerProcess) -> tuple[bytes, bytes]:
+    """(head without date/server lines, body) of the 503 at --limit-concurrency 2."""
+    busy = Conn(srv.addr)
+    try:
+        assert busy.request("GET", "/pid").status == 200
+        with Conn(srv.addr) as c:
+            c.send(build_request("GET", "/pid"))
+            raw = c.read_to_eof()
+    finally:
+        busy.close()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = [ln for ln in head.split(b"\r\n") if not ln.lower().startswith((b"date:", b"server:"))]
+    return b"\r\n".join(lines), body
+
+
+def test_limit_concurrency_503_is_byte_identical_to_uvicorn():
+    import sys
+
+    ours = ServerProcess(APP, "--limit-concurrency", "2").wait_started()
+    try:
+        mine = _overloaded_response(ours)
+    finally:
+        ours.stop()
+    uv = ServerProcess(APP, cmd=[sys.executable, "-m", "uvicorn", APP, "--port", "0",
+                                 "--app-dir", str(Path(__file__).parent / "apps"),
+                                 "--limit-concurrency", "2"])
+    try:
+        uv.port = int(uv.wait_for(r"Uvicorn running on http://127\.0\.0\.1:(\d+)").group(1))
+        theirs = _overloaded_response(uv)
+    finally:
+        uv.stop()
+    assert mine == theirs
+    assert mine[0].startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
+
+
+def test_web_concurrency_sets_the_worker_count(monkeypatch):
+    monkeypatch.setenv("WEB_CONCURRENCY", "2")
+    srv = ServerProcess(APP).wait_started()
+    try:
+        wait_until(lambda: len(worker_pids(srv)) == 2, timeout=20)
+        assert "Started parent process" in srv.stderr
     finally:
         assert srv.stop() == 0
