@@ -216,6 +216,9 @@ class Supervisor:
     def _worker_main(self, ready_w: int) -> int:
         from celeris.server import serve_config
 
+        # This process's copy of the supervisor's socket: the core adopts it and
+        # closes it when it stops accepting, so once every worker has stopped,
+        # the socket is closed and new connections are refused, not queued.
         shared = True
         if self.config.reuse_port and self.config.fd is None and not self.config.uds:
             shared = False
@@ -225,9 +228,9 @@ class Supervisor:
             own.bind(self.sock.getsockname()[:2])
             own.listen(self.config.backlog)
             fd = own.detach()
+            self.sock.close()           # the port placeholder: not ours to keep
         else:
-            fd = os.dup(self.sock.fileno())
-        self.sock.detach()          # the core owns `fd`; never close the shared one twice
+            fd = self.sock.detach()
         config = dataclasses.replace(self.config, fd=fd, uds=None, workers=1, reload=False)
 
         def started() -> None:
