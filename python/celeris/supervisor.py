@@ -51,9 +51,12 @@ SIGNAL_NAMES = {getattr(signal, f"SIG{x}"): x for x in "INT TERM HUP TTIN TTOU".
 
 
 class Worker:
-    def __init__(self, pid: int, ready_fd: int, slot: int) -> None:
+    def __init__(self, pid: int, ready_fd: int, health: socket.socket, slot: int) -> None:
         self.pid = pid
         self.ready_fd: int | None = ready_fd
+        self.health: socket.socket | None = health     # ping/pong with the worker's pong thread
+        self.ping_sent: float | None = None             # an unanswered ping, sent then
+        self.next_ping = 0.0
         self.slot = slot
         self.ready = False
         self.started_at = time.monotonic()
@@ -172,12 +175,15 @@ class Supervisor:
 
     def _spawn(self, slot: int, replaces: Worker | None = None) -> Worker:
         r, w = os.pipe2(os.O_CLOEXEC)
+        health, child_health = socket.socketpair()
         pid = os.fork()
         if pid == 0:                                    # the worker
             code = 1
             try:
                 os.close(r)
+                health.close()
                 self._child_setup()
+                _start_pong_thread(child_health)
                 code = self._worker_main(w)
             except SystemExit as exc:
                 code = exc.code if isinstance(exc.code, int) else 1
@@ -190,7 +196,9 @@ class Supervisor:
                 finally:
                     os._exit(code)
         os.close(w)
-        worker = Worker(pid, r, slot)
+        child_health.close()
+        health.setblocking(False)
+        worker = Worker(pid, r, health, slot)
         self.by_pid[pid] = worker
         if replaces is not None:
             worker.replaces = replaces
@@ -212,6 +220,8 @@ class Supervisor:
         for other in self.by_pid.values():
             if other.ready_fd is not None:
                 os.close(other.ready_fd)
+            if other.health is not None:
+                other.health.close()
 
     def _worker_main(self, ready_w: int) -> int:
         from celeris.server import serve_config
@@ -270,6 +280,9 @@ class Supervisor:
         if w.ready_fd is not None:
             os.close(w.ready_fd)
             w.ready_fd = None
+        if w.health is not None:
+            w.health.close()
+            w.health = None
         if self.pending is w:
             self.pending = None
         if w.stopping or self.should_exit:
@@ -325,6 +338,42 @@ class Supervisor:
             w = self.by_pid.pop(pid, None)
             if w is not None:
                 self._on_exit(w, os.waitstatus_to_exitcode(status))
+
+    # ---- health check (uvicorn's ping/pong; here without blocking the loop) ----
+
+    def _check_health(self, now: float) -> None:
+        """Ping every ready worker about once a second; one that has not answered
+        within --timeout-worker-healthcheck is hung (a frozen process, a C call
+        holding the GIL): kill it, the usual restart follows."""
+        timeout = self.config.timeout_worker_healthcheck
+        for w in list(self.by_pid.values()):
+            if not w.ready or w.stopping or w.health is None:
+                continue
+            if w.ping_sent is not None:
+                if now - w.ping_sent >= timeout:
+                    logger.error("Child process [%d] did not answer the health check within %g s; "
+                                 "killing it.", w.pid, timeout)
+                    w.ping_sent = None
+                    try:
+                        os.kill(w.pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                continue
+            if now >= w.next_ping:
+                try:
+                    w.health.send(b"p")
+                    w.ping_sent = now
+                except (BlockingIOError, OSError):
+                    pass
+                w.next_ping = now + 1.0
+
+    def _on_pong(self, w: Worker) -> None:
+        try:
+            data = w.health.recv(64) if w.health is not None else b""
+        except (BlockingIOError, OSError):
+            return
+        if data:
+            w.ping_sent = None
 
     # ---- rolling restart ----
 
@@ -426,6 +475,7 @@ class Supervisor:
                     if slot < self.num and self.slots[slot] is None:
                         self._spawn(slot)
             self._check_pending_timeout(now)
+            self._check_health(now)
             if self.reload:
                 self._reload_tick(now)
         self._stop_all()
@@ -437,6 +487,8 @@ class Supervisor:
 
     def _wait(self, timeout: float) -> None:
         fds = [self.sig_r] + [w.ready_fd for w in self.by_pid.values() if w.ready_fd is not None]
+        health = {w.health.fileno(): w for w in self.by_pid.values() if w.health is not None}
+        fds += list(health)
         try:
             readable, _, _ = select.select(fds, [], [], timeout)
         except InterruptedError:
@@ -448,6 +500,9 @@ class Supervisor:
                         pass
                 except BlockingIOError:
                     pass
+                continue
+            if fd in health:
+                self._on_pong(health[fd])
                 continue
             w = next((x for x in self.by_pid.values() if x.ready_fd == fd), None)
             if w is None:
@@ -479,6 +534,25 @@ class Supervisor:
                 os.remove(self.config.uds)
             except OSError:
                 pass
+
+
+def _start_pong_thread(sock: socket.socket) -> None:
+    """The worker side of the health check: a daemon thread answering each
+    ping byte, as uvicorn's worker does.  It needs the GIL for an instant, so
+    a process that is frozen or whose GIL is held for good stops answering."""
+    import threading
+
+    def pong() -> None:
+        try:
+            while True:
+                data = sock.recv(64)
+                if not data:
+                    return
+                sock.sendall(b"o" * len(data))
+        except OSError:
+            return
+
+    threading.Thread(target=pong, name="celeris-health", daemon=True).start()
 
 
 def _die_with_parent(parent: int) -> None:

@@ -416,3 +416,20 @@ def test_web_concurrency_sets_the_worker_count(monkeypatch):
         assert "Started parent process" in srv.stderr
     finally:
         assert srv.stop() == 0
+
+
+def test_a_frozen_worker_fails_the_health_check_and_is_replaced():
+    srv = start_workers("--timeout-worker-healthcheck", "1", n=2)
+    try:
+        frozen, other = worker_pids(srv)
+        # both serve, so both have told the supervisor they are ready (health checks start then)
+        assert pids_serving(srv.addr, 2, tries=300) == {frozen, other}
+        os.kill(frozen, signal.SIGSTOP)
+        srv.wait_for(rf"Child process \[{frozen}\] did not answer the health check within 1 s; "
+                     r"killing it\.", timeout=30)
+        srv.wait_for(rf"Child process \[{frozen}\] died", timeout=30)
+        wait_until(lambda: len(worker_pids(srv)) == 3, timeout=30)
+        replacement = worker_pids(srv)[2]
+        assert pids_serving(srv.addr, 2, tries=300) == {other, replacement}
+    finally:
+        srv.stop()
