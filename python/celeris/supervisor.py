@@ -353,6 +353,7 @@ class Supervisor:
                 if now - w.ping_sent >= timeout:
                     logger.error("Child process [%d] did not answer the health check within %g s; "
                                  "killing it.", w.pid, timeout)
+                    logger.debug("Health check of [%d]: ping sent %.3f s ago", w.pid, now - w.ping_sent)
                     w.ping_sent = None
                     try:
                         os.kill(w.pid, signal.SIGKILL)

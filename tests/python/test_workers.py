@@ -106,12 +106,16 @@ def worker_pids(srv: ServerProcess) -> list[int]:
     return [int(p) for p in re.findall(r"Started server process \[(\d+)\]", srv.stderr)]
 
 
-def pids_serving(addr, want: int, tries: int = 200) -> set[int]:
+def pids_serving(addr, want: int) -> set[int]:
+    """The worker pids answering, polled until `want` distinct ones have (a worker
+    logs "Application startup complete." a moment before it starts accepting)."""
     seen: set[int] = set()
-    for _ in range(tries):
+
+    def enough() -> bool:
         seen.add(get(addr, "/pid", headers=[("Connection", "close")]).json()["pid"])
-        if len(seen) >= want:
-            break
+        return len(seen) >= want
+
+    wait_until(enough, timeout=30, interval=0.01)
     return seen
 
 
@@ -363,7 +367,7 @@ def test_sigttin_sigttou_change_the_number_of_workers():
         srv.proc.send_signal(signal.SIGTTIN)
         srv.wait_for("Received SIGTTIN, increasing the number of processes.")
         wait_until(lambda: srv.stderr.count("Application startup complete.") == 3, timeout=20)
-        assert len(pids_serving(srv.addr, 3, tries=300)) == 3
+        assert len(pids_serving(srv.addr, 3)) == 3
         last = worker_pids(srv)[-1]
         srv.proc.send_signal(signal.SIGTTOU)
         srv.wait_for(rf"Terminated child process \[{last}\]")
@@ -423,13 +427,13 @@ def test_a_frozen_worker_fails_the_health_check_and_is_replaced():
     try:
         frozen, other = worker_pids(srv)
         # both serve, so both have told the supervisor they are ready (health checks start then)
-        assert pids_serving(srv.addr, 2, tries=300) == {frozen, other}
+        assert pids_serving(srv.addr, 2) == {frozen, other}
         os.kill(frozen, signal.SIGSTOP)
         srv.wait_for(rf"Child process \[{frozen}\] did not answer the health check within 1 s; "
                      r"killing it\.", timeout=30)
         srv.wait_for(rf"Child process \[{frozen}\] died", timeout=30)
         wait_until(lambda: len(worker_pids(srv)) == 3, timeout=30)
         replacement = worker_pids(srv)[2]
-        assert pids_serving(srv.addr, 2, tries=300) == {other, replacement}
+        assert pids_serving(srv.addr, 2) == {other, replacement}
     finally:
         srv.stop()
