@@ -256,6 +256,7 @@ class Options:
     python: str
     logs_dir: Path
     idle_conns: int
+    workers: int = 1
 
 
 class Server:
@@ -274,17 +275,21 @@ class Server:
         if self.name == "celeris":
             cmd = [py, "-m", "celeris", "run", app, "--host", HOST, "--port", port,
                    "--no-access-log", "--log-level", "warning", *self.opts.celeris_args]
+            if self.opts.workers > 1:
+                cmd += ["--workers", str(self.opts.workers)]
             if self.idle:
                 cmd += ["--timeout-keep-alive", "600"]
         elif self.name == "uvicorn":
             cmd = [py, "-m", "uvicorn", app, "--host", HOST, "--port", port, "--loop", "uvloop",
                    "--http", "httptools", "--no-access-log", "--log-level", "warning"]
+            if self.opts.workers > 1:
+                cmd += ["--workers", str(self.opts.workers)]
             if self.idle:
                 cmd += ["--timeout-keep-alive", "600"]
         elif self.name == "granian":
             granian = shutil.which("granian") or "granian"
             cmd = [granian, "--interface", "asgi", "--host", HOST, "--port", port,
-                   "--workers", "1", "--http", "1", "--loop", "uvloop", "--no-access-log",
+                   "--workers", str(self.opts.workers), "--http", "1", "--loop", "uvloop", "--no-access-log",
                    "--log-level", "warning"]
             if self.idle:
                 # 60 s is the longest header-read timeout granian accepts; its default
@@ -1006,6 +1011,9 @@ def parse_args(argv=None):
                    help="idle keep-alive connections for the idle scenario (10000)")
     p.add_argument("--idle-timeout", type=float, default=60.0,
                    help="seconds allowed to open the idle connections (60)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="worker processes for celeris, uvicorn and granian (1); give the server "
+                        "as many CPUs, e.g. --workers 2 --server-cpu 0,1 (see docs/workers.md)")
     p.add_argument("--server-cpu", default="0", help="taskset CPU list for the server (0)")
     p.add_argument("--wrk-cpu", default="1", help="taskset CPU list for wrk and the idle client (1)")
     p.add_argument("--no-pin", action="store_true", help="do not use taskset")
@@ -1064,14 +1072,15 @@ def main(argv=None) -> int:
     opts = Options(server_cpu=args.server_cpu, wrk_cpu=args.wrk_cpu,
                    start_timeout=args.start_timeout, celeris_args=args.celeris_args.split(),
                    python=args.python, logs_dir=Path(logs.name),
-                   idle_conns=args.idle_conns)
+                   idle_conns=args.idle_conns, workers=args.workers)
     result = {
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine_info(),
         "versions": versions(args.python),
         "config": {"duration": args.duration, "warmup": args.warmup, "rounds": args.rounds,
                    "connections": args.connections, "threads": args.threads,
-                   "idle_conns": args.idle_conns, "server_cpu": args.server_cpu,
+                   "idle_conns": args.idle_conns, "workers": args.workers,
+                   "server_cpu": args.server_cpu,
                    "wrk_cpu": args.wrk_cpu, "nofile": nofile,
                    "busy_threshold": args.busy_threshold,
                    "celeris_args": opts.celeris_args, "argv": sys.argv[1:]},

@@ -32,6 +32,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--port", type=int, default=8000, help="Bind socket to this port; 0 picks a free one (default: 8000).")
     run.add_argument("--uds", default=None, help="Bind to a UNIX domain socket.")
     run.add_argument("--fd", type=int, default=None, help="Use an already-listening socket descriptor.")
+    run.add_argument("--workers", type=int, default=None,
+                     help="Number of worker processes. Defaults to the $WEB_CONCURRENCY environment "
+                          "variable if available, or 1. Not valid with --reload.")
+    run.add_argument("--reuse-port", action="store_true",
+                     help="With --workers: each worker listens on its own SO_REUSEPORT socket instead of "
+                          "sharing one accept queue (see docs/workers.md: connections queued at a worker "
+                          "that dies or restarts are reset).")
+    run.add_argument("--reload", action="store_true", help="Enable auto-reload (polls *.py files).")
+    run.add_argument("--reload-dir", dest="reload_dirs", action="append", default=None,
+                     help="Watch this directory for changes instead of the current directory (repeatable).")
+    run.add_argument("--reload-delay", type=float, default=0.25,
+                     help="Seconds between two checks for changed files (default: 0.25).")
     run.add_argument("--app-dir", default=".", help="Look for APP in this directory, by adding it to sys.path (default: .).")
     run.add_argument("--factory", action="store_true", help="Treat APP as an application factory: call it to get the app.")
     run.add_argument("--root-path", default="", help="ASGI root_path for applications mounted below a path prefix.")
@@ -47,6 +59,22 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout-graceful-shutdown", type=float, default=None,
                      help="Seconds to wait for in-flight requests on shutdown before cancelling them (default: wait).")
     run.add_argument("--backlog", type=int, default=2048, help="listen(2) backlog (default: 2048).")
+    _bool_pair(run, "proxy-headers", True,
+               "Use X-Forwarded-Proto, X-Forwarded-For from trusted proxies to populate scheme and client")
+    run.add_argument("--forwarded-allow-ips", default=None,
+                     help="Comma separated list of IP Addresses, IP Networks, or literals (e.g. UNIX Socket "
+                          "path) to trust with proxy headers. Defaults to the $FORWARDED_ALLOW_IPS "
+                          "environment variable if available, or '127.0.0.1,::1'. '*' trusts everything.")
+    run.add_argument("--limit-concurrency", type=int, default=None,
+                     help="Maximum number of concurrent connections or tasks to allow, before issuing "
+                          "HTTP 503 responses.")
+    run.add_argument("--limit-max-requests", type=int, default=None,
+                     help="Maximum number of requests to service before terminating the process "
+                          "(a worker is then replaced by the supervisor).")
+    run.add_argument("--limit-max-requests-jitter", type=int, default=0,
+                     help="Maximum jitter to add to --limit-max-requests, to stagger worker restarts (default: 0).")
+    run.add_argument("--timeout-worker-healthcheck", type=float, default=5.0,
+                     help="Seconds a new worker has to become ready during a SIGHUP restart (default: 5).")
     _bool_pair(run, "server-header", True, "Send a 'server: celeris' header")
     _bool_pair(run, "native", True, "Serve compiled FastAPI routes on the native tier")
     _bool_pair(run, "date-header", True, "Send a 'date' header")
@@ -108,6 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "run":
         opts = vars(args).copy()
         opts.pop("command")
+        if args.reload and args.workers is not None and args.workers > 1:
+            parser.error("--reload and --workers cannot be used together")
         config = Config(**opts)
         from celeris.server import run_config
 

@@ -80,8 +80,24 @@ class Config:
     limit_request_fields: int = 100
     limit_request_body: int = 0
     limit_concurrency: int | None = None
+    limit_max_requests: int | None = None
+    limit_max_requests_jitter: int = 0
+    proxy_headers: bool = True
+    forwarded_allow_ips: list[str] | str | None = None
+    workers: int | None = None
+    reload: bool = False
+    reload_dirs: list[str] | str | None = None
+    reload_delay: float = 0.25
+    timeout_worker_healthcheck: float = 5.0
+    reuse_port: bool = False
     native: bool = True
     extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # uvicorn: --workers, else $WEB_CONCURRENCY, else 1
+        if self.workers is None:
+            env = os.environ.get("WEB_CONCURRENCY")
+            self.workers = int(env) if env else 1
 
     def load_app(self) -> Any:
         """Import (or take) the app; returns an ASGI3 callable."""

@@ -117,6 +117,9 @@ def make_error_log():
             warning("No supported WebSocket library detected: Celeris serves WebSocket upgrade "
                     "requests as plain HTTP until its WebSocket support lands.")
             return
+        if status == 503 and reason == "concurrency":
+            warning("Exceeded concurrency limit.")
+            return
         warning("Invalid HTTP request received (%d: %s).", status, reason)
 
     return error_log

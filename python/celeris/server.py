@@ -7,6 +7,7 @@ import asyncio
 import contextvars
 import functools
 import os
+import random
 import signal
 import sys
 import threading
@@ -31,8 +32,17 @@ def task_factory(loop: Any) -> Any:
 
 
 class Server:
-    def __init__(self, config: Config) -> None:
+    """One serving process.  on_started() is called once the app's lifespan
+    startup is complete and the socket is being served (the supervisor's
+    readiness signal); announce=False leaves the "running on" line to the
+    supervisor, which owns the socket."""
+
+    def __init__(self, config: Config, on_started: Any = None, announce: bool = True,
+                 accept_batch: int = 64) -> None:
         self.config = config
+        self.accept_batch = accept_batch
+        self.on_started = on_started
+        self.announce = announce
         self.should_exit = False
         self.force_exit = False
         self.started = False
@@ -74,6 +84,10 @@ class Server:
         """Serve until a shutdown signal; returns the process exit code."""
         config = self.config
         loop = asyncio.get_running_loop()
+        # Before anything else (as uvicorn's capture_signals): a SIGTERM during
+        # app import or lifespan startup then means "shut down once started",
+        # with lifespan shutdown, instead of the default action.
+        self._install_signal_handlers(loop)
         try:
             app = config.load_app()
         except AppLoadError as exc:
@@ -124,6 +138,9 @@ class Server:
             context=contextvars.copy_context(),
             native=native_app,
             task_factory=task_factory(loop),
+            proxy=self._proxy(),
+            limit_concurrency=config.limit_concurrency or 0,
+            accept_batch=self.accept_batch,
         )
         try:
             if config.fd is not None:
@@ -147,12 +164,21 @@ class Server:
         fd = self.core.fileno()
         loop.add_reader(fd, self.core.poll)
         ticker = loop.call_later(1.0, self._tick, loop)
-        self._install_signal_handlers(loop)
-        logger.info("Celeris running on %s (Press CTRL+C to quit)", where)
+        if self.announce:
+            logger.info("Celeris running on %s (Press CTRL+C to quit)", where)
         self.started = True
+        if self.on_started is not None:
+            self.on_started()
+        max_requests = None
+        if config.limit_max_requests is not None:
+            max_requests = config.limit_max_requests + random.randint(0, config.limit_max_requests_jitter)
+        core = self.core
         try:
             while not self.should_exit:
                 await asyncio.sleep(0.1)
+                if max_requests is not None and core.requests >= max_requests:
+                    logger.info("Maximum request limit of %d exceeded. Terminating process.", max_requests)
+                    break
             await self._shutdown(loop, fd)
         finally:
             ticker.cancel()
@@ -167,21 +193,45 @@ class Server:
             self._refresh_native()
         loop.call_later(1.0, self._tick, loop)
 
+    def _proxy(self) -> Any:
+        if not self.config.proxy_headers:
+            return None
+        from celeris.proxy import ProxyHeaders, forwarded_allow_ips
+
+        return ProxyHeaders(forwarded_allow_ips(self.config.forwarded_allow_ips))
+
     async def _shutdown(self, loop: asyncio.AbstractEventLoop, fd: int) -> None:
         logger.info("Shutting down")
+        # Connections the kernel already queued are accepted (so none is reset),
+        # then the listener closes; every response from now on ends its connection.
         self.core.stop_accepting()
         timeout = self.config.timeout_graceful_shutdown
         deadline = None if timeout is None else loop.time() + timeout
-        # Let in-flight requests finish; idle keep-alive connections close now.
         core = self.core
-        while core.live_requests and not self.force_exit:
-            core.close_idle()
-            if deadline is not None and loop.time() >= deadline:
-                logger.error("Cancel %d running task(s), timeout graceful shutdown exceeded",
-                             core.live_requests)
-                core.cancel_all()
+        # Let in-flight requests finish.  Idle keep-alive connections close now;
+        # a connection whose request already arrived (unread, or just accepted)
+        # stays until it is served -- for at most EXTRA seconds once no request
+        # is running, so a trickling client cannot hold the shutdown.
+        EXTRA = 3.0
+        quiet_since = None
+        while not self.force_exit:
+            remaining = core.close_idle()
+            live = core.live_requests
+            if not live and not remaining:
                 break
-            await asyncio.sleep(0.05)
+            now = loop.time()
+            if deadline is not None and now >= deadline:
+                if live:
+                    logger.error("Cancel %d running task(s), timeout graceful shutdown exceeded", live)
+                    core.cancel_all()
+                break
+            if live:
+                quiet_since = None
+            elif quiet_since is None:
+                quiet_since = now
+            elif now - quiet_since >= EXTRA:
+                break
+            await asyncio.sleep(0.02)
         for _ in range(20):
             if not core.live_requests:
                 break
@@ -220,7 +270,17 @@ def _new_loop_factory(loop: str):
 
 def run_config(config: Config) -> int:
     logs.configure(config.log_level, config.log_config)
-    server = Server(config)
+    if config.reload or (config.workers or 1) > 1:
+        from celeris.supervisor import run_supervised
+
+        return run_supervised(config)
+    return serve_config(config)
+
+
+def serve_config(config: Config, on_started: Any = None, announce: bool = True,
+                 accept_batch: int = 64) -> int:
+    """Run one serving process (logging already configured); its exit code."""
+    server = Server(config, on_started=on_started, announce=announce, accept_batch=accept_batch)
     factory = _new_loop_factory(config.loop)
     if sys.version_info >= (3, 11):
         with asyncio.Runner(loop_factory=factory) as runner:

@@ -58,7 +58,12 @@ typedef struct ServerObject {
     PyObject *scope_patch;      /* dict merged into scopes the native tier builds, or NULL
                                    (the TestClient's scheme/root_path/extensions) */
     PyObject *debug_sink;       /* callable(info) taking "http.response.debug" messages, or NULL */
+    PyObject *proxy_trusts;     /* proxy_trusts(host or None) -> bool, or NULL: proxy headers off */
+    PyObject *proxy_resolve;    /* proxy_resolve(xfp bytes|None, xff bytes|None)
+                                   -> (scheme|None, client|None); NULL when off */
+    Py_ssize_t limit_concurrency;   /* 503 at this many connections or running requests; 0 = off */
     int pending_scheduled;
+    int stopped;                /* stop_accepting() was called */
     unsigned long long requests;
     cel_server_config cfg;
 } ServerObject;
@@ -85,6 +90,13 @@ PyObject *celeris_ready_new(celeris_state *st, PyObject *value);   /* new ref; s
 
 /* scope.c: the ASGI http scope for req on c; new reference or NULL. */
 PyObject *celeris_build_scope(ServerObject *self, cel_conn *c, const cel_http_request *req);
+/* uvicorn's ProxyHeadersMiddleware for req on c: when proxy headers are on,
+ * the peer is trusted and X-Forwarded-Proto / X-Forwarded-For are present,
+ * *client and/or *scheme are set to new references (left NULL otherwise).
+ * 0, or -1 with an exception.  The native tier calls this (through
+ * celeris_build_scope) wherever it needs the client or the scheme. */
+int celeris_proxy_apply(ServerObject *self, cel_conn *c, const cel_http_request *req,
+                        PyObject **client, PyObject **scheme);
 /* Release the per-connection cache (c->cache); safe when there is none. */
 void celeris_conn_cache_free(cel_conn *c);
 /* Set the client/server address tuples of c (borrowed refs, stored as new

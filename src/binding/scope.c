@@ -14,6 +14,7 @@
 typedef struct {
     PyObject *client;           /* (host, port) or None */
     PyObject *server;           /* (host, port) or None */
+    int trusted;                /* proxy headers: -1 not yet asked, 0 no, 1 the peer is a trusted proxy */
 } ConnCache;
 
 static PyObject *addr_tuple(const unsigned char *raw, unsigned len)
@@ -46,6 +47,7 @@ static ConnCache *conn_cache(cel_conn *c)
         PyErr_NoMemory();
         return NULL;
     }
+    cc->trusted = -1;
     cc->client = addr_tuple(c->peer, c->peer_len);
     cc->server = addr_tuple(c->local, c->local_len);
     if (!cc->client || !cc->server) {
@@ -66,6 +68,7 @@ int celeris_conn_cache_set(cel_conn *c, PyObject *client, PyObject *server)
         PyErr_NoMemory();
         return -1;
     }
+    cc->trusted = -1;
     cc->client = Py_NewRef(client);
     cc->server = Py_NewRef(server);
     c->cache = cc;
@@ -81,6 +84,120 @@ void celeris_conn_cache_free(cel_conn *c)
         PyMem_Free(cc);
         c->cache = NULL;
     }
+}
+
+static int name_is(const cel_slice *name, const char *lower, size_t n)
+{
+    if (name->len != n)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = name->p[i];
+        if (ch >= 'A' && ch <= 'Z')
+            ch = (char)(ch + 32);
+        if (ch != lower[i])
+            return 0;
+    }
+    return 1;
+}
+
+/* Is the connection's peer a trusted proxy?  Asked once per connection. */
+static int peer_trusted(ServerObject *self, ConnCache *cc)
+{
+    if (cc->trusted < 0) {
+        PyObject *host = Py_None;
+        if (PyTuple_Check(cc->client) && PyTuple_GET_SIZE(cc->client) >= 1)
+            host = PyTuple_GET_ITEM(cc->client, 0);
+        PyObject *r = PyObject_CallOneArg(self->proxy_trusts, host);
+        if (!r)
+            return -1;
+        int t = PyObject_IsTrue(r);
+        Py_DECREF(r);
+        if (t < 0)
+            return -1;
+        cc->trusted = t;
+    }
+    return cc->trusted;
+}
+
+static int proxy_apply_cc(ServerObject *self, ConnCache *cc, const cel_http_request *req,
+                          PyObject **client, PyObject **scheme)
+{
+    *client = *scheme = NULL;
+    if (!self->proxy_resolve)
+        return 0;
+    const cel_slice *proto = NULL;
+    size_t nfor = 0, forlen = 0;
+    for (size_t i = 0; i < req->num_headers; i++) {
+        const cel_header *h = &req->headers[i];
+        if (name_is(&h->name, "x-forwarded-proto", 17))
+            proto = &h->value;                  /* the last one wins, as in uvicorn */
+        else if (name_is(&h->name, "x-forwarded-for", 15)) {
+            forlen += (nfor ? 2 : 0) + h->value.len;
+            nfor++;
+        }
+    }
+    if (!proto && !nfor)
+        return 0;
+    int t = peer_trusted(self, cc);
+    if (t <= 0)
+        return t;
+    PyObject *xfp = proto ? PyBytes_FromStringAndSize(proto->p, (Py_ssize_t)proto->len) : Py_NewRef(Py_None);
+    if (!xfp)
+        return -1;
+    PyObject *xff = Py_None;
+    if (nfor) {
+        /* every X-Forwarded-For value, joined with ", " */
+        xff = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)forlen);
+        if (!xff) {
+            Py_DECREF(xfp);
+            return -1;
+        }
+        char *d = PyBytes_AS_STRING(xff);
+        size_t k = 0;
+        for (size_t i = 0; i < req->num_headers; i++) {
+            const cel_header *h = &req->headers[i];
+            if (!name_is(&h->name, "x-forwarded-for", 15))
+                continue;
+            if (k) {
+                memcpy(d + k, ", ", 2);
+                k += 2;
+            }
+            memcpy(d + k, h->value.p, h->value.len);
+            k += h->value.len;
+        }
+    } else {
+        Py_INCREF(xff);
+    }
+    PyObject *args[2] = { xfp, xff };
+    PyObject *r = PyObject_Vectorcall(self->proxy_resolve, args, 2, NULL);
+    Py_DECREF(xfp);
+    Py_DECREF(xff);
+    if (!r)
+        return -1;
+    if (!PyTuple_Check(r) || PyTuple_GET_SIZE(r) != 2) {
+        Py_DECREF(r);
+        PyErr_SetString(PyExc_TypeError, "proxy resolver must return (scheme, client)");
+        return -1;
+    }
+    PyObject *sc = PyTuple_GET_ITEM(r, 0), *cl = PyTuple_GET_ITEM(r, 1);
+    if (sc != Py_None)
+        *scheme = Py_NewRef(sc);
+    if (cl != Py_None)
+        *client = Py_NewRef(cl);
+    Py_DECREF(r);
+    return 0;
+}
+
+int celeris_proxy_apply(ServerObject *self, cel_conn *c, const cel_http_request *req,
+                        PyObject **client, PyObject **scheme)
+{
+    *client = *scheme = NULL;
+    if (!self->proxy_resolve)
+        return 0;
+    ConnCache *cc = conn_cache(c);
+    if (!cc)
+        return -1;
+    return proxy_apply_cc(self, cc, req, client, scheme);
 }
 
 static PyObject *method_str(celeris_state *st, const cel_slice *m)
@@ -218,9 +335,15 @@ PyObject *celeris_build_scope(ServerObject *self, cel_conn *c, const cel_http_re
         }
     }
 
-    PyObject *scope = PyDict_New();
-    if (!scope)
+    PyObject *pclient = NULL, *pscheme = NULL;
+    if (proxy_apply_cc(self, cc, req, &pclient, &pscheme) < 0)
         return NULL;
+    PyObject *scope = PyDict_New();
+    if (!scope) {
+        Py_XDECREF(pclient);
+        Py_XDECREF(pscheme);
+        return NULL;
+    }
     PyObject *asgi = PyDict_New();
     if (!asgi)
         goto error;
@@ -234,8 +357,8 @@ PyObject *celeris_build_scope(ServerObject *self, cel_conn *c, const cel_http_re
         || PyDict_SetItem(scope, st->s_http_version,
                           req->minor_version == 1 ? st->s_v11 : st->s_v10) < 0
         || PyDict_SetItem(scope, st->s_server, cc->server) < 0
-        || PyDict_SetItem(scope, st->s_client, cc->client) < 0
-        || PyDict_SetItem(scope, st->s_scheme, self->scheme) < 0
+        || PyDict_SetItem(scope, st->s_client, pclient ? pclient : cc->client) < 0
+        || PyDict_SetItem(scope, st->s_scheme, pscheme ? pscheme : self->scheme) < 0
         || set_steal(scope, st->s_method, method_str(st, &req->method)) < 0
         || PyDict_SetItem(scope, st->s_root_path, self->root_path) < 0
         || set_steal(scope, st->s_path, decode_path(self, pp, pn)) < 0)
@@ -261,8 +384,12 @@ PyObject *celeris_build_scope(ServerObject *self, cel_conn *c, const cel_http_re
         if (set_steal(scope, st->s_state, PyDict_Copy(self->state)) < 0)
             goto error;
     }
+    Py_XDECREF(pclient);
+    Py_XDECREF(pscheme);
     return scope;
 error:
+    Py_XDECREF(pclient);
+    Py_XDECREF(pscheme);
     Py_DECREF(scope);
     return NULL;
 }

@@ -25,9 +25,54 @@ static void warn_upgrade(ServerObject *self)
     Py_XDECREF(r);
 }
 
+/* uvicorn's service_unavailable app, answered in C. */
+static int service_unavailable(ServerObject *self, cel_conn *c, const cel_http_request *req)
+{
+    if (self->error_log != Py_None) {
+        PyObject *r = PyObject_CallFunction(self->error_log, "is", 503, "concurrency");
+        if (!r)
+            PyErr_WriteUnraisable(self->error_log);
+        Py_XDECREF(r);
+    }
+    PyObject *scope = NULL;
+    if (self->access_log != Py_None && !(scope = celeris_build_scope(self, c, req))) {
+        PyErr_WriteUnraisable(self->handler);
+        return CEL_ENOMEM;
+    }
+    PyObject *cycle = celeris_cycle_new(self, c, scope);
+    Py_XDECREF(scope);
+    if (!cycle) {
+        PyErr_WriteUnraisable(self->handler);
+        return CEL_ENOMEM;
+    }
+    static const char body[] = "Service Unavailable";
+    const cel_header hs[3] = {
+        { { "content-type", 12 }, { "text/plain; charset=utf-8", 25 } },
+        { { "content-length", 14 }, { "19", 2 } },
+        { { "connection", 10 }, { "close", 5 } },
+    };
+    int rc = celeris_cycle_respond((CycleObject *)cycle, 503, hs, 3, NULL, body, sizeof body - 1);
+    CycleObject *cy = (CycleObject *)cycle;
+    if (rc < 0) {
+        PyErr_WriteUnraisable(self->handler);
+        if (cy->conn == c)
+            c->user = NULL;
+        cy->conn = NULL;
+    }
+    int started = cy->response_started;
+    Py_DECREF(cycle);
+    return rc < 0 && !started ? CEL_ENOMEM : 0;
+}
+
 static int on_request(void *ud, cel_conn *c, const cel_http_request *req)
 {
     ServerObject *self = SELF(ud);
+    /* As uvicorn: open connections (this one included) or running requests
+     * at the limit -> 503. */
+    if (self->limit_concurrency > 0
+        && ((Py_ssize_t)cel_server_num_connections(self->srv) >= self->limit_concurrency
+            || self->live_count >= self->limit_concurrency))
+        return service_unavailable(self, c, req);
     if (req->flags & CEL_REQ_UPGRADE)
         warn_upgrade(self);
     else if (self->native_app && celeris_native_dispatch(self, c, req))
@@ -157,11 +202,14 @@ static PyObject *server_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
         "header_timeout", "keepalive_timeout", "body_timeout", "max_body",
         "max_request_line", "max_header_bytes", "max_headers", "date_header",
         "server_header", "backlog", "max_connections", "context", "native", "scope_patch",
-        "debug_sink", "task_factory", NULL,
+        "debug_sink", "task_factory", "proxy", "limit_concurrency", "accept_batch", NULL,
     };
     PyObject *native = Py_None, *scope_patch = Py_None, *debug_sink = Py_None;
     PyObject *task_factory = Py_None;
     PyObject *context = Py_None;
+    PyObject *proxy = Py_None;
+    Py_ssize_t limit_concurrency = 0;
+    int accept_batch = 64;
     PyObject *handler, *loop, *access_log = Py_None, *error_log = Py_None, *state = Py_None;
     PyObject *root_path = NULL;
     PyObject *header_timeout = NULL, *keepalive_timeout = NULL, *body_timeout = NULL;
@@ -169,13 +217,14 @@ static PyObject *server_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
     Py_ssize_t max_request_line = 8192, max_header_bytes = 65536, max_headers = 100;
     int date_header = 1, server_header = 1, backlog = 2048;
     Py_ssize_t max_connections = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|$OOOUOOOKnnnppinOOOOO:Server", kwlist,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|$OOOUOOOKnnnppinOOOOOOni:Server", kwlist,
                                      &handler, &loop, &access_log, &error_log, &state,
                                      &root_path, &header_timeout, &keepalive_timeout,
                                      &body_timeout, &max_body, &max_request_line,
                                      &max_header_bytes, &max_headers, &date_header,
                                      &server_header, &backlog, &max_connections, &context,
-                                     &native, &scope_patch, &debug_sink, &task_factory))
+                                     &native, &scope_patch, &debug_sink, &task_factory,
+                                     &proxy, &limit_concurrency, &accept_batch))
         return NULL;
     if (scope_patch != Py_None && !PyDict_Check(scope_patch)) {
         PyErr_SetString(PyExc_TypeError, "scope_patch must be a dict or None");
@@ -203,6 +252,15 @@ static PyObject *server_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
             return NULL;
         }
         self->native_app = Py_NewRef(native);
+    }
+    self->limit_concurrency = limit_concurrency > 0 ? limit_concurrency : 0;
+    if (proxy != Py_None) {
+        self->proxy_trusts = PyObject_GetAttrString(proxy, "trusts");
+        self->proxy_resolve = self->proxy_trusts ? PyObject_GetAttrString(proxy, "resolve") : NULL;
+        if (!self->proxy_resolve) {
+            Py_DECREF(self);
+            return NULL;
+        }
     }
     self->loop = Py_NewRef(loop);
     self->access_log = Py_NewRef(access_log);
@@ -245,6 +303,7 @@ static PyObject *server_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
     cfg->conn.server_header = server_header;
     cfg->backlog = backlog;
     cfg->max_connections = max_connections > 0 ? (size_t)max_connections : 0;
+    cfg->accept_batch = accept_batch > 0 ? accept_batch : 64;
 
     cel_server_callbacks cb = {
         .ud = self,
@@ -349,6 +408,7 @@ static PyObject *server_sweep(PyObject *op, PyObject *Py_UNUSED(a))
 static PyObject *server_stop_accepting(PyObject *op, PyObject *Py_UNUSED(a))
 {
     ServerObject *self = (ServerObject *)op;
+    self->stopped = 1;
     if (self->srv)
         cel_server_stop_accepting(self->srv);
     Py_RETURN_NONE;
@@ -417,6 +477,12 @@ static PyObject *get_requests(PyObject *op, void *Py_UNUSED(c))
     return PyLong_FromUnsignedLongLong(((ServerObject *)op)->requests);
 }
 
+static PyObject *get_draining(PyObject *op, void *Py_UNUSED(c))
+{
+    ServerObject *self = (ServerObject *)op;
+    return PyBool_FromLong(self->stopped);
+}
+
 static PyObject *get_bound_port(PyObject *op, void *Py_UNUSED(c))
 {
     ServerObject *self = (ServerObject *)op;
@@ -433,6 +499,8 @@ static int server_traverse(PyObject *op, visitproc visit, void *arg)
     Py_VISIT(self->create_task);
     Py_VISIT(self->call_soon_kw);
     Py_VISIT(self->native_app);
+    Py_VISIT(self->proxy_trusts);
+    Py_VISIT(self->proxy_resolve);
     for (CycleObject *cy = self->live; cy; cy = cy->live_next)
         Py_VISIT((PyObject *)cy);
     Py_VISIT(self->run_pending);
@@ -453,6 +521,8 @@ static int server_clear(PyObject *op)
     Py_CLEAR(self->create_task);
     Py_CLEAR(self->call_soon_kw);
     Py_CLEAR(self->native_app);
+    Py_CLEAR(self->proxy_trusts);
+    Py_CLEAR(self->proxy_resolve);
     Py_CLEAR(self->run_pending);
     Py_CLEAR(self->handler);
     Py_CLEAR(self->loop);
@@ -504,6 +574,7 @@ static PyMethodDef server_methods[] = {
 static PyGetSetDef server_getset[] = {
     {"num_connections", get_num_connections, NULL, "open connections", NULL},
     {"requests", get_requests, NULL, "responses completed", NULL},
+    {"draining", get_draining, NULL, "stop_accepting was called", NULL},
     {"live_requests", get_live_requests, NULL, "request tasks still running", NULL},
     {"bound_port", get_bound_port, NULL, "first TCP listener's port", NULL},
     {NULL, NULL, NULL, NULL, NULL},

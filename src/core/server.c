@@ -36,6 +36,7 @@ struct cel_server {
     listener listeners[MAX_LISTENERS];
     int nlisteners;
     int accepting;
+    int draining;               /* stop_accepting was called: no more keep-alive */
     cel_conn *conns;            /* all connections (doubly linked) */
     size_t nconns;
     cel_conn *pending;          /* connections with input to process */
@@ -58,6 +59,7 @@ void cel_server_config_default(cel_server_config *cfg)
     cfg->body_timeout_ms = 30000;
     cfg->read_high_water = 256 * 1024;
     cfg->write_high_water = 256 * 1024;
+    cfg->accept_batch = 64;
 }
 
 uint64_t cel_server_now_ms(void)
@@ -382,6 +384,8 @@ static int process_inner(cel_server *s, cel_conn *c)
                 return answer_error(s, c, rc);
             }
             c->deadline_ms = 0;
+            if (s->draining)
+                c->keep_alive = 0;      /* shutting down: this is the last response */
             c->dispatch_turn = s->turn;
             c->user = NULL;
             c->notified_close = 0;
@@ -503,7 +507,8 @@ static void on_readable(cel_server *s, cel_conn *c)
 
 static void accept_ready(cel_server *s, listener *l)
 {
-    for (int i = 0; i < 64 && s->accepting; i++) {
+    int batch = s->cfg.accept_batch > 0 ? s->cfg.accept_batch : 64;
+    for (int i = 0; i < batch && s->accepting; i++) {
         struct sockaddr_storage peer;
         socklen_t plen = sizeof peer;
         int fd = accept4(l->fd, (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -672,6 +677,10 @@ static int add_listener(cel_server *s, int fd, int port)
     listener *l = &s->listeners[s->nlisteners];
     l->fd = fd;
     l->port = port;
+    /* Level-triggered and not EPOLLEXCLUSIVE: with several worker processes
+     * on one socket, exclusive wake-ups kept handing connections to the same
+     * worker (measured: docs/workers.md); waking all, each accepting
+     * accept_batch, spreads them. */
     struct epoll_event e = { .events = EPOLLIN, .data.ptr = l };
     if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &e) < 0) {
         int saved = errno;
@@ -767,8 +776,26 @@ int cel_server_fd(const cel_server *s)
 
 void cel_server_stop_accepting(cel_server *s)
 {
-    s->accepting = 0;
+    /* Take what the kernel already queued (connections whose handshake
+     * completed, maybe with a request sent) so that closing the listener does
+     * not reset them; they are served with "connection: close". */
     for (int i = 0; i < s->nlisteners; i++) {
+        if (s->listeners[i].fd < 0)
+            continue;
+        size_t before;
+        do {
+            before = s->nconns;
+            accept_ready(s, &s->listeners[i]);
+        } while (s->nconns > before && s->accepting);
+    }
+    s->accepting = 0;
+    s->draining = 1;
+    for (cel_conn *c = s->conns; c; c = c->next)
+        if (c->state == CEL_CONN_ACTIVE && !c->resp_started)
+            c->keep_alive = 0;
+    for (int i = 0; i < s->nlisteners; i++) {
+        if (s->listeners[i].fd < 0)
+            continue;
         epoll_ctl(s->epfd, EPOLL_CTL_DEL, s->listeners[i].fd, NULL);
         close(s->listeners[i].fd);
         s->listeners[i].fd = -1;
@@ -776,12 +803,25 @@ void cel_server_stop_accepting(cel_server *s)
     s->nlisteners = 0;
 }
 
+/* 1 when the peer has sent bytes we have not read yet (a request on its way). */
+static int input_waiting(const cel_conn *c)
+{
+    char b;
+    if (c->fd < 0)
+        return 0;
+    ssize_t n = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n > 0;
+}
+
 size_t cel_server_close_idle(cel_server *s)
 {
     cel_conn *c = s->conns;
     while (c) {
         cel_conn *next = c->next;
-        if ((c->state == CEL_CONN_IDLE && c->in.len == 0 && c->out.len == 0) || c->lingering)
+        if (c->lingering)
+            destroy(s, c);
+        else if (c->state == CEL_CONN_IDLE && c->in.len == 0 && c->out.len == 0
+                 && c->requests > 0 && !input_waiting(c))
             destroy(s, c);
         c = next;
     }

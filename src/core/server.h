@@ -26,6 +26,10 @@ typedef struct cel_server_config {
     size_t read_high_water;         /* stop reading past this many buffered body bytes; default 256 KiB */
     size_t write_high_water;        /* senders wait past this many unsent bytes; default 256 KiB */
     size_t max_connections;         /* accepting pauses at this count; 0 = unlimited */
+    int accept_batch;               /* accepts per listener readiness event; default 64.  Worker
+                                       processes sharing one listening socket use 1, so that a
+                                       burst of connections spreads over the workers instead of
+                                       going to whichever woke first */
 } cel_server_config;
 
 void cel_server_config_default(cel_server_config *cfg);
@@ -104,10 +108,20 @@ int cel_server_want_body(cel_server *s, cel_conn *c);
 /* Close c now (on_close is called). */
 void cel_server_close(cel_server *s, cel_conn *c);
 
-/* Stop accepting (graceful shutdown); existing connections continue. */
+/* Stop accepting (graceful shutdown): connections already queued by the
+ * kernel are accepted first (so closing the listener resets none of them),
+ * then the listeners are closed.  From now on every response carries
+ * "connection: close" (requests in flight included, unless their response
+ * has started); existing connections continue. */
 void cel_server_stop_accepting(cel_server *s);
 
-/* Close idle connections (IDLE with no partial head); returns how many remain open. */
+/* Close idle keep-alive connections (IDLE after at least one response, with
+ * no partial head and no unread bytes waiting in the kernel, checked with
+ * MSG_PEEK) and lingering ones; returns how many remain open.  A connection
+ * whose request has arrived but not yet been read stays open, so the next
+ * poll serves it, and so does a new connection that has not sent its first
+ * request yet (its client is about to): the caller bounds how long it waits
+ * for those. */
 size_t cel_server_close_idle(cel_server *s);
 
 size_t cel_server_num_connections(const cel_server *s);
