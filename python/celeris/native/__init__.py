@@ -29,7 +29,10 @@ def _plan_tuple(plan: Any) -> tuple:
         conv = getattr(p, "convertor", None)
         params.append((p.where, p.key, p.fast, p.field, tuple(p.loc), p.required, p.default, conv))
     status = plan.status_code
-    fast_json = status is None or (200 <= status and status not in _NO_BODY)
+    from starlette.responses import JSONResponse
+
+    fast_json = (status is None or (200 <= status and status not in _NO_BODY)) \
+        and plan.response_class is JSONResponse
     return (plan.endpoint, plan.is_coroutine, status, plan.response_class, tuple(plan.kwnames),
             fast_json, params, plan.serializer, plan.runner, plan.overrides_owner)
 

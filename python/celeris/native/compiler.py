@@ -271,8 +271,16 @@ def _route_plan(route: Any, app: Any, included: bool = False) -> tuple[Optional[
                                         or d.security_scopes_param_name)
     if getattr(d, "websocket_param_name", None):
         return None, "injects websocket"
-    if not isinstance(route.response_class, DefaultPlaceholder) or route.response_class.value is not JSONResponse:
-        return None, "custom response_class"
+    rclass = route.response_class
+    is_default_class = isinstance(rclass, DefaultPlaceholder)
+    actual_class = rclass.value if is_default_class else rclass
+    if not (inspect.isclass(actual_class) and issubclass(actual_class, _starlette_response())):
+        return None, "response_class is not a Response class"
+    if getattr(actual_class, "__name__", "") == "EventSourceResponse":
+        return None, "server-sent events response class"
+    # FastAPI dumps a response model straight to JSON bytes only when no
+    # response_class was given; otherwise serialize_response + the class.
+    model_via_class = route.response_field is not None and not is_default_class
     call = d.call
     if inspect.isasyncgenfunction(call) or inspect.isgeneratorfunction(call):
         return None, "streaming (generator) endpoint"
@@ -289,6 +297,7 @@ def _route_plan(route: Any, app: Any, included: bool = False) -> tuple[Optional[
     # the runner's finisher calls FastAPI's serialize_response, which does that.
     sync_model = (route.response_field is not None and not fastapi_is_coro(call)
                   and not _runs_no_user_code(route.response_field.field_info.annotation))
+    sync_model = sync_model or model_via_class
     needs_runner = needs_runner or sync_model
 
     runner_fn = None
@@ -340,7 +349,7 @@ def _route_plan(route: Any, app: Any, included: bool = False) -> tuple[Optional[
                     p.fast = FAST_NONE
                     p.convertor = conv  # type: ignore[attr-defined]
     plan = RoutePlan(endpoint=call, is_coroutine=is_coro, params=params_,
-                     status_code=route.status_code, response_class=route.response_class.value)
+                     status_code=route.status_code, response_class=actual_class)
     plan.kwnames = tuple(p.kwname for p in params_)
     if runner_fn is not None:
         plan.endpoint = runner_fn
@@ -365,6 +374,12 @@ def _route_plan(route: Any, app: Any, included: bool = False) -> tuple[Optional[
 
 
 _PURE_TYPES = (str, int, float, bool, type(None), dict, list, bytes)
+
+
+def _starlette_response() -> Any:
+    from starlette.responses import Response
+
+    return Response
 
 
 def _runs_no_user_code(annotation: Any, depth: int = 0) -> bool:

@@ -1,0 +1,94 @@
+"""Routes with a response_class (route, router or app default) on the native
+tier answer byte-for-byte what FastAPI does."""
+import warnings
+from typing import Optional
+
+import pytest
+from fastapi import APIRouter, FastAPI, Response
+from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse
+from pydantic import BaseModel
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from celeris import testclient as tc
+    from celeris.native import compile_app
+
+
+class Out(BaseModel):
+    name: str
+    note: Optional[str] = None
+
+
+class TaggedJSON(Response):
+    media_type = "application/vnd.tagged+json"
+
+    def render(self, content) -> bytes:
+        return b"TAG:" + repr(content).encode()
+
+
+def make_app(default=None) -> FastAPI:
+    app = FastAPI(default_response_class=default) if default else FastAPI()
+    router = APIRouter(prefix="/r", default_response_class=HTMLResponse)
+
+    @app.get("/html", response_class=HTMLResponse)
+    async def html():
+        return "<b>hi</b>"
+
+    @app.get("/text", response_class=PlainTextResponse, status_code=202)
+    def text(q: str = "x"):
+        return f"text {q}"
+
+    @app.get("/redirect", response_class=RedirectResponse)
+    async def redirect():
+        return "/html"
+
+    @app.get("/tagged", response_class=TaggedJSON)
+    async def tagged():
+        return {"a": [1, 2]}
+
+    @app.get("/model-html", response_class=TaggedJSON, response_model=Out)
+    async def model_html():
+        return {"name": "n", "extra": 1}
+
+    @app.get("/default-model", response_model=Out)
+    async def default_model():
+        return {"name": "d"}
+
+    @app.get("/default-plain")
+    async def default_plain():
+        return {"k": "v"}
+
+    @app.get("/empty", response_class=HTMLResponse, status_code=204)
+    async def empty():
+        return None
+
+    @router.get("/page")
+    async def page():
+        return "<p>page</p>"
+
+    app.include_router(router)
+    return app
+
+
+PATHS = ["/html", "/text", "/text?q=zz", "/redirect", "/tagged", "/model-html", "/default-model",
+         "/default-plain", "/empty", "/r/page"]
+
+
+@pytest.mark.parametrize("default", [None, PlainTextResponse, TaggedJSON])
+@pytest.mark.parametrize("path", PATHS)
+def test_response_class_native_matches_asgi(default, path):
+    app = make_app(default)
+    n = tc.TestClient(app, raise_server_exceptions=False, follow_redirects=False)
+    a = tc.TestClient(app, native=False, raise_server_exceptions=False, follow_redirects=False)
+    rn, ra = n.get(path), a.get(path)
+    assert (rn.status_code, rn.headers.raw, rn.content) == (ra.status_code, ra.headers.raw, ra.content)
+
+
+def test_response_class_routes_are_native():
+    compiled = {e.display_path: e for e in compile_app(make_app()).entries}
+    for path in ("/html", "/text", "/redirect", "/tagged", "/model-html", "/r/page"):
+        assert compiled[path].plan is not None, (path, compiled[path].reason)
+    client = tc.TestClient(make_app())
+    before = tc.stats["native"]
+    assert client.get("/html").text == "<b>hi</b>"
+    assert tc.stats["native"] == before + 1
