@@ -41,6 +41,7 @@ typedef struct {
     PyObject *loc;              /* ("query", "q") */
     PyObject *dflt;             /* default value (not required) */
     PyObject *convertor;        /* starlette convertor or NULL */
+    int multi;                  /* P_QUERY list parameter: every value (QueryParams.getlist) */
 } NParam;
 
 typedef struct {
@@ -154,8 +155,8 @@ static NPlan *plan_new(PyObject *t, const cel_route_info *info)
     for (Py_ssize_t i = 0; i < p->nparams; i++) {
         NParam *q = &p->params[i];
         PyObject *key, *field, *loc, *dflt, *conv;
-        if (!PyArg_ParseTuple(PyList_GET_ITEM(params, i), "iUiOO!pOO", &q->where, &key, &q->fast,
-                              &field, &PyTuple_Type, &loc, &q->required, &dflt, &conv)) {
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(params, i), "iUiOO!pOOp", &q->where, &key, &q->fast,
+                              &field, &PyTuple_Type, &loc, &q->required, &dflt, &conv, &q->multi)) {
             plan_free(p);
             return NULL;
         }
@@ -393,6 +394,41 @@ PyType_Spec celeris_nativeapp_spec = {
 };
 
 /* ---- request decoding helpers ---- */
+
+/* Every value of `key` in the query string, decoded (Starlette's
+ * QueryParams.getlist).  New list of str; NULL without an exception:
+ * decline (a value too long or not UTF-8); NULL with one: error. */
+static PyObject *query_getlist(const char *q, size_t qn, const char *key, size_t klen)
+{
+    PyObject *list = PyList_New(0);
+    if (!list)
+        return NULL;
+    cel_url_query_iter it;
+    cel_url_pair pr;
+    char buf[4096];
+    cel_url_query_init(&it, q, qn);
+    while (cel_url_query_next(&it, &pr)) {
+        if (!cel_url_decoded_equals(pr.key, pr.key_len, key, klen, 1))
+            continue;
+        if (pr.value_len > sizeof buf) {
+            Py_DECREF(list);
+            return NULL;
+        }
+        size_t n = cel_url_decode(pr.value, pr.value_len, buf, 1);
+        if (!cel_url_utf8_valid(buf, n)) {
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyObject *v = PyUnicode_DecodeUTF8(buf, (Py_ssize_t)n, "strict");
+        if (!v || PyList_Append(list, v) < 0) {
+            Py_XDECREF(v);
+            Py_DECREF(list);
+            return NULL;
+        }
+        Py_DECREF(v);
+    }
+    return list;
+}
 
 /* First value of header `key` (lower-case) in req, as Starlette's
  * Headers.get: 1 found (*v, *vn borrowed from the request), 0 missing. */
@@ -1295,6 +1331,29 @@ int celeris_native_dispatch(ServerObject *self, cel_conn *c, const cel_http_requ
             raw = m.params[q->path_slot].value.p;
             rn = m.params[q->path_slot].value.len;
             present = 1;
+        } else if (q->where == P_QUERY && q->multi) {
+            /* FastAPI: an empty list is a missing value (default or 422). */
+            PyObject *lst = query_getlist(req->query.p, req->query.len, q->key, q->key_len);
+            if (!lst) {
+                if (PyErr_Occurred())
+                    goto error;
+                goto decline;
+            }
+            PyObject *v;
+            if (PyList_GET_SIZE(lst) == 0) {
+                Py_DECREF(lst);
+                v = param_value(app, q, NULL, 0, 0, 0);
+            } else {
+                v = validate(app, q, lst);
+                Py_DECREF(lst);
+            }
+            if (!v) {
+                if (PyErr_Occurred())
+                    goto error;
+                goto decline;
+            }
+            argv[made] = v;
+            continue;
         } else if (q->where == P_QUERY) {
             present = cel_url_query_lookup(req->query.p, req->query.len, q->key, q->key_len, qbuf,
                                    sizeof qbuf, &rn);

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import pytest
 from fastapi import (BackgroundTasks, Body, Cookie, Depends, FastAPI, Header, HTTPException,
-                     Request, Response, Security)
+                     Query, Request, Response, Security)
 from fastapi.security import (APIKeyHeader, HTTPBasic, HTTPBasicCredentials, OAuth2PasswordBearer,
                               SecurityScopes)
 from pydantic import BaseModel
@@ -156,6 +156,15 @@ def make_app() -> FastAPI:
             tasks.add_task(EVENTS.append, f"task {i}")
         return {"queued": n}
 
+    @app.get("/list")
+    async def list_params(q: Annotated[list[str], Query()] = [], n: Annotated[list[int], Query()] = [1],
+                          req: Annotated[Optional[list[float]], Query()] = None):
+        return {"q": q, "n": n, "req": req}
+
+    @app.get("/list-required")
+    async def list_required(tag: Annotated[list[str], Query(min_length=1)]):
+        return tag
+
     @app.get("/sync-annotated")
     def sync_annotated(bad: int = 0) -> dict[str, int]:
         return {"a": 1, "b": "x" if bad else 2}
@@ -225,6 +234,9 @@ REQUESTS = [
     ("GET", "/apikey", {"x-api-key": "k"}), ("GET", "/basic", {}),
     ("GET", "/basic", {"authorization": "Basic dTpw"}), ("GET", "/basic", {"authorization": "Basic !!"}),
     ("GET", "/request-int/7", {}),
+    ("GET", "/list", {}), ("GET", "/list?q=a&q=b&n=2&n=3&req=1.5", {}), ("GET", "/list?n=x", {}),
+    ("GET", "/list?q=&q=%20x+y&other=1", {}), ("GET", "/list-required", {}),
+    ("GET", "/list-required?tag=a&tag=a", {}), ("GET", "/list?q=%E2%82", {}),
 ]
 
 BODIES = [
@@ -282,7 +294,8 @@ def test_runner_routes_are_native(clients):
     compiled = {e.display_path: e for e in compile_app(app).entries}
     for path in ("/chain", "/sync-chain", "/pager", "/nocache", "/guarded", "/headers", "/cookies",
                  "/items", "/embed", "/two", "/sync-body", "/response", "/background",
-                 "/sync-annotated", "/oauth", "/apikey", "/basic", "/request/{kind}"):
+                 "/sync-annotated", "/oauth", "/apikey", "/basic", "/request/{kind}", "/list",
+                 "/list-required"):
         assert compiled[path].plan is not None, (path, compiled[path].reason)
     n, _ = clients
     before = tc.stats["native"]

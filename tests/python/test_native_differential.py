@@ -257,10 +257,10 @@ def test_celeris_routes_cli(tmp_path):
     import sys
 
     (tmp_path / "routesapp.py").write_text(
-        "from fastapi import FastAPI, Query\n"
+        "from fastapi import FastAPI, Header\n"
         "app = FastAPI()\n"
         "@app.get('/a')\nasync def a():\n    return 1\n"
-        "@app.post('/b')\nasync def b(q: list[int] = Query([])):\n    return q\n")
+        "@app.post('/b')\nasync def b(x: list[str] = Header([])):\n    return x\n")
     out = subprocess.run([sys.executable, "-m", "celeris", "routes", "routesapp:app", "--app-dir",
                           str(tmp_path)], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr

@@ -27,7 +27,8 @@ def _plan_tuple(plan: Any) -> tuple:
     params = []
     for p in plan.params:
         conv = getattr(p, "convertor", None)
-        params.append((p.where, p.key, p.fast, p.field, tuple(p.loc), p.required, p.default, conv))
+        params.append((p.where, p.key, p.fast, p.field, tuple(p.loc), p.required, p.default, conv,
+                       bool(getattr(p, "multi", False))))
     status = plan.status_code
     from starlette.responses import JSONResponse
 

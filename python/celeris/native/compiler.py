@@ -165,9 +165,10 @@ def _param_plan(f: Any, where: int) -> tuple[Optional[ParamPlan], str]:
         get_model = getattr(du, "_get_param_model", None)
         if get_model is not None and get_model(f) is not None:
             return None, f"query parameter model {f.name!r}"
-        if field_annotation_is_sequence(info.annotation) or any(
-                type(m).__name__ == "Json" for m in info.metadata):
-            return None, f"list/Json query parameter {f.name!r}"
+        is_json = any(type(m).__name__ == "Json" for m in info.metadata)
+        multi = field_annotation_is_sequence(info.annotation) and not is_json
+        if is_json or (multi and where != PARAM_QUERY):
+            return None, f"list/Json parameter {f.name!r}"
         get_aliases = getattr(du, "_get_param_aliases", None)
         if get_aliases is None and where != PARAM_QUERY:
             return None, f"header/cookie parameter {f.name!r} on this FastAPI version"
@@ -186,6 +187,7 @@ def _param_plan(f: Any, where: int) -> tuple[Optional[ParamPlan], str]:
     else:
         from fastapi.dependencies import utils as du
 
+        multi = False
         get_aliases = getattr(du, "_get_param_aliases", None)
         if get_aliases is not None:
             aliases = get_aliases(f)
@@ -198,7 +200,7 @@ def _param_plan(f: Any, where: int) -> tuple[Optional[ParamPlan], str]:
             key = f.alias
     fast = FAST_NONE
     constrained = bool(info.metadata) or getattr(f, "config", None)
-    if not constrained:
+    if not constrained and not multi:
         is_str, _ = _is_scalar(info.annotation, (str,))
         is_int, _ = _is_scalar(info.annotation, (int,))
         if is_str:
@@ -215,7 +217,9 @@ def _param_plan(f: Any, where: int) -> tuple[Optional[ParamPlan], str]:
     else:
         default = None if required else f.default
     loc = (info.in_.value, key)
-    return ParamPlan(where, key, f.name, fast, f, loc, required, default), ""
+    plan = ParamPlan(where, key, f.name, fast, f, loc, required, default)
+    plan.multi = multi  # type: ignore[attr-defined]
+    return plan, ""
 
 
 def _plain_router(router: Any) -> bool:
