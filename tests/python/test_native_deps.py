@@ -357,3 +357,53 @@ def test_request_scope_follows_testclient_base_url_and_root_path():
     assert _run(n, "POST", "/request/x?y=1", h, body) == _run(a, "POST", "/request/x?y=1", h, body)
     assert tc.stats["native"] == before + 1
     assert n.post("/request/x", headers=h, content=body).json()["url"].startswith("https://example.com:8443/")
+
+
+class Filters(BaseModel):
+    model_config = {"extra": "forbid"}
+    limit: int = 10
+    tags: list[str] = []
+    order: Optional[str] = None
+
+
+class HeaderModel(BaseModel):
+    x_trace: Optional[str] = None
+    user_agent: str = "none"
+
+
+class CookieModel(BaseModel):
+    session: Optional[str] = None
+
+
+def make_model_param_app() -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/filters")
+    async def filters(f: Annotated[Filters, Query()], h: Annotated[HeaderModel, Header()],
+                      c: Annotated[CookieModel, Cookie()]):
+        return {"f": f, "h": h, "c": c}
+
+    @app.post("/filters-body")
+    async def filters_body(f: Annotated[Filters, Query()], item: Item):
+        return {"f": f, "item": item}
+
+    return app
+
+
+MODEL_PARAM_REQUESTS = [
+    ("GET", "/filters", {}, None), ("GET", "/filters?limit=3&tags=a&tags=b", {"x-trace": "t"}, None),
+    ("GET", "/filters?limit=x&extra=1", {}, None), ("GET", "/filters", {"cookie": "session=s1"}, None),
+    ("POST", "/filters-body?limit=2", {"content-type": "application/json"}, b'{"name":"a","price":1}'),
+    ("POST", "/filters-body?limit=z", {"content-type": "application/json"}, b'{"name":"a"}'),
+    ("POST", "/filters-body?limit=z", {"content-type": "application/json"}, b'{"name":"a","price":1}'),
+]
+
+
+@pytest.mark.parametrize("method,url,headers,body", MODEL_PARAM_REQUESTS)
+def test_parameter_models_match_asgi(method, url, headers, body):
+    app = make_model_param_app()
+    n = tc.TestClient(app, raise_server_exceptions=False)
+    a = tc.TestClient(app, native=False, raise_server_exceptions=False)
+    before = tc.stats["native"]
+    assert _run(n, method, url, headers, body) == _run(a, method, url, headers, body)
+    assert tc.stats["native"] == before + 1

@@ -273,6 +273,12 @@ def _route_plan(route: Any, app: Any, included: bool = False) -> tuple[Optional[
             return None, "form limits set on the route or router"
     needs_runner = needs_runner or bool(d.request_param_name or d.http_connection_param_name
                                         or d.security_scopes_param_name)
+    from fastapi.dependencies import utils as _du
+
+    _get_model = getattr(_du, "_get_param_model", None)
+    if _get_model is not None and any(_get_model(f) is not None for f in
+                                      (*d.query_params, *d.header_params, *d.cookie_params)):
+        needs_runner = True     # parameter models: validated by the runner with FastAPI's code
     if getattr(d, "websocket_param_name", None):
         return None, "injects websocket"
     rclass = route.response_class

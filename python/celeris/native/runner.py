@@ -194,10 +194,11 @@ def make_body_validator(route: Any, endpoint_ctx: dict) -> Callable:
     fields = route.dependant.body_params
     embed = bool(getattr(route, "_embed_body_fields", False))
 
-    async def validate(body: Any) -> dict:
+    async def validate(body: Any, prior_errors: list = ()) -> dict:
         received = PydanticUndefined if body is _UNDEFINED else body
         values, errors = await request_body_to_args(body_fields=fields, received_body=received,
                                                     embed_body_fields=embed)
+        errors = [*prior_errors, *errors]
         if errors:
             exc = RequestValidationError(errors, body=None if body is _UNDEFINED else body,
                                          endpoint_ctx=endpoint_ctx)
@@ -206,6 +207,45 @@ def make_body_validator(route: Any, endpoint_ctx: dict) -> Callable:
         return values
 
     return validate
+
+
+def make_model_params(fields: dict, endpoint_ctx: dict, has_body: bool) -> Callable:
+    """Parameter models (a Pydantic model as a group of query/header/cookie
+    parameters) of the route's own dependant, with FastAPI's
+    request_params_to_args on Starlette's QueryParams/Headers/cookies of
+    the request.  Returns (values, errors); without a body, errors raise
+    here (solve_dependencies' order: after the dependencies)."""
+    from fastapi.dependencies.utils import request_params_to_args
+    from fastapi.exceptions import RequestValidationError
+    from starlette.datastructures import Headers, QueryParams
+    from starlette.requests import cookie_parser
+
+    try:
+        from fastapi.routing import _validation_failed
+    except ImportError:  # pragma: no cover
+        def _validation_failed(exc: Any) -> None:
+            return None
+
+    query, header, cookie = fields.get("query", []), fields.get("header", []), fields.get("cookie", [])
+
+    def params(scope: dict) -> tuple:
+        values: dict = {}
+        errors: list = []
+        headers = Headers(scope=scope)
+        for group, source in ((query, lambda: QueryParams(scope["query_string"])),
+                              (header, lambda: headers),
+                              (cookie, lambda: cookie_parser(headers.get("cookie", "")))):
+            if group:
+                v, e = request_params_to_args(group, source())
+                values.update(v)
+                errors += e
+        if errors and not has_body:
+            exc = RequestValidationError(errors, body=None, endpoint_ctx=endpoint_ctx)
+            _validation_failed(exc)
+            raise exc
+        return values, errors
+
+    return params
 
 
 def make_finisher(route: Any, endpoint_ctx: dict, is_coroutine: bool) -> Callable:
@@ -313,6 +353,7 @@ class RunnerBuilder:
         self.uses_scopes: dict = {}
         self.n = 0
         self.needs = {"response": False, "background": False, "gen": False, "request": False}
+        self.model_fields: dict = {}
 
     def _name(self, prefix: str, obj: Any = None) -> str:
         self.n += 1
@@ -368,12 +409,20 @@ class RunnerBuilder:
                 self.cache[key] = var
         for f in dependant.path_params:
             values[f.name] = self._add_param(f, PARAM_PATH)
-        for f in dependant.query_params:
-            values[f.name] = self._add_param(f, PARAM_QUERY)
-        for f in dependant.header_params:
-            values[f.name] = self._add_param(f, PARAM_HEADER)
-        for f in dependant.cookie_params:
-            values[f.name] = self._add_param(f, PARAM_COOKIE)
+        from fastapi.dependencies import utils as du
+
+        get_model = getattr(du, "_get_param_model", None)
+        for where, kind, fields in ((PARAM_QUERY, "query", dependant.query_params),
+                                    (PARAM_HEADER, "header", dependant.header_params),
+                                    (PARAM_COOKIE, "cookie", dependant.cookie_params)):
+            for f in fields:
+                if get_model is not None and get_model(f) is not None:
+                    if not top:
+                        raise _Reject(f"{kind} parameter model in a dependency")
+                    self.model_fields.setdefault(kind, []).append(f)
+                    values[f.name] = f"_mv[{f.name!r}]"
+                else:
+                    values[f.name] = self._add_param(f, where)
         if dependant.body_params and not top:
             raise _Reject("request body read by a dependency")
         if getattr(dependant, "websocket_param_name", None):
@@ -425,8 +474,14 @@ class RunnerBuilder:
         dep_lines = self.lines
         call = self._name("endpoint", d.call)
         kwargs = ", ".join(f"{k}={v}" for k, v in values.items())
+        prior = "()"
+        if self.model_fields:
+            self.ns["_model_params"] = make_model_params(self.model_fields, ctx, has_body)
+            scope_expr = "_scope" if self.needs["request"] else "_nc.scope()"
+            dep_lines.append(f"_mv, _merr = _model_params({scope_expr})")
+            prior = "_merr"
         if has_body:
-            dep_lines.append("_bv = await _validate_body(_body)")
+            dep_lines.append(f"_bv = await _validate_body(_body, {prior})")
             kwargs = kwargs + (", " if kwargs else "") + "**_bv"
         if is_coroutine:
             call_line = f"_result = await {call}({kwargs})"
