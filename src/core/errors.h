@@ -32,7 +32,13 @@ typedef enum cel_err {
     CEL_ERESPLONG = -20,        /* response body longer than its Content-Length */
     CEL_ERESPSHORT = -21,       /* response finished shorter than its Content-Length */
     CEL_EHDRNAME = -22,         /* response header name is not a token */
-    CEL_ERR_MIN_ = -23
+    CEL_ERR_MIN_ = -23,
+    /* WebSocket (ws.h); a separate range so other additions do not collide */
+    CEL_EWSPROTO = -40,         /* frame protocol violation (close 1002) */
+    CEL_EWSUTF8 = -41,          /* invalid UTF-8 in a text message or close reason (close 1007) */
+    CEL_EWSTOOBIG = -42,        /* message over the size limit (close 1009) */
+    CEL_EWSHANDSHAKE = -43,     /* invalid opening handshake (400) */
+    CEL_EWSVERSION = -44        /* unsupported Sec-WebSocket-Version (426) */
 } cel_err;
 
 /* Static message for err; never NULL ("unknown error" for unknown codes). */
