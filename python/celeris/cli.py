@@ -63,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="Max number of header fields; more gets 431 (default: 100).")
     run.add_argument("--limit-request-body", type=int, default=0,
                      help="Max request body bytes; larger gets 413 (default: 0 = unlimited).")
+    run.add_argument("--ws-max-size", type=int, default=16777216,
+                     help="WebSocket max message size in bytes; larger closes with 1009 (default: 16777216).")
+    run.add_argument("--ws-ping-interval", type=float, default=20.0,
+                     help="WebSocket ping interval in seconds; 0 disables (default: 20.0).")
+    run.add_argument("--ws-ping-timeout", type=float, default=20.0,
+                     help="WebSocket pong timeout in seconds, then close 1011; 0 disables (default: 20.0).")
     routes = sub.add_parser("routes", help="Show which tier serves each route, and why.",
                             description="Compile the app's routes and show each one's tier (native "
                                         "or ASGI) and, for the ASGI tier, the reason.")

@@ -81,6 +81,9 @@ class Config:
     limit_request_body: int = 0
     limit_concurrency: int | None = None
     native: bool = True
+    ws_max_size: int = 16 * 1024 * 1024
+    ws_ping_interval: float | None = 20.0
+    ws_ping_timeout: float | None = 20.0
     extra: dict = field(default_factory=dict)
 
     def load_app(self) -> Any:

@@ -57,6 +57,32 @@ class Server:
 
         return run_asgi
 
+    def _make_ws_handler(self, app: Any):
+        """The coroutine function run for each WebSocket handshake (uvicorn's
+        run_asgi of its websockets-sansio protocol)."""
+        error = logger.error
+        client_disconnected = _celeris.ClientDisconnected
+
+        async def run_ws(scope: dict, cycle: Any) -> None:
+            try:
+                result = await app(scope, cycle.receive, cycle.send)
+            except client_disconnected:
+                pass
+            except BaseException as exc:
+                error("Exception in ASGI application\n", exc_info=exc)
+                cycle.app_failed()
+            else:
+                if not cycle.response_started:
+                    error("ASGI callable returned without completing handshake.")
+                    cycle.app_failed()
+                elif result is not None:
+                    error("ASGI callable should return None, but returned '%s'.", result)
+            finally:
+                cycle.ws_finish()
+                cycle.finish()
+
+        return run_ws
+
     # ---- lifecycle ----
 
     async def serve(self) -> int:
@@ -112,6 +138,11 @@ class Server:
             backlog=config.backlog,
             context=contextvars.copy_context(),
             native=native_app,
+            ws_handler=self._make_ws_handler(app),
+            ws_log=logs.make_ws_log() if logs.enabled(logger) else None,
+            ws_max_size=config.ws_max_size,
+            ws_ping_interval=config.ws_ping_interval,
+            ws_ping_timeout=config.ws_ping_timeout,
         )
         try:
             if config.fd is not None:
@@ -162,6 +193,8 @@ class Server:
         deadline = None if timeout is None else loop.time() + timeout
         # Let in-flight requests finish; idle keep-alive connections close now.
         core = self.core
+        # Open WebSockets are told the service restarts (1012), as uvicorn does.
+        core.close_websockets()
         while core.live_requests and not self.force_exit:
             core.close_idle()
             if deadline is not None and loop.time() >= deadline:

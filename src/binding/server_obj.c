@@ -13,38 +13,30 @@
 
 #define SELF(ud) ((ServerObject *)(ud))
 
-/* uvicorn without a WebSocket library serves upgrade requests as plain HTTP
- * and warns; so do we until the core speaks WebSocket. */
-static void warn_upgrade(ServerObject *self)
-{
-    if (self->error_log == Py_None)
-        return;
-    PyObject *r = PyObject_CallFunction(self->error_log, "is", 0, "upgrade");
-    if (!r)
-        PyErr_WriteUnraisable(self->error_log);
-    Py_XDECREF(r);
-}
-
 static int on_request(void *ud, cel_conn *c, const cel_http_request *req)
 {
     ServerObject *self = SELF(ud);
-    if (req->flags & CEL_REQ_UPGRADE)
-        warn_upgrade(self);
-    else if (self->native_app && celeris_native_dispatch(self, c, req))
+    /* WebSocket handshakes (c->ws, validated by the core) never go to the
+     * native tier: its dispatcher matches on method and path only. */
+    int ws = c->ws != NULL;
+    if (!ws && self->native_app && celeris_native_dispatch(self, c, req))
         return 0;
     PyObject *scope = celeris_build_scope(self, c, req);
     if (!scope) {
         PyErr_WriteUnraisable(self->handler);
         return CEL_ENOMEM;
     }
-    PyObject *cycle = celeris_cycle_new(self, c, self->access_log != Py_None ? scope : NULL);
+    PyObject *cycle = celeris_cycle_new(self, c, self->access_log != Py_None && !ws ? scope : NULL);
     if (!cycle) {
         Py_DECREF(scope);
         PyErr_WriteUnraisable(self->handler);
         return CEL_ENOMEM;
     }
+    if (ws && self->ws_log != Py_None)
+        ((CycleObject *)cycle)->ws_scope = Py_NewRef(scope);
     PyObject *args[2] = { scope, cycle };
-    PyObject *coro = PyObject_Vectorcall(self->handler, args, 2, NULL);
+    PyObject *handler = ws && self->ws_handler != Py_None ? self->ws_handler : self->handler;
+    PyObject *coro = PyObject_Vectorcall(handler, args, 2, NULL);
     Py_DECREF(scope);
     PyObject *r = NULL;
     if (coro) {
@@ -95,6 +87,13 @@ static void on_close(void *ud, cel_conn *c)
     if (cy)
         celeris_cycle_on_close(cy);
     celeris_conn_cache_free(c);
+}
+
+static void on_ws_message(void *ud, cel_conn *c, int opcode, const char *p, size_t n)
+{
+    (void)ud;
+    if (c->user)
+        celeris_ws_on_message((CycleObject *)c->user, opcode, p, n);
 }
 
 static void on_pending(void *ud)
@@ -156,8 +155,12 @@ static PyObject *server_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
         "handler", "loop", "access_log", "error_log", "state", "root_path",
         "header_timeout", "keepalive_timeout", "body_timeout", "max_body",
         "max_request_line", "max_header_bytes", "max_headers", "date_header",
-        "server_header", "backlog", "max_connections", "context", "native", NULL,
+        "server_header", "backlog", "max_connections", "context", "native",
+        "ws_handler", "ws_log", "ws_max_size", "ws_ping_interval", "ws_ping_timeout", NULL,
     };
+    PyObject *ws_handler = Py_None, *ws_log = Py_None;
+    unsigned long long ws_max_size = 16 * 1024 * 1024;
+    PyObject *ws_ping_interval = Py_None, *ws_ping_timeout = Py_None;
     PyObject *native = Py_None;
     PyObject *context = Py_None;
     PyObject *handler, *loop, *access_log = Py_None, *error_log = Py_None, *state = Py_None;
@@ -167,13 +170,14 @@ static PyObject *server_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
     Py_ssize_t max_request_line = 8192, max_header_bytes = 65536, max_headers = 100;
     int date_header = 1, server_header = 1, backlog = 2048;
     Py_ssize_t max_connections = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|$OOOUOOOKnnnppinOO:Server", kwlist,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|$OOOUOOOKnnnppinOOOOKOO:Server", kwlist,
                                      &handler, &loop, &access_log, &error_log, &state,
                                      &root_path, &header_timeout, &keepalive_timeout,
                                      &body_timeout, &max_body, &max_request_line,
                                      &max_header_bytes, &max_headers, &date_header,
                                      &server_header, &backlog, &max_connections, &context,
-                                     &native))
+                                     &native, &ws_handler, &ws_log, &ws_max_size,
+                                     &ws_ping_interval, &ws_ping_timeout))
         return NULL;
     if (state != Py_None && !PyDict_Check(state)) {
         PyErr_SetString(PyExc_TypeError, "state must be a dict or None");
@@ -199,6 +203,8 @@ static PyObject *server_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
         self->native_app = Py_NewRef(native);
     }
     self->loop = Py_NewRef(loop);
+    self->ws_handler = Py_NewRef(ws_handler);
+    self->ws_log = Py_NewRef(ws_log);
     self->access_log = Py_NewRef(access_log);
     self->error_log = Py_NewRef(error_log);
     self->state = Py_NewRef(state);
@@ -234,6 +240,16 @@ static PyObject *server_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
     cfg->conn.server_header = server_header;
     cfg->backlog = backlog;
     cfg->max_connections = max_connections > 0 ? (size_t)max_connections : 0;
+    cfg->ws_max_message = ws_max_size;
+    /* None disables pings / the pong deadline, as uvicorn's --ws-ping-* */
+    if (ws_ping_interval == Py_None)
+        cfg->ws_ping_interval_ms = 0;
+    else if (ms_from(ws_ping_interval, &cfg->ws_ping_interval_ms) < 0)
+        goto error;
+    if (ws_ping_timeout == Py_None)
+        cfg->ws_ping_timeout_ms = 0;
+    else if (ms_from(ws_ping_timeout, &cfg->ws_ping_timeout_ms) < 0)
+        goto error;
 
     cel_server_callbacks cb = {
         .ud = self,
@@ -244,6 +260,7 @@ static PyObject *server_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
         .on_pending = on_pending,
         .on_bad_request = on_bad_request,
         .on_output = on_output,
+        .on_ws_message = on_ws_message,
         .on_free = on_free,
     };
     self->srv = cel_server_new(cfg, &cb);
@@ -351,6 +368,14 @@ static PyObject *server_close_idle(PyObject *op, PyObject *Py_UNUSED(a))
     return PyLong_FromSize_t(cel_server_close_idle(self->srv));
 }
 
+static PyObject *server_close_websockets(PyObject *op, PyObject *Py_UNUSED(a))
+{
+    ServerObject *self = (ServerObject *)op;
+    if (!self->srv)
+        return PyLong_FromLong(0);
+    return PyLong_FromSize_t(cel_server_ws_going_away(self->srv));
+}
+
 static PyObject *server_close(PyObject *op, PyObject *Py_UNUSED(a))
 {
     ServerObject *self = (ServerObject *)op;
@@ -422,6 +447,8 @@ static int server_traverse(PyObject *op, visitproc visit, void *arg)
     Py_VISIT(self->create_task);
     Py_VISIT(self->call_soon_kw);
     Py_VISIT(self->native_app);
+    Py_VISIT(self->ws_handler);
+    Py_VISIT(self->ws_log);
     for (CycleObject *cy = self->live; cy; cy = cy->live_next)
         Py_VISIT((PyObject *)cy);
     Py_VISIT(self->run_pending);
@@ -440,6 +467,8 @@ static int server_clear(PyObject *op)
     Py_CLEAR(self->create_task);
     Py_CLEAR(self->call_soon_kw);
     Py_CLEAR(self->native_app);
+    Py_CLEAR(self->ws_handler);
+    Py_CLEAR(self->ws_log);
     Py_CLEAR(self->run_pending);
     Py_CLEAR(self->handler);
     Py_CLEAR(self->loop);
@@ -480,6 +509,8 @@ static PyMethodDef server_methods[] = {
     {"stop_accepting", server_stop_accepting, METH_NOARGS, "Close the listening sockets."},
     {"close_idle", server_close_idle, METH_NOARGS, "Close idle connections; returns how many remain."},
     {"close", server_close, METH_NOARGS, "Close every connection and free the server."},
+    {"close_websockets", server_close_websockets, METH_NOARGS,
+     "Close every open WebSocket with 1012 (shutdown); returns how many."},
     {"cancel_all", server_cancel_all, METH_NOARGS, "Cancel every running request task; returns how many."},
     {"memory_conn", (PyCFunction)(void (*)(void))server_memory_conn, METH_VARARGS | METH_KEYWORDS,
      "memory_conn(client=None, server=None, on_output=None): an in-memory connection."},
