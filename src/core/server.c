@@ -569,6 +569,11 @@ static int process_inner(cel_server *s, cel_conn *c)
             }
             continue;
         case CEL_CONN_ACTIVE:
+            if (c->read_eof && c->ws && c->in.len == 0 && !c->resp_started) {
+                /* the client left during the handshake: the app sees 1006 */
+                destroy(s, c);
+                return CEL_ECLOSED;
+            }
             if (c->read_eof && !c->body_done) {
                 /* The client went away mid-request: the app sees http.disconnect. */
                 destroy(s, c);

@@ -397,3 +397,16 @@ TEST(allocation_failure_every_n)
         cel_alloc_fail_after(0);
     }
 }
+
+TEST(client_leaves_during_handshake)
+{
+    harness h = { 0 };
+    new_server(&h, 0);
+    cel_conn *c = cel_server_memory_conn(h.srv, NULL, 0);
+    CHECK_EQ_INT(cel_server_feed(h.srv, c, HANDSHAKE, sizeof HANDSHAKE - 1, 0), 0);
+    CHECK_EQ_INT(h.requests, 1);
+    CHECK_EQ_INT(cel_server_feed(h.srv, c, NULL, 0, 1), CEL_ECLOSED);
+    CHECK_EQ_INT(h.closes, 1);
+    CHECK_EQ_INT(h.close_code, 0);
+    cel_server_free(h.srv);
+}
