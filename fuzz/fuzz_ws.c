@@ -2,6 +2,9 @@
  *
  * The first input byte picks the role (server: masked frames expected, or
  * client) and a message size limit; the rest is a byte stream of frames.
+ * A third bit allows RSV1 (permessage-deflate negotiated): each complete
+ * compressed message is inflated (limit 1 MiB: success, 1009 or 1002, never
+ * a crash), and every message is compressed and inflated back unchanged.
  * It is parsed in one piece and again in two and in three pieces (cut
  * points derived from the input), the way the server feeds it: unconsumed
  * bytes are kept and new ones appended, each call on an exact-size copy so
@@ -19,6 +22,7 @@
 
 #include "errors.h"
 #include "ws.h"
+#include "ws_deflate.h"
 
 #define REQUIRE(cond) do { if (!(cond)) abort(); } while (0)
 
@@ -53,12 +57,37 @@ static void check_roundtrip(int opcode, const char *msg, size_t n)
     cel_buf_free(&b);
 }
 
-static outcome parse(int role, uint64_t max, const uint8_t *in, size_t len, const size_t *cuts,
-                     size_t ncuts)
+static void check_deflate(int compressed, const char *msg, size_t n)
+{
+    cel_ws_deflate_params params = { 0, 0, 12 };
+    cel_ws_deflate *d = cel_ws_deflate_new(&params);
+    REQUIRE(d);
+    cel_buf out = {0};
+    if (compressed) {
+        int rc = cel_ws_inflate(d, msg, n, 1, &out, 1 << 20);
+        REQUIRE(rc == 0 || rc == CEL_EWSTOOBIG || rc == CEL_EWSPROTO);
+        REQUIRE(out.len <= (1 << 20) + 1);
+    } else {
+        cel_buf z = {0};
+        REQUIRE(cel_ws_deflate_message(d, msg, n, &z) == 0);
+        cel_ws_deflate *back = cel_ws_deflate_new(&params);
+        REQUIRE(back);
+        REQUIRE(cel_ws_inflate(back, cel_buf_head(&z), z.len, 1, &out, 0) == 0);
+        REQUIRE(out.len == n && (n == 0 || memcmp(cel_buf_head(&out), msg, n) == 0));
+        cel_ws_deflate_free(back);
+        cel_buf_free(&z);
+    }
+    cel_buf_free(&out);
+    cel_ws_deflate_free(d);
+}
+
+static outcome parse(int role, uint64_t max, int rsv1, const uint8_t *in, size_t len,
+                     const size_t *cuts, size_t ncuts)
 {
     outcome o = { CEL_EAGAIN, NULL, 0, 0 };
     cel_ws_parser p;
     cel_ws_parser_init(&p, role, max);
+    p.allow_rsv1 = rsv1;
     char *pending = malloc(len + 1);
     char *msg = malloc(len + 1);
     REQUIRE(pending && msg);
@@ -103,9 +132,12 @@ static outcome parse(int role, uint64_t max, const uint8_t *in, size_t len, cons
                 mlen += ev.len;
                 REQUIRE(!max || mlen <= max);
                 if (ev.last) {
-                    if (ev.opcode == CEL_WS_TEXT)
+                    if (ev.opcode == CEL_WS_TEXT && !ev.compressed)
                         REQUIRE(cel_ws_utf8_valid(msg, mlen));
-                    check_roundtrip(ev.opcode, msg, mlen);
+                    if (!ev.compressed)
+                        check_roundtrip(ev.opcode, msg, mlen);
+                    if (rsv1 && ncuts == 0)
+                        check_deflate(ev.compressed, msg, mlen);
                     unsigned char tag[9] = { 'M', (unsigned char)ev.opcode };
                     memcpy(tag + 2, &mlen, sizeof(uint32_t));
                     log_add(&o, tag, 6);
@@ -148,23 +180,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int role = data[0] & 1 ? CEL_WS_CLIENT : CEL_WS_SERVER;
     static const uint64_t limits[4] = { 0, 1, 16, 300 };
     uint64_t max = limits[(data[0] >> 1) & 3];
+    int rsv1 = (data[0] >> 3) & 1;
     data++;
     size--;
 
-    outcome whole = parse(role, max, data, size, NULL, 0);
+    outcome whole = parse(role, max, rsv1, data, size, NULL, 0);
     uint32_t h = 2166136261u;
     for (size_t i = 0; i < size && i < 64; i++)
         h = (h ^ data[i]) * 16777619u;
 
     size_t cut = size ? h % (size + 1) : 0;
-    outcome two = parse(role, max, data, size, &cut, 1);
+    outcome two = parse(role, max, rsv1, data, size, &cut, 1);
     size_t cuts[2] = { size ? (h >> 8) % (size + 1) : 0, size ? (h >> 16) % (size + 1) : 0 };
     if (cuts[0] > cuts[1]) {
         size_t t = cuts[0];
         cuts[0] = cuts[1];
         cuts[1] = t;
     }
-    outcome three = parse(role, max, data, size, cuts, 2);
+    outcome three = parse(role, max, rsv1, data, size, cuts, 2);
     const outcome *all[2] = { &two, &three };
     for (int k = 0; k < 2; k++) {
         REQUIRE(all[k]->rc == whole.rc);

@@ -84,6 +84,7 @@ class Config:
     ws_max_size: int = 16 * 1024 * 1024
     ws_ping_interval: float | None = 20.0
     ws_ping_timeout: float | None = 20.0
+    ws_per_message_deflate: bool = True
     extra: dict = field(default_factory=dict)
 
     def load_app(self) -> Any:

@@ -143,6 +143,7 @@ class Server:
             ws_max_size=config.ws_max_size,
             ws_ping_interval=config.ws_ping_interval,
             ws_ping_timeout=config.ws_ping_timeout,
+            ws_per_message_deflate=config.ws_per_message_deflate,
         )
         try:
             if config.fd is not None:

@@ -156,8 +156,10 @@ static PyObject *server_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
         "header_timeout", "keepalive_timeout", "body_timeout", "max_body",
         "max_request_line", "max_header_bytes", "max_headers", "date_header",
         "server_header", "backlog", "max_connections", "context", "native",
-        "ws_handler", "ws_log", "ws_max_size", "ws_ping_interval", "ws_ping_timeout", NULL,
+        "ws_handler", "ws_log", "ws_max_size", "ws_ping_interval", "ws_ping_timeout",
+        "ws_per_message_deflate", NULL,
     };
+    int ws_deflate = 1;
     PyObject *ws_handler = Py_None, *ws_log = Py_None;
     unsigned long long ws_max_size = 16 * 1024 * 1024;
     PyObject *ws_ping_interval = Py_None, *ws_ping_timeout = Py_None;
@@ -170,14 +172,14 @@ static PyObject *server_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
     Py_ssize_t max_request_line = 8192, max_header_bytes = 65536, max_headers = 100;
     int date_header = 1, server_header = 1, backlog = 2048;
     Py_ssize_t max_connections = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|$OOOUOOOKnnnppinOOOOKOO:Server", kwlist,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|$OOOUOOOKnnnppinOOOOKOOp:Server", kwlist,
                                      &handler, &loop, &access_log, &error_log, &state,
                                      &root_path, &header_timeout, &keepalive_timeout,
                                      &body_timeout, &max_body, &max_request_line,
                                      &max_header_bytes, &max_headers, &date_header,
                                      &server_header, &backlog, &max_connections, &context,
                                      &native, &ws_handler, &ws_log, &ws_max_size,
-                                     &ws_ping_interval, &ws_ping_timeout))
+                                     &ws_ping_interval, &ws_ping_timeout, &ws_deflate))
         return NULL;
     if (state != Py_None && !PyDict_Check(state)) {
         PyErr_SetString(PyExc_TypeError, "state must be a dict or None");
@@ -241,6 +243,7 @@ static PyObject *server_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
     cfg->backlog = backlog;
     cfg->max_connections = max_connections > 0 ? (size_t)max_connections : 0;
     cfg->ws_max_message = ws_max_size;
+    cfg->ws_per_message_deflate = ws_deflate;
     /* None disables pings / the pong deadline, as uvicorn's --ws-ping-* */
     if (ws_ping_interval == Py_None)
         cfg->ws_ping_interval_ms = 0;

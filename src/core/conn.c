@@ -32,6 +32,8 @@ void cel_conn_release(cel_conn *c)
     cel_buf_free(&c->out);
     if (c->ws) {
         cel_buf_free(&c->ws->msg);
+        cel_buf_free(&c->ws->zbuf);
+        cel_ws_deflate_free(c->ws->deflate);
         cel_free(c->ws);
         c->ws = NULL;
     }
@@ -418,6 +420,12 @@ int cel_conn_ws_accept(cel_conn *c, const char *subprotocol, size_t sublen,
     cel_slice sub = { subprotocol, sublen };
     if (subprotocol && !valid_value(&sub))
         return CEL_EHDRVALUE;
+    cel_ws_conn *w = c->ws;
+    if (w->deflate_response[0] && !w->deflate) {
+        w->deflate = cel_ws_deflate_new(&w->deflate_params);
+        if (!w->deflate)
+            return CEL_ENOMEM;
+    }
     size_t mark = c->out.len;
     cel_buf *o = &c->out;
     int rc = 0;
@@ -428,6 +436,11 @@ int cel_conn_ws_accept(cel_conn *c, const char *subprotocol, size_t sublen,
     if (subprotocol) {
         rc |= cel_buf_append(o, "sec-websocket-protocol: ", 24);
         rc |= cel_buf_append(o, subprotocol, sublen);
+        rc |= cel_buf_append(o, "\r\n", 2);
+    }
+    if (w->deflate) {
+        rc |= cel_buf_append(o, "sec-websocket-extensions: ", 26);
+        rc |= cel_buf_append(o, w->deflate_response, strlen(w->deflate_response));
         rc |= cel_buf_append(o, "\r\n", 2);
     }
     if (c->cfg->date_header && date) {
@@ -452,15 +465,24 @@ int cel_conn_ws_accept(cel_conn *c, const char *subprotocol, size_t sublen,
     c->resp_done = 1;
     c->resp_status = 101;
     cel_ws_parser_init(&c->ws->parser, CEL_WS_SERVER, max_message);
+    c->ws->parser.allow_rsv1 = c->ws->deflate != NULL;
     c->state = CEL_CONN_WS;
     return 0;
 }
 
 int cel_conn_ws_send(cel_conn *c, int opcode, const char *p, size_t n)
 {
-    if (c->state != CEL_CONN_WS || c->ws->close_sent)
+    cel_ws_conn *w = c->ws;
+    if (c->state != CEL_CONN_WS || w->close_sent)
         return CEL_ESTATE;
-    return cel_ws_write_frame(&c->out, opcode, p, n);
+    if (!w->deflate)
+        return cel_ws_write_frame(&c->out, opcode, p, n);
+    int rc = cel_ws_deflate_message(w->deflate, p, n, &w->zbuf);
+    if (rc == 0)
+        rc = cel_ws_write_frame_ex(&c->out, opcode, 1, cel_buf_head(&w->zbuf), w->zbuf.len);
+    cel_buf_consume(&w->zbuf, w->zbuf.len);
+    cel_buf_shrink(&w->zbuf, 65536);
+    return rc;
 }
 
 int cel_conn_ws_close(cel_conn *c, int code, const char *reason, size_t len)

@@ -25,6 +25,7 @@
 #include "buf.h"
 #include "http1.h"
 #include "ws.h"
+#include "ws_deflate.h"
 
 typedef struct cel_conn_config {
     cel_http_limits limits;
@@ -61,6 +62,11 @@ typedef struct cel_ws_conn {
                                    error / ping timeout; 0 = the connection just dropped */
     char close_reason[124];
     size_t close_reason_len;
+    cel_ws_deflate_params deflate_params;
+    char deflate_response[128]; /* sec-websocket-extensions answer, "" if not negotiated */
+    cel_ws_deflate *deflate;    /* permessage-deflate state once accepted, or NULL (owned) */
+    cel_buf zbuf;               /* scratch for compressed output */
+    uint32_t msg_utf8;          /* UTF-8 check of an inflated text message */
     uint64_t next_ping_ms;      /* keepalive: when to send the next ping (0 = off) */
     uint64_t pong_deadline_ms;  /* when the outstanding ping's pong is late */
     uint32_t ping_seq;
@@ -171,14 +177,16 @@ int cel_conn_finish(cel_conn *c);
 
 /* WebSocket: c->ws is set and the request is ACTIVE.  Append the 101
  * response (sec-websocket-accept from the handshake, the subprotocol when
- * given, date/server per cfg, then the app's headers) and move to WS with
- * a parser limited to max_message bytes per message (0 = unlimited).
+ * given, the permessage-deflate answer when one was negotiated, date/server
+ * per cfg, then the app's headers) and move to WS with a parser limited to
+ * max_message bytes per message (0 = unlimited).
  * Returns 0, CEL_ESTATE, CEL_EHDRNAME, CEL_EHDRVALUE, CEL_ENOMEM. */
 int cel_conn_ws_accept(cel_conn *c, const char *subprotocol, size_t sublen,
                        const cel_header *headers, size_t n, const char *date,
                        uint64_t max_message);
 
-/* Append a data frame (TEXT or BINARY) / a close frame (code 0: no payload).
+/* Append a data frame (TEXT or BINARY; compressed when permessage-deflate
+ * is on) / a close frame (code 0: no payload).
  * Returns 0, CEL_ESTATE (not WS, or a close was already sent), CEL_ENOMEM. */
 int cel_conn_ws_send(cel_conn *c, int opcode, const char *p, size_t n);
 int cel_conn_ws_close(cel_conn *c, int code, const char *reason, size_t len);

@@ -61,6 +61,7 @@ void cel_server_config_default(cel_server_config *cfg)
     cfg->ws_ping_interval_ms = 20000;
     cfg->ws_ping_timeout_ms = 20000;
     cfg->ws_close_timeout_ms = 10000;
+    cfg->ws_per_message_deflate = 1;
 }
 
 uint64_t cel_server_now_ms(void)
@@ -426,6 +427,31 @@ static int ws_process(cel_server *s, cel_conn *c)
         cel_ws_event ev;
         size_t used;
         int rc = cel_ws_parse(&w->parser, cel_buf_head(&c->in), c->in.len, &used, &ev);
+        if (rc == 1 && ev.kind == CEL_WS_EV_DATA && ev.compressed) {
+            if (!w->close_sent) {
+                if (ev.first)
+                    w->msg_utf8 = 0;
+                size_t before = w->msg.len;
+                int zr = cel_ws_inflate(w->deflate, ev.data, ev.len, ev.last, &w->msg,
+                                        s->cfg.ws_max_message);
+                if (zr == 0 && ev.opcode == CEL_WS_TEXT
+                    && (cel_ws_utf8_step(&w->msg_utf8, cel_buf_head(&w->msg) + before,
+                                         w->msg.len - before) < 0
+                        || (ev.last && w->msg_utf8 != 0)))
+                    zr = CEL_EWSUTF8;
+                if (zr < 0) {
+                    cel_buf_consume(&c->in, used);
+                    rc = zr;
+                    goto failed;
+                }
+                if (ev.last) {
+                    w->msg_ready = 1;
+                    w->msg_opcode = ev.opcode;
+                }
+            }
+            cel_buf_consume(&c->in, used);
+            continue;
+        }
         if (rc == 1 && ev.kind == CEL_WS_EV_DATA) {
             if (w->close_sent) {
                 /* closing: messages are dropped */
@@ -456,6 +482,9 @@ static int ws_process(cel_server *s, cel_conn *c)
             }
             break;
         }
+    failed:
+        if (rc == CEL_ENOMEM)
+            return ws_fail(s, c, CEL_WS_CLOSE_INTERNAL, "out of memory");
         if (rc == CEL_EWSTOOBIG) {
             char reason[80];
             snprintf(reason, sizeof reason, "Message exceeds the maximum size (%llu bytes)",
@@ -557,6 +586,9 @@ static int process_inner(cel_server *s, cel_conn *c)
                 if (!c->ws)
                     return answer_error(s, c, CEL_ENOMEM);
                 c->ws->hs = hs;
+                if (s->cfg.ws_per_message_deflate && hs.deflate_offered)
+                    cel_ws_deflate_negotiate(&req, &c->ws->deflate_params, c->ws->deflate_response,
+                                             sizeof c->ws->deflate_response);
                 c->keep_alive = 0;      /* a denial is the last response on it */
             }
             c->deadline_ms = 0;

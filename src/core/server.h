@@ -30,6 +30,7 @@ typedef struct cel_server_config {
     uint64_t ws_ping_interval_ms;   /* keepalive ping every; default 20000; 0 = no pings */
     uint64_t ws_ping_timeout_ms;    /* pong due within -> close 1011; default 20000; 0 = no limit */
     uint64_t ws_close_timeout_ms;   /* after our close frame, wait for the peer's; default 10000 */
+    int ws_per_message_deflate;     /* accept permessage-deflate offers; default 1 */
 } cel_server_config;
 
 void cel_server_config_default(cel_server_config *cfg);

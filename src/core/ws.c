@@ -142,12 +142,13 @@ static int parse_payload(cel_ws_parser *p, char *buf, size_t len, size_t *consum
         return CEL_EAGAIN;
     if (p->masked)
         cel_ws_unmask(buf, take, p->mask, p->frame_off);
-    if (p->msg_opcode == CEL_WS_TEXT && cel_ws_utf8_step(&p->utf8, buf, take) < 0)
+    int check = p->msg_opcode == CEL_WS_TEXT && !p->msg_compressed;
+    if (check && cel_ws_utf8_step(&p->utf8, buf, take) < 0)
         return fail(p, CEL_EWSUTF8);
     p->frame_left -= take;
     p->frame_off += take;
     int last = p->fin && p->frame_left == 0;
-    if (last && p->msg_opcode == CEL_WS_TEXT && p->utf8 != 0)
+    if (last && check && p->utf8 != 0)
         return fail(p, CEL_EWSUTF8);
     ev->kind = CEL_WS_EV_DATA;
     ev->opcode = p->msg_opcode;
@@ -155,6 +156,7 @@ static int parse_payload(cel_ws_parser *p, char *buf, size_t len, size_t *consum
     ev->len = take;
     ev->first = !p->msg_started;
     ev->last = (unsigned)last;
+    ev->compressed = p->msg_compressed;
     p->msg_started = 1;
     if (p->frame_left == 0) {
         p->in_frame = 0;
@@ -183,7 +185,7 @@ int cel_ws_parse(cel_ws_parser *p, char *buf, size_t len, size_t *consumed, cel_
         return CEL_EAGAIN;
     int fin = u[0] >> 7, rsv = (u[0] >> 4) & 7, op = u[0] & 0xF;
     int control = op & 8;
-    if (rsv)
+    if ((rsv & 3) || ((rsv & 4) && (!p->allow_rsv1 || control || op == CEL_WS_CONT)))
         return fail(p, CEL_EWSPROTO);
     if (op != CEL_WS_CONT && op != CEL_WS_TEXT && op != CEL_WS_BINARY && op != CEL_WS_CLOSE
         && op != CEL_WS_PING && op != CEL_WS_PONG)
@@ -253,6 +255,7 @@ int cel_ws_parse(cel_ws_parser *p, char *buf, size_t len, size_t *consumed, cel_
         p->msg_len = 0;
         p->utf8 = 0;
         p->msg_started = 0;
+        p->msg_compressed = (rsv & 4) != 0;
     }
     p->msg_len += plen;
     p->in_frame = 1;
@@ -300,8 +303,15 @@ size_t cel_ws_frame_header(unsigned char hdr[14], int fin, int opcode, uint64_t 
 
 int cel_ws_write_frame(cel_buf *b, int opcode, const char *p, size_t n)
 {
+    return cel_ws_write_frame_ex(b, opcode, 0, p, n);
+}
+
+int cel_ws_write_frame_ex(cel_buf *b, int opcode, int rsv1, const char *p, size_t n)
+{
     unsigned char hdr[14];
     size_t h = cel_ws_frame_header(hdr, 1, opcode, n, NULL);
+    if (rsv1)
+        hdr[0] |= 0x40;
     if (cel_buf_reserve(b, h + n))
         return CEL_ENOMEM;
     memcpy(cel_buf_tail(b), hdr, h);

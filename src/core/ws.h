@@ -10,7 +10,8 @@
  * in place, and only bytes reported as consumed are ever written, so the
  * caller keeps unconsumed bytes and appends more after them.
  *
- * Checks: reserved bits (1002), unknown opcodes (1002), fragmented or
+ * Checks: reserved bits (1002; RSV1 is allowed on a message's first frame
+ * when permessage-deflate was negotiated, see allow_rsv1), unknown opcodes (1002), fragmented or
  * oversize control frames (1002), masking required of clients / forbidden
  * to servers (1002), 64-bit lengths with the top bit set (1002),
  * continuation without a message / a new message inside a fragmented one
@@ -67,6 +68,8 @@ typedef struct cel_ws_event {
     size_t len;
     unsigned first : 1;         /* DATA: first slice of the message */
     unsigned last : 1;          /* DATA: the message is complete after this slice */
+    unsigned compressed : 1;    /* DATA: the message had RSV1 (permessage-deflate); its text is
+                                   not UTF-8-checked here: the caller checks it once inflated */
     int close_code;             /* CLOSE: the code, or 1005 when the payload was empty */
     const char *reason;         /* CLOSE: the reason (valid UTF-8), a slice of data */
     size_t reason_len;
@@ -76,12 +79,14 @@ typedef struct cel_ws_parser {
     /* configuration (set by cel_ws_parser_init, may be changed between calls) */
     uint64_t max_message;       /* bytes per message (all fragments); 0 = unlimited */
     int role;                   /* enum cel_ws_role */
+    int allow_rsv1;             /* permessage-deflate negotiated: RSV1 marks compressed messages */
     /* private */
     int err;                    /* sticky error, 0 if none */
     unsigned in_frame : 1;      /* a data frame's header was consumed; payload pending */
     unsigned fin : 1;
     unsigned masked : 1;
     unsigned msg_started : 1;   /* a slice of the current message was handed out */
+    unsigned msg_compressed : 1;/* the current message has RSV1 */
     unsigned char mask[4];
     uint64_t frame_left;        /* payload bytes of the current data frame still to come */
     uint64_t frame_off;         /* payload bytes of the current frame seen (mask phase) */
@@ -125,8 +130,10 @@ void cel_ws_unmask(char *data, size_t n, const unsigned char mask[4], uint64_t o
 size_t cel_ws_frame_header(unsigned char hdr[14], int fin, int opcode, uint64_t n,
                            const unsigned char *mask);
 
-/* Append one unmasked (server) frame with FIN set.  0 or CEL_ENOMEM (b unchanged). */
+/* Append one unmasked (server) frame with FIN set (and RSV1 with rsv1: a
+ * compressed message).  0 or CEL_ENOMEM (b unchanged). */
 int cel_ws_write_frame(cel_buf *b, int opcode, const char *p, size_t n);
+int cel_ws_write_frame_ex(cel_buf *b, int opcode, int rsv1, const char *p, size_t n);
 
 /* Append a close frame: code 0 writes an empty payload; the reason is cut
  * to 123 bytes (at a UTF-8 boundary).  0 or CEL_ENOMEM. */

@@ -473,3 +473,86 @@ def test_fastapi_json_and_http_on_same_server(ws_fastapi_server):
         assert exc.value.rcvd.code == 1000
     with Conn(ws_fastapi_server.addr) as c:
         assert c.request("GET", "/").json() == {"ok": True}
+
+
+# ---- permessage-deflate ----
+
+DEFLATE = [("Sec-WebSocket-Extensions", "permessage-deflate; client_max_window_bits")]
+
+
+def test_deflate_negotiated_with_library(ws_server):
+    with connect(url(ws_server, "/echo")) as ws:
+        assert [e.name for e in ws.protocol.extensions] == ["permessage-deflate"]
+        for msg in ["hello " * 1000, "", "x", b"\x00" * 100000, "héllo ✓"]:
+            ws.send(msg)
+            assert ws.recv() == msg
+    with connect(url(ws_server, "/echo"), compression=None) as ws:
+        assert ws.protocol.extensions == []
+        ws.send("plain")
+        assert ws.recv() == "plain"
+
+
+def test_deflate_frames_raw(ws_server):
+    from wsraw import deflate
+    import zlib
+    with RawWS(ws_server.addr, "/echo", headers=DEFLATE) as ws:
+        ext = ws.header("sec-websocket-extensions")
+        assert ext == "permessage-deflate; server_max_window_bits=12"
+        comp = zlib.compressobj(wbits=-15)
+        for text in [b"abc" * 500, b"second message, same context", b""]:
+            ws.send_frame(TEXT, deflate(text, comp), rsv=4)
+            assert ws.recv_frame() == (True, TEXT, text)
+        # uncompressed messages are allowed too; fragmented compressed ones
+        ws.send_frame(BINARY, b"raw")
+        assert ws.recv_frame() == (True, BINARY, b"raw")
+        data = deflate(b"fragmented " * 100, comp)
+        ws.send(frame(TEXT, data[:10], fin=False, rsv=4) + frame(PING, b"p") + frame(CONT, data[10:]))
+        assert ws.recv_frame() == (True, PONG, b"p")
+        assert ws.recv_frame() == (True, TEXT, b"fragmented " * 100)
+        assert ws.compressed_frames >= 4
+
+
+@pytest.mark.parametrize("ext,answer", [
+    ("permessage-deflate; server_no_context_takeover; client_no_context_takeover",
+     "permessage-deflate; server_no_context_takeover; client_no_context_takeover; "
+     "server_max_window_bits=12"),
+    ("permessage-deflate; server_max_window_bits=10", "permessage-deflate; server_max_window_bits=10"),
+    ("permessage-deflate; server_max_window_bits=8, permessage-deflate",
+     "permessage-deflate; server_max_window_bits=12"),
+    ("permessage-deflate; unknown_param", None),
+    ("permessage-deflate; server_max_window_bits=16", None),
+    ("x-webkit-deflate-frame", None),
+])
+def test_deflate_negotiation(ws_server, ext, answer):
+    with RawWS(ws_server.addr, "/echo", headers=[("Sec-WebSocket-Extensions", ext)]) as ws:
+        assert ws.status == 101
+        assert ws.header("sec-websocket-extensions") == answer
+
+
+def test_deflate_disabled(server_factory):
+    srv = server_factory("ws_app:app", "--ws-per-message-deflate", "false")
+    with RawWS(srv.addr, "/echo", headers=DEFLATE) as ws:
+        assert ws.header("sec-websocket-extensions") is None
+        ws.send_frame(TEXT, b"x", rsv=4)        # RSV1 is then a protocol error
+        assert ws.recv_close()[0] == 1002
+
+
+def test_deflate_errors(ws_small_server):
+    from wsraw import deflate
+    # a small compressed message that inflates past --ws-max-size: 1009
+    with RawWS(ws_small_server.addr, "/echo", headers=DEFLATE) as ws:
+        bomb = deflate(b"\0" * 100000)
+        assert len(bomb) < 1000
+        ws.send_frame(BINARY, bomb, rsv=4)
+        assert ws.recv_close()[0] == 1009
+    # invalid UTF-8 inside compressed text: 1007
+    with RawWS(ws_small_server.addr, "/echo", headers=DEFLATE) as ws:
+        ws.send_frame(TEXT, deflate(b"ok\xff"), rsv=4)
+        assert ws.recv_close()[0] == 1007
+    # corrupt deflate data: 1002; RSV1 on a continuation or a control frame: 1002
+    for data in [frame(TEXT, b"\xff\xff\xff\xff", rsv=4),
+                 frame(TEXT, deflate(b"a"), fin=False, rsv=4) + frame(CONT, b"", rsv=4),
+                 frame(PING, b"", rsv=4)]:
+        with RawWS(ws_small_server.addr, "/echo", headers=DEFLATE) as ws:
+            ws.send(data)
+            assert ws.recv_close()[0] == 1002

@@ -11,12 +11,21 @@ import hashlib
 import os
 import socket
 import struct
+import zlib
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
 def accept_value(key: bytes) -> bytes:
     return base64.b64encode(hashlib.sha1(key + GUID).digest())
+
+
+def deflate(payload: bytes, compressor=None) -> bytes:
+    """A permessage-deflate payload (RFC 7692: sync flush, tail removed)."""
+    c = compressor or zlib.compressobj(wbits=-15)
+    data = c.compress(payload) + c.flush(zlib.Z_SYNC_FLUSH)
+    assert data.endswith(b"\x00\x00\xff\xff")
+    return data[:-4]
 
 
 def frame(op: int, payload: bytes, fin: bool = True, mask: bool = True, rsv: int = 0,
@@ -40,6 +49,8 @@ def frame(op: int, payload: bytes, fin: bool = True, mask: bool = True, rsv: int
 class RawWS:
     def __init__(self, addr, path: str = "/echo", headers: list[tuple[str, str]] | None = None,
                  timeout: float = 10.0, key: bytes | None = None) -> None:
+        self.inflater = zlib.decompressobj(-15)     # for RSV1 (permessage-deflate) frames
+        self.compressed_frames = 0
         self.sock = socket.create_connection(addr, timeout=timeout)
         self.sock.settimeout(timeout)
         self.key = key or base64.b64encode(os.urandom(16))
@@ -94,12 +105,17 @@ class RawWS:
             return None
         fin, op, masked, n = bool(h[0] & 0x80), h[0] & 0x0F, bool(h[1] & 0x80), h[1] & 0x7F
         assert not masked, "server frames are never masked"
-        assert h[0] & 0x70 == 0, "no reserved bits without extensions"
+        assert h[0] & 0x30 == 0, "no RSV2/RSV3"
+        rsv1 = bool(h[0] & 0x40)
+        assert not rsv1 or self.header("sec-websocket-extensions"), "RSV1 without permessage-deflate"
         if n == 126:
             n = struct.unpack("!H", self._read(2))[0]
         elif n == 127:
             n = struct.unpack("!Q", self._read(8))[0]
         payload = self._read(n) if n else b""
+        if rsv1:
+            self.compressed_frames += 1
+            payload = self.inflater.decompress(payload + b"\x00\x00\xff\xff")
         return fin, op, payload
 
     def recv_close(self) -> tuple[int | None, str]:
