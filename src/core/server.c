@@ -920,6 +920,11 @@ size_t cel_server_ws_going_away(cel_server *s)
         if (c->state == CEL_CONN_WS && !c->ws->close_sent && !c->in_process) {
             ws_fail(s, c, CEL_WS_CLOSE_RESTART, "");
             n++;
+        } else if (c->state == CEL_CONN_ACTIVE && c->ws && !c->resp_started && !c->in_process) {
+            /* a handshake the app has not answered yet: 500, as uvicorn */
+            cel_conn_write_error(c, 500, "Internal Server Error", cel_server_date());
+            cel_server_flush(s, c);
+            n++;
         }
         c = next;
     }

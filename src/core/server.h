@@ -134,7 +134,8 @@ int cel_server_ws_send(cel_server *s, cel_conn *c, int opcode, const char *p, si
 int cel_server_ws_close(cel_server *s, cel_conn *c, int code, const char *reason, size_t len);
 
 /* Graceful shutdown: close every open WebSocket with 1012 (service
- * restart; the app sees websocket.disconnect 1012).  Returns how many. */
+ * restart; the app sees websocket.disconnect 1012) and answer handshakes
+ * still waiting for the app with 500 (it sees 1006).  Returns how many. */
 size_t cel_server_ws_going_away(cel_server *s);
 
 /* Close c now (on_close is called). */

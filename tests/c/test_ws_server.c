@@ -410,3 +410,18 @@ TEST(client_leaves_during_handshake)
     CHECK_EQ_INT(h.close_code, 0);
     cel_server_free(h.srv);
 }
+
+TEST(going_away_answers_pending_handshake_500)
+{
+    harness h = { 0 };
+    new_server(&h, 0);
+    cel_conn *c = cel_server_memory_conn(h.srv, NULL, 0);
+    CHECK_EQ_INT(cel_server_feed(h.srv, c, HANDSHAKE, sizeof HANDSHAKE - 1, 0), 0);
+    CHECK_EQ_INT(cel_server_ws_going_away(h.srv), 1);
+    CHECK_EQ_INT(h.closes, 1);
+    CHECK_EQ_INT(h.close_code, 0);
+    char out[512];
+    take(&h, c, out, sizeof out);
+    CHECK(strncmp(out, "HTTP/1.1 500 ", 13) == 0);
+    cel_server_free(h.srv);
+}
