@@ -1,7 +1,8 @@
 /* RFC 6455 WebSocket: incremental frame parser, frame writer, handshake
  * helpers (Sec-WebSocket-Key validation, Sec-WebSocket-Accept with our own
- * SHA-1 and base64).  No I/O and no allocation: the server (server.c) owns
- * the connection and the message buffer; see docs/websocket.md.
+ * SHA-1 and base64).  No I/O; the parser never allocates (the writers only
+ * grow the caller's cel_buf).  The server (server.c) owns the connection and
+ * the message buffer; see docs/websocket.md.
  *
  * The parser is incremental and zero-copy.  Data frames are handed out as
  * slices of the caller's buffer as their bytes arrive (a 16 MiB frame never
