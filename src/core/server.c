@@ -872,8 +872,7 @@ int cel_server_ws_accept(cel_server *s, cel_conn *c, const char *subprotocol, si
         c->ws->next_ping_ms = cel_server_now_ms() + s->cfg.ws_ping_interval_ms;
     if (c->in_process)
         return 0;
-    rc = process(s, c);
-    return c->notified_close ? CEL_ECLOSED : rc;
+    return process(s, c);       /* CEL_ECLOSED: c may be freed, do not touch it */
 }
 
 int cel_server_ws_want_message(cel_server *s, cel_conn *c)
@@ -881,8 +880,7 @@ int cel_server_ws_want_message(cel_server *s, cel_conn *c)
     if (c->state != CEL_CONN_WS)
         return 0;
     c->ws->want_msg = 1;
-    int rc = kick(s, c);
-    return c->notified_close ? CEL_ECLOSED : rc;
+    return kick(s, c);
 }
 
 int cel_server_ws_send(cel_server *s, cel_conn *c, int opcode, const char *p, size_t n)
@@ -907,8 +905,7 @@ int cel_server_ws_close(cel_server *s, cel_conn *c, int code, const char *reason
     c->deadline_ms = cel_server_now_ms() + s->cfg.ws_close_timeout_ms;
     if (c->in_process)
         return 0;
-    rc = process(s, c);
-    return c->notified_close ? CEL_ECLOSED : rc;
+    return process(s, c);
 }
 
 size_t cel_server_ws_going_away(cel_server *s)
