@@ -42,6 +42,8 @@ struct cel_server {
     cel_conn *pending;          /* connections with input to process */
     cel_conn *pending_tail;
     uint64_t turn;              /* poll/run_pending invocations */
+    uint64_t freed;             /* connections freed so far: tells a caller holding a
+                                   cel_conn* whether a call may have freed it */
     char *pool[POOL_MAX];       /* free READ_CHUNK-sized buffers */
     int npool;
     cel_header headers[MAX_HEADERS_CAP];
@@ -223,6 +225,7 @@ static void destroy(cel_server *s, cel_conn *c)
     close(c->fd);
     cel_conn_release(c);
     cel_free(c);
+    s->freed++;
 }
 
 void cel_server_close(cel_server *s, cel_conn *c)
@@ -239,6 +242,7 @@ void cel_server_close(cel_server *s, cel_conn *c)
             s->cb.on_free(s->cb.ud, c);
         cel_conn_release(c);
         cel_free(c);
+        s->freed++;
         return;
     }
     destroy(s, c);
@@ -784,7 +788,11 @@ int cel_server_poll(cel_server *s)
         }
         cel_conn *c = ev[i].data.ptr;
         if (ev[i].events & EPOLLOUT) {
-            if (cel_server_flush(s, c) == CEL_ECLOSED && !c->lingering)
+            uint64_t freed = s->freed;
+            int rc = cel_server_flush(s, c);
+            if (s->freed != freed)
+                continue;               /* c may be gone; a live one is reported again */
+            if (rc == CEL_ECLOSED && !c->lingering)
                 continue;
             if (c->lingering && !(ev[i].events & EPOLLIN))
                 continue;

@@ -131,3 +131,26 @@ def test_async_client_concurrency(fastapi_server):
         return [r.json()["item_id"] for r in rs]
 
     assert asyncio.run(main()) == list(range(50))
+
+
+def test_blocking_def_endpoint_does_not_stall_others(fastapi_server):
+    """A def endpoint runs in the thread pool: while it sleeps, 50 other
+    requests are answered (ordering, not timing: the sleeper is still
+    pending when they are all done)."""
+    import threading
+
+    result = {}
+
+    def sleeper():
+        with httpx.Client(base_url=fastapi_server.base_url, timeout=30) as c:
+            result["r"] = c.get("/sleep", params={"seconds": 3})
+
+    t = threading.Thread(target=sleeper)
+    t.start()
+    with httpx.Client(base_url=fastapi_server.base_url, timeout=10) as c:
+        c.get("/")                                  # the sleeper's request is in by now
+        for i in range(50):
+            assert c.get(f"/items/{i}").json()["item_id"] == i
+        assert t.is_alive()
+    t.join()
+    assert result["r"].json() == {"slept": 3.0}

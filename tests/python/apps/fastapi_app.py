@@ -89,6 +89,14 @@ def sync_route():
     return {"sync": True}
 
 
+@app.get("/sleep")
+def sleep_route(seconds: float = 1.0):
+    import time
+
+    time.sleep(seconds)
+    return {"slept": seconds}
+
+
 @app.websocket("/ws")
 async def ws(websocket: WebSocket):
     await websocket.accept()
