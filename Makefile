@@ -8,7 +8,8 @@ C_TESTS = $(patsubst tests/c/%.c,build/ctest/%,$(filter-out tests/c/test_main.c,
 FUZZERS = $(patsubst fuzz/%.c,build/fuzz/%,$(wildcard fuzz/fuzz_*.c))
 FUZZ_SECONDS ?= 60
 
-.PHONY: conformance all install run test ctest ctest-asan pytest pytest-asan ext-asan fuzz fuzz-build bench clean
+.PHONY: test-pyversions conformance all install run test ctest ctest-asan pytest pytest-asan ext-asan fuzz fuzz-build bench clean \
+	ext-debug valgrind soak
 
 all: install
 
@@ -57,6 +58,23 @@ pytest-asan: ext-asan
 	  $(PYTHON) -m pytest -q -p no:cacheprovider tests/python \
 	  || (cat build/asan-report.* 2>/dev/null; exit 1)
 
+# The Python suite on the other CPython versions this machine has (the ends
+# of the supported 3.10-3.14 range): each gets its own build of the extension
+# in build/py<ver> and the test dependencies in its own site-packages.
+PY_VERSIONS ?= 3.10 3.13
+test-pyversions:
+	@set -e; for v in $(PY_VERSIONS); do \
+	  py=""; for c in $$(command -v python$$v) $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/$$v*/bin/python$$v 2>/dev/null); do \
+	    if $$c -c pass 2>/dev/null; then py=$$c; break; fi; done; \
+	  if [ -z "$$py" ]; then echo "== python$$v: not installed on this machine"; continue; fi; \
+	  echo "== python$$v ($$py)"; \
+	  $$py -m pip install -q setuptools wheel fastapi httpx pytest pytest-timeout uvloop uvicorn hypothesis python-multipart; \
+	  rm -rf build/py$$v && $$py setup.py -q build_ext --build-lib build/py$$v --build-temp build/py$$v-tmp; \
+	  cp -r python/celeris/*.py python/celeris/py.typed python/celeris/native build/py$$v/celeris/; \
+	  PYTHONPATH=$(CURDIR)/build/py$$v $$py -m pytest -q -p no:cacheprovider tests/python \
+	    --deselect tests/python/test_cli.py::test_console_script_entry_point; \
+	done
+
 build/fuzz/%: fuzz/%.c $(CORE_SRC)
 	@mkdir -p $(dir $@)
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -Isrc/core -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all $< $(CORE_SRC) -o $@ -lz
@@ -76,6 +94,26 @@ conformance:
 
 bench: install
 	$(PYTHON) bench/run.py
+
+# The extension built with -O0 -g into build/valgrind (package copied beside it).
+ext-debug:
+	rm -rf build/valgrind && mkdir -p build/valgrind
+	CELERIS_DEBUG=1 $(PYTHON) setup.py -q build_ext --build-lib build/valgrind --build-temp build/valgrind-tmp
+	cp -r python/celeris/*.py python/celeris/py.typed python/celeris/native build/valgrind/celeris/
+
+# A Celeris server under valgrind memcheck, VALGRIND_REQUESTS requests of every
+# kind; fails on any error or definite leak with a frame in _celeris*.so.
+# Report: build/valgrind-report/summary.json (see docs/reliability.md).
+VALGRIND_REQUESTS ?= 10000
+valgrind: ext-debug
+	PYTHONPATH=$(CURDIR)/build/valgrind $(PYTHON) tests/valgrind/memcheck.py \
+	  --requests $(VALGRIND_REQUESTS) --out build/valgrind-report
+
+# bench/apps/fastapi_app.py under full wrk load for SOAK_SECONDS, server RSS
+# sampled every 10 s; growth after warm-up -> bench/results/soak.json.
+SOAK_SECONDS ?= 600
+soak:
+	$(PYTHON) bench/soak.py --seconds $(SOAK_SECONDS) --out bench/results/soak.json
 
 clean:
 	rm -rf build dist *.egg-info python/celeris/*.so

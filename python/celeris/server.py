@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import os
 import signal
 import sys
@@ -17,6 +18,16 @@ from celeris.lifespan import Lifespan
 from celeris.logs import logger
 
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def task_factory(loop: Any) -> Any:
+    """How request Tasks are created: eagerly started on Python >= 3.12 (the
+    first step runs at once, so a handler that never suspends costs no loop
+    turn; current_task() and contextvars are those of a real Task), the loop's
+    create_task before.  CELERIS_EAGER_TASKS=0 turns eager start off."""
+    if sys.version_info >= (3, 12) and os.environ.get("CELERIS_EAGER_TASKS", "1") != "0":
+        return functools.partial(asyncio.Task, loop=loop, eager_start=True)
+    return None
 
 
 class Server:
@@ -138,6 +149,7 @@ class Server:
             backlog=config.backlog,
             context=contextvars.copy_context(),
             native=native_app,
+            task_factory=task_factory(loop),
             ws_handler=self._make_ws_handler(app),
             ws_log=logs.make_ws_log() if logs.enabled(logger) else None,
             ws_max_size=config.ws_max_size,

@@ -26,6 +26,7 @@ from starlette import testclient as _st
 httpx = _st.httpx
 
 from celeris import _celeris
+from celeris.server import task_factory
 from celeris._http_client import ResponseParser, serialize_request
 from celeris._ws_testclient import CoreWebSocketSession
 
@@ -183,8 +184,12 @@ class _CelerisTransport(httpx.BaseTransport):
 
         native_app = self._native_for_app()
         before = native_app.stats()["native"] if native_app is not None else 0
+        def debug_sink(info: Any) -> None:
+            ex.debug = info
+
         core = _celeris.Server(handler, loop, state=self.app_state, date_header=False,
-                               server_header=False, native=native_app)
+                               server_header=False, native=native_app, scope_patch=ex.patch,
+                               debug_sink=debug_sink, task_factory=task_factory(loop))
         conn = core.memory_conn(client=self.client, server=server_addr, on_output=ready.set)
         parser = ResponseParser(head)
         token = _exchange.set(ex)

@@ -66,6 +66,9 @@ typedef struct ServerObject {
     PyObject *root_path_bytes;  /* bytes */
     PyObject *scheme;           /* str */
     PyObject *native_app;       /* NativeApp or NULL: the native tier */
+    PyObject *scope_patch;      /* dict merged into scopes the native tier builds, or NULL
+                                   (the TestClient's scheme/root_path/extensions) */
+    PyObject *debug_sink;       /* callable(info) taking "http.response.debug" messages, or NULL */
     PyObject *ws_handler;       /* ws_handler(scope, cycle) -> coroutine, for websocket scopes */
     PyObject *ws_log;           /* ws_log(scope, status or None for accepted) or None */
     int pending_scheduled;

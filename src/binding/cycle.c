@@ -411,9 +411,12 @@ static PyObject *body_c(CycleObject *cy, const char *p, size_t n, int more)
         }
         return Py_NewRef(st->ready_none);
     }
-    if (c->in_process)
+    /* Inside the dispatcher (an eagerly started Task's first step) the core
+     * flushes when the dispatcher returns; past the high-water mark the app
+     * still waits for the drain, so a streaming app never buffers it all. */
+    if (c->in_process && c->out.len < cy->server->cfg.write_high_water)
         return Py_NewRef(st->ready_none);
-    if (cel_server_flush(srv, c) == CEL_ECLOSED)
+    if (!c->in_process && cel_server_flush(srv, c) == CEL_ECLOSED)
         return Py_NewRef(st->ready_none);
     if (c->out.len >= cy->server->cfg.write_high_water) {
         PyObject *fut = new_future(cy);
@@ -485,6 +488,20 @@ static PyObject *cycle_send(PyObject *self, PyObject *msg)
     if (!type)
         return NULL;
     PyObject *r = NULL;
+    if (cy->server->debug_sink && PyUnicode_Check(type)
+        && PyUnicode_CompareWithASCIIString(type, "http.response.debug") == 0) {
+        /* The TestClient's "http.response.debug" extension (template, context). */
+        PyObject *key = PyUnicode_FromString("info");
+        PyObject *info = key ? get_item(msg, key, Py_None) : NULL;
+        Py_XDECREF(key);
+        PyObject *res = info ? PyObject_CallOneArg(cy->server->debug_sink, info) : NULL;
+        Py_XDECREF(info);
+        Py_DECREF(type);
+        if (!res)
+            return NULL;
+        Py_DECREF(res);
+        return Py_NewRef(st->ready_none);
+    }
     if (!cy->response_started) {
         if (PyUnicode_Check(type) && PyUnicode_Compare(type, st->s_http_response_start) == 0)
             r = send_start(cy, msg);

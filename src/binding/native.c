@@ -23,8 +23,9 @@
 
 #include "errors.h"
 #include "router.h"
+#include "urlcode.h"
 
-enum { P_PATH = 0, P_QUERY = 1 };
+enum { P_PATH = 0, P_QUERY = 1, P_HEADER = 2, P_COOKIE = 3 };
 enum { F_NONE = 0, F_STR = 1, F_INT = 2 };
 
 typedef struct {
@@ -32,7 +33,8 @@ typedef struct {
     int fast;
     int required;
     int path_slot;              /* P_PATH: index in the router's params */
-    char *key;                  /* P_QUERY: request key, UTF-8 (owned) */
+    char *key;                  /* P_QUERY, P_HEADER, P_COOKIE: request key, UTF-8 (owned;
+                                   lower-case for headers) */
     size_t key_len;
     PyObject *field;            /* fastapi ModelField */
     PyObject *validate;         /* bound field.validate */
@@ -53,6 +55,10 @@ typedef struct {
     int has_query;
     int fast_json;              /* status allows a body: JSON bytes get fixed headers */
     PyObject *serializer;       /* response_model: callable(content) -> bytes, or NULL */
+    int runner;                 /* endpoint is a generated runner(nc, **params) that solves
+                                   dependencies/body, calls nc.prepare(result), awaits nc.send() */
+    PyObject *overrides_owner;  /* app whose dependency_overrides, when non-empty, send the
+                                   request to the ASGI tier; NULL when the plan has no Depends */
 } NPlan;
 
 typedef struct NativeAppObject {
@@ -64,8 +70,12 @@ typedef struct NativeAppObject {
     PyObject *rt_render, *rt_http_exception, *rt_server_error, *rt_unpack, *rt_run_sync,
              *rt_is_http_exception, *rt_copy_default, *rt_render_json_bytes, *response_type;
     PyObject *kw_loc;           /* ("loc",) */
+    PyObject *cors_start;       /* CORSMiddleware run natively: start(req_headers, status,
+                                   headers) -> headers, or NULL */
+    PyObject *cors_wrap;        /* wrap(req_headers, send) -> send, for ASGI-run responses */
     int enabled;                /* cleared while telemetry is on (refreshed by Python) */
     unsigned long long native_requests, declined;
+    unsigned long long plan_errors;     /* plans rejected at construction (ASGI tier) */
 } NativeAppObject;
 
 typedef struct {
@@ -76,6 +86,9 @@ typedef struct {
     NPlan *plan;                /* borrowed from app */
     PyObject *head;             /* raw request head, to build a scope if a Response must run as ASGI */
     int phase;                  /* 0: endpoint; 1: a Response running as an ASGI app */
+    PyObject *prep_body;        /* prepared JSON body (plan status, JSONResponse headers) */
+    PyObject *prep_resp;        /* or: prepared Response object */
+    PyObject *cors_req;         /* request headers [(name, value)] when CORS applies, or NULL */
 } NativeCallObject;
 
 /* ---- NativeApp construction ---- */
@@ -99,18 +112,20 @@ static void plan_free(NPlan *p)
     Py_XDECREF(p->response_class);
     Py_XDECREF(p->kwnames);
     Py_XDECREF(p->serializer);
+    Py_XDECREF(p->overrides_owner);
     PyMem_Free(p);
 }
 
 /* plan tuple: (endpoint, is_coroutine, status_code|None, response_class, kwnames,
- *              fast_json, params) with params a list of
+ *              fast_json, params, serializer|None, runner, overrides_owner|None) with params a list of
  *              (where, key, fast, field, loc, required, default, convertor|None) */
 static NPlan *plan_new(PyObject *t, const cel_route_info *info)
 {
-    PyObject *endpoint, *status, *rclass, *kwnames, *params, *serializer;
-    int is_coro, fast_json;
-    if (!PyArg_ParseTuple(t, "OpOOO!pO!O", &endpoint, &is_coro, &status, &rclass,
-                          &PyTuple_Type, &kwnames, &fast_json, &PyList_Type, &params, &serializer))
+    PyObject *endpoint, *status, *rclass, *kwnames, *params, *serializer, *owner;
+    int is_coro, fast_json, runner;
+    if (!PyArg_ParseTuple(t, "OpOOO!pO!OpO", &endpoint, &is_coro, &status, &rclass,
+                          &PyTuple_Type, &kwnames, &fast_json, &PyList_Type, &params, &serializer,
+                          &runner, &owner))
         return NULL;
     NPlan *p = PyMem_Calloc(1, sizeof *p);
     if (!p)
@@ -123,6 +138,8 @@ static NPlan *plan_new(PyObject *t, const cel_route_info *info)
     p->kwnames = Py_NewRef(kwnames);
     p->fast_json = fast_json;
     p->serializer = serializer == Py_None ? NULL : Py_NewRef(serializer);
+    p->runner = runner;
+    p->overrides_owner = owner == Py_None ? NULL : Py_NewRef(owner);
     p->nparams = PyList_GET_SIZE(params);
     if (p->nparams != PyTuple_GET_SIZE(kwnames) || p->nparams > CEL_ROUTER_MAX_PARAMS * 4) {
         PyErr_SetString(PyExc_ValueError, "plan: params and kwnames differ");
@@ -143,8 +160,12 @@ static NPlan *plan_new(PyObject *t, const cel_route_info *info)
             return NULL;
         }
         q->field = Py_NewRef(field);
-        q->validate = PyObject_GetAttrString(field, "validate");
-        if (!q->validate) {
+        /* field None: a raw str parameter (F_STR) never validated, e.g. the
+         * Content-Type a body runner needs. */
+        q->validate = field == Py_None ? Py_NewRef(Py_None) : PyObject_GetAttrString(field, "validate");
+        if (!q->validate || (field == Py_None && q->fast != F_STR)) {
+            if (q->validate)
+                PyErr_SetString(PyExc_ValueError, "plan: a parameter without a field must be F_STR");
             plan_free(p);
             return NULL;
         }
@@ -169,7 +190,8 @@ static NPlan *plan_new(PyObject *t, const cel_route_info *info)
                 return NULL;
             }
         } else {
-            p->has_query = 1;
+            if (q->where == P_QUERY)
+                p->has_query = 1;
             q->key = PyMem_Malloc((size_t)klen + 1);
             if (!q->key) {
                 plan_free(p);
@@ -177,6 +199,10 @@ static NPlan *plan_new(PyObject *t, const cel_route_info *info)
             }
             memcpy(q->key, k, (size_t)klen + 1);
             q->key_len = (size_t)klen;
+            if (q->where == P_HEADER)
+                for (Py_ssize_t j = 0; j < klen; j++)
+                    if (q->key[j] >= 'A' && q->key[j] <= 'Z')
+                        q->key[j] = (char)(q->key[j] - 'A' + 'a');
         }
     }
     return p;
@@ -190,13 +216,23 @@ static PyObject *getattr_s(PyObject *o, const char *name)
 /* NativeApp(entries, runtime): entries is a list of (kind, template, methods|None, plan|None). */
 static PyObject *napp_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
 {
-    PyObject *entries, *runtime;
-    static char *kwlist[] = {"entries", "runtime", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!O:NativeApp", kwlist, &PyList_Type, &entries, &runtime))
+    PyObject *entries, *runtime, *cors = Py_None;
+    static char *kwlist[] = {"entries", "runtime", "cors", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!O|O:NativeApp", kwlist, &PyList_Type, &entries,
+                                     &runtime, &cors))
         return NULL;
     NativeAppObject *self = (NativeAppObject *)tp->tp_alloc(tp, 0);
     if (!self)
         return NULL;
+    if (cors != Py_None) {
+        PyObject *start, *wrap;
+        if (!PyArg_ParseTuple(cors, "OO", &start, &wrap)) {
+            Py_DECREF(self);
+            return NULL;
+        }
+        self->cors_start = Py_NewRef(start);
+        self->cors_wrap = Py_NewRef(wrap);
+    }
     self->enabled = 1;
     self->runtime = Py_NewRef(runtime);
     self->kw_loc = Py_BuildValue("(s)", "loc");
@@ -245,8 +281,12 @@ static PyObject *napp_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
         if (plan != Py_None) {
             cel_route_info info;
             cel_router_route_info(self->router, (size_t)i, &info);
-            if (!(self->plans[i] = plan_new(plan, &info)))
-                goto error;
+            if (!(self->plans[i] = plan_new(plan, &info))) {
+                /* A plan the C side cannot take (the compiler should have
+                 * declined it): that route stays on the ASGI tier. */
+                PyErr_Clear();
+                self->plan_errors++;
+            }
         }
     }
     return (PyObject *)self;
@@ -269,6 +309,8 @@ static int napp_clear(PyObject *op)
     Py_CLEAR(self->rt_render_json_bytes);
     Py_CLEAR(self->response_type);
     Py_CLEAR(self->kw_loc);
+    Py_CLEAR(self->cors_start);
+    Py_CLEAR(self->cors_wrap);
     return 0;
 }
 
@@ -276,6 +318,8 @@ static int napp_traverse(PyObject *op, visitproc visit, void *arg)
 {
     NativeAppObject *self = (NativeAppObject *)op;
     Py_VISIT(self->runtime);
+    Py_VISIT(self->cors_start);
+    Py_VISIT(self->cors_wrap);
     for (Py_ssize_t i = 0; i < self->nplans; i++) {
         NPlan *p = self->plans ? self->plans[i] : NULL;
         if (!p)
@@ -283,6 +327,7 @@ static int napp_traverse(PyObject *op, visitproc visit, void *arg)
         Py_VISIT(p->endpoint);
         Py_VISIT(p->response_class);
         Py_VISIT(p->serializer);
+        Py_VISIT(p->overrides_owner);
         for (Py_ssize_t j = 0; j < p->nparams; j++) {
             Py_VISIT(p->params[j].field);
             Py_VISIT(p->params[j].dflt);
@@ -321,7 +366,8 @@ static PyObject *napp_set_enabled(PyObject *op, PyObject *arg)
 static PyObject *napp_stats(PyObject *op, PyObject *Py_UNUSED(a))
 {
     NativeAppObject *self = (NativeAppObject *)op;
-    return Py_BuildValue("{sKsK}", "native", self->native_requests, "declined", self->declined);
+    return Py_BuildValue("{sKsKsK}", "native", self->native_requests, "declined", self->declined,
+                         "plan_errors", self->plan_errors);
 }
 
 static PyMethodDef napp_methods[] = {
@@ -348,120 +394,76 @@ PyType_Spec celeris_nativeapp_spec = {
 
 /* ---- request decoding helpers ---- */
 
-static int hexv(char ch)
+/* First value of header `key` (lower-case) in req, as Starlette's
+ * Headers.get: 1 found (*v, *vn borrowed from the request), 0 missing. */
+static int header_lookup(const cel_http_request *req, const char *key, size_t klen,
+                         const char **v, size_t *vn)
 {
-    if (ch >= '0' && ch <= '9') return ch - '0';
-    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
-    return -1;
-}
-
-/* Percent-decode src into dst (capacity >= n); plus_space maps '+' to ' '
- * (query strings).  Returns the decoded length. */
-static size_t pct_decode(const char *src, size_t n, char *dst, int plus_space)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        char ch = src[i];
-        int h, l;
-        if (ch == '%' && i + 2 < n + 0 && (h = hexv(src[i + 1])) >= 0 && (l = hexv(src[i + 2])) >= 0) {
-            dst[o++] = (char)(h * 16 + l);
-            i += 2;
-        } else if (ch == '+' && plus_space) {
-            dst[o++] = ' ';
-        } else {
-            dst[o++] = ch;
-        }
-    }
-    return o;
-}
-
-/* Strict UTF-8 validity (no surrogates, no overlongs). */
-static int utf8_valid(const unsigned char *s, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        unsigned char c = s[i];
-        if (c < 0x80) {
-            i++;
+    for (size_t i = 0; i < req->num_headers; i++) {
+        const cel_header *h = &req->headers[i];
+        if (h->name.len != klen)
             continue;
+        size_t j = 0;
+        for (; j < klen; j++) {
+            char ch = h->name.p[j];
+            if (ch >= 'A' && ch <= 'Z')
+                ch = (char)(ch - 'A' + 'a');
+            if (ch != key[j])
+                break;
         }
-        size_t len;
-        unsigned cp;
-        if ((c & 0xE0) == 0xC0) { len = 2; cp = c & 0x1F; }
-        else if ((c & 0xF0) == 0xE0) { len = 3; cp = c & 0x0F; }
-        else if ((c & 0xF8) == 0xF0) { len = 4; cp = c & 0x07; }
-        else return 0;
-        if (i + len > n)
-            return 0;
-        for (size_t k = 1; k < len; k++) {
-            if ((s[i + k] & 0xC0) != 0x80)
-                return 0;
-            cp = (cp << 6) | (s[i + k] & 0x3F);
+        if (j == klen) {
+            *v = h->value.p;
+            *vn = h->value.len;
+            return 1;
         }
-        if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000)
-            || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-            return 0;
-        i += len;
     }
-    return 1;
+    return 0;
 }
 
-/* Canonical decimal integer ("0", "-12", no leading zeros, <= 18 digits):
- * exactly what pydantic's lax int parsing yields for such text. */
-static int canonical_int(const char *s, size_t n, long long *out)
+/* Python's str.strip() whitespace, restricted to ASCII. */
+static int py_space(unsigned char ch)
 {
-    size_t i = 0;
-    int neg = 0;
-    if (n && s[0] == '-') {
-        neg = 1;
-        i = 1;
-    }
-    size_t digits = n - i;
-    if (digits == 0 || digits > 18 || (s[i] == '0' && (digits > 1 || neg)))
+    return ch == ' ' || (ch >= '\t' && ch <= '\r') || (ch >= 0x1c && ch <= 0x1f);
+}
+
+/* Value of cookie `key` in the request's first Cookie header, as Starlette's
+ * cookie_parser: split on ';', key/value split on the first '=', both
+ * stripped, last one wins.  1 found (slice borrowed from the request), 0
+ * missing, -1 decline (non-ASCII header, or a quoted value that
+ * http.cookies._unquote would rewrite). */
+static int cookie_lookup(const cel_http_request *req, const char *key, size_t klen,
+                         const char **v, size_t *vn)
+{
+    const char *c;
+    size_t cn;
+    if (!header_lookup(req, "cookie", 6, &c, &cn))
         return 0;
-    long long v = 0;
-    for (; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return 0;
-        v = v * 10 + (s[i] - '0');
-    }
-    *out = neg ? -v : v;
-    return 1;
-}
-
-/* Last value of `key` in an ASCII query string (Starlette's QueryParams:
- * parse_qsl(keep_blank_values=True), last one wins).  Returns 1 found (value
- * decoded into buf, *vlen), 0 missing, -1 decline (decoded bytes not UTF-8). */
-static int query_lookup(const char *q, size_t qn, const char *key, size_t klen,
-                        char *buf, size_t cap, size_t *vlen)
-{
+    for (size_t i = 0; i < cn; i++)
+        if ((unsigned char)c[i] >= 0x80)
+            return -1;
     int found = 0;
     size_t i = 0;
-    char kbuf[256];
-    while (i <= qn) {
-        size_t s = i;
-        while (i < qn && q[i] != '&')
+    while (i <= cn) {
+        size_t s0 = i;
+        while (i < cn && c[i] != ';')
             i++;
-        size_t e = i;           /* pair is q[s..e) */
-        i++;
-        if (e == s)
+        size_t e = i++;
+        const char *eq = memchr(c + s0, '=', e - s0);
+        size_t ks = s0, ke = eq ? (size_t)(eq - c) : s0;
+        size_t vs = eq ? ke + 1 : s0, ve = e;
+        while (ks < ke && py_space((unsigned char)c[ks])) ks++;
+        while (ke > ks && py_space((unsigned char)c[ke - 1])) ke--;
+        while (vs < ve && py_space((unsigned char)c[vs])) vs++;
+        while (ve > vs && py_space((unsigned char)c[ve - 1])) ve--;
+        if (ke - ks != klen || memcmp(c + ks, key, klen) != 0)
             continue;
-        const char *eq = memchr(q + s, '=', e - s);
-        size_t kn = eq ? (size_t)(eq - (q + s)) : e - s;
-        if (kn > sizeof kbuf)
-            continue;           /* longer than any key we look for */
-        size_t dk = pct_decode(q + s, kn, kbuf, 1);
-        if (dk != klen || memcmp(kbuf, key, klen) != 0)
-            continue;
-        const char *v = eq ? eq + 1 : q + e;
-        size_t vn = eq ? (size_t)(q + e - v) : 0;
-        if (vn > cap)
-            return -1;
-        *vlen = pct_decode(v, vn, buf, 1);
+        if (ke == ks && ve == vs)
+            continue;                           /* empty chunk: not stored */
+        *v = c + vs;
+        *vn = ve - vs;
         found = 1;
     }
-    if (found && !utf8_valid((const unsigned char *)buf, *vlen))
+    if (found && *vn >= 2 && (*v)[0] == '"' && (*v)[*vn - 1] == '"')
         return -1;
     return found;
 }
@@ -494,7 +496,8 @@ static PyObject *validate(NativeAppObject *app, NParam *q, PyObject *value)
 
 /* Convert one raw parameter value.  Returns new ref, or NULL: decline
  * (no exception) or error (exception set). */
-static PyObject *param_value(NativeAppObject *app, NParam *q, const char *raw, size_t n, int present)
+static PyObject *param_value(NativeAppObject *app, NParam *q, const char *raw, size_t n, int present,
+                             int latin1)
 {
     if (!present) {
         if (q->required)
@@ -503,10 +506,11 @@ static PyObject *param_value(NativeAppObject *app, NParam *q, const char *raw, s
     }
     if (q->fast == F_INT) {
         long long v;
-        if (canonical_int(raw, n, &v))
+        if (cel_url_parse_int(raw, n, &v))
             return PyLong_FromLongLong(v);
     }
-    PyObject *s = PyUnicode_DecodeUTF8(raw, (Py_ssize_t)n, "strict");
+    PyObject *s = latin1 ? PyUnicode_DecodeLatin1(raw, (Py_ssize_t)n, NULL)
+                         : PyUnicode_DecodeUTF8(raw, (Py_ssize_t)n, "strict");
     if (!s)
         return NULL;
     if (q->fast == F_STR)
@@ -571,7 +575,10 @@ static PyObject *ncall_new(celeris_state *st, PyObject *inner, CycleObject *cycl
     NativeCallObject *nc = PyObject_GC_New(NativeCallObject, NativeCall_Type(st));
     if (!nc)
         return NULL;
-    nc->inner = Py_NewRef(inner);
+    nc->inner = Py_XNewRef(inner);
+    nc->prep_body = NULL;
+    nc->prep_resp = NULL;
+    nc->cors_req = NULL;
     nc->cycle = (CycleObject *)Py_NewRef(cycle);
     nc->app = (NativeAppObject *)Py_NewRef(app);
     nc->plan = plan;
@@ -581,34 +588,15 @@ static PyObject *ncall_new(celeris_state *st, PyObject *inner, CycleObject *cycl
     return (PyObject *)nc;
 }
 
-/* Write a Response object: directly when runtime.unpack says it may be,
- * else run it as an ASGI app in this Task (phase 1).  Returns 1 when a new
- * inner coroutine was installed, 0 when done, -1 with an exception. */
-static int respond_object(NativeCallObject *nc, PyObject *response)
+/* The request's ASGI scope (the ASGI tier's, built from the kept head).
+ * New reference, or NULL with an exception (also when the client is gone). */
+static PyObject *scope_from_head(NativeCallObject *nc)
 {
-    NativeAppObject *app = nc->app;
-    PyObject *u = PyObject_CallOneArg(app->rt_unpack, response);
-    if (!u)
-        return -1;
-    if (u != Py_None) {
-        PyObject *status, *headers, *body;
-        int rc = -1;
-        if (PyArg_ParseTuple(u, "OOO", &status, &headers, &body) && PyBytes_Check(body)) {
-            int st = (int)PyLong_AsLong(status);
-            if (!(st == -1 && PyErr_Occurred()))
-                rc = celeris_cycle_respond(nc->cycle, st, NULL, 0, headers, PyBytes_AS_STRING(body),
-                                           (size_t)PyBytes_GET_SIZE(body));
-        } else if (!PyErr_Occurred()) {
-            PyErr_SetString(PyExc_TypeError, "unpack: expected (status, headers, bytes)");
-        }
-        Py_DECREF(u);
-        return rc;
-    }
-    Py_DECREF(u);
-    /* A streaming/file/background response: it needs the ASGI scope. */
     CycleObject *cy = nc->cycle;
-    if (!cy->conn || !nc->head)
-        return 0;                                   /* client gone: nothing to send */
+    if (!cy->conn || !nc->head) {
+        PyErr_SetString(PyExc_RuntimeError, "native: the connection is gone");
+        return NULL;
+    }
     cel_header hdrs[256];
     cel_http_request req;
     req.headers = hdrs;
@@ -617,97 +605,229 @@ static int respond_object(NativeCallObject *nc, PyObject *response)
                                     &cy->conn->cfg->limits, &req);
     if (n < 0) {
         PyErr_SetString(PyExc_RuntimeError, "native: could not re-read the request head");
-        return -1;
+        return NULL;
     }
     PyObject *scope = celeris_build_scope(cy->server, cy->conn, &req);
-    if (!scope)
-        return -1;
-    PyObject *recv = PyObject_GetAttrString((PyObject *)cy, "receive");
-    PyObject *send = PyObject_GetAttrString((PyObject *)cy, "send");
-    PyObject *coro = NULL;
-    if (recv && send) {
-        PyObject *args[3] = { scope, recv, send };
-        coro = PyObject_Vectorcall(response, args, 3, NULL);
-    }
-    Py_XDECREF(recv);
-    Py_XDECREF(send);
-    Py_DECREF(scope);
-    if (!coro)
-        return -1;
-    Py_SETREF(nc->inner, coro);
-    nc->phase = 1;
-    return 1;
+    if (scope && cy->server->scope_patch && PyDict_Update(scope, cy->server->scope_patch) < 0)
+        Py_CLEAR(scope);
+    return scope;
 }
 
-/* The endpoint returned `result`.  Same return convention as respond_object. */
-static int respond_result(NativeCallObject *nc, PyObject *result)
+/* The response headers after the app's CORSMiddleware.send: new reference
+ * or NULL with an exception. */
+static PyObject *cors_headers(NativeCallObject *nc, int status, PyObject *headers)
+{
+    PyObject *st = PyLong_FromLong(status);
+    if (!st)
+        return NULL;
+    PyObject *args[3] = { nc->cors_req, st, headers };
+    PyObject *r = PyObject_Vectorcall(nc->app->cors_start, args, 3, NULL);
+    Py_DECREF(st);
+    return r;
+}
+
+/* Serialise an endpoint result as FastAPI would, without writing anything:
+ * sets nc->prep_body (JSON bytes sent with the plan's status and
+ * JSONResponse's headers) or nc->prep_resp (a Response object).  Errors
+ * (ResponseValidationError, unencodable values) are raised here, where
+ * FastAPI raises them: inside the dependencies' exit stacks.  0 or -1. */
+static int prepare_result(NativeCallObject *nc, PyObject *result)
 {
     NativeAppObject *app = nc->app;
     NPlan *plan = nc->plan;
+    Py_CLEAR(nc->prep_body);
+    Py_CLEAR(nc->prep_resp);
     int is_resp = PyObject_IsInstance(result, app->response_type);
     if (is_resp < 0)
         return -1;
-    if (is_resp)
-        return respond_object(nc, result);
+    if (is_resp) {
+        nc->prep_resp = Py_NewRef(result);
+        return 0;
+    }
     if (plan->serializer) {
         /* response_model: FastAPI validates and dumps with pydantic-core, then
          * Response(content, media_type="application/json"). */
         PyObject *body = PyObject_CallOneArg(plan->serializer, result);
         if (!body)
-            return -1;          /* ResponseValidationError etc.: the 500 path */
+            return -1;
         if (!PyBytes_Check(body)) {
             Py_DECREF(body);
             PyErr_SetString(PyExc_TypeError, "serialize_json did not return bytes");
             return -1;
         }
-        int rc;
         if (plan->fast_json) {
-            char len[24];
-            int ln = snprintf(len, sizeof len, "%zd", PyBytes_GET_SIZE(body));
-            cel_header hs[2] = {
-                { { "content-length", 14 }, { len, (size_t)ln } },
-                { { "content-type", 12 }, { "application/json", 16 } },
-            };
-            rc = celeris_cycle_respond(nc->cycle, plan->status ? plan->status : 200, hs, 2, NULL,
-                                       PyBytes_AS_STRING(body), (size_t)PyBytes_GET_SIZE(body));
-        } else {
-            PyObject *args[2] = { plan->status_obj, body };
-            PyObject *resp = PyObject_Vectorcall(app->rt_render_json_bytes, args, 2, NULL);
-            rc = resp ? respond_object(nc, resp) : -1;
-            Py_XDECREF(resp);
+            nc->prep_body = body;
+            return 0;
         }
+        PyObject *args[2] = { plan->status_obj, body };
+        nc->prep_resp = PyObject_Vectorcall(app->rt_render_json_bytes, args, 2, NULL);
         Py_DECREF(body);
-        return rc;
+        return nc->prep_resp ? 0 : -1;
     }
     if (plan->fast_json) {
         PyObject *body = celeris_json_dumps_fastapi(result);
         if (body) {
-            char len[24];
-            int ln = snprintf(len, sizeof len, "%zd", PyBytes_GET_SIZE(body));
-            cel_header hs[2] = {
-                { { "content-length", 14 }, { len, (size_t)ln } },
-                { { "content-type", 12 }, { "application/json", 16 } },
-            };
-            int rc = celeris_cycle_respond(nc->cycle, plan->status ? plan->status : 200, hs, 2, NULL,
-                                           PyBytes_AS_STRING(body), (size_t)PyBytes_GET_SIZE(body));
-            Py_DECREF(body);
-            return rc;
+            nc->prep_body = body;
+            return 0;
         }
         /* Not plain JSON data (models, datetimes, "_sa" keys, NaN ...): FastAPI's own path. */
         PyErr_Clear();
     }
     PyObject *args[3] = { plan->response_class, plan->status_obj, result };
-    PyObject *resp = PyObject_Vectorcall(app->rt_render, args, 3, NULL);
-    if (!resp)
+    nc->prep_resp = PyObject_Vectorcall(app->rt_render, args, 3, NULL);
+    return nc->prep_resp ? 0 : -1;
+}
+
+/* Write the prepared response.  Returns 0 when written (or the client is
+ * gone), 1 when *coro was set to the ASGI call of a Response that must be
+ * awaited (streaming, files, background tasks), -1 with an exception. */
+static int send_prepared(NativeCallObject *nc, PyObject **coro)
+{
+    NativeAppObject *app = nc->app;
+    NPlan *plan = nc->plan;
+    *coro = NULL;
+    if (nc->prep_body) {
+        PyObject *body = nc->prep_body;
+        nc->prep_body = NULL;
+        char len[24];
+        int ln = snprintf(len, sizeof len, "%zd", PyBytes_GET_SIZE(body));
+        cel_header hs[2] = {
+            { { "content-length", 14 }, { len, (size_t)ln } },
+            { { "content-type", 12 }, { "application/json", 16 } },
+        };
+        int status = plan->status ? plan->status : 200;
+        int rc;
+        if (nc->cors_req) {
+            PyObject *hl = Py_BuildValue("[(y#y#)(yy)]", "content-length", (Py_ssize_t)14, len,
+                                         (Py_ssize_t)ln, "content-type", "application/json");
+            PyObject *out = hl ? cors_headers(nc, status, hl) : NULL;
+            rc = out ? celeris_cycle_respond(nc->cycle, status, NULL, 0, out, PyBytes_AS_STRING(body),
+                                             (size_t)PyBytes_GET_SIZE(body)) : -1;
+            Py_XDECREF(out);
+            Py_XDECREF(hl);
+        } else {
+            rc = celeris_cycle_respond(nc->cycle, status, hs, 2, NULL, PyBytes_AS_STRING(body),
+                                       (size_t)PyBytes_GET_SIZE(body));
+        }
+        Py_DECREF(body);
+        return rc;
+    }
+    PyObject *response = nc->prep_resp;
+    if (!response) {
+        PyErr_SetString(PyExc_RuntimeError, "native: nothing prepared to send");
         return -1;
-    int rc = respond_object(nc, resp);
-    Py_DECREF(resp);
-    return rc;
+    }
+    nc->prep_resp = NULL;
+    PyObject *u = PyObject_CallOneArg(app->rt_unpack, response);
+    if (!u) {
+        Py_DECREF(response);
+        return -1;
+    }
+    if (u != Py_None) {
+        PyObject *status, *headers, *body;
+        int rc = -1;
+        if (PyArg_ParseTuple(u, "OOO", &status, &headers, &body) && PyBytes_Check(body)) {
+            int st = (int)PyLong_AsLong(status);
+            PyObject *hl = !(st == -1 && PyErr_Occurred())
+                           ? (nc->cors_req ? cors_headers(nc, st, headers) : Py_NewRef(headers)) : NULL;
+            if (hl)
+                rc = celeris_cycle_respond(nc->cycle, st, NULL, 0, hl, PyBytes_AS_STRING(body),
+                                           (size_t)PyBytes_GET_SIZE(body));
+            Py_XDECREF(hl);
+        } else if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_TypeError, "unpack: expected (status, headers, bytes)");
+        }
+        Py_DECREF(u);
+        Py_DECREF(response);
+        return rc;
+    }
+    Py_DECREF(u);
+    /* A streaming/file/background response: it needs the ASGI scope. */
+    CycleObject *cy = nc->cycle;
+    if (!cy->conn || !nc->head) {
+        Py_DECREF(response);
+        return 0;                                   /* client gone: nothing to send */
+    }
+    PyObject *scope = scope_from_head(nc);
+    if (!scope) {
+        Py_DECREF(response);
+        return -1;
+    }
+    PyObject *recv = PyObject_GetAttrString((PyObject *)cy, "receive");
+    PyObject *send = PyObject_GetAttrString((PyObject *)cy, "send");
+    if (send && nc->cors_req) {
+        PyObject *a2[2] = { nc->cors_req, send };
+        Py_SETREF(send, PyObject_Vectorcall(nc->app->cors_wrap, a2, 2, NULL));
+    }
+    if (recv && send) {
+        PyObject *args[3] = { scope, recv, send };
+        *coro = PyObject_Vectorcall(response, args, 3, NULL);
+    }
+    Py_XDECREF(recv);
+    Py_XDECREF(send);
+    Py_DECREF(scope);
+    Py_DECREF(response);
+    return *coro ? 1 : -1;
+}
+
+/* Install a Response's ASGI call as the inner coroutine (phase 1). */
+static int run_coro(NativeCallObject *nc, int rc, PyObject *coro)
+{
+    if (rc != 1)
+        return rc;
+    Py_SETREF(nc->inner, coro);
+    nc->phase = 1;
+    return 1;
+}
+
+/* Write a Response object: directly when runtime.unpack says it may be,
+ * else run it as an ASGI app in this Task (phase 1).  Returns 1 when a new
+ * inner coroutine was installed, 0 when done, -1 with an exception. */
+static int respond_object(NativeCallObject *nc, PyObject *response)
+{
+    PyObject *coro;
+    Py_CLEAR(nc->prep_body);
+    Py_XSETREF(nc->prep_resp, Py_NewRef(response));
+    int rc = send_prepared(nc, &coro);
+    return run_coro(nc, rc, coro);
+}
+
+/* The endpoint returned `result`.  Same return convention as respond_object. */
+static int respond_result(NativeCallObject *nc, PyObject *result)
+{
+    if (prepare_result(nc, result) < 0)
+        return -1;          /* ResponseValidationError etc.: the 500 path */
+    PyObject *coro;
+    int rc = send_prepared(nc, &coro);
+    return run_coro(nc, rc, coro);
+}
+
+/* nc.prepare(result): see prepare_result. */
+static PyObject *ncall_prepare(PyObject *op, PyObject *result)
+{
+    if (prepare_result((NativeCallObject *)op, result) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* nc.send(): an awaitable writing the prepared response (a Ready that
+ * completes without a loop turn, or the Response's ASGI coroutine). */
+static PyObject *ncall_send_prepared(PyObject *op, PyObject *Py_UNUSED(a))
+{
+    NativeCallObject *nc = (NativeCallObject *)op;
+    PyObject *coro;
+    int rc = send_prepared(nc, &coro);
+    if (rc < 0)
+        return NULL;
+    if (rc == 1)
+        return coro;
+    return Py_NewRef(nc->cycle->server->st->ready_none);
 }
 
 /* The endpoint raised (exception is set).  Map it as FastAPI's middleware
  * stack would; BaseExceptions (cancellation...) propagate.  Returns 0 when
- * handled (no exception), -1 to propagate. */
+ * handled (no exception), 1 when the answer's ASGI call was installed
+ * (phase 1), -1 to propagate. */
 static int respond_exception(NativeCallObject *nc)
 {
     NativeAppObject *app = nc->app;
@@ -720,15 +840,17 @@ static int respond_exception(NativeCallObject *nc)
     PyObject *resp = NULL;
     if (is_http == Py_True)
         resp = PyObject_CallOneArg(app->rt_http_exception, exc);
-    else if (is_http)
+    else if (is_http) {
+        Py_CLEAR(nc->cors_req);     /* ServerErrorMiddleware sits outside user middleware */
         resp = PyObject_CallOneArg(app->rt_server_error, exc);
+    }
     Py_XDECREF(is_http);
     Py_DECREF(exc);
     if (!resp)
         return -1;
     int rc = respond_object(nc, resp);
     Py_DECREF(resp);
-    return rc < 0 ? -1 : 0;
+    return rc;
 }
 
 /* Advance the inner coroutine with `value` (or throw when exc is set).
@@ -763,6 +885,44 @@ static PyObject *ncall_step(NativeCallObject *nc, PyObject *value, PyObject *exc
         value = NULL;
         CycleObject *cy = nc->cycle;
         int rc;
+        if (nc->phase == 0 && nc->plan->runner) {
+            /* The runner responded itself (nc.prepare / nc.send); only an
+             * exception it let out is left to map. */
+            Py_XDECREF(result);
+            if (done == 1)
+                goto finished;
+            if (!cy->response_started && !cy->disconnected && cy->conn) {
+                rc = respond_exception(nc);
+                if (rc == 1)
+                    continue;
+                if (rc == 0)
+                    goto finished;
+            } else {
+                PyObject *err = PyErr_GetRaisedException_compat();
+                if (PyObject_TypeCheck(err, (PyTypeObject *)PyExc_Exception)) {
+                    /* After the response started (teardown of a yield
+                     * dependency, a background task): logged, as Starlette's
+                     * ServerErrorMiddleware re-raises it to the server. */
+                    PyObject *r = PyObject_CallOneArg(nc->app->rt_server_error, err);
+                    Py_XDECREF(r);
+                    PyErr_Clear();
+                    Py_DECREF(err);
+                    r = PyObject_CallMethod((PyObject *)cy, "app_failed", NULL);
+                    Py_XDECREF(r);
+                    PyErr_Clear();
+                    goto finished;
+                }
+                PyErr_SetRaisedException_compat(err);
+            }
+            PyObject *err = PyErr_GetRaisedException_compat();
+            PyObject *r = PyObject_CallMethod((PyObject *)cy, "abort", NULL);
+            Py_XDECREF(r);
+            PyErr_Clear();
+            PyObject *f = PyObject_CallMethod((PyObject *)cy, "finish", NULL);
+            Py_XDECREF(f);
+            PyErr_SetRaisedException_compat(err);
+            return NULL;
+        }
         if (nc->phase == 0) {
             rc = done == 1 ? respond_result(nc, result) : respond_exception(nc);
             Py_XDECREF(result);
@@ -773,6 +933,8 @@ static PyObject *ncall_step(NativeCallObject *nc, PyObject *value, PyObject *exc
                     /* serialisation failed, or cancellation: answer what FastAPI would */
                     if (done == 1 && PyErr_ExceptionMatches(PyExc_Exception)) {
                         rc = respond_exception(nc);
+                        if (rc == 1)
+                            continue;
                         if (rc == 0)
                             goto finished;
                     }
@@ -857,11 +1019,33 @@ static PyObject *ncall_throw(PyObject *op, PyObject *args)
 static PyObject *ncall_close(PyObject *op, PyObject *Py_UNUSED(a))
 {
     NativeCallObject *nc = (NativeCallObject *)op;
+    if (!nc->inner)
+        Py_RETURN_NONE;
     PyObject *r = PyObject_CallMethod(nc->inner, "close", NULL);
     if (!r)
         return NULL;
     Py_DECREF(r);
     Py_RETURN_NONE;
+}
+
+static PyObject *ncall_scope(PyObject *op, PyObject *Py_UNUSED(a))
+{
+    return scope_from_head((NativeCallObject *)op);
+}
+
+static PyObject *ncall_get_cycle(PyObject *op, void *Py_UNUSED(c))
+{
+    return Py_NewRef((PyObject *)((NativeCallObject *)op)->cycle);
+}
+
+static PyGetSetDef ncall_getset[] = {
+    {"cycle", ncall_get_cycle, NULL, "the request's Cycle (ASGI receive/send)", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyObject *ncall_receive(PyObject *op, PyObject *Py_UNUSED(a))
+{
+    return PyObject_CallMethod((PyObject *)((NativeCallObject *)op)->cycle, "receive", NULL);
 }
 
 static PyObject *ncall_await(PyObject *op)
@@ -876,6 +1060,9 @@ static int ncall_traverse(PyObject *op, visitproc visit, void *arg)
     Py_VISIT(nc->cycle);
     Py_VISIT(nc->app);
     Py_VISIT(nc->head);
+    Py_VISIT(nc->prep_body);
+    Py_VISIT(nc->prep_resp);
+    Py_VISIT(nc->cors_req);
     Py_VISIT(Py_TYPE(op));
     return 0;
 }
@@ -887,6 +1074,9 @@ static int ncall_clear(PyObject *op)
     Py_CLEAR(nc->cycle);
     Py_CLEAR(nc->app);
     Py_CLEAR(nc->head);
+    Py_CLEAR(nc->prep_body);
+    Py_CLEAR(nc->prep_resp);
+    Py_CLEAR(nc->cors_req);
     return 0;
 }
 
@@ -903,6 +1093,10 @@ static PyMethodDef ncall_methods[] = {
     {"send", ncall_send, METH_O, NULL},
     {"throw", ncall_throw, METH_VARARGS, NULL},
     {"close", ncall_close, METH_NOARGS, NULL},
+    {"prepare", ncall_prepare, METH_O, "Serialise the endpoint's result as FastAPI would."},
+    {"respond", ncall_send_prepared, METH_NOARGS, "Awaitable: write the prepared response."},
+    {"receive", ncall_receive, METH_NOARGS, "The request's ASGI receive()."},
+    {"scope", ncall_scope, METH_NOARGS, "A new ASGI scope of the request (as the ASGI tier's)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -911,6 +1105,7 @@ static PyType_Slot ncall_slots[] = {
     {Py_tp_iter, ncall_await},
     {Py_tp_iternext, ncall_next},
     {Py_tp_methods, ncall_methods},
+    {Py_tp_getset, ncall_getset},
     {Py_tp_traverse, ncall_traverse},
     {Py_tp_clear, ncall_clear},
     {Py_tp_dealloc, ncall_dealloc},
@@ -939,9 +1134,115 @@ static void drop_coro(PyObject *coro)
     Py_DECREF(coro);
 }
 
+/* The request's headers as Starlette's Headers(raw=...) wants them:
+ * [(lower-case name bytes, value bytes)].  New reference or NULL. */
+static PyObject *request_headers(const cel_http_request *req)
+{
+    PyObject *list = PyList_New((Py_ssize_t)req->num_headers);
+    if (!list)
+        return NULL;
+    for (size_t i = 0; i < req->num_headers; i++) {
+        const cel_header *h = &req->headers[i];
+        char name[256];
+        size_t n = h->name.len < sizeof name ? h->name.len : sizeof name;
+        for (size_t j = 0; j < n; j++) {
+            char ch = h->name.p[j];
+            name[j] = (ch >= 'A' && ch <= 'Z') ? (char)(ch - 'A' + 'a') : ch;
+        }
+        PyObject *t = h->name.len <= sizeof name
+                      ? Py_BuildValue("(y#y#)", name, (Py_ssize_t)n, h->value.p, (Py_ssize_t)h->value.len)
+                      : NULL;
+        if (!t) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_ValueError, "header name too long");
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, (Py_ssize_t)i, t);
+    }
+    return list;
+}
+
+/* Start a runner plan: the Cycle and NativeCall exist first, because the
+ * runner gets the NativeCall (nc.receive / nc.prepare / nc.respond).  Steals
+ * the references in argv[0..nargs) and cors_req (may be NULL).  Returns 1 (started) or 0 (declined,
+ * the error written as unraisable). */
+static int dispatch_runner(ServerObject *self, cel_conn *c, const cel_http_request *req,
+                           NativeAppObject *app, NPlan *plan, PyObject **argv, Py_ssize_t nargs,
+                           PyObject *cors_req)
+{
+    PyObject *scope = NULL, *cycle = NULL, *head = NULL, *nc = NULL, *coro = NULL, *task = NULL;
+    if (self->access_log != Py_None && !(scope = celeris_build_scope(self, c, req)))
+        goto error;
+    cycle = celeris_cycle_new(self, c, scope);
+    Py_CLEAR(scope);
+    if (!cycle)
+        goto error;
+    head = PyBytes_FromStringAndSize(req->method.p, (Py_ssize_t)(c->head_end - req->method.p));
+    if (!head)
+        goto error;
+    nc = ncall_new(self->st, NULL, (CycleObject *)cycle, app, plan, head);
+    if (!nc)
+        goto error;
+    ((NativeCallObject *)nc)->cors_req = cors_req;
+    cors_req = NULL;
+    {
+        PyObject *args[NATIVE_MAX_ARGS + 2];
+        args[1] = nc;
+        for (Py_ssize_t i = 0; i < nargs; i++)
+            args[i + 2] = argv[i];
+        coro = PyObject_Vectorcall(plan->endpoint, args + 1,
+                                   1 | PY_VECTORCALL_ARGUMENTS_OFFSET, plan->kwnames);
+    }
+    for (Py_ssize_t i = 0; i < nargs; i++)
+        Py_CLEAR(argv[i]);
+    nargs = 0;
+    if (!coro)
+        goto error;
+    ((NativeCallObject *)nc)->inner = coro;
+    coro = NULL;
+    task = PyObject_CallOneArg(self->create_task, nc);
+    if (!task)
+        goto error;
+    CycleObject *cy = (CycleObject *)cycle;
+    if (cy->live == 0) {
+        cy->task = task;
+        celeris_cycle_link(cy);
+    } else {
+        Py_DECREF(task);
+    }
+    Py_DECREF(nc);
+    Py_DECREF(head);
+    Py_DECREF(cycle);
+    app->native_requests++;
+    return 1;
+error:
+    for (Py_ssize_t i = 0; i < nargs; i++)
+        Py_XDECREF(argv[i]);
+    Py_XDECREF(cors_req);
+    if (nc && ((NativeCallObject *)nc)->inner) {
+        drop_coro(((NativeCallObject *)nc)->inner);  /* never started */
+        ((NativeCallObject *)nc)->inner = NULL;
+    }
+    Py_XDECREF(coro);
+    Py_XDECREF(nc);
+    Py_XDECREF(head);
+    if (cycle) {
+        CycleObject *cy = (CycleObject *)cycle;
+        if (cy->conn == c)
+            c->user = NULL;
+        cy->conn = NULL;
+        Py_DECREF(cycle);
+    }
+    PyErr_WriteUnraisable(plan->endpoint);
+    app->declined++;
+    return 0;
+}
+
 int celeris_native_dispatch(ServerObject *self, cel_conn *c, const cel_http_request *req)
 {
     NativeAppObject *app = (NativeAppObject *)self->native_app;
+    PyObject *cors_req = NULL;     /* owned until handed to the NativeCall */
     if (!app->enabled)
         return 0;
     const char *pp = req->path.p;
@@ -949,14 +1250,30 @@ int celeris_native_dispatch(ServerObject *self, cel_conn *c, const cel_http_requ
     if (pn == 0 || pp[0] != '/' || pn > 4096)
         return 0;                               /* absolute-form, asterisk, huge: ASGI */
     char pathbuf[4096];
-    size_t plen = pct_decode(pp, pn, pathbuf, 0);
-    if (!utf8_valid((const unsigned char *)pathbuf, plen))
+    size_t plen = cel_url_decode(pp, pn, pathbuf, 0);
+    if (!cel_url_utf8_valid(pathbuf, plen))
         return 0;
     cel_route_match m;
     int mr = cel_router_match(app->router, req->method.p, req->method.len, pathbuf, plen, &m);
     if (mr != CEL_ROUTER_FULL || m.id < 0 || m.id >= app->nplans || !app->plans[m.id])
         return 0;
     NPlan *plan = app->plans[m.id];
+    if (app->cors_start && req->method.len == 7 && memcmp(req->method.p, "OPTIONS", 7) == 0) {
+        const char *v;
+        size_t vn;
+        if (header_lookup(req, "origin", 6, &v, &vn)
+            && header_lookup(req, "access-control-request-method", 29, &v, &vn))
+            return 0;                           /* a CORS preflight: the middleware answers it */
+    }
+    if (plan->overrides_owner) {
+        /* dependency_overrides are consulted per request: FastAPI's own path runs them. */
+        PyObject *ov = PyObject_GetAttrString(plan->overrides_owner, "dependency_overrides");
+        int busy = !ov || !PyDict_Check(ov) || PyDict_GET_SIZE(ov) > 0;
+        Py_XDECREF(ov);
+        PyErr_Clear();
+        if (busy)
+            return 0;
+    }
     if (plan->has_query) {
         for (size_t i = 0; i < req->query.len; i++)
             if ((unsigned char)req->query.p[i] >= 0x80)
@@ -973,18 +1290,27 @@ int celeris_native_dispatch(ServerObject *self, cel_conn *c, const cel_http_requ
         const char *raw = NULL;
         size_t rn = 0;
         int present;
+        int latin1 = 0;
         if (q->where == P_PATH) {
             raw = m.params[q->path_slot].value.p;
             rn = m.params[q->path_slot].value.len;
             present = 1;
-        } else {
-            present = query_lookup(req->query.p, req->query.len, q->key, q->key_len, qbuf,
+        } else if (q->where == P_QUERY) {
+            present = cel_url_query_lookup(req->query.p, req->query.len, q->key, q->key_len, qbuf,
                                    sizeof qbuf, &rn);
             if (present < 0)
                 goto decline;
             raw = qbuf;
+        } else if (q->where == P_HEADER) {
+            present = header_lookup(req, q->key, q->key_len, &raw, &rn);
+            latin1 = 1;
+        } else {
+            present = cookie_lookup(req, q->key, q->key_len, &raw, &rn);
+            if (present < 0)
+                goto decline;
+            latin1 = 1;
         }
-        PyObject *v = param_value(app, q, raw, rn, present);
+        PyObject *v = param_value(app, q, raw, rn, present, latin1);
         if (!v) {
             if (PyErr_Occurred())
                 goto error;
@@ -992,6 +1318,10 @@ int celeris_native_dispatch(ServerObject *self, cel_conn *c, const cel_http_requ
         }
         argv[made] = v;
     }
+    if (app->cors_start && !(cors_req = request_headers(req)))
+        goto error;
+    if (plan->runner)
+        return dispatch_runner(self, c, req, app, plan, argv, nargs, cors_req);
     PyObject *coro;
     if (plan->is_coroutine) {
         coro = PyObject_Vectorcall(plan->endpoint, argv, 0, plan->kwnames);
@@ -1032,6 +1362,11 @@ int celeris_native_dispatch(ServerObject *self, cel_conn *c, const cel_http_requ
                                                (Py_ssize_t)(c->head_end - req->method.p));
     PyObject *nc = head ? ncall_new(self->st, coro, (CycleObject *)cycle, app, plan, head) : NULL;
     Py_XDECREF(head);
+    if (nc)
+        ((NativeCallObject *)nc)->cors_req = cors_req;
+    else
+        Py_XDECREF(cors_req);
+    cors_req = NULL;
     if (!nc) {
         drop_coro(coro);
         CycleObject *cy = (CycleObject *)cycle;
@@ -1066,11 +1401,13 @@ int celeris_native_dispatch(ServerObject *self, cel_conn *c, const cel_http_requ
 decline:
     for (Py_ssize_t i = 0; i < made; i++)
         Py_DECREF(argv[i]);
+    Py_XDECREF(cors_req);
     app->declined++;
     return 0;
 error:
     for (Py_ssize_t i = 0; i < made; i++)
         Py_DECREF(argv[i]);
+    Py_XDECREF(cors_req);
     PyErr_WriteUnraisable(plan->endpoint);
     app->declined++;
     return 0;

@@ -155,15 +155,16 @@ static PyObject *server_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
         "handler", "loop", "access_log", "error_log", "state", "root_path",
         "header_timeout", "keepalive_timeout", "body_timeout", "max_body",
         "max_request_line", "max_header_bytes", "max_headers", "date_header",
-        "server_header", "backlog", "max_connections", "context", "native",
-        "ws_handler", "ws_log", "ws_max_size", "ws_ping_interval", "ws_ping_timeout",
-        "ws_per_message_deflate", NULL,
+        "server_header", "backlog", "max_connections", "context", "native", "scope_patch",
+        "debug_sink", "task_factory", "ws_handler", "ws_log", "ws_max_size", "ws_ping_interval",
+        "ws_ping_timeout", "ws_per_message_deflate", NULL,
     };
+    PyObject *native = Py_None, *scope_patch = Py_None, *debug_sink = Py_None;
+    PyObject *task_factory = Py_None;
     int ws_deflate = 1;
     PyObject *ws_handler = Py_None, *ws_log = Py_None;
     unsigned long long ws_max_size = 16 * 1024 * 1024;
     PyObject *ws_ping_interval = Py_None, *ws_ping_timeout = Py_None;
-    PyObject *native = Py_None;
     PyObject *context = Py_None;
     PyObject *handler, *loop, *access_log = Py_None, *error_log = Py_None, *state = Py_None;
     PyObject *root_path = NULL;
@@ -172,15 +173,20 @@ static PyObject *server_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
     Py_ssize_t max_request_line = 8192, max_header_bytes = 65536, max_headers = 100;
     int date_header = 1, server_header = 1, backlog = 2048;
     Py_ssize_t max_connections = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|$OOOUOOOKnnnppinOOOOKOOp:Server", kwlist,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|$OOOUOOOKnnnppinOOOOOOOKOOp:Server", kwlist,
                                      &handler, &loop, &access_log, &error_log, &state,
                                      &root_path, &header_timeout, &keepalive_timeout,
                                      &body_timeout, &max_body, &max_request_line,
                                      &max_header_bytes, &max_headers, &date_header,
                                      &server_header, &backlog, &max_connections, &context,
-                                     &native, &ws_handler, &ws_log, &ws_max_size,
-                                     &ws_ping_interval, &ws_ping_timeout, &ws_deflate))
+                                     &native, &scope_patch, &debug_sink, &task_factory,
+                                     &ws_handler, &ws_log, &ws_max_size, &ws_ping_interval,
+                                     &ws_ping_timeout, &ws_deflate))
         return NULL;
+    if (scope_patch != Py_None && !PyDict_Check(scope_patch)) {
+        PyErr_SetString(PyExc_TypeError, "scope_patch must be a dict or None");
+        return NULL;
+    }
     if (state != Py_None && !PyDict_Check(state)) {
         PyErr_SetString(PyExc_TypeError, "state must be a dict or None");
         return NULL;
@@ -210,6 +216,8 @@ static PyObject *server_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
     self->access_log = Py_NewRef(access_log);
     self->error_log = Py_NewRef(error_log);
     self->state = Py_NewRef(state);
+    self->scope_patch = scope_patch == Py_None ? NULL : Py_NewRef(scope_patch);
+    self->debug_sink = debug_sink == Py_None ? NULL : Py_NewRef(debug_sink);
     self->root_path = root_path ? Py_NewRef(root_path) : PyUnicode_FromString("");
     self->scheme = PyUnicode_InternFromString("http");
     self->call_soon = PyObject_GetAttrString(loop, "call_soon");
@@ -218,7 +226,10 @@ static PyObject *server_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
         if (!self->call_soon_kw)
             goto error;
     }
-    self->create_task = PyObject_GetAttrString(loop, "create_task");
+    /* task_factory(coro) -> Task: e.g. eagerly started Tasks (Python >= 3.12),
+     * so a coroutine that finishes without suspending costs no loop turn. */
+    self->create_task = task_factory != Py_None ? Py_NewRef(task_factory)
+                                                : PyObject_GetAttrString(loop, "create_task");
     if (!self->create_task)
         goto error;
     self->run_pending = PyObject_GetAttrString((PyObject *)self, "run_pending");
@@ -458,6 +469,8 @@ static int server_traverse(PyObject *op, visitproc visit, void *arg)
     Py_VISIT(self->access_log);
     Py_VISIT(self->error_log);
     Py_VISIT(self->state);
+    Py_VISIT(self->scope_patch);
+    Py_VISIT(self->debug_sink);
     Py_VISIT(Py_TYPE(op));
     return 0;
 }
@@ -479,6 +492,8 @@ static int server_clear(PyObject *op)
     Py_CLEAR(self->access_log);
     Py_CLEAR(self->error_log);
     Py_CLEAR(self->state);
+    Py_CLEAR(self->scope_patch);
+    Py_CLEAR(self->debug_sink);
     return 0;
 }
 

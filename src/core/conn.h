@@ -105,6 +105,8 @@ typedef struct cel_conn {
 
     /* owned by the server */
     uint64_t deadline_ms;       /* monotonic ms at which the current timeout fires; 0 = none */
+    uint64_t last_write_ms;     /* when output last made progress (a response still being
+                                   sent keeps an idle connection open while it moves) */
     uint32_t epoll_events;
     unsigned in_pending : 1;
     unsigned want_body : 1;     /* the app waits in receive() */

@@ -26,6 +26,16 @@ const char *cel_strerror(int err)
     case CEL_ERESPLONG: return "Response content longer than Content-Length";
     case CEL_ERESPSHORT: return "Response content shorter than Content-Length";
     case CEL_EHDRNAME: return "Invalid HTTP header name.";
+    case CEL_ENOSPC: return "output buffer too small";
+    case CEL_EUTF8: return "invalid UTF-8";
+    case CEL_EMPBOUNDARY: return "invalid multipart boundary";
+    case CEL_EMPSYNTAX: return "Invalid multipart data.";
+    case CEL_EMPHEADER: return "multipart part header too large";
+    case CEL_EMPNONAME: return "The Content-Disposition header field \"name\" must be provided.";
+    case CEL_EMPFILES: return "Too many files.";
+    case CEL_EMPFIELDS: return "Too many fields.";
+    case CEL_EMPPARTSIZE: return "Part exceeded maximum size.";
+    case CEL_EFORMFIELDSIZE: return "Field exceeded maximum size.";
     case CEL_EWSPROTO: return "WebSocket protocol error";
     case CEL_EWSUTF8: return "invalid UTF-8 in WebSocket text";
     case CEL_EWSTOOBIG: return "WebSocket message too big";
@@ -40,6 +50,8 @@ int cel_err_http_status(int err)
     switch (err) {
     case CEL_EBADREQ: case CEL_ECLTE: case CEL_EBADCL: case CEL_EBADTE:
     case CEL_EBADCHUNK: case CEL_EHDRVALUE: case CEL_EMETHOD: case CEL_ETARGET:
+    case CEL_EMPBOUNDARY: case CEL_EMPSYNTAX: case CEL_EMPHEADER: case CEL_EMPNONAME:
+    case CEL_EMPFILES: case CEL_EMPFIELDS: case CEL_EMPPARTSIZE: case CEL_EFORMFIELDSIZE:
         return 400;
     case CEL_EURITOOLONG: return 414;
     case CEL_EHDRTOOLARGE: return 431;

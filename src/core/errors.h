@@ -32,7 +32,17 @@ typedef enum cel_err {
     CEL_ERESPLONG = -20,        /* response body longer than its Content-Length */
     CEL_ERESPSHORT = -21,       /* response finished shorter than its Content-Length */
     CEL_EHDRNAME = -22,         /* response header name is not a token */
-    CEL_ERR_MIN_ = -23,
+    CEL_ENOSPC = -23,           /* output buffer too small for the result */
+    CEL_EUTF8 = -24,            /* decoded bytes are not valid UTF-8 */
+    CEL_EMPBOUNDARY = -25,      /* multipart: boundary too long or holding CR/LF (400) */
+    CEL_EMPSYNTAX = -26,        /* multipart: malformed body framing or part header (400) */
+    CEL_EMPHEADER = -27,        /* multipart: part header line too long or too many (400) */
+    CEL_EMPNONAME = -28,        /* multipart: Content-Disposition has no name (400) */
+    CEL_EMPFILES = -29,         /* multipart: too many file parts (400) */
+    CEL_EMPFIELDS = -30,        /* form: too many fields (400) */
+    CEL_EMPPARTSIZE = -31,      /* multipart: a non-file part over its size limit (400) */
+    CEL_EFORMFIELDSIZE = -32,   /* urlencoded form: a field over its size limit (400) */
+    CEL_ERR_MIN_ = -33,
     /* WebSocket (ws.h); a separate range so other additions do not collide */
     CEL_EWSPROTO = -40,         /* frame protocol violation (close 1002) */
     CEL_EWSUTF8 = -41,          /* invalid UTF-8 in a text message or close reason (close 1007) */

@@ -292,6 +292,8 @@ int cel_server_flush(cel_server *s, cel_conn *c)
         ssize_t n = write(c->fd, cel_buf_head(&c->out), c->out.len);
         if (n > 0) {
             cel_buf_consume(&c->out, (size_t)n);
+            if (c->out.len)
+                c->last_write_ms = cel_server_now_ms();
             continue;
         }
         if (n < 0 && errno == EINTR)
@@ -828,6 +830,11 @@ void cel_server_sweep(cel_server *s, uint64_t now_ms)
         if (c->fd >= 0 && c->deadline_ms && now_ms >= c->deadline_ms) {
             if (c->lingering)
                 destroy(s, c);
+            else if (c->state == CEL_CONN_IDLE && c->out.len
+                     && now_ms - c->last_write_ms < s->cfg.body_timeout_ms)
+                /* Still sending the last response to a client that reads:
+                 * the keep-alive wait starts once it has gone out. */
+                c->deadline_ms = now_ms + s->cfg.keepalive_timeout_ms;
             else if (c->state == CEL_CONN_IDLE && c->head_started && c->in.len)
                 answer_error(s, c, CEL_ETIMEOUT);
             else if (c->state == CEL_CONN_IDLE || c->state == CEL_CONN_DRAIN
@@ -860,6 +867,7 @@ int cel_server_response_done(cel_server *s, cel_conn *c)
     if (st == CEL_CONN_IDLE) {
         c->head_started = 0;
         c->deadline_ms = cel_server_now_ms() + s->cfg.keepalive_timeout_ms;
+        c->last_write_ms = cel_server_now_ms();
         buf_release(s, &c->in);
     } else if (st == CEL_CONN_DRAIN) {
         c->deadline_ms = cel_server_now_ms() + s->cfg.body_timeout_ms;

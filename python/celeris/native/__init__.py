@@ -31,7 +31,7 @@ def _plan_tuple(plan: Any) -> tuple:
     status = plan.status_code
     fast_json = status is None or (200 <= status and status not in _NO_BODY)
     return (plan.endpoint, plan.is_coroutine, status, plan.response_class, tuple(plan.kwnames),
-            fast_json, params, plan.serializer)
+            fast_json, params, plan.serializer, plan.runner, plan.overrides_owner)
 
 
 def build(app: Any, runtime: Any = None) -> tuple[Any, CompiledApp]:
@@ -47,7 +47,12 @@ def build(app: Any, runtime: Any = None) -> tuple[Any, CompiledApp]:
     for e in compiled.entries:
         plan = _plan_tuple(e.plan) if e.plan is not None else None
         entries.append((e.kind, e.template if e.kind != KIND_OPAQUE else "", e.methods, plan))
-    return _celeris.NativeApp(entries, runtime), compiled
+    cors = None
+    if compiled.cors is not None:
+        from celeris.native import runtime as rt
+
+        cors = rt.cors_hooks(compiled.cors)
+    return _celeris.NativeApp(entries, runtime, cors=cors), compiled
 
 
 def telemetry_refresher(native_app: Any, compiled: CompiledApp):

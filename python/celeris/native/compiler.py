@@ -25,7 +25,7 @@ from typing import Any, Optional, Union, get_args, get_origin
 
 KIND_PATH, KIND_MOUNT, KIND_OPAQUE = 0, 1, 2
 FAST_NONE, FAST_STR, FAST_INT = 0, 1, 2
-PARAM_PATH, PARAM_QUERY = 0, 1
+PARAM_PATH, PARAM_QUERY, PARAM_HEADER, PARAM_COOKIE = 0, 1, 2, 3
 
 # FastAPI versions whose request pipeline this compiler was written against.
 KNOWN_FASTAPI = ((0, 115), (0, 165))
@@ -33,7 +33,7 @@ KNOWN_FASTAPI = ((0, 115), (0, 165))
 
 @dataclass
 class ParamPlan:
-    where: int              # PARAM_PATH | PARAM_QUERY
+    where: int              # PARAM_PATH | PARAM_QUERY | PARAM_HEADER | PARAM_COOKIE
     key: str                # request key (path param name / query alias)
     kwname: str             # endpoint keyword
     fast: int               # FAST_STR / FAST_INT / FAST_NONE (validate with pydantic)
@@ -52,6 +52,8 @@ class RoutePlan:
     response_class: Any
     kwnames: tuple = ()
     serializer: Any = None      # response_model: callable(content) -> JSON bytes
+    runner: bool = False        # endpoint is a generated runner (celeris.native.runner)
+    overrides_owner: Any = None  # app whose dependency_overrides send requests to ASGI
 
 
 @dataclass
@@ -72,6 +74,7 @@ class CompiledApp:
     entries: list[RouteEntry] = field(default_factory=list)
     app_reason: str = ""    # non-empty: the whole app is ASGI tier
     telemetry_enabled: Any = None   # callable() -> bool, checked per request, or None
+    cors: Any = None                # CORSMiddleware instance run natively, or None
 
 
 def _fastapi_version() -> tuple[int, int]:
@@ -99,7 +102,7 @@ def _app_reason(app: Any) -> str:
         return f"FastAPI {fastapi.__version__} is outside the versions the compiler knows"
     if type(app).__call__ is not FastAPI.__call__ or type(app).build_middleware_stack is not FastAPI.build_middleware_stack:
         return "FastAPI subclass overrides the request path"
-    if app.user_middleware:
+    if app.user_middleware and _native_middleware(app) is None:
         names = ", ".join(m.cls.__name__ for m in app.user_middleware)
         return f"user middleware runs on every request ({names})"
     defaults = {
@@ -116,6 +119,26 @@ def _app_reason(app: Any) -> str:
     if getattr(app, "max_body_size", None) is not None:
         return "max_body_size set on the app"
     return ""
+
+
+def _native_middleware(app: Any) -> Any:
+    """The app's one CORSMiddleware, instantiated with the app's own arguments,
+    when that is its only user middleware (the native tier then runs it:
+    preflights go to the ASGI tier, every other response passes through
+    the middleware's own `send`); None otherwise."""
+    from starlette.middleware.cors import CORSMiddleware
+
+    mws = list(app.user_middleware)
+    if len(mws) != 1:
+        return None
+    m = mws[0]
+    cls, args, kwargs = getattr(m, "cls", None), getattr(m, "args", ()), getattr(m, "kwargs", {})
+    if cls is not CORSMiddleware or type(getattr(CORSMiddleware, "send", None)).__name__ != "function":
+        return None
+    try:
+        return CORSMiddleware(None, *args, **kwargs)
+    except Exception:
+        return None
 
 
 def _is_scalar(annotation: Any, types: tuple) -> tuple[bool, bool]:
@@ -136,7 +159,7 @@ def _param_plan(f: Any, where: int) -> tuple[Optional[ParamPlan], str]:
     info = f.field_info
     if not isinstance(info, params.Param):
         return None, f"parameter {f.name!r} is not a plain Param"
-    if where == PARAM_QUERY:
+    if where in (PARAM_QUERY, PARAM_HEADER, PARAM_COOKIE):
         from fastapi.dependencies import utils as du
 
         get_model = getattr(du, "_get_param_model", None)
@@ -146,8 +169,13 @@ def _param_plan(f: Any, where: int) -> tuple[Optional[ParamPlan], str]:
                 type(m).__name__ == "Json" for m in info.metadata):
             return None, f"list/Json query parameter {f.name!r}"
         get_aliases = getattr(du, "_get_param_aliases", None)
+        if get_aliases is None and where != PARAM_QUERY:
+            return None, f"header/cookie parameter {f.name!r} on this FastAPI version"
         if get_aliases is not None:
-            aliases = get_aliases(f)
+            if where == PARAM_HEADER:
+                aliases = get_aliases(f, convert_underscores=bool(getattr(info, "convert_underscores", True)))
+            else:
+                aliases = get_aliases(f)
             if len(aliases) != 1:
                 return None, f"parameter {f.name!r} has alias choices"
             key = aliases[0][1]
@@ -156,7 +184,18 @@ def _param_plan(f: Any, where: int) -> tuple[Optional[ParamPlan], str]:
                 return None, f"parameter {f.name!r} has a validation alias"
             key = f.alias
     else:
-        key = f.alias
+        from fastapi.dependencies import utils as du
+
+        get_aliases = getattr(du, "_get_param_aliases", None)
+        if get_aliases is not None:
+            aliases = get_aliases(f)
+            if len(aliases) != 1:
+                return None, f"path parameter {f.name!r} has alias choices"
+            key = aliases[0][1]
+        else:
+            if getattr(info, "validation_alias", None) not in (None, f.alias):
+                return None, f"path parameter {f.name!r} has a validation alias"
+            key = f.alias
     fast = FAST_NONE
     constrained = bool(info.metadata) or getattr(f, "config", None)
     if not constrained:
@@ -167,28 +206,71 @@ def _param_plan(f: Any, where: int) -> tuple[Optional[ParamPlan], str]:
         elif is_int:
             fast = FAST_INT
     required = info.is_required()
-    default = None if required else f.default
-    if getattr(info, "validate_default", False) and not required:
-        fast = FAST_NONE        # the default itself goes through validation
+    if not required and (getattr(info, "validate_default", False)
+                         or getattr(info, "default_factory", None) is not None):
+        # FastAPI makes (and validates) this default per request: when the
+        # value is missing the request goes to the ASGI tier, and the factory
+        # is never called here.
+        required, default = True, None
+    else:
+        default = None if required else f.default
     loc = (info.in_.value, key)
     return ParamPlan(where, key, f.name, fast, f, loc, required, default), ""
 
 
-def _route_plan(route: Any) -> tuple[Optional[RoutePlan], str]:
+def _plain_router(router: Any) -> bool:
+    """An APIRouter whose matching and handling are FastAPI's own."""
+    from fastapi.routing import APIRouter
+
+    return type(router) is APIRouter
+
+
+def _expand_routes(routes: Any):
+    """(route, included) in matching order: the app's own routes, and in
+    place of each included router (FastAPI >= 0.16x keeps `_IncludedRouter`
+    entries) its effective routes, recursively -- the order in which
+    FastAPI's router and the included router's `_match` try them.  An
+    included router whose candidates cannot be listed stays as it is (an
+    opaque entry)."""
+    for r in routes:
+        if (type(r).__name__ == "_IncludedRouter" and hasattr(r, "effective_candidates")
+                and _plain_router(getattr(r, "original_router", None))):
+            try:
+                candidates = list(r.effective_candidates())
+            except Exception:
+                yield r, False
+                continue
+            for c in candidates:
+                if type(c).__name__ == "_IncludedRouter":
+                    yield from _expand_routes([c])
+                else:
+                    yield c, True
+        else:
+            yield r, False
+
+
+def _route_plan(route: Any, app: Any, included: bool = False) -> tuple[Optional[RoutePlan], str]:
     from fastapi.datastructures import DefaultPlaceholder
     from fastapi.responses import JSONResponse
 
     d = route.dependant
-    if d.dependencies:
-        return None, "dependencies (Depends/Security) not compiled yet"
+    if d is None:
+        return None, "no dependant"
+    if included and getattr(route, "max_body_size", None) is not None:
+        return None, "max_body_size on the included router"
+    needs_runner = bool(d.dependencies or d.body_params or route.body_field is not None
+                        or d.response_param_name or d.background_tasks_param_name)
+    is_form = False
     if d.body_params or route.body_field is not None:
-        return None, "request body not compiled yet"
-    if d.header_params or d.cookie_params:
-        return None, "header/cookie parameters not compiled yet"
-    for attr in ("request_param_name", "websocket_param_name", "http_connection_param_name",
-                 "response_param_name", "background_tasks_param_name", "security_scopes_param_name"):
-        if getattr(d, attr, None):
-            return None, f"injects {attr.replace('_param_name', '').replace('_', ' ')}"
+        from fastapi import params as fparams
+
+        is_form = isinstance(route.body_field.field_info, fparams.Form)
+        if is_form and (getattr(route, "form_limits", None) or getattr(app.router, "form_limits", None)):
+            return None, "form limits set on the route or router"
+    needs_runner = needs_runner or bool(d.request_param_name or d.http_connection_param_name
+                                        or d.security_scopes_param_name)
+    if getattr(d, "websocket_param_name", None):
+        return None, "injects websocket"
     if not isinstance(route.response_class, DefaultPlaceholder) or route.response_class.value is not JSONResponse:
         return None, "custom response_class"
     call = d.call
@@ -202,17 +284,51 @@ def _route_plan(route: Any) -> tuple[Optional[RoutePlan], str]:
         from fastapi.routing import _is_coroutine_callable as fastapi_is_coro  # the test FastAPI uses
     except ImportError:  # older FastAPI
         from fastapi.dependencies.utils import is_coroutine_callable as fastapi_is_coro
+    is_coro = bool(fastapi_is_coro(call))
+    # A def endpoint with a response model FastAPI validates in the thread pool:
+    # the runner's finisher calls FastAPI's serialize_response, which does that.
+    sync_model = (route.response_field is not None and not fastapi_is_coro(call)
+                  and not _runs_no_user_code(route.response_field.field_info.annotation))
+    needs_runner = needs_runner or sync_model
+
+    runner_fn = None
+    finisher = False
     params_: list[ParamPlan] = []
-    for f in d.path_params:
-        p, why = _param_plan(f, PARAM_PATH)
-        if p is None:
+    if needs_runner:
+        from celeris.native import runner as rn
+
+        why = rn.supported()
+        if why:
             return None, why
-        params_.append(p)
-    for f in d.query_params:
-        p, why = _param_plan(f, PARAM_QUERY)
-        if p is None:
-            return None, why
-        params_.append(p)
+        builder = rn.RunnerBuilder(route, _param_plan, app)
+        builder.needs["finish"] = sync_model
+        builder.included = included
+        builder.is_form = is_form
+        ct_slot = None
+        if d.body_params and not is_form:
+            ct = ParamPlan(PARAM_HEADER, "content-type", "", FAST_STR, None, ("header", "content-type"),
+                           False, None)
+            ct_slot = ct.kwname = "p_ct"
+        try:
+            if d.body_params and not is_form:
+                builder.params.append(ct)
+            runner_fn = builder.build(is_coro, ct_slot)
+            finisher = builder.needs["response"] or builder.needs["background"] or sync_model
+        except rn._Reject as exc:
+            return None, str(exc)
+        params_ = builder.params
+    else:
+        for where, fields in ((PARAM_PATH, d.path_params), (PARAM_QUERY, d.query_params),
+                              (PARAM_HEADER, d.header_params), (PARAM_COOKIE, d.cookie_params)):
+            for f in fields:
+                p, why = _param_plan(f, where)
+                if p is None:
+                    return None, why
+                params_.append(p)
+    template_params = set(route.param_convertors)
+    for p in params_:
+        if p.where == PARAM_PATH and p.key not in template_params:
+            return None, f"path parameter {p.key!r} is not in the path"
     for name, conv in route.param_convertors.items():
         if type(conv).__name__ not in ("StringConvertor", "IntegerConvertor", "FloatConvertor",
                                        "PathConvertor", "UUIDConvertor"):
@@ -223,11 +339,19 @@ def _route_plan(route: Any) -> tuple[Optional[RoutePlan], str]:
                 if p.where == PARAM_PATH and p.key == name:
                     p.fast = FAST_NONE
                     p.convertor = conv  # type: ignore[attr-defined]
-    plan = RoutePlan(endpoint=call, is_coroutine=bool(fastapi_is_coro(call)), params=params_,
+    plan = RoutePlan(endpoint=call, is_coroutine=is_coro, params=params_,
                      status_code=route.status_code, response_class=route.response_class.value)
     plan.kwnames = tuple(p.kwname for p in params_)
+    if runner_fn is not None:
+        plan.endpoint = runner_fn
+        plan.is_coroutine = True
+        plan.runner = True
+        if d.dependencies:
+            plan.overrides_owner = route.dependency_overrides_provider
+    if finisher:
+        return plan, ""     # the runner's finisher serialises (FastAPI's serialize_response)
     if route.response_field is not None:
-        if not plan.is_coroutine:
+        if not is_coro and not _runs_no_user_code(route.response_field.field_info.annotation):
             return None, "response_model on a def endpoint (FastAPI validates it in the thread pool)"
         if not _dump_json_path():
             return None, "response_model serialisation of this FastAPI version not compiled"
@@ -238,6 +362,27 @@ def _route_plan(route: Any) -> tuple[Optional[RoutePlan], str]:
             route.response_model_by_alias, route.response_model_exclude_unset,
             route.response_model_exclude_defaults, route.response_model_exclude_none, call)
     return plan, ""
+
+
+_PURE_TYPES = (str, int, float, bool, type(None), dict, list, bytes)
+
+
+def _runs_no_user_code(annotation: Any, depth: int = 0) -> bool:
+    """True when validating against `annotation` cannot call user code (only
+    builtin scalars and containers of them), so validating on the loop is
+    indistinguishable from FastAPI's validation in the thread pool."""
+    if depth > 8:
+        return False
+    if annotation is Any:
+        return True
+    if annotation in _PURE_TYPES:
+        return True
+    origin = get_origin(annotation)
+    if origin is None:
+        return False
+    if origin is Union or type(annotation).__name__ == "UnionType" or origin in (dict, list):
+        return all(_runs_no_user_code(a, depth + 1) for a in get_args(annotation))
+    return False
 
 
 def _dump_json_path() -> bool:
@@ -270,11 +415,24 @@ def compile_app(app: Any) -> CompiledApp:
         from starlette.routing import Mount, Route, WebSocketRoute
     except ImportError:
         return out
+    if not reason and getattr(app, "user_middleware", None):
+        out.cors = _native_middleware(app)
     telemetry = getattr(app, "_native_telemetry", None)
     out.telemetry_enabled = getattr(telemetry, "enabled", None)
     opaque_seen = False
-    for i, r in enumerate(routes):
+    for i, (r, included) in enumerate(_expand_routes(routes)):
         t = type(r)
+        if included:
+            # An inclusion context of FastAPI >= 0.16x's include_router: an
+            # APIRoute-like object (effective path, dependant, response class...)
+            orig = getattr(r, "original_route", None)
+            srt = getattr(r, "starlette_route", None)
+            if type(orig) is APIRoute and srt is None:
+                t = APIRoute
+            elif srt is not None and type(srt) in (Mount, Route, WebSocketRoute, APIWebSocketRoute):
+                r, t = srt, type(srt)
+            else:
+                t = type(orig)
         name = getattr(r, "name", "") or ""
         if t in (WebSocketRoute, APIWebSocketRoute):
             continue        # never matches an http request
@@ -282,7 +440,7 @@ def compile_app(app: Any) -> CompiledApp:
             out.entries.append(RouteEntry(i, KIND_MOUNT, r.path, None, None, "mounted sub-application",
                                           "*", r.path + "/*", name))
             continue
-        if t not in (APIRoute, Route):
+        if t not in (APIRoute, Route) or (t is APIRoute and not included and type(r) is not APIRoute):
             out.entries.append(RouteEntry(i, KIND_OPAQUE, "", None, None,
                                           f"{t.__name__}: matching not reproduced (stops native routing)",
                                           "*", getattr(r, "path", "?"), name))
@@ -299,7 +457,7 @@ def compile_app(app: Any) -> CompiledApp:
             why = "follows an opaque route"
         else:
             try:
-                plan, why = _route_plan(r)
+                plan, why = _route_plan(r, app, included)
             except Exception as exc:  # an internal the compiler does not know: stay exact
                 plan, why = None, f"compiler: {type(exc).__name__}: {exc}"
         out.entries.append(RouteEntry(i, KIND_PATH, r.path, methods, plan, why, display, r.path, name))

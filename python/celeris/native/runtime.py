@@ -9,6 +9,7 @@ import logging
 from typing import Any
 
 from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.utils import is_body_allowed_for_status_code
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -85,8 +86,11 @@ def render_json_bytes(status_code: int | None, content: bytes) -> Response:
     return response
 
 
-def http_exception(exc: HTTPException) -> Response:
-    """fastapi.exception_handlers.http_exception_handler."""
+def http_exception(exc: Exception) -> Response:
+    """fastapi.exception_handlers.http_exception_handler, or
+    request_validation_exception_handler for a RequestValidationError."""
+    if isinstance(exc, RequestValidationError):
+        return JSONResponse(status_code=422, content={"detail": jsonable_encoder(exc.errors())})
     headers = getattr(exc, "headers", None)
     if not is_body_allowed_for_status_code(exc.status_code):
         return Response(status_code=exc.status_code, headers=headers)
@@ -110,7 +114,9 @@ def unpack(response: Any) -> tuple[int, list, bytes] | None:
 
 
 def is_http_exception(exc: BaseException) -> bool:
-    return isinstance(exc, HTTPException)
+    """Exceptions FastAPI's default handlers answer (the compiler only
+    compiles apps whose handlers are the defaults)."""
+    return isinstance(exc, (HTTPException, RequestValidationError))
 
 
 def copy_default(value: Any) -> Any:
@@ -120,3 +126,32 @@ def copy_default(value: Any) -> Any:
     import copy
 
     return copy.deepcopy(value)
+
+
+def cors_hooks(mw: Any) -> tuple:
+    """(start, wrap) running CORSMiddleware's own `send` for native responses:
+    start(req_headers, status, headers) -> headers after the middleware,
+    wrap(req_headers, send) -> the send a Response run as ASGI must use."""
+    import functools
+
+    from starlette.datastructures import Headers
+
+    send = mw.send
+
+    async def _sink(message: Any) -> None:
+        return None
+
+    def start(req_headers: list, status: int, headers: list) -> list:
+        message = {"type": "http.response.start", "status": status, "headers": headers}
+        coro = send(message, send=_sink, request_headers=Headers(raw=req_headers))
+        try:
+            coro.send(None)
+        except StopIteration:
+            return message["headers"]
+        coro.close()
+        raise RuntimeError("CORSMiddleware.send suspended")
+
+    def wrap(req_headers: list, asgi_send: Any) -> Any:
+        return functools.partial(send, send=asgi_send, request_headers=Headers(raw=req_headers))
+
+    return start, wrap

@@ -1,0 +1,521 @@
+"""Per-route runners: a route's dependency graph, JSON body and injections
+compiled to one straight-line coroutine.
+
+FastAPI walks `solve_dependencies` recursively on every request, building
+sub-Dependants, dicts and cache keys as it goes.  All of that is static for
+a route (overrides aside, and the C dispatcher sends a request to the ASGI
+tier whenever `app.dependency_overrides` is non-empty), so the compiler
+unrolls it once: the generated `runner(nc, p0, p1, ...)` receives the
+parameters the C dispatcher extracted and validated, calls each dependency
+in FastAPI's order with its cache decisions made at compile time, reads
+and validates the body with FastAPI's own functions, calls the endpoint,
+and answers through the NativeCall (`nc.prepare(result)` inside both exit
+stacks, `await nc.respond()` after the function-scoped teardown and before
+the request-scoped one -- FastAPI's `request_response` order).
+
+Generators use FastAPI's own `_solve_generator` (same context managers,
+cancel scopes and thread-pool handling); the exit stacks are the same
+`AsyncExitStack` pair FastAPI puts in the scope.
+"""
+from __future__ import annotations
+
+import email.message
+import inspect
+import json
+from contextlib import AsyncExitStack
+from typing import Any, Callable, Optional
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
+
+_RESPONSE_NOT_AWAITED = (
+    "Response not awaited. There's a high chance that the "
+    "application code is raising an exception and a dependency with yield "
+    "has a block with a bare except, or a block with except Exception, "
+    "and is not raising the exception again. Read more about it in the "
+    "docs: https://fastapi.tiangolo.com/tutorial/dependencies/dependencies-with-yield/#dependencies-with-yield-and-except"
+)
+
+
+class _ScopeHolder:
+    """What FastAPI's `_solve_generator` reads from its `request` argument."""
+
+    __slots__ = ("scope",)
+
+    def __init__(self, scope: dict) -> None:
+        self.scope = scope
+
+
+def _SOLVE_GEN_TAKES_REQUEST() -> bool:
+    """FastAPI >= 0.163 passes the request to _solve_generator (cancel scopes)."""
+    from fastapi.dependencies import utils
+
+    return "request" in inspect.signature(utils._solve_generator).parameters
+
+
+def supported() -> str:
+    """"" when this FastAPI's dependency machinery is the one the runner
+    reproduces, else the reason it is not."""
+    try:
+        from fastapi import routing
+        from fastapi.dependencies import models, utils
+
+        for name in ("_is_gen_callable", "_is_async_gen_callable", "_is_coroutine_callable",
+                     "_get_cache_key"):
+            if not hasattr(models, name):
+                return f"dependencies on this FastAPI version ({name} missing)"
+        params = inspect.signature(utils._solve_generator).parameters
+        if not {"dependant", "stack", "sub_values"} <= set(params):
+            return "yield dependencies on this FastAPI version"
+        if "fastapi_function_astack" not in inspect.getsource(routing.request_response):
+            return "dependency exit stacks of this FastAPI version"
+        if not hasattr(routing, "_build_response_args") or not hasattr(routing, "serialize_response"):
+            return "response building of this FastAPI version"
+    except Exception as exc:  # an internal the runner does not know
+        return f"dependencies on this FastAPI version ({type(exc).__name__})"
+    return ""
+
+
+async def read_body(nc: Any) -> bytes:
+    """Starlette's Request.body() over the NativeCall's receive()."""
+    chunks = []
+    while True:
+        message = await nc.receive()
+        if message["type"] == "http.request":
+            body = message.get("body", b"")
+            if body:
+                chunks.append(body)
+            if not message.get("more_body", False):
+                break
+        elif message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+    return b"".join(chunks)
+
+
+_JSON_TYPES: dict[str, bool] = {}
+
+
+def _is_json_type(content_type: str) -> bool:
+    """FastAPI's test (email.message parsing of the header), memoised:
+    parsing costs more than the rest of a small request."""
+    known = _JSON_TYPES.get(content_type)
+    if known is not None:
+        return known
+    message = email.message.Message()
+    message["content-type"] = content_type
+    result = False
+    if message.get_content_maintype() == "application":
+        subtype = message.get_content_subtype()
+        result = subtype == "json" or subtype.endswith("+json")
+    if len(_JSON_TYPES) < 256:
+        _JSON_TYPES[content_type] = result
+    return result
+
+
+def make_body_decoder(strict_content_type: bool, endpoint_ctx: dict) -> Callable:
+    """FastAPI's get_request_handler body step (JSON bodies)."""
+    from fastapi.exceptions import RequestValidationError
+    from starlette.exceptions import HTTPException
+
+    try:
+        from fastapi.routing import _validation_failed
+    except ImportError:  # pragma: no cover - version guard
+        def _validation_failed(exc: Any) -> None:
+            return None
+
+    _undefined = object()
+
+    async def decode(nc: Any, content_type: Optional[str], request: Any = None) -> Any:
+        try:
+            body: Any = _undefined
+            body_bytes = await (request.body() if request is not None else read_body(nc))
+            if body_bytes:
+                json_body: Any = _undefined
+                if not content_type:
+                    if not strict_content_type:
+                        json_body = await request.json() if request is not None else json.loads(body_bytes)
+                elif _is_json_type(content_type):
+                    json_body = await request.json() if request is not None else json.loads(body_bytes)
+                body = json_body if json_body is not _undefined else body_bytes
+        except json.JSONDecodeError as e:
+            validation_error = RequestValidationError(
+                [{"type": "json_invalid", "loc": ("body", e.pos), "msg": "JSON decode error",
+                  "input": {}, "ctx": {"error": e.msg}}],
+                body=e.doc, endpoint_ctx=endpoint_ctx)
+            _validation_failed(validation_error)
+            raise validation_error from e
+        except HTTPException:
+            raise
+        except Exception as e:
+            raise HTTPException(status_code=400, detail="There was an error parsing the body") from e
+        return _UNDEFINED if body is _undefined else body
+
+    return decode
+
+
+def make_form_decoder() -> Callable:
+    """FastAPI's get_request_handler body step for Form/File bodies: Starlette's
+    own form parser, the FormData closed by the middleware exit stack."""
+    from starlette.exceptions import HTTPException
+
+    async def decode(request: Any, file_stack: Any) -> Any:
+        try:
+            body = await request.form()
+            file_stack.push_async_callback(body.close)
+        except HTTPException:
+            raise
+        except Exception as e:
+            raise HTTPException(status_code=400, detail="There was an error parsing the body") from e
+        return body
+
+    return decode
+
+
+class _Undefined:
+    __slots__ = ()
+
+
+_UNDEFINED = _Undefined()
+
+
+def make_body_validator(route: Any, endpoint_ctx: dict) -> Callable:
+    """request_body_to_args + FastAPI's RequestValidationError, raised
+    after the dependencies ran (solve_dependencies' order)."""
+    from fastapi.dependencies.utils import request_body_to_args
+    from fastapi.exceptions import RequestValidationError
+    from pydantic_core import PydanticUndefined
+
+    try:
+        from fastapi.routing import _validation_failed
+    except ImportError:  # pragma: no cover
+        def _validation_failed(exc: Any) -> None:
+            return None
+
+    fields = route.dependant.body_params
+    embed = bool(getattr(route, "_embed_body_fields", False))
+
+    async def validate(body: Any) -> dict:
+        received = PydanticUndefined if body is _UNDEFINED else body
+        values, errors = await request_body_to_args(body_fields=fields, received_body=received,
+                                                    embed_body_fields=embed)
+        if errors:
+            exc = RequestValidationError(errors, body=None if body is _UNDEFINED else body,
+                                         endpoint_ctx=endpoint_ctx)
+            _validation_failed(exc)
+            raise exc
+        return values
+
+    return validate
+
+
+def make_finisher(route: Any, endpoint_ctx: dict, is_coroutine: bool) -> Callable:
+    """FastAPI's response building for routes that inject Response or
+    BackgroundTasks (status code, headers and background from the solved
+    values), with FastAPI's own serialize_response."""
+    from fastapi import routing
+    from fastapi.datastructures import DefaultPlaceholder
+    from fastapi.utils import is_body_allowed_for_status_code
+    from starlette.responses import Response
+
+    class _Solved:
+        __slots__ = ("background_tasks", "response")
+
+    response_class = route.response_class
+    actual = response_class.value if isinstance(response_class, DefaultPlaceholder) else response_class
+    use_dump_json = route.response_field is not None and isinstance(response_class, DefaultPlaceholder)
+    ser_params = inspect.signature(routing.serialize_response).parameters
+
+    async def finish(raw: Any, sub_response: Any, background: Any) -> Any:
+        if isinstance(raw, Response):
+            if raw.background is None:
+                raw.background = background
+            return raw
+        if sub_response is None:        # solve_dependencies always makes one
+            sub_response = new_sub_response()
+        solved = _Solved()
+        solved.background_tasks = background
+        solved.response = sub_response
+        args = routing._build_response_args(status_code=route.status_code, solved_result=solved)
+        kw = dict(field=route.response_field, response_content=raw,
+                  include=route.response_model_include, exclude=route.response_model_exclude,
+                  by_alias=route.response_model_by_alias,
+                  exclude_unset=route.response_model_exclude_unset,
+                  exclude_defaults=route.response_model_exclude_defaults,
+                  exclude_none=route.response_model_exclude_none, is_coroutine=is_coroutine)
+        if "endpoint_ctx" in ser_params:
+            kw["endpoint_ctx"] = endpoint_ctx
+        if "dump_json" in ser_params:
+            kw["dump_json"] = use_dump_json
+        content = await routing.serialize_response(**kw)
+        if use_dump_json and "dump_json" in ser_params:
+            response = Response(content=content, media_type="application/json", **args)
+        else:
+            response = actual(content, **args)
+        if not is_body_allowed_for_status_code(response.status_code):
+            response.body = b""
+        if sub_response is not None:
+            response.headers.raw.extend(sub_response.headers.raw)
+        return response
+
+    return finish
+
+
+def new_sub_response() -> Any:
+    """The Response FastAPI's solve_dependencies injects (no status, no length)."""
+    from starlette.responses import Response
+
+    response = Response()
+    del response.headers["content-length"]
+    response.status_code = None  # type: ignore[assignment]
+    return response
+
+
+def endpoint_context(route: Any) -> dict:
+    try:
+        from fastapi.routing import _extract_endpoint_context
+
+        ctx = _extract_endpoint_context(route.dependant.call)
+    except (ImportError, TypeError):
+        return {}
+    methods = sorted(route.methods or ())
+    if route.dependant.path and methods:
+        ctx["path"] = f"{methods[0]} {route.dependant.path}"
+    return ctx
+
+
+def exception_handlers_tuple(app: Any) -> tuple:
+    """scope["starlette.exception_handlers"] as the app's ExceptionMiddleware sets it."""
+    from starlette.middleware.exceptions import ExceptionMiddleware
+
+    handlers = {k: v for k, v in app.exception_handlers.items() if k not in (500, Exception)}
+    mw = ExceptionMiddleware(None, handlers=handlers, debug=app.debug)
+    return (mw._exception_handlers, mw._status_handlers)
+
+
+class RunnerBuilder:
+    """Unrolls one route's Dependant tree into Python source.
+
+    `param(field, where)` is the compiler's parameter planner: it returns
+    (ParamPlan, "") or (None, reason); the builder renames each plan's
+    kwname to the runner's positional slot name."""
+
+    def __init__(self, route: Any, param: Callable, app: Any) -> None:
+        from fastapi.dependencies import models
+
+        self.app = app
+        self.route = route
+        self.param = param
+        self.models = models
+        self.lines: list[str] = []
+        self.ns: dict[str, Any] = {}
+        self.params: list[Any] = []
+        self.cache: dict[Any, str] = {}
+        self.uses_scopes: dict = {}
+        self.n = 0
+        self.needs = {"response": False, "background": False, "gen": False, "request": False}
+
+    def _name(self, prefix: str, obj: Any = None) -> str:
+        self.n += 1
+        name = f"_{prefix}{self.n}"
+        if obj is not None:
+            self.ns[name] = obj
+        return name
+
+    def _add_param(self, field: Any, where: int) -> str:
+        plan, why = self.param(field, where)
+        if plan is None:
+            raise _Reject(why)
+        slot = f"p{len(self.params)}"
+        plan.kwname = slot
+        self.params.append(plan)
+        return slot
+
+    def solve(self, dependant: Any, top: bool) -> dict[str, str]:
+        """Emit the code solving `dependant`'s sub-dependencies; return its
+        keyword arguments as {name: expression}."""
+        from celeris.native.compiler import PARAM_COOKIE, PARAM_HEADER, PARAM_PATH, PARAM_QUERY
+
+        m = self.models
+        values: dict[str, str] = {}
+        for sub in dependant.dependencies:
+            if getattr(sub, "concurrency", None) is not None:
+                raise _Reject("dependency with a concurrency limit")
+            sub_values = self.solve(sub, False)
+            key = m._get_cache_key(dependant=sub, uses_scopes_cache=self.uses_scopes)
+            if sub.use_cache and key in self.cache:
+                var = self.cache[key]
+            else:
+                call = sub.call
+                fn = self._name("c", call)
+                var = self._name("v")
+                kwargs = ", ".join(f"{k}={v}" for k, v in sub_values.items())
+                if m._is_gen_callable(call) or m._is_async_gen_callable(call):
+                    self.needs["gen"] = True
+                    dep = self._name("d", sub)
+                    stack = "_fs" if getattr(sub, "scope", None) == "function" else "_rs"
+                    sv = "{" + ", ".join(f"{k!r}: {v}" for k, v in sub_values.items()) + "}"
+                    req = ", request=_holder" if _SOLVE_GEN_TAKES_REQUEST() else ""
+                    self.lines.append(f"{var} = await _solve_generator(dependant={dep}, stack={stack}, "
+                                      f"sub_values={sv}{req})")
+                elif m._is_coroutine_callable(call):
+                    self.lines.append(f"{var} = await {fn}({kwargs})")
+                else:
+                    sep = ", " if kwargs else ""
+                    self.lines.append(f"{var} = await _run_in_threadpool({fn}{sep}{kwargs})")
+            if sub.name is not None:
+                values[sub.name] = var
+            if key not in self.cache:
+                self.cache[key] = var
+        for f in dependant.path_params:
+            values[f.name] = self._add_param(f, PARAM_PATH)
+        for f in dependant.query_params:
+            values[f.name] = self._add_param(f, PARAM_QUERY)
+        for f in dependant.header_params:
+            values[f.name] = self._add_param(f, PARAM_HEADER)
+        for f in dependant.cookie_params:
+            values[f.name] = self._add_param(f, PARAM_COOKIE)
+        if dependant.body_params and not top:
+            raise _Reject("request body read by a dependency")
+        if getattr(dependant, "websocket_param_name", None):
+            raise _Reject("injects websocket")
+        for attr in ("http_connection_param_name", "request_param_name"):
+            if getattr(dependant, attr, None):
+                self.needs["request"] = True
+                values[getattr(dependant, attr)] = "_request"
+        if dependant.security_scopes_param_name:
+            scopes = self._name("scopes", tuple(m._get_oauth_scopes(dependant=dependant)))
+            values[dependant.security_scopes_param_name] = f"_SecurityScopes(scopes=list({scopes}))"
+        if dependant.background_tasks_param_name:
+            self.needs["background"] = True
+            values[dependant.background_tasks_param_name] = "_bg"
+        if dependant.response_param_name:
+            self.needs["response"] = True
+            values[dependant.response_param_name] = "_sub_response"
+        return values
+
+    def build(self, is_coroutine: bool, content_type_slot: Optional[str]) -> Callable:
+        """The runner function.  Body routes get `content_type_slot`, the
+        parameter carrying the Content-Type header."""
+        from fastapi.dependencies.utils import _solve_generator
+        from fastapi.exceptions import FastAPIError
+        from starlette.background import BackgroundTasks
+
+        route = self.route
+        d = route.dependant
+        ctx = endpoint_context(route)
+        body_lines: list[str] = []
+        has_body = bool(d.body_params)
+        if has_body:
+            from fastapi.datastructures import DefaultPlaceholder
+
+            strict = getattr(route, "strict_content_type", True)
+            if isinstance(strict, DefaultPlaceholder):
+                strict = strict.value
+            self.ns["_decode_body"] = make_body_decoder(bool(strict), ctx)
+            self.ns["_validate_body"] = make_body_validator(route, ctx)
+        if has_body and getattr(self, "is_form", False):
+            self.needs["request"] = True
+        values = self.solve(d, True)
+        if has_body and getattr(self, "is_form", False):
+            self.ns["_decode_form"] = make_form_decoder()
+            body_lines.append("_body = await _decode_form(_request, _ms)")
+        elif has_body:
+            req = "_request" if self.needs["request"] else "None"
+            body_lines.append(f"_body = await _decode_body(_nc, {content_type_slot}, {req})")
+        dep_lines = self.lines
+        call = self._name("endpoint", d.call)
+        kwargs = ", ".join(f"{k}={v}" for k, v in values.items())
+        if has_body:
+            dep_lines.append("_bv = await _validate_body(_body)")
+            kwargs = kwargs + (", " if kwargs else "") + "**_bv"
+        if is_coroutine:
+            call_line = f"_result = await {call}({kwargs})"
+        else:
+            sep = ", " if kwargs else ""
+            call_line = f"_result = await _run_in_threadpool({call}{sep}{kwargs})"
+        finish = self.needs["response"] or self.needs["background"] or self.needs.get("finish", False)
+        from fastapi.security import SecurityScopes
+        from starlette.requests import Request
+
+        self.ns.update(_SecurityScopes=SecurityScopes, _Request=Request,
+                       _AsyncExitStack=AsyncExitStack, _run_in_threadpool=run_in_threadpool,
+                       _solve_generator=_solve_generator, _ScopeHolder=_ScopeHolder,
+                       _FastAPIError=FastAPIError, _MSG=_RESPONSE_NOT_AWAITED,
+                       _BackgroundTasks=BackgroundTasks, _new_sub_response=new_sub_response)
+        if finish:
+            self.ns["_finish"] = make_finisher(route, ctx, is_coroutine)
+        slots = ", ".join(p.kwname for p in self.params)
+        src = [f"async def runner(_nc{', ' if slots else ''}{slots}):"]
+        if not self.needs["gen"] and not self.needs["request"]:
+            # No generator dependency: the exit stacks FastAPI opens would stay
+            # empty, so they are left out (exceptions propagate the same way).
+            inner = ["_bg = _BackgroundTasks()" if self.needs["background"] else "_bg = None"]
+            if self.needs["response"]:
+                inner.append("_sub_response = _new_sub_response()")
+            inner += body_lines + dep_lines + [call_line]
+            if finish:
+                inner.append("_nc.prepare(await _finish(_result, "
+                             f"{'_sub_response' if self.needs['response'] else 'None'}, _bg))")
+            else:
+                inner.append("_nc.prepare(_result)")
+            inner.append("await _nc.respond()")
+            src += ["    " + line for line in inner]
+            return self._compile(src)
+        pre = "    "
+        if self.needs["request"] and getattr(self, "included", False):
+            # FastAPI's scope for an included route also carries its
+            # inclusion context ("fastapi" key): not reproduced yet.
+            raise _Reject("Request injection in an included router")
+        if self.needs["request"]:
+            # The scope FastAPI's middleware stack and router would have built.
+            app = self.app
+            self.ns.update(_app=app, _route=route, _router=app.router,
+                           _eh=exception_handlers_tuple(app))
+            src += ["    _scope = _nc.scope()",
+                    "    _scope['app'] = _app",
+                    "    _scope['starlette.exception_handlers'] = _eh",
+                    "    async with _AsyncExitStack() as _ms:",
+                    "        _scope['fastapi_middleware_astack'] = _ms",
+                    "        _scope['router'] = _router",
+                    "        _scope['route'] = _route",
+                    "        _scope.update(_route.matches(_scope)[1])"]
+            pre = "        "
+        src += [pre + "_sent = False",
+                pre + "async with _AsyncExitStack() as _rs:",
+                pre + "    async with _AsyncExitStack() as _fs:"]
+        inner = []
+        if self.needs["request"]:
+            inner.append("_scope['fastapi_inner_astack'] = _rs")
+            inner.append("_scope['fastapi_function_astack'] = _fs")
+            inner.append("_request = _Request(_scope, _nc.cycle.receive, _nc.cycle.send)")
+            inner.append("_holder = _request")
+        elif self.needs["gen"]:
+            inner.append("_holder = _ScopeHolder({'fastapi_inner_astack': _rs, "
+                         "'fastapi_function_astack': _fs})")
+        if self.needs["response"]:
+            inner.append("_sub_response = _new_sub_response()")
+        inner.append("_bg = _BackgroundTasks()" if self.needs["background"] else "_bg = None")
+        inner += body_lines + dep_lines + [call_line]
+        if finish:
+            inner.append("_nc.prepare(await _finish(_result, "
+                         f"{'_sub_response' if self.needs['response'] else 'None'}, _bg))")
+        else:
+            inner.append("_nc.prepare(_result)")
+        src += [pre + "        " + line for line in inner]
+        src += [pre + "    await _nc.respond()",
+                pre + "    _sent = True",
+                pre + "if not _sent:",
+                pre + "    raise _FastAPIError(_MSG)"]
+        return self._compile(src)
+
+    def _compile(self, src: list[str]) -> Callable:
+        code = "\n".join(src) + "\n"
+        route = self.route
+        exec(compile(code, f"<celeris runner {route.path}>", "exec"), self.ns)
+        runner = self.ns["runner"]
+        runner.__celeris_source__ = code
+        return runner
+
+
+class _Reject(Exception):
+    """The route uses something the runner does not reproduce (message: why)."""
