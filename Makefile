@@ -24,11 +24,11 @@ test: install ctest ctest-asan pytest pytest-asan
 
 build/ctest/%: tests/c/%.c $(CORE_SRC) tests/c/test.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_COMMON) -Itests/c $< $(CORE_SRC) -o $@
+	$(CC) $(CFLAGS_COMMON) -Itests/c $< $(CORE_SRC) -o $@ -lz
 
 build/ctest-asan/%: tests/c/%.c $(CORE_SRC) tests/c/test.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_COMMON) $(SAN_FLAGS) -Itests/c $< $(CORE_SRC) -o $@
+	$(CC) $(CFLAGS_COMMON) $(SAN_FLAGS) -Itests/c $< $(CORE_SRC) -o $@ -lz
 
 ctest: $(C_TESTS)
 	@set -e; for t in $^; do echo "== $$t"; ./$$t; done
@@ -77,7 +77,7 @@ test-pyversions:
 
 build/fuzz/%: fuzz/%.c $(CORE_SRC)
 	@mkdir -p $(dir $@)
-	clang -std=c11 -D_GNU_SOURCE -g -O1 -Isrc/core -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all $< $(CORE_SRC) -o $@
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -Isrc/core -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all $< $(CORE_SRC) -o $@ -lz
 
 fuzz-build: $(FUZZERS)
 

@@ -25,6 +25,7 @@ setup(
             include_dirs=["src/core", "src/binding"],
             extra_compile_args=cflags,
             extra_link_args=ldflags,
+            libraries=["z"],            # permessage-deflate (src/core/ws_deflate.c)
         )
     ]
 )

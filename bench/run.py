@@ -62,7 +62,7 @@ class Scenario:
     app: str  # module:attr inside bench/apps
     path: str
     servers: tuple[str, ...]
-    kind: str = "http"  # "http" (wrk) or "idle" (RSS of idle connections)
+    kind: str = "http"  # "http" (wrk), "idle" (RSS of idle connections), "ws" (bench/ws_load.py)
     method: str = "GET"
     body: bytes | None = None
     headers: tuple[tuple[str, str], ...] = ()
@@ -70,6 +70,7 @@ class Scenario:
     lua_args: tuple[str, ...] = ()
     pipeline: int = 1
     expect: bytes | None = None  # a substring the sanity response body must contain
+    ws_conns: int = 0  # "ws": connections, each with one echo message in flight
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -97,6 +98,9 @@ SCENARIOS: dict[str, Scenario] = {
                  lua_args=("16", "/plain"), pipeline=16, expect=b'"hello"'),
         Scenario("idle", "idle keep-alive conns (RSS)", "raw_asgi:app", "/",
                  ("celeris", "uvicorn", "granian", "nginx"), kind="idle", expect=HELLO),
+        *(Scenario(f"ws{n}", f"WebSocket echo msgs/s ({n} conn{'s' if n > 1 else ''})",
+                   "ws_echo:app", "/ws", ("celeris", "uvicorn", "granian"), kind="ws", ws_conns=n)
+          for n in (1, 16, 64)),
     )
 }
 
@@ -452,6 +456,44 @@ def sanity_check(sc: Scenario, port: int) -> None:
             raise RuntimeError(f"sanity check: unexpected body {rbody[:200]!r}")
 
 
+def ws_sanity_check(sc: Scenario, port: int) -> None:
+    """Open the scenario's WebSocket and get one text message echoed; raise otherwise."""
+    key = "dGhlIHNhbXBsZSBub25jZQ=="
+    hs = (f"GET {sc.path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nUpgrade: websocket\r\n"
+          f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    with socket.create_connection((HOST, port), timeout=5) as s:
+        s.settimeout(10)
+        # the frame goes after the 101: uvicorn drops frames that arrive with the handshake
+        s.sendall(hs.encode())
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            data = s.recv(65536)
+            if not data:
+                break
+            buf += data
+        head, _, rest = buf.partition(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 101"):
+            raise RuntimeError(f"sanity check: no 101: {head[:200]!r}")
+        s.sendall(b"\x81\x84\x00\x00\x00\x00ping")
+        while len(rest) < 6:
+            data = s.recv(65536)
+            if not data:
+                break
+            rest += data
+        if rest[:6] != b"\x81\x04ping":
+            raise RuntimeError(f"sanity check: no echo: {rest[:50]!r}")
+
+
+def ws_load_argv(sc: Scenario, port: int, args, opts: "Options", duration: int,
+                 warmup: int) -> list[str]:
+    cmd = [opts.python, str(BENCH_DIR / "ws_load.py"), "--host", HOST, "--port", str(port),
+           "--path", sc.path, "--connections", str(sc.ws_conns), "--duration", str(duration),
+           "--warmup", str(warmup)]
+    if args.wrk_cpu is not None:
+        cmd = ["taskset", "-c", args.wrk_cpu, *cmd]
+    return cmd
+
+
 def cors_check(port: int) -> bool:
     conn = http.client.HTTPConnection(HOST, port, timeout=5)
     try:
@@ -679,7 +721,10 @@ def measure(name: str, sc: Scenario, args, opts: Options, rnd: int) -> dict:
             try:
                 srv.start()
                 srv.wait_ready()
-                sanity_check(sc, srv.port)
+                if sc.kind == "ws":
+                    ws_sanity_check(sc, srv.port)
+                else:
+                    sanity_check(sc, srv.port)
                 if sc.name == "mw" and not cors_check(srv.port):
                     rec["warning"] = "no access-control-allow-origin: * in the response"
             except (RuntimeError, OSError, ValueError) as e:
@@ -689,6 +734,31 @@ def measure(name: str, sc: Scenario, args, opts: Options, rnd: int) -> dict:
                 return rec
             if sc.kind == "idle":
                 rec.update(measure_idle(srv, args.idle_conns, args.idle_timeout))
+            elif sc.kind == "ws":
+                cmd = ws_load_argv(sc, srv.port, args, opts, args.duration, args.warmup)
+                ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+                m0, c0, w0 = machine_busy_seconds(), cpu_seconds(srv.proc.pid), time.monotonic()
+                out = run_wrk(cmd, args.duration + args.warmup)
+                m1, c1, w1 = machine_busy_seconds(), cpu_seconds(srv.proc.pid), time.monotonic()
+                ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+                load = json.loads(out.strip().splitlines()[-1])
+                wall = w1 - w0
+                client_cpu = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
+                rec["rps"] = load["msgs_per_s"]
+                for k in ("p50_ms", "p99_ms", "avg_ms"):
+                    if k in load:
+                        rec[k] = load[k]
+                rec["ws_load"] = load
+                rec["wrk_cpu_pct"] = round(100 * client_cpu / wall, 1)
+                rec["server_cpu_pct"] = round(100 * (c1 - c0) / wall, 1)
+                rec["other_cpu_pct"] = round(
+                    max(0.0, 100 * ((m1 - m0) - (c1 - c0) - client_cpu) / wall), 1)
+                rec["busy"] = rec["other_cpu_pct"] > args.busy_threshold
+                if load.get("errors") or load.get("connections") != sc.ws_conns:
+                    rec["warning"] = (f"{load.get('errors')} connection errors, "
+                                      f"{load.get('connections')}/{sc.ws_conns} connected")
+                if srv.proc.poll() is not None:
+                    rec["error"] = f"server exited with {srv.proc.returncode} during the run"
             else:
                 if args.warmup > 0:
                     run_wrk(wrk_argv(sc, srv.port, args, args.warmup, latency=False), args.warmup)
@@ -730,7 +800,7 @@ def measure(name: str, sc: Scenario, args, opts: Options, rnd: int) -> dict:
     finally:
         rec["stop"] = srv.stop_info
         rec["seconds"] = round(time.monotonic() - t0, 1)
-    if sc.kind == "http" and "error" not in rec and not rec["stop"].get("clean"):
+    if sc.kind in ("http", "ws") and "error" not in rec and not rec["stop"].get("clean"):
         rec["warning"] = (rec.get("warning", "") + " did not stop on SIGTERM within 10 s").strip()
     return rec
 
@@ -923,7 +993,7 @@ def render_chart(result: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     colors = {"celeris": "#d62728", "uvicorn": "#1f77b4", "granian": "#2ca02c", "nginx": "#7f7f7f"}
-    http = [b for b in result["scenarios"].values() if b["kind"] == "http"]
+    http = [b for b in result["scenarios"].values() if b["kind"] in ("http", "ws")]
     idle = [b for b in result["scenarios"].values() if b["kind"] == "idle"]
     ncols = (1 if http else 0) + (1 if idle else 0)
     if ncols == 0:

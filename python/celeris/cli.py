@@ -20,6 +20,15 @@ def _bool_pair(p: argparse.ArgumentParser, name: str, default: bool, help: str) 
     g.add_argument(f"--no-{name}", dest=dest, action="store_false", help=f"Disable: {help.lower()}")
 
 
+def _parse_bool(value: str) -> bool:
+    v = value.strip().lower()
+    if v in ("1", "true", "t", "yes", "y", "on"):
+        return True
+    if v in ("0", "false", "f", "no", "n", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"{value!r} is not a valid boolean")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="celeris",
@@ -91,6 +100,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help="Max number of header fields; more gets 431 (default: 100).")
     run.add_argument("--limit-request-body", type=int, default=0,
                      help="Max request body bytes; larger gets 413 (default: 0 = unlimited).")
+    run.add_argument("--ws-max-size", type=int, default=16777216,
+                     help="WebSocket max message size in bytes; larger closes with 1009 (default: 16777216).")
+    run.add_argument("--ws-ping-interval", type=float, default=20.0,
+                     help="WebSocket ping interval in seconds; 0 disables (default: 20.0).")
+    run.add_argument("--ws-ping-timeout", type=float, default=20.0,
+                     help="WebSocket pong timeout in seconds, then close 1011; 0 disables (default: 20.0).")
+    run.add_argument("--ws-per-message-deflate", type=_parse_bool, default=True, metavar="BOOLEAN",
+                     help="WebSocket permessage-deflate compression when the client offers it "
+                          "(default: True).")
     routes = sub.add_parser("routes", help="Show which tier serves each route, and why.",
                             description="Compile the app's routes and show each one's tier (native "
                                         "or ASGI) and, for the ASGI tier, the reason.")

@@ -91,6 +91,10 @@ class Config:
     timeout_worker_healthcheck: float = 5.0
     reuse_port: bool = False
     native: bool = True
+    ws_max_size: int = 16 * 1024 * 1024
+    ws_ping_interval: float | None = 20.0
+    ws_ping_timeout: float | None = 20.0
+    ws_per_message_deflate: bool = True
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -112,17 +112,32 @@ def make_error_log():
     warning = logger.warning
 
     def error_log(status: int, reason: str) -> None:
-        if status == 0 and reason == "upgrade":
-            warning("Unsupported upgrade request.")
-            warning("No supported WebSocket library detected: Celeris serves WebSocket upgrade "
-                    "requests as plain HTTP until its WebSocket support lands.")
-            return
         if status == 503 and reason == "concurrency":
             warning("Exceeded concurrency limit.")
             return
         warning("Invalid HTTP request received (%d: %s).", status, reason)
 
     return error_log
+
+
+def make_ws_log():
+    """Called when a WebSocket app accepts (status None) or answers the
+    handshake with an HTTP status: uvicorn's lines on its error logger."""
+    info = logger.info
+    quote = urllib.parse.quote
+
+    def ws_log(scope: dict, status: int | None) -> None:
+        client = scope.get("client")
+        addr = "%s:%d" % tuple(client) if client else ""
+        path = quote(scope["root_path"] + scope["path"]) if scope["root_path"] else quote(scope["path"])
+        if scope["query_string"]:
+            path = f"{path}?{scope['query_string'].decode('ascii', 'replace')}"
+        if status is None:
+            info('%s - "WebSocket %s" [accepted]', addr, path)
+        else:
+            info('%s - "WebSocket %s" %d', addr, path, status)
+
+    return ws_log
 
 
 def enabled(lg: logging.Logger, level: int = logging.INFO) -> bool:

@@ -78,6 +78,32 @@ class Server:
 
         return run_asgi
 
+    def _make_ws_handler(self, app: Any):
+        """The coroutine function run for each WebSocket handshake (uvicorn's
+        run_asgi of its websockets-sansio protocol)."""
+        error = logger.error
+        client_disconnected = _celeris.ClientDisconnected
+
+        async def run_ws(scope: dict, cycle: Any) -> None:
+            try:
+                result = await app(scope, cycle.receive, cycle.send)
+            except client_disconnected:
+                pass
+            except BaseException as exc:
+                error("Exception in ASGI application\n", exc_info=exc)
+                cycle.app_failed()
+            else:
+                if not cycle.response_started:
+                    error("ASGI callable returned without completing handshake.")
+                    cycle.app_failed()
+                elif result is not None:
+                    error("ASGI callable should return None, but returned '%s'.", result)
+            finally:
+                cycle.ws_finish()
+                cycle.finish()
+
+        return run_ws
+
     # ---- lifecycle ----
 
     async def serve(self) -> int:
@@ -141,6 +167,12 @@ class Server:
             proxy=self._proxy(),
             limit_concurrency=config.limit_concurrency or 0,
             accept_batch=self.accept_batch,
+            ws_handler=self._make_ws_handler(app),
+            ws_log=logs.make_ws_log() if logs.enabled(logger) else None,
+            ws_max_size=config.ws_max_size,
+            ws_ping_interval=config.ws_ping_interval,
+            ws_ping_timeout=config.ws_ping_timeout,
+            ws_per_message_deflate=config.ws_per_message_deflate,
         )
         try:
             if config.fd is not None:
@@ -208,6 +240,8 @@ class Server:
         timeout = self.config.timeout_graceful_shutdown
         deadline = None if timeout is None else loop.time() + timeout
         core = self.core
+        # Open WebSockets are told the service restarts (1012), as uvicorn does.
+        core.close_websockets()
         # Let in-flight requests finish.  Idle keep-alive connections close now;
         # a connection whose request already arrived (unread, or just accepted)
         # stays until it is served -- for at most EXTRA seconds once no request

@@ -7,8 +7,10 @@ HTTP/1.1 bytes and fed through the core's parser, connection state machine
 and dispatcher on an in-memory connection -- the production path without a
 socket -- and the response is parsed from the bytes the core wrote.
 
-WebSocket sessions and the trio backend still use Starlette's own transport
-until the core supports them; `stats` counts both paths.
+WebSocket sessions (websocket_connect) run through the core too: the
+handshake and every frame go over an in-memory connection (see
+_ws_testclient.py).  The trio backend still uses Starlette's own transport;
+`stats` counts both paths.
 """
 from __future__ import annotations
 
@@ -26,13 +28,14 @@ httpx = _st.httpx
 from celeris import _celeris
 from celeris.server import task_factory
 from celeris._http_client import ResponseParser, serialize_request
+from celeris._ws_testclient import CoreWebSocketSession
 
 __all__ = ["TestClient", "stats"]
 
 #: Requests served: "core" (through the C core; of which "native" on the
-#: native tier, the rest on the ASGI tier) and "fallback" (Starlette's own
-#: transport: WebSockets, trio).
-stats: dict[str, int] = {"core": 0, "native": 0, "fallback": 0}
+#: native tier, "websocket" WebSocket sessions, the rest on the ASGI tier)
+#: and "fallback" (Starlette's own transport: the trio backend).
+stats: dict[str, int] = {"core": 0, "native": 0, "websocket": 0, "fallback": 0}
 
 
 _exchange: contextvars.ContextVar["_Exchange | None"] = contextvars.ContextVar(
@@ -106,11 +109,16 @@ class _CelerisTransport(httpx.BaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         scheme = request.url.scheme
-        if scheme in ("ws", "wss") or self.backend != "asyncio":
+        if self.backend != "asyncio":
             stats["fallback"] += 1
             return self.fallback.handle_request(request)
         host = request.url.raw_host.decode("ascii")
-        port = request.url.port or {"http": 80, "https": 443}.get(scheme, 80)
+        port = request.url.port or {"http": 80, "https": 443, "ws": 80, "wss": 443}.get(scheme, 80)
+        if scheme in ("ws", "wss"):
+            stats["core"] += 1
+            stats["websocket"] += 1
+            patch = {"scheme": scheme, "root_path": self.root_path}
+            raise _st._Upgrade(CoreWebSocketSession(self, request, patch, [host, port]))
         raw = serialize_request(request)
         patch = {
             "scheme": scheme,

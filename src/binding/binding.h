@@ -13,6 +13,16 @@
 
 #include "server.h"
 
+/* Interned strings and objects of the WebSocket path (websocket.c). */
+typedef struct {
+    PyObject *s_websocket, *s_websocket_connect, *s_websocket_accept, *s_websocket_receive,
+             *s_websocket_send, *s_websocket_close, *s_websocket_disconnect,
+             *s_ws_http_response_start, *s_ws_http_response_body, *s_text, *s_bytes, *s_code,
+             *s_reason, *s_subprotocol, *s_subprotocols, *s_extensions, *s_v24, *s_ws, *s_wss,
+             *s_ext_http_response;
+    PyObject *ClientDisconnected;   /* celeris._celeris.ClientDisconnected(OSError) */
+} celeris_ws_state;
+
 typedef struct {
     PyTypeObject *Server_Type;
     PyTypeObject *Cycle_Type;
@@ -32,6 +42,7 @@ typedef struct {
              *s_create_future, *s_set_result, *s_done, *s_cancelled,
              *s_GET, *s_POST, *s_HEAD, *s_PUT, *s_DELETE, *s_PATCH, *s_OPTIONS;
     PyObject *empty_bytes;
+    celeris_ws_state ws;
 } celeris_state;
 
 typedef struct ServerObject {
@@ -62,6 +73,8 @@ typedef struct ServerObject {
     PyObject *proxy_resolve;    /* proxy_resolve(xfp bytes|None, xff bytes|None)
                                    -> (scheme|None, client|None); NULL when off */
     Py_ssize_t limit_concurrency;   /* 503 at this many connections or running requests; 0 = off */
+    PyObject *ws_handler;       /* ws_handler(scope, cycle) -> coroutine, for websocket scopes */
+    PyObject *ws_log;           /* ws_log(scope, status or None for accepted) or None */
     int pending_scheduled;
     int stopped;                /* stop_accepting() was called */
     unsigned long long requests;
@@ -82,7 +95,29 @@ typedef struct CycleObject {
     PyObject *task;             /* the asyncio Task running the app; cleared by finish() */
     struct CycleObject *live_prev, *live_next;  /* server's live list (linked = one strong ref) */
     int live;
+    /* WebSocket cycles (ws != 0) */
+    int ws;
+    int ws_phase;               /* enum in websocket.c: handshake, open, denial, closed */
+    int ws_connect_sent;        /* websocket.connect was received */
+    PyObject *ws_scope;         /* for ws_log, or NULL */
+    PyObject *ws_msg;           /* a websocket.receive that arrived with no receive() waiting */
+    PyObject *ws_disconnect;    /* the websocket.disconnect message once known, or NULL */
+    PyObject *ws_denial_headers;/* denial response: headers as sent, body so far */
+    PyObject *ws_denial_body;   /* bytearray */
+    int ws_denial_status;
 } CycleObject;
+
+/* websocket.c */
+int celeris_ws_state_init(PyObject *module, celeris_ws_state *ws);   /* 0 or -1 */
+void celeris_ws_state_clear(celeris_ws_state *ws);
+PyObject *celeris_ws_receive(CycleObject *cy);
+PyObject *celeris_ws_send(CycleObject *cy, PyObject *msg);
+void celeris_ws_on_message(CycleObject *cy, int opcode, const char *p, size_t n);
+void celeris_ws_on_close(CycleObject *cy, cel_conn *c);
+/* The ASGI websocket.disconnect message for cy as things stand (new reference). */
+PyObject *celeris_ws_disconnect_msg(CycleObject *cy);
+/* scope.c: websocket scope extras (subprotocols from the request headers) */
+PyObject *celeris_ws_subprotocols(const cel_http_request *req);
 
 /* module.c */
 celeris_state *celeris_get_state_from_type(PyTypeObject *tp);
@@ -120,6 +155,8 @@ void celeris_cycle_on_close(CycleObject *cy);
  * 0, or -1 with an exception. */
 int celeris_cycle_respond(CycleObject *cy, int status, const cel_header *hs, size_t n,
                           PyObject *py_headers, const char *body, size_t len);
+/* Resolve the future in *slot with value (NULL: None) unless done; clears *slot. */
+void celeris_cycle_resolve(CycleObject *cy, PyObject **slot, PyObject *value);
 /* Link cy into server's live list (takes a new reference) / unlink it (drops it). */
 void celeris_cycle_link(CycleObject *cy);
 void celeris_cycle_unlink(CycleObject *cy);

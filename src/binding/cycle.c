@@ -28,11 +28,12 @@ static PyObject *disconnect_msg(celeris_state *st)
 }
 
 /* Resolve *slot (a future) with value unless it is already done; clears slot. */
-static void resolve(CycleObject *cy, PyObject **slot, PyObject *value)
+void celeris_cycle_resolve(CycleObject *cy, PyObject **slot, PyObject *value)
 {
     PyObject *fut = *slot;
     if (!fut)
         return;
+
     *slot = NULL;
     PyObject *done = PyObject_CallMethodNoArgs(fut, ST(cy)->s_done);
     if (done == Py_False) {
@@ -57,15 +58,15 @@ static void close_after_output(cel_conn *c)
 static void resolve_disconnect(CycleObject *cy)
 {
     if (cy->recv_future) {
-        PyObject *msg = disconnect_msg(ST(cy));
+        PyObject *msg = cy->ws ? celeris_ws_disconnect_msg(cy) : disconnect_msg(ST(cy));
         if (!msg) {
             PyErr_WriteUnraisable((PyObject *)cy);
             return;
         }
-        resolve(cy, &cy->recv_future, msg);
+        celeris_cycle_resolve(cy, &cy->recv_future, msg);
         Py_DECREF(msg);
     }
-    resolve(cy, &cy->drain_future, Py_None);
+    celeris_cycle_resolve(cy, &cy->drain_future, Py_None);
 }
 
 /* Close the connection because of a protocol failure on the body; an app
@@ -161,6 +162,8 @@ static PyObject *cycle_receive(PyObject *self, PyObject *Py_UNUSED(a))
 {
     CycleObject *cy = (CycleObject *)self;
     celeris_state *st = ST(cy);
+    if (cy->ws)
+        return celeris_ws_receive(cy);
     if (cy->disconnected || cy->response_complete || !cy->conn) {
         PyObject *msg = disconnect_msg(st);
         if (!msg)
@@ -222,17 +225,21 @@ void celeris_cycle_on_body(CycleObject *cy)
         return;
     if (cy->conn)
         cy->conn->want_body = 0;
-    resolve(cy, &cy->recv_future, msg);
+    celeris_cycle_resolve(cy, &cy->recv_future, msg);
     Py_DECREF(msg);
 }
 
 void celeris_cycle_on_drain(CycleObject *cy)
 {
-    resolve(cy, &cy->drain_future, Py_None);
+    celeris_cycle_resolve(cy, &cy->drain_future, Py_None);
 }
 
 void celeris_cycle_on_close(CycleObject *cy)
 {
+    if (cy->ws) {
+        celeris_ws_on_close(cy, cy->conn);
+        return;
+    }
     cy->disconnected = 1;
     cy->conn = NULL;
     resolve_disconnect(cy);
@@ -279,7 +286,7 @@ static int access_log(CycleObject *cy, PyObject *status)
 static int start_c(CycleObject *cy, int status, PyObject *status_obj,
                    const cel_header *hs, size_t n)
 {
-    if (cy->server->access_log != Py_None && cy->scope) {
+    if (cy->server->access_log != Py_None && cy->scope && !cy->ws) {
         PyObject *owned = NULL;
         if (!status_obj)
             status_obj = owned = PyLong_FromLong(status);
@@ -473,6 +480,8 @@ static PyObject *cycle_send(PyObject *self, PyObject *msg)
 {
     CycleObject *cy = (CycleObject *)self;
     celeris_state *st = ST(cy);
+    if (cy->ws)
+        return celeris_ws_send(cy, msg);
     if (cy->disconnected)
         return Py_NewRef(st->ready_none);
     PyObject *type = get_item(msg, st->s_type, NULL);
@@ -535,6 +544,24 @@ static PyObject *cycle_app_failed(PyObject *self, PyObject *Py_UNUSED(a))
     else
         close_after_output(c);
     cel_server_flush(srv, c);
+    resolve_disconnect(cy);
+    Py_RETURN_NONE;
+}
+
+/* A WebSocket app is done: unless a closing handshake is under way (the
+ * core finishes it), drop the connection as uvicorn does. */
+static PyObject *cycle_ws_finish(PyObject *self, PyObject *Py_UNUSED(a))
+{
+    CycleObject *cy = (CycleObject *)self;
+    cel_conn *c = cy->conn;
+    if (c) {
+        detach(cy);
+        if (!(c->state == CEL_CONN_WS && c->ws->close_sent) && c->state != CEL_CONN_CLOSING) {
+            close_after_output(c);
+            cel_server_flush(cy->server->srv, c);
+        }
+    }
+    cy->disconnected = 1;
     resolve_disconnect(cy);
     Py_RETURN_NONE;
 }
@@ -602,7 +629,8 @@ static PyObject *get_task(PyObject *self, void *Py_UNUSED(c))
 
 static PyObject *get_started(PyObject *self, void *Py_UNUSED(c))
 {
-    return PyBool_FromLong(((CycleObject *)self)->response_started);
+    CycleObject *cy = (CycleObject *)self;
+    return PyBool_FromLong(cy->ws ? cy->ws_phase != 0 : cy->response_started);
 }
 
 static PyObject *get_complete(PyObject *self, void *Py_UNUSED(c))
@@ -632,6 +660,15 @@ PyObject *celeris_cycle_new(ServerObject *server, cel_conn *c, PyObject *scope)
     cy->task = NULL;
     cy->live_prev = cy->live_next = NULL;
     cy->live = 0;
+    cy->ws = c->ws != NULL;
+    cy->ws_phase = 0;
+    cy->ws_connect_sent = 0;
+    cy->ws_scope = NULL;
+    cy->ws_msg = NULL;
+    cy->ws_disconnect = NULL;
+    cy->ws_denial_headers = NULL;
+    cy->ws_denial_body = NULL;
+    cy->ws_denial_status = 0;
     c->user = cy;
     PyObject_GC_Track(cy);
     return (PyObject *)cy;
@@ -645,6 +682,11 @@ static int cycle_traverse(PyObject *self, visitproc visit, void *arg)
     Py_VISIT(cy->recv_future);
     Py_VISIT(cy->drain_future);
     Py_VISIT(cy->task);
+    Py_VISIT(cy->ws_scope);
+    Py_VISIT(cy->ws_msg);
+    Py_VISIT(cy->ws_disconnect);
+    Py_VISIT(cy->ws_denial_headers);
+    Py_VISIT(cy->ws_denial_body);
     Py_VISIT(Py_TYPE(self));
     return 0;
 }
@@ -658,6 +700,11 @@ static int cycle_clear(PyObject *self)
     Py_CLEAR(cy->recv_future);
     Py_CLEAR(cy->drain_future);
     Py_CLEAR(cy->task);
+    Py_CLEAR(cy->ws_scope);
+    Py_CLEAR(cy->ws_msg);
+    Py_CLEAR(cy->ws_disconnect);
+    Py_CLEAR(cy->ws_denial_headers);
+    Py_CLEAR(cy->ws_denial_body);
     return 0;
 }
 
@@ -677,6 +724,8 @@ static PyMethodDef cycle_methods[] = {
      "Answer 500 if no response started, else close the connection."},
     {"abort", cycle_abort, METH_NOARGS, "Close the connection now."},
     {"finish", cycle_finish, METH_NOARGS, "The app coroutine is done: stop tracking its task."},
+    {"ws_finish", cycle_ws_finish, METH_NOARGS,
+     "A WebSocket app returned: close the connection unless a close handshake is under way."},
     {NULL, NULL, 0, NULL},
 };
 

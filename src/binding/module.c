@@ -182,6 +182,8 @@ static int celeris_exec(PyObject *m)
     st->empty_bytes = PyBytes_FromStringAndSize("", 0);
     if (!st->empty_bytes)
         return -1;
+    if (celeris_ws_state_init(m, &st->ws) < 0)
+        return -1;
 
     st->Ready_Type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &celeris_ready_spec, NULL);
     if (!st->Ready_Type)
@@ -228,6 +230,7 @@ static int celeris_traverse(PyObject *m, visitproc visit, void *arg)
     Py_VISIT(st->NativeApp_Type);
     Py_VISIT(st->NativeCall_Type);
     Py_VISIT(st->ready_none);
+    Py_VISIT(st->ws.ClientDisconnected);
     return 0;
 }
 
@@ -254,6 +257,7 @@ static int celeris_clear(PyObject *m)
     };
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
         Py_CLEAR(*strs[i]);
+    celeris_ws_state_clear(&st->ws);
     return 0;
 }
 

@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -232,6 +233,18 @@ static int hexval(char ch)
     return -1;
 }
 
+/* A WebSocket scope's scheme: "ws", or from X-Forwarded-Proto as uvicorn's
+ * proxy middleware maps it ("https" -> "wss", "http" -> "ws").  Borrowed. */
+static PyObject *ws_scheme(celeris_state *st, PyObject *pscheme)
+{
+    if (pscheme && PyUnicode_Check(pscheme)) {
+        if (PyUnicode_CompareWithASCIIString(pscheme, "https") == 0
+            || PyUnicode_CompareWithASCIIString(pscheme, "wss") == 0)
+            return st->ws.s_wss;
+    }
+    return st->ws.s_ws;
+}
+
 /* root_path + urllib.parse.unquote(raw_path): %XX decoded (invalid escapes
  * kept literally), then UTF-8 with errors="replace". */
 static PyObject *decode_path(ServerObject *self, const char *p, size_t n)
@@ -347,19 +360,20 @@ PyObject *celeris_build_scope(ServerObject *self, cel_conn *c, const cel_http_re
     PyObject *asgi = PyDict_New();
     if (!asgi)
         goto error;
+    int ws = c->ws != NULL;
     if (PyDict_SetItem(asgi, st->s_version, st->s_v30) < 0
-        || PyDict_SetItem(asgi, st->s_spec_version, st->s_v23) < 0) {
+        || PyDict_SetItem(asgi, st->s_spec_version, ws ? st->ws.s_v24 : st->s_v23) < 0) {
         Py_DECREF(asgi);
         goto error;
     }
-    if (PyDict_SetItem(scope, st->s_type, st->s_http) < 0
+    if (PyDict_SetItem(scope, st->s_type, ws ? st->ws.s_websocket : st->s_http) < 0
         || set_steal(scope, st->s_asgi, asgi) < 0
         || PyDict_SetItem(scope, st->s_http_version,
                           req->minor_version == 1 ? st->s_v11 : st->s_v10) < 0
         || PyDict_SetItem(scope, st->s_server, cc->server) < 0
         || PyDict_SetItem(scope, st->s_client, pclient ? pclient : cc->client) < 0
-        || PyDict_SetItem(scope, st->s_scheme, pscheme ? pscheme : self->scheme) < 0
-        || set_steal(scope, st->s_method, method_str(st, &req->method)) < 0
+        || PyDict_SetItem(scope, st->s_scheme, ws ? ws_scheme(st, pscheme) : (pscheme ? pscheme : self->scheme)) < 0
+        || (!ws && set_steal(scope, st->s_method, method_str(st, &req->method)) < 0)
         || PyDict_SetItem(scope, st->s_root_path, self->root_path) < 0
         || set_steal(scope, st->s_path, decode_path(self, pp, pn)) < 0)
         goto error;
@@ -380,6 +394,16 @@ PyObject *celeris_build_scope(ServerObject *self, cel_conn *c, const cel_http_re
                                     : Py_NewRef(st->empty_bytes)) < 0
         || set_steal(scope, st->s_headers, build_headers(req)) < 0)
         goto error;
+    if (ws) {
+        /* uvicorn's websocket scope: subprotocols, and the denial-response extension */
+        PyObject *ext = Py_BuildValue("{O{}}", st->ws.s_ext_http_response);
+        if (set_steal(scope, st->ws.s_subprotocols, celeris_ws_subprotocols(req)) < 0
+            || set_steal(scope, st->ws.s_extensions, ext) < 0
+            || set_steal(scope, st->s_state,
+                         self->state != Py_None ? PyDict_Copy(self->state) : PyDict_New()) < 0)
+            goto error;
+        return scope;
+    }
     if (self->state != Py_None) {
         if (set_steal(scope, st->s_state, PyDict_Copy(self->state)) < 0)
             goto error;
@@ -392,4 +416,38 @@ error:
     Py_XDECREF(pscheme);
     Py_DECREF(scope);
     return NULL;
+}
+
+PyObject *celeris_ws_subprotocols(const cel_http_request *req)
+{
+    PyObject *list = PyList_New(0);
+    if (!list)
+        return NULL;
+    for (size_t i = 0; i < req->num_headers; i++) {
+        const cel_header *h = &req->headers[i];
+        if (h->name.len != 22 || strncasecmp(h->name.p, "sec-websocket-protocol", 22) != 0)
+            continue;
+        /* comma-separated tokens, stripped (as uvicorn) */
+        const char *p = h->value.p, *end = p + h->value.len;
+        while (p <= end) {
+            const char *comma = memchr(p, ',', (size_t)(end - p));
+            const char *e = comma ? comma : end;
+            const char *a = p, *b = e;
+            while (a < b && (*a == ' ' || *a == '\t'))
+                a++;
+            while (b > a && (b[-1] == ' ' || b[-1] == '\t'))
+                b--;
+            PyObject *tok = PyUnicode_DecodeLatin1(a, b - a, NULL);
+            if (!tok || PyList_Append(list, tok) < 0) {
+                Py_XDECREF(tok);
+                Py_DECREF(list);
+                return NULL;
+            }
+            Py_DECREF(tok);
+            if (!comma)
+                break;
+            p = comma + 1;
+        }
+    }
+    return list;
 }

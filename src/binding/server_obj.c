@@ -13,18 +13,6 @@
 
 #define SELF(ud) ((ServerObject *)(ud))
 
-/* uvicorn without a WebSocket library serves upgrade requests as plain HTTP
- * and warns; so do we until the core speaks WebSocket. */
-static void warn_upgrade(ServerObject *self)
-{
-    if (self->error_log == Py_None)
-        return;
-    PyObject *r = PyObject_CallFunction(self->error_log, "is", 0, "upgrade");
-    if (!r)
-        PyErr_WriteUnraisable(self->error_log);
-    Py_XDECREF(r);
-}
-
 /* uvicorn's service_unavailable app, answered in C. */
 static int service_unavailable(ServerObject *self, cel_conn *c, const cel_http_request *req)
 {
@@ -73,23 +61,27 @@ static int on_request(void *ud, cel_conn *c, const cel_http_request *req)
         && ((Py_ssize_t)cel_server_num_connections(self->srv) >= self->limit_concurrency
             || self->live_count >= self->limit_concurrency))
         return service_unavailable(self, c, req);
-    if (req->flags & CEL_REQ_UPGRADE)
-        warn_upgrade(self);
-    else if (self->native_app && celeris_native_dispatch(self, c, req))
+    /* WebSocket handshakes (c->ws, validated by the core) never go to the
+     * native tier: its dispatcher matches on method and path only. */
+    int ws = c->ws != NULL;
+    if (!ws && self->native_app && celeris_native_dispatch(self, c, req))
         return 0;
     PyObject *scope = celeris_build_scope(self, c, req);
     if (!scope) {
         PyErr_WriteUnraisable(self->handler);
         return CEL_ENOMEM;
     }
-    PyObject *cycle = celeris_cycle_new(self, c, self->access_log != Py_None ? scope : NULL);
+    PyObject *cycle = celeris_cycle_new(self, c, self->access_log != Py_None && !ws ? scope : NULL);
     if (!cycle) {
         Py_DECREF(scope);
         PyErr_WriteUnraisable(self->handler);
         return CEL_ENOMEM;
     }
+    if (ws && self->ws_log != Py_None)
+        ((CycleObject *)cycle)->ws_scope = Py_NewRef(scope);
     PyObject *args[2] = { scope, cycle };
-    PyObject *coro = PyObject_Vectorcall(self->handler, args, 2, NULL);
+    PyObject *handler = ws && self->ws_handler != Py_None ? self->ws_handler : self->handler;
+    PyObject *coro = PyObject_Vectorcall(handler, args, 2, NULL);
     Py_DECREF(scope);
     PyObject *r = NULL;
     if (coro) {
@@ -140,6 +132,13 @@ static void on_close(void *ud, cel_conn *c)
     if (cy)
         celeris_cycle_on_close(cy);
     celeris_conn_cache_free(c);
+}
+
+static void on_ws_message(void *ud, cel_conn *c, int opcode, const char *p, size_t n)
+{
+    (void)ud;
+    if (c->user)
+        celeris_ws_on_message((CycleObject *)c->user, opcode, p, n);
 }
 
 static void on_pending(void *ud)
@@ -202,10 +201,16 @@ static PyObject *server_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
         "header_timeout", "keepalive_timeout", "body_timeout", "max_body",
         "max_request_line", "max_header_bytes", "max_headers", "date_header",
         "server_header", "backlog", "max_connections", "context", "native", "scope_patch",
-        "debug_sink", "task_factory", "proxy", "limit_concurrency", "accept_batch", NULL,
+        "debug_sink", "task_factory", "proxy", "limit_concurrency", "accept_batch",
+        "ws_handler", "ws_log", "ws_max_size", "ws_ping_interval", "ws_ping_timeout",
+        "ws_per_message_deflate", NULL,
     };
     PyObject *native = Py_None, *scope_patch = Py_None, *debug_sink = Py_None;
     PyObject *task_factory = Py_None;
+    int ws_deflate = 1;
+    PyObject *ws_handler = Py_None, *ws_log = Py_None;
+    unsigned long long ws_max_size = 16 * 1024 * 1024;
+    PyObject *ws_ping_interval = Py_None, *ws_ping_timeout = Py_None;
     PyObject *context = Py_None;
     PyObject *proxy = Py_None;
     Py_ssize_t limit_concurrency = 0;
@@ -217,14 +222,16 @@ static PyObject *server_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
     Py_ssize_t max_request_line = 8192, max_header_bytes = 65536, max_headers = 100;
     int date_header = 1, server_header = 1, backlog = 2048;
     Py_ssize_t max_connections = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|$OOOUOOOKnnnppinOOOOOOni:Server", kwlist,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|$OOOUOOOKnnnppinOOOOOOniOOKOOp:Server", kwlist,
                                      &handler, &loop, &access_log, &error_log, &state,
                                      &root_path, &header_timeout, &keepalive_timeout,
                                      &body_timeout, &max_body, &max_request_line,
                                      &max_header_bytes, &max_headers, &date_header,
                                      &server_header, &backlog, &max_connections, &context,
                                      &native, &scope_patch, &debug_sink, &task_factory,
-                                     &proxy, &limit_concurrency, &accept_batch))
+                                     &proxy, &limit_concurrency, &accept_batch,
+                                     &ws_handler, &ws_log, &ws_max_size, &ws_ping_interval,
+                                     &ws_ping_timeout, &ws_deflate))
         return NULL;
     if (scope_patch != Py_None && !PyDict_Check(scope_patch)) {
         PyErr_SetString(PyExc_TypeError, "scope_patch must be a dict or None");
@@ -263,6 +270,8 @@ static PyObject *server_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
         }
     }
     self->loop = Py_NewRef(loop);
+    self->ws_handler = Py_NewRef(ws_handler);
+    self->ws_log = Py_NewRef(ws_log);
     self->access_log = Py_NewRef(access_log);
     self->error_log = Py_NewRef(error_log);
     self->state = Py_NewRef(state);
@@ -304,6 +313,17 @@ static PyObject *server_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
     cfg->backlog = backlog;
     cfg->max_connections = max_connections > 0 ? (size_t)max_connections : 0;
     cfg->accept_batch = accept_batch > 0 ? accept_batch : 64;
+    cfg->ws_max_message = ws_max_size;
+    cfg->ws_per_message_deflate = ws_deflate;
+    /* None disables pings / the pong deadline, as uvicorn's --ws-ping-* */
+    if (ws_ping_interval == Py_None)
+        cfg->ws_ping_interval_ms = 0;
+    else if (ms_from(ws_ping_interval, &cfg->ws_ping_interval_ms) < 0)
+        goto error;
+    if (ws_ping_timeout == Py_None)
+        cfg->ws_ping_timeout_ms = 0;
+    else if (ms_from(ws_ping_timeout, &cfg->ws_ping_timeout_ms) < 0)
+        goto error;
 
     cel_server_callbacks cb = {
         .ud = self,
@@ -314,6 +334,7 @@ static PyObject *server_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
         .on_pending = on_pending,
         .on_bad_request = on_bad_request,
         .on_output = on_output,
+        .on_ws_message = on_ws_message,
         .on_free = on_free,
     };
     self->srv = cel_server_new(cfg, &cb);
@@ -422,6 +443,14 @@ static PyObject *server_close_idle(PyObject *op, PyObject *Py_UNUSED(a))
     return PyLong_FromSize_t(cel_server_close_idle(self->srv));
 }
 
+static PyObject *server_close_websockets(PyObject *op, PyObject *Py_UNUSED(a))
+{
+    ServerObject *self = (ServerObject *)op;
+    if (!self->srv)
+        return PyLong_FromLong(0);
+    return PyLong_FromSize_t(cel_server_ws_going_away(self->srv));
+}
+
 static PyObject *server_close(PyObject *op, PyObject *Py_UNUSED(a))
 {
     ServerObject *self = (ServerObject *)op;
@@ -501,6 +530,8 @@ static int server_traverse(PyObject *op, visitproc visit, void *arg)
     Py_VISIT(self->native_app);
     Py_VISIT(self->proxy_trusts);
     Py_VISIT(self->proxy_resolve);
+    Py_VISIT(self->ws_handler);
+    Py_VISIT(self->ws_log);
     for (CycleObject *cy = self->live; cy; cy = cy->live_next)
         Py_VISIT((PyObject *)cy);
     Py_VISIT(self->run_pending);
@@ -523,6 +554,8 @@ static int server_clear(PyObject *op)
     Py_CLEAR(self->native_app);
     Py_CLEAR(self->proxy_trusts);
     Py_CLEAR(self->proxy_resolve);
+    Py_CLEAR(self->ws_handler);
+    Py_CLEAR(self->ws_log);
     Py_CLEAR(self->run_pending);
     Py_CLEAR(self->handler);
     Py_CLEAR(self->loop);
@@ -565,6 +598,8 @@ static PyMethodDef server_methods[] = {
     {"stop_accepting", server_stop_accepting, METH_NOARGS, "Close the listening sockets."},
     {"close_idle", server_close_idle, METH_NOARGS, "Close idle connections; returns how many remain."},
     {"close", server_close, METH_NOARGS, "Close every connection and free the server."},
+    {"close_websockets", server_close_websockets, METH_NOARGS,
+     "Close every open WebSocket with 1012 (shutdown); returns how many."},
     {"cancel_all", server_cancel_all, METH_NOARGS, "Cancel every running request task; returns how many."},
     {"memory_conn", (PyCFunction)(void (*)(void))server_memory_conn, METH_VARARGS | METH_KEYWORDS,
      "memory_conn(client=None, server=None, on_output=None): an in-memory connection."},

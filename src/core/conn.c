@@ -1,6 +1,8 @@
 #include "conn.h"
 
 #include <stdio.h>
+
+#include "alloc.h"
 #include <string.h>
 
 #include "date.h"
@@ -28,6 +30,13 @@ void cel_conn_release(cel_conn *c)
 {
     cel_buf_free(&c->in);
     cel_buf_free(&c->out);
+    if (c->ws) {
+        cel_buf_free(&c->ws->msg);
+        cel_buf_free(&c->ws->zbuf);
+        cel_ws_deflate_free(c->ws->deflate);
+        cel_free(c->ws);
+        c->ws = NULL;
+    }
     c->state = CEL_CONN_CLOSED;
 }
 
@@ -379,6 +388,10 @@ int cel_conn_write_error(cel_conn *c, int status, const char *msg, const char *d
     }
     if (c->cfg->server_header)
         rc |= cel_buf_append(&c->out, "server: celeris\r\n", 17);
+    /* 426 is only answered to a WebSocket handshake of another version
+     * (RFC 6455 4.4): name the one we speak. */
+    if (status == 426)
+        rc |= cel_buf_append(&c->out, "sec-websocket-version: 13\r\n", 27);
     k = snprintf(head, sizeof head,
                  "content-type: text/plain; charset=utf-8\r\ncontent-length: %zu\r\n"
                  "connection: close\r\n\r\n", mlen);
@@ -390,4 +403,94 @@ int cel_conn_write_error(cel_conn *c, int status, const char *msg, const char *d
     c->keep_alive = 0;
     c->state = CEL_CONN_CLOSING;
     return rc ? CEL_ENOMEM : 0;
+}
+
+int cel_conn_ws_accept(cel_conn *c, const char *subprotocol, size_t sublen,
+                       const cel_header *headers, size_t n, const char *date,
+                       uint64_t max_message)
+{
+    if (!c->ws || c->state != CEL_CONN_ACTIVE || c->resp_started)
+        return CEL_ESTATE;
+    for (size_t i = 0; i < n; i++) {
+        if (!valid_name(&headers[i].name))
+            return CEL_EHDRNAME;
+        if (!valid_value(&headers[i].value))
+            return CEL_EHDRVALUE;
+    }
+    cel_slice sub = { subprotocol, sublen };
+    if (subprotocol && !valid_value(&sub))
+        return CEL_EHDRVALUE;
+    cel_ws_conn *w = c->ws;
+    if (w->deflate_response[0] && !w->deflate) {
+        w->deflate = cel_ws_deflate_new(&w->deflate_params);
+        if (!w->deflate)
+            return CEL_ENOMEM;
+    }
+    size_t mark = c->out.len;
+    cel_buf *o = &c->out;
+    int rc = 0;
+    rc |= cel_buf_append(o, "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n"
+                            "connection: Upgrade\r\nsec-websocket-accept: ", 97);
+    rc |= cel_buf_append(o, c->ws->hs.accept, CEL_WS_ACCEPT_LEN);
+    rc |= cel_buf_append(o, "\r\n", 2);
+    if (subprotocol) {
+        rc |= cel_buf_append(o, "sec-websocket-protocol: ", 24);
+        rc |= cel_buf_append(o, subprotocol, sublen);
+        rc |= cel_buf_append(o, "\r\n", 2);
+    }
+    if (w->deflate) {
+        rc |= cel_buf_append(o, "sec-websocket-extensions: ", 26);
+        rc |= cel_buf_append(o, w->deflate_response, strlen(w->deflate_response));
+        rc |= cel_buf_append(o, "\r\n", 2);
+    }
+    if (c->cfg->date_header && date) {
+        rc |= cel_buf_append(o, "date: ", 6);
+        rc |= cel_buf_append(o, date, CEL_DATE_LEN);
+        rc |= cel_buf_append(o, "\r\n", 2);
+    }
+    if (c->cfg->server_header)
+        rc |= cel_buf_append(o, "server: celeris\r\n", 17);
+    for (size_t i = 0; i < n && !rc; i++) {
+        rc |= append_lower(o, &headers[i].name);
+        rc |= cel_buf_append(o, ": ", 2);
+        rc |= cel_buf_append(o, headers[i].value.p, headers[i].value.len);
+        rc |= cel_buf_append(o, "\r\n", 2);
+    }
+    rc |= cel_buf_append(o, "\r\n", 2);
+    if (rc) {
+        o->len = mark;
+        return CEL_ENOMEM;
+    }
+    c->resp_started = 1;
+    c->resp_done = 1;
+    c->resp_status = 101;
+    cel_ws_parser_init(&c->ws->parser, CEL_WS_SERVER, max_message);
+    c->ws->parser.allow_rsv1 = c->ws->deflate != NULL;
+    c->state = CEL_CONN_WS;
+    return 0;
+}
+
+int cel_conn_ws_send(cel_conn *c, int opcode, const char *p, size_t n)
+{
+    cel_ws_conn *w = c->ws;
+    if (c->state != CEL_CONN_WS || w->close_sent)
+        return CEL_ESTATE;
+    if (!w->deflate)
+        return cel_ws_write_frame(&c->out, opcode, p, n);
+    int rc = cel_ws_deflate_message(w->deflate, p, n, &w->zbuf);
+    if (rc == 0)
+        rc = cel_ws_write_frame_ex(&c->out, opcode, 1, cel_buf_head(&w->zbuf), w->zbuf.len);
+    cel_buf_consume(&w->zbuf, w->zbuf.len);
+    cel_buf_shrink(&w->zbuf, 65536);
+    return rc;
+}
+
+int cel_conn_ws_close(cel_conn *c, int code, const char *reason, size_t len)
+{
+    if (c->state != CEL_CONN_WS || c->ws->close_sent)
+        return CEL_ESTATE;
+    if (cel_ws_write_close(&c->out, code, reason, len))
+        return CEL_ENOMEM;
+    c->ws->close_sent = 1;
+    return 0;
 }

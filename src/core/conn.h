@@ -9,6 +9,11 @@
  * Request lifecycle:  IDLE --parse_head--> ACTIVE --response done--> IDLE
  * (keep-alive) or CLOSING (write out, then close).  A request whose body was
  * not read by the app is discarded before the next head is parsed (DRAIN).
+ *
+ * WebSocket: a valid opening handshake gets c->ws and goes to the app like
+ * any request (ACTIVE); cel_conn_ws_accept writes the 101 and moves the
+ * connection to WS, where `in` holds frames and `out` gets frames, until a
+ * close (CLOSING).  A denial is an ordinary response followed by CLOSING.
  */
 #ifndef CEL_CONN_H
 #define CEL_CONN_H
@@ -19,6 +24,8 @@
 
 #include "buf.h"
 #include "http1.h"
+#include "ws.h"
+#include "ws_deflate.h"
 
 typedef struct cel_conn_config {
     cel_http_limits limits;
@@ -34,8 +41,36 @@ enum cel_conn_state {
     CEL_CONN_ACTIVE = 1,        /* a request is with the app */
     CEL_CONN_DRAIN = 2,         /* response done; discarding the unread request body */
     CEL_CONN_CLOSING = 3,       /* write what is buffered, then close */
-    CEL_CONN_CLOSED = 4
+    CEL_CONN_CLOSED = 4,
+    CEL_CONN_WS = 5             /* upgraded: WebSocket frames both ways (c->ws) */
 };
+
+/* A WebSocket connection's state beyond the HTTP fields (allocated when a
+ * valid handshake is parsed, freed with the connection). */
+typedef struct cel_ws_conn {
+    cel_ws_handshake hs;        /* accept value for the 101 */
+    cel_ws_parser parser;
+    cel_buf msg;                /* message being reassembled / waiting for the app */
+    int msg_opcode;             /* TEXT or BINARY of the message in msg */
+    unsigned msg_ready : 1;     /* msg holds a complete message the app has not taken */
+    unsigned want_msg : 1;      /* the app waits in receive() */
+    unsigned close_sent : 1;    /* our close frame is written */
+    unsigned close_rcvd : 1;    /* the peer's close frame arrived */
+    unsigned ping_outstanding : 1;
+    int close_code;             /* for the app's websocket.disconnect: the peer's code (1005
+                                   when its close had none) or the one we sent on a protocol
+                                   error / ping timeout; 0 = the connection just dropped */
+    char close_reason[124];
+    size_t close_reason_len;
+    cel_ws_deflate_params deflate_params;
+    char deflate_response[128]; /* sec-websocket-extensions answer, "" if not negotiated */
+    cel_ws_deflate *deflate;    /* permessage-deflate state once accepted, or NULL (owned) */
+    cel_buf zbuf;               /* scratch for compressed output */
+    uint32_t msg_utf8;          /* UTF-8 check of an inflated text message */
+    uint64_t next_ping_ms;      /* keepalive: when to send the next ping (0 = off) */
+    uint64_t pong_deadline_ms;  /* when the outstanding ping's pong is late */
+    uint32_t ping_seq;
+} cel_ws_conn;
 
 typedef struct cel_conn {
     int fd;                     /* -1 for in-memory connections */
@@ -65,6 +100,7 @@ typedef struct cel_conn {
     int resp_status;
 
     uint64_t requests;          /* heads parsed on this connection */
+    cel_ws_conn *ws;            /* WebSocket handshake/connection state, or NULL (owned) */
     const char *head_end;       /* end of the last parsed head in `in` (valid like req's slices) */
 
     /* owned by the server */
@@ -140,6 +176,22 @@ int cel_conn_response_body(cel_conn *c, const char *p, size_t n, int more);
  * (unread body fully discarded), DRAIN when some of it still has to arrive,
  * CLOSING otherwise.  Returns the new state. */
 int cel_conn_finish(cel_conn *c);
+
+/* WebSocket: c->ws is set and the request is ACTIVE.  Append the 101
+ * response (sec-websocket-accept from the handshake, the subprotocol when
+ * given, the permessage-deflate answer when one was negotiated, date/server
+ * per cfg, then the app's headers) and move to WS with a parser limited to
+ * max_message bytes per message (0 = unlimited).
+ * Returns 0, CEL_ESTATE, CEL_EHDRNAME, CEL_EHDRVALUE, CEL_ENOMEM. */
+int cel_conn_ws_accept(cel_conn *c, const char *subprotocol, size_t sublen,
+                       const cel_header *headers, size_t n, const char *date,
+                       uint64_t max_message);
+
+/* Append a data frame (TEXT or BINARY; compressed when permessage-deflate
+ * is on) / a close frame (code 0: no payload).
+ * Returns 0, CEL_ESTATE (not WS, or a close was already sent), CEL_ENOMEM. */
+int cel_conn_ws_send(cel_conn *c, int opcode, const char *p, size_t n);
+int cel_conn_ws_close(cel_conn *c, int code, const char *reason, size_t len);
 
 /* Append a complete plain-text error response with "connection: close" and
  * move to CLOSING.  msg is ASCII.  Returns 0 or CEL_ENOMEM. */

@@ -36,6 +36,11 @@ const char *cel_strerror(int err)
     case CEL_EMPFIELDS: return "Too many fields.";
     case CEL_EMPPARTSIZE: return "Part exceeded maximum size.";
     case CEL_EFORMFIELDSIZE: return "Field exceeded maximum size.";
+    case CEL_EWSPROTO: return "WebSocket protocol error";
+    case CEL_EWSUTF8: return "invalid UTF-8 in WebSocket text";
+    case CEL_EWSTOOBIG: return "WebSocket message too big";
+    case CEL_EWSHANDSHAKE: return "invalid WebSocket handshake";
+    case CEL_EWSVERSION: return "unsupported WebSocket version";
     default: return "unknown error";
     }
 }
@@ -53,6 +58,8 @@ int cel_err_http_status(int err)
     case CEL_EVERSION: return 505;
     case CEL_EBODYTOOLARGE: return 413;
     case CEL_ETIMEOUT: return 408;
+    case CEL_EWSHANDSHAKE: return 400;
+    case CEL_EWSVERSION: return 426;
     default: return 500;
     }
 }

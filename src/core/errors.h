@@ -42,7 +42,13 @@ typedef enum cel_err {
     CEL_EMPFIELDS = -30,        /* form: too many fields (400) */
     CEL_EMPPARTSIZE = -31,      /* multipart: a non-file part over its size limit (400) */
     CEL_EFORMFIELDSIZE = -32,   /* urlencoded form: a field over its size limit (400) */
-    CEL_ERR_MIN_ = -33
+    CEL_ERR_MIN_ = -33,
+    /* WebSocket (ws.h); a separate range so other additions do not collide */
+    CEL_EWSPROTO = -40,         /* frame protocol violation (close 1002) */
+    CEL_EWSUTF8 = -41,          /* invalid UTF-8 in a text message or close reason (close 1007) */
+    CEL_EWSTOOBIG = -42,        /* message over the size limit (close 1009) */
+    CEL_EWSHANDSHAKE = -43,     /* invalid opening handshake (400) */
+    CEL_EWSVERSION = -44        /* unsupported Sec-WebSocket-Version (426) */
 } cel_err;
 
 /* Static message for err; never NULL ("unknown error" for unknown codes). */

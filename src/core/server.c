@@ -16,6 +16,7 @@
 #include "alloc.h"
 #include "date.h"
 #include "errors.h"
+#include "ws.h"
 
 #define MAX_LISTENERS 8
 #define MAX_EVENTS 256
@@ -60,6 +61,11 @@ void cel_server_config_default(cel_server_config *cfg)
     cfg->read_high_water = 256 * 1024;
     cfg->write_high_water = 256 * 1024;
     cfg->accept_batch = 64;
+    cfg->ws_max_message = 16 * 1024 * 1024;
+    cfg->ws_ping_interval_ms = 20000;
+    cfg->ws_ping_timeout_ms = 20000;
+    cfg->ws_close_timeout_ms = 10000;
+    cfg->ws_per_message_deflate = 1;
 }
 
 uint64_t cel_server_now_ms(void)
@@ -125,7 +131,8 @@ static void update_events(cel_server *s, cel_conn *c)
         ev = EPOLLIN;
     else {
         int paused = c->state == CEL_CONN_CLOSING || c->read_eof
-                     || (c->state == CEL_CONN_ACTIVE && c->in.len >= s->cfg.read_high_water);
+                     || (c->state == CEL_CONN_ACTIVE && c->in.len >= s->cfg.read_high_water)
+                     || (c->state == CEL_CONN_WS && c->ws->msg_ready && !c->ws->want_msg);
         if (!paused)
             ev |= EPOLLIN;
         if (c->out.len)
@@ -326,6 +333,7 @@ static const char *error_message(int status)
     case 414: return "Request-URI Too Long";
     case 431: return "Request Header Fields Too Large";
     case 505: return "HTTP Version Not Supported";
+    case 426: return "Unsupported WebSocket version.";
     case 500: return "Internal Server Error";
     default: return "Invalid HTTP request received.";
     }
@@ -341,6 +349,200 @@ static int answer_error(cel_server *s, cel_conn *c, int err)
     c->state = CEL_CONN_IDLE;
     cel_conn_write_error(c, status, error_message(status), cel_server_date());
     return cel_server_flush(s, c);
+}
+
+/* ---- WebSocket ---- */
+
+static int process(cel_server *s, cel_conn *c);
+
+/* Fail the connection: close frame with `code` (the app will see it as the
+ * disconnect code), then CLOSING. */
+static int ws_fail(cel_server *s, cel_conn *c, int code, const char *reason)
+{
+    cel_ws_conn *w = c->ws;
+    if (!w->close_sent) {
+        size_t rl = strlen(reason);
+        if (cel_ws_write_close(&c->out, code, reason, rl) == 0)
+            w->close_sent = 1;
+        if (!w->close_code) {
+            w->close_code = code;
+            w->close_reason_len = rl < sizeof w->close_reason ? rl : sizeof w->close_reason - 1;
+            memcpy(w->close_reason, reason, w->close_reason_len);
+        }
+    }
+    c->keep_alive = 0;
+    c->state = CEL_CONN_CLOSING;
+    return cel_server_flush(s, c);
+}
+
+static void ws_deliver(cel_server *s, cel_conn *c, int opcode, const char *p, size_t n)
+{
+    c->ws->want_msg = 0;
+    if (s->cb.on_ws_message)
+        s->cb.on_ws_message(s->cb.ud, c, opcode, p, n);
+}
+
+/* A control frame from the peer. */
+static int ws_control(cel_server *s, cel_conn *c, const cel_ws_event *ev)
+{
+    cel_ws_conn *w = c->ws;
+    if (ev->opcode == CEL_WS_PING) {
+        if (!w->close_sent && cel_ws_write_frame(&c->out, CEL_WS_PONG, ev->data, ev->len))
+            return CEL_ENOMEM;
+    } else if (ev->opcode == CEL_WS_PONG) {
+        unsigned char want[4] = { (unsigned char)(w->ping_seq >> 24), (unsigned char)(w->ping_seq >> 16),
+                                  (unsigned char)(w->ping_seq >> 8), (unsigned char)w->ping_seq };
+        if (w->ping_outstanding && ev->len == 4 && memcmp(ev->data, want, 4) == 0) {
+            w->ping_outstanding = 0;
+            w->pong_deadline_ms = 0;
+            if (s->cfg.ws_ping_interval_ms)
+                w->next_ping_ms = cel_server_now_ms() + s->cfg.ws_ping_interval_ms;
+        }
+    } else {
+        w->close_rcvd = 1;
+        if (!w->close_sent) {
+            /* echo the peer's close (RFC 6455 5.5.1); the app sees its code */
+            w->close_code = ev->close_code;
+            w->close_reason_len = ev->reason_len;
+            memcpy(w->close_reason, ev->reason, ev->reason_len);
+            if (cel_ws_write_frame(&c->out, CEL_WS_CLOSE, ev->data, ev->len) == 0)
+                w->close_sent = 1;
+        }
+        c->keep_alive = 0;
+        c->state = CEL_CONN_CLOSING;
+    }
+    return 0;
+}
+
+/* Parse buffered frames: answer pings, handle close, hand complete
+ * messages to the app while it waits for them; stop at a complete message
+ * it has not asked for yet (reading pauses, see update_events). */
+static int ws_process(cel_server *s, cel_conn *c)
+{
+    cel_ws_conn *w = c->ws;
+    while (c->state == CEL_CONN_WS) {
+        if (w->msg_ready) {
+            if (!w->want_msg)
+                break;
+            w->msg_ready = 0;
+            ws_deliver(s, c, w->msg_opcode, cel_buf_head(&w->msg), w->msg.len);
+            cel_buf_consume(&w->msg, w->msg.len);
+            cel_buf_shrink(&w->msg, 65536);
+            if (c->notified_close)
+                return CEL_ECLOSED;
+            continue;
+        }
+        cel_ws_event ev;
+        size_t used;
+        int rc = cel_ws_parse(&w->parser, cel_buf_head(&c->in), c->in.len, &used, &ev);
+        if (rc == 1 && ev.kind == CEL_WS_EV_DATA && ev.compressed) {
+            if (!w->close_sent) {
+                if (ev.first)
+                    w->msg_utf8 = 0;
+                size_t before = w->msg.len;
+                int zr = cel_ws_inflate(w->deflate, ev.data, ev.len, ev.last, &w->msg,
+                                        s->cfg.ws_max_message);
+                if (zr == 0 && ev.opcode == CEL_WS_TEXT
+                    && (cel_ws_utf8_step(&w->msg_utf8, cel_buf_head(&w->msg) + before,
+                                         w->msg.len - before) < 0
+                        || (ev.last && w->msg_utf8 != 0)))
+                    zr = CEL_EWSUTF8;
+                if (zr < 0) {
+                    cel_buf_consume(&c->in, used);
+                    rc = zr;
+                    goto failed;
+                }
+                if (ev.last) {
+                    w->msg_ready = 1;
+                    w->msg_opcode = ev.opcode;
+                }
+            }
+            cel_buf_consume(&c->in, used);
+            continue;
+        }
+        if (rc == 1 && ev.kind == CEL_WS_EV_DATA) {
+            if (w->close_sent) {
+                /* closing: messages are dropped */
+            } else if (ev.first && ev.last && w->want_msg) {
+                ws_deliver(s, c, ev.opcode, ev.data, ev.len);   /* zero-copy */
+            } else if (cel_buf_append(&w->msg, ev.data, ev.len)) {
+                return ws_fail(s, c, CEL_WS_CLOSE_INTERNAL, "out of memory");
+            } else if (ev.last) {
+                w->msg_ready = 1;
+                w->msg_opcode = ev.opcode;
+            }
+            cel_buf_consume(&c->in, used);
+            if (c->notified_close)
+                return CEL_ECLOSED;
+            continue;
+        }
+        if (rc == 1) {
+            if (ws_control(s, c, &ev) < 0)
+                return ws_fail(s, c, CEL_WS_CLOSE_INTERNAL, "out of memory");
+            cel_buf_consume(&c->in, used);
+            continue;
+        }
+        cel_buf_consume(&c->in, used);
+        if (rc == CEL_EAGAIN) {
+            if (c->read_eof) {
+                destroy(s, c);          /* dropped without a close frame */
+                return CEL_ECLOSED;
+            }
+            break;
+        }
+    failed:
+        if (rc == CEL_ENOMEM)
+            return ws_fail(s, c, CEL_WS_CLOSE_INTERNAL, "out of memory");
+        if (rc == CEL_EWSTOOBIG) {
+            char reason[80];
+            snprintf(reason, sizeof reason, "Message exceeds the maximum size (%llu bytes)",
+                     (unsigned long long)s->cfg.ws_max_message);
+            return ws_fail(s, c, CEL_WS_CLOSE_TOO_BIG, reason);
+        }
+        return ws_fail(s, c, cel_ws_error_close_code(rc), cel_strerror(rc));
+    }
+    if (c->state == CEL_CONN_WS && c->in.len == 0)
+        buf_release(s, &c->in);
+    return cel_server_flush(s, c);
+}
+
+/* Keepalive pings and the closing-handshake timeout (from the sweep). */
+static void ws_sweep(cel_server *s, cel_conn *c, uint64_t now)
+{
+    cel_ws_conn *w = c->ws;
+    if (w->close_sent) {
+        if (c->deadline_ms && now >= c->deadline_ms)
+            destroy(s, c);
+        return;
+    }
+    if (w->ping_outstanding && w->pong_deadline_ms && now >= w->pong_deadline_ms) {
+        ws_fail(s, c, CEL_WS_CLOSE_INTERNAL, "keepalive ping timeout");
+        return;
+    }
+    if (!w->ping_outstanding && w->next_ping_ms && now >= w->next_ping_ms) {
+        w->ping_seq++;
+        unsigned char pl[4] = { (unsigned char)(w->ping_seq >> 24), (unsigned char)(w->ping_seq >> 16),
+                                (unsigned char)(w->ping_seq >> 8), (unsigned char)w->ping_seq };
+        if (cel_ws_write_frame(&c->out, CEL_WS_PING, (const char *)pl, 4))
+            return;
+        w->ping_outstanding = 1;
+        w->next_ping_ms = 0;
+        w->pong_deadline_ms = s->cfg.ws_ping_timeout_ms ? now + s->cfg.ws_ping_timeout_ms : 0;
+        if (!s->cfg.ws_ping_timeout_ms) {
+            w->ping_outstanding = 0;
+            w->next_ping_ms = now + s->cfg.ws_ping_interval_ms;
+        }
+        cel_server_flush(s, c);
+    }
+}
+
+/* Go on with c's buffered input: now if no process() is running for it,
+ * else process() picks it up itself. */
+static int kick(cel_server *s, cel_conn *c)
+{
+    if (c->in_process)
+        return 0;
+    return process(s, c);
 }
 
 /* The body of process(); runs with c->in_process set, so a close requested
@@ -383,6 +585,20 @@ static int process_inner(cel_server *s, cel_conn *c)
             if (rc < 0) {
                 return answer_error(s, c, rc);
             }
+            if (cel_ws_is_upgrade(&req)) {
+                cel_ws_handshake hs;
+                rc = cel_ws_handshake_check(&req, &hs);
+                if (rc < 0)
+                    return answer_error(s, c, rc);
+                c->ws = cel_calloc(1, sizeof *c->ws);
+                if (!c->ws)
+                    return answer_error(s, c, CEL_ENOMEM);
+                c->ws->hs = hs;
+                if (s->cfg.ws_per_message_deflate && hs.deflate_offered)
+                    cel_ws_deflate_negotiate(&req, &c->ws->deflate_params, c->ws->deflate_response,
+                                             sizeof c->ws->deflate_response);
+                c->keep_alive = 0;      /* a denial is the last response on it */
+            }
             c->deadline_ms = 0;
             if (s->draining)
                 c->keep_alive = 0;      /* shutting down: this is the last response */
@@ -395,6 +611,11 @@ static int process_inner(cel_server *s, cel_conn *c)
             }
             continue;
         case CEL_CONN_ACTIVE:
+            if (c->read_eof && c->ws && c->in.len == 0 && !c->resp_started) {
+                /* the client left during the handshake: the app sees 1006 */
+                destroy(s, c);
+                return CEL_ECLOSED;
+            }
             if (c->read_eof && !c->body_done) {
                 /* The client went away mid-request: the app sees http.disconnect. */
                 destroy(s, c);
@@ -439,6 +660,8 @@ static int process_inner(cel_server *s, cel_conn *c)
             c->state = CEL_CONN_CLOSING;
             return cel_server_flush(s, c);
         }
+        case CEL_CONN_WS:
+            return ws_process(s, c);
         default:
             return cel_server_flush(s, c);
         }
@@ -622,6 +845,10 @@ void cel_server_sweep(cel_server *s, uint64_t now_ms)
             else if (c->state == CEL_CONN_IDLE || c->state == CEL_CONN_DRAIN
                      || (c->state == CEL_CONN_ACTIVE && c->want_body))
                 destroy(s, c);
+            else if (c->state == CEL_CONN_WS)
+                ws_sweep(s, c, now_ms);
+        } else if (c->fd >= 0 && c->state == CEL_CONN_WS && !c->lingering) {
+            ws_sweep(s, c, now_ms);
         }
         c = next;
     }
@@ -651,6 +878,75 @@ int cel_server_response_done(cel_server *s, cel_conn *c)
         c->deadline_ms = cel_server_now_ms() + s->cfg.body_timeout_ms;
     }
     return cel_server_flush(s, c);
+}
+
+int cel_server_ws_accept(cel_server *s, cel_conn *c, const char *subprotocol, size_t sublen,
+                         const cel_header *headers, size_t n)
+{
+    int rc = cel_conn_ws_accept(c, subprotocol, sublen, headers, n, cel_server_date(),
+                                s->cfg.ws_max_message);
+    if (rc < 0)
+        return rc;
+    c->deadline_ms = 0;
+    c->want_body = 0;
+    if (s->cfg.ws_ping_interval_ms)
+        c->ws->next_ping_ms = cel_server_now_ms() + s->cfg.ws_ping_interval_ms;
+    if (c->in_process)
+        return 0;
+    return process(s, c);       /* CEL_ECLOSED: c may be freed, do not touch it */
+}
+
+int cel_server_ws_want_message(cel_server *s, cel_conn *c)
+{
+    if (c->state != CEL_CONN_WS)
+        return 0;
+    c->ws->want_msg = 1;
+    return kick(s, c);
+}
+
+int cel_server_ws_send(cel_server *s, cel_conn *c, int opcode, const char *p, size_t n)
+{
+    int rc = cel_conn_ws_send(c, opcode, p, n);
+    if (rc < 0 || c->in_process)
+        return rc;
+    return cel_server_flush(s, c);
+}
+
+int cel_server_ws_close(cel_server *s, cel_conn *c, int code, const char *reason, size_t len)
+{
+    int rc = cel_conn_ws_close(c, code, reason, len);
+    if (rc < 0)
+        return rc;
+    cel_ws_conn *w = c->ws;
+    /* the app is done reading: drop a waiting message, read until the peer's close */
+    w->msg_ready = 0;
+    cel_buf_consume(&w->msg, w->msg.len);
+    w->want_msg = 0;
+    w->ping_outstanding = 0;
+    c->deadline_ms = cel_server_now_ms() + s->cfg.ws_close_timeout_ms;
+    if (c->in_process)
+        return 0;
+    return process(s, c);
+}
+
+size_t cel_server_ws_going_away(cel_server *s)
+{
+    size_t n = 0;
+    cel_conn *c = s->conns;
+    while (c) {
+        cel_conn *next = c->next;
+        if (c->state == CEL_CONN_WS && !c->ws->close_sent && !c->in_process) {
+            ws_fail(s, c, CEL_WS_CLOSE_RESTART, "");
+            n++;
+        } else if (c->state == CEL_CONN_ACTIVE && c->ws && !c->resp_started && !c->in_process) {
+            /* a handshake the app has not answered yet: 500, as uvicorn */
+            cel_conn_write_error(c, 500, "Internal Server Error", cel_server_date());
+            cel_server_flush(s, c);
+            n++;
+        }
+        c = next;
+    }
+    return n;
 }
 
 int cel_server_want_body(cel_server *s, cel_conn *c)

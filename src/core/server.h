@@ -30,6 +30,11 @@ typedef struct cel_server_config {
                                        processes sharing one listening socket use 1, so that a
                                        burst of connections spreads over the workers instead of
                                        going to whichever woke first */
+    uint64_t ws_max_message;        /* WebSocket message limit -> close 1009; default 16 MiB; 0 = none */
+    uint64_t ws_ping_interval_ms;   /* keepalive ping every; default 20000; 0 = no pings */
+    uint64_t ws_ping_timeout_ms;    /* pong due within -> close 1011; default 20000; 0 = no limit */
+    uint64_t ws_close_timeout_ms;   /* after our close frame, wait for the peer's; default 10000 */
+    int ws_per_message_deflate;     /* accept permessage-deflate offers; default 1 */
 } cel_server_config;
 
 void cel_server_config_default(cel_server_config *cfg);
@@ -55,6 +60,10 @@ typedef struct cel_server_callbacks {
     /* In-memory connections only: bytes were appended to c->out (take them
      * with cel_server_take_output) or the connection is now closed. */
     void (*on_output)(void *ud, cel_conn *c);
+    /* WebSocket: a complete message (text is valid UTF-8) while
+     * c->ws->want_msg is set (cleared before the call).  p is valid only
+     * during the call. */
+    void (*on_ws_message)(void *ud, cel_conn *c, int opcode, const char *p, size_t n);
     /* In-memory connections only: c is being freed (by cel_server_close or
      * cel_server_free); drop the owner's pointer to it. */
     void (*on_free)(void *ud, cel_conn *c);
@@ -104,6 +113,34 @@ int cel_server_response_done(cel_server *s, cel_conn *c);
 /* The app wants body bytes: resume reading, send 100-continue if owed.
  * Returns 0 or CEL_ECLOSED. */
 int cel_server_want_body(cel_server *s, cel_conn *c);
+
+/* ---- WebSocket (c->ws set by a valid handshake; see docs/websocket.md) ---- */
+
+/* Accept the handshake: write the 101 (see cel_conn_ws_accept), start the
+ * keepalive pings, and go on with frames already buffered.  Returns 0, a
+ * cel_conn_ws_accept error (nothing written), or CEL_ECLOSED. */
+int cel_server_ws_accept(cel_server *s, cel_conn *c, const char *subprotocol, size_t sublen,
+                         const cel_header *headers, size_t n);
+
+/* The app waits for a message: on_ws_message is called when one is
+ * complete -- possibly before this returns, if one is buffered.  Reading
+ * is paused while a complete message waits for the app (backpressure).
+ * Returns 0 or CEL_ECLOSED. */
+int cel_server_ws_want_message(cel_server *s, cel_conn *c);
+
+/* Send a TEXT/BINARY message and write it out.  Returns 0, CEL_ESTATE (not
+ * open, or closing), CEL_ENOMEM, CEL_ECLOSED (the write failed). */
+int cel_server_ws_send(cel_server *s, cel_conn *c, int opcode, const char *p, size_t n);
+
+/* Send a close frame (code 0: none) and wait up to ws_close_timeout_ms for
+ * the peer's; messages arriving meanwhile are dropped.  Returns 0,
+ * CEL_ESTATE, CEL_ENOMEM, CEL_ECLOSED. */
+int cel_server_ws_close(cel_server *s, cel_conn *c, int code, const char *reason, size_t len);
+
+/* Graceful shutdown: close every open WebSocket with 1012 (service
+ * restart; the app sees websocket.disconnect 1012) and answer handshakes
+ * still waiting for the app with 500 (it sees 1006).  Returns how many. */
+size_t cel_server_ws_going_away(cel_server *s);
 
 /* Close c now (on_close is called). */
 void cel_server_close(cel_server *s, cel_conn *c);
