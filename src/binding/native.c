@@ -56,6 +56,7 @@ typedef struct {
     int has_query;
     int fast_json;              /* status allows a body: JSON bytes get fixed headers */
     PyObject *serializer;       /* response_model: callable(content) -> bytes, or NULL */
+    int model_plain;            /* the response model is dict/list/Any: plain trees skip pydantic */
     int runner;                 /* endpoint is a generated runner(nc, **params) that solves
                                    dependencies/body, calls nc.prepare(result), awaits nc.send() */
     PyObject *overrides_owner;  /* app whose dependency_overrides, when non-empty, send the
@@ -123,10 +124,10 @@ static void plan_free(NPlan *p)
 static NPlan *plan_new(PyObject *t, const cel_route_info *info)
 {
     PyObject *endpoint, *status, *rclass, *kwnames, *params, *serializer, *owner;
-    int is_coro, fast_json, runner;
-    if (!PyArg_ParseTuple(t, "OpOOO!pO!OpO", &endpoint, &is_coro, &status, &rclass,
+    int is_coro, fast_json, runner, model_plain;
+    if (!PyArg_ParseTuple(t, "OpOOO!pO!OpOp", &endpoint, &is_coro, &status, &rclass,
                           &PyTuple_Type, &kwnames, &fast_json, &PyList_Type, &params, &serializer,
-                          &runner, &owner))
+                          &runner, &owner, &model_plain))
         return NULL;
     NPlan *p = PyMem_Calloc(1, sizeof *p);
     if (!p)
@@ -140,6 +141,7 @@ static NPlan *plan_new(PyObject *t, const cel_route_info *info)
     p->fast_json = fast_json;
     p->serializer = serializer == Py_None ? NULL : Py_NewRef(serializer);
     p->runner = runner;
+    p->model_plain = model_plain;
     p->overrides_owner = owner == Py_None ? NULL : Py_NewRef(owner);
     p->nparams = PyList_GET_SIZE(params);
     if (p->nparams != PyTuple_GET_SIZE(kwnames) || p->nparams > CEL_ROUTER_MAX_PARAMS * 4) {
@@ -624,6 +626,62 @@ static PyObject *ncall_new(celeris_state *st, PyObject *inner, CycleObject *cycl
     return (PyObject *)nc;
 }
 
+/* Decimal digits of v into dst (no terminator); returns the length. */
+static int fmt_size(char *dst, size_t v)
+{
+    char tmp[24];
+    int n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (int i = 0; i < n; i++)
+        dst[i] = tmp[n - 1 - i];
+    return n;
+}
+
+/* Is `o` a tree of exact dict (str keys) / list / str / int / bool / None?
+ * For such values pydantic-core's JSON (a response model of type dict, list
+ * or Any) and the C writer's JSONResponse bytes are identical, and
+ * validating them against those types returns equal values.  Floats are
+ * left out: pydantic and Python format some of them differently. */
+static int plain_tree(PyObject *o, int depth)
+{
+    if (depth > 64)
+        return 0;
+    PyTypeObject *tp = Py_TYPE(o);
+    if (o == Py_None || o == Py_True || o == Py_False || tp == &PyLong_Type)
+        return 1;
+    if (tp == &PyUnicode_Type) {
+        if (PyUnicode_KIND(o) == PyUnicode_1BYTE_KIND)
+            return 1;
+        Py_ssize_t n = PyUnicode_GET_LENGTH(o);
+        int kind = PyUnicode_KIND(o);
+        const void *d = PyUnicode_DATA(o);
+        for (Py_ssize_t i = 0; i < n; i++) {
+            Py_UCS4 ch = PyUnicode_READ(kind, d, i);
+            if (ch >= 0xD800 && ch <= 0xDFFF)
+                return 0;               /* lone surrogate: pydantic refuses it */
+        }
+        return 1;
+    }
+    if (tp == &PyDict_Type) {
+        Py_ssize_t pos = 0;
+        PyObject *k, *v;
+        while (PyDict_Next(o, &pos, &k, &v))
+            if (Py_TYPE(k) != &PyUnicode_Type || !plain_tree(k, depth + 1) || !plain_tree(v, depth + 1))
+                return 0;
+        return 1;
+    }
+    if (tp == &PyList_Type) {
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(o); i++)
+            if (!plain_tree(PyList_GET_ITEM(o, i), depth + 1))
+                return 0;
+        return 1;
+    }
+    return 0;
+}
+
 /* The request's ASGI scope (the ASGI tier's, built from the kept head).
  * New reference, or NULL with an exception (also when the client is gone). */
 static PyObject *scope_from_head(NativeCallObject *nc)
@@ -680,6 +738,16 @@ static int prepare_result(NativeCallObject *nc, PyObject *result)
         nc->prep_resp = Py_NewRef(result);
         return 0;
     }
+    if (plan->serializer && plan->model_plain && plan->fast_json && plain_tree(result, 0)) {
+        /* A dict/list/Any response model and a plain JSON tree: pydantic
+         * would return the same bytes the C writer makes. */
+        PyObject *body = celeris_json_dumps_fastapi(result);
+        if (body) {
+            nc->prep_body = body;
+            return 0;
+        }
+        PyErr_Clear();
+    }
     if (plan->serializer) {
         /* response_model: FastAPI validates and dumps with pydantic-core, then
          * Response(content, media_type="application/json"). */
@@ -726,7 +794,7 @@ static int send_prepared(NativeCallObject *nc, PyObject **coro)
         PyObject *body = nc->prep_body;
         nc->prep_body = NULL;
         char len[24];
-        int ln = snprintf(len, sizeof len, "%zd", PyBytes_GET_SIZE(body));
+        int ln = fmt_size(len, (size_t)PyBytes_GET_SIZE(body));
         cel_header hs[2] = {
             { { "content-length", 14 }, { len, (size_t)ln } },
             { { "content-type", 12 }, { "application/json", 16 } },

@@ -130,12 +130,23 @@ int cel_conn_send_continue(cel_conn *c)
     return 1;
 }
 
-/* RFC 9110 tchar, as uvicorn's HEADER_RE rejects everything else. */
+/* RFC 9110 tchar, as uvicorn's HEADER_RE rejects everything else: visible
+ * ASCII except the separators "(),/:;<=>?@[\\]{}" and DQUOTE.  A table, as
+ * every response header name goes through it. */
+static const unsigned char TCHAR[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 1, 0, 1, 1, 1, 1, 1, 0, 0, 1, 1, 0, 1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0,
+    0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 0, 1, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+};
+
 static int is_tchar(unsigned char ch)
 {
-    if (ch <= 0x20 || ch >= 0x7f)
-        return 0;
-    return strchr("()<>@,;:\\\"/[]?={}", ch) == NULL;
+    return TCHAR[ch];
 }
 
 static int valid_name(const cel_slice *s)
@@ -258,7 +269,17 @@ int cel_conn_response_start(cel_conn *c, int status, const cel_header *headers,
     size_t mark = c->out.len;
     char line[64];
     const char *phrase = cel_status_phrase(status);
-    int ln = snprintf(line, sizeof line, "HTTP/1.1 %d ", status);
+    int ln;
+    if (status >= 100 && status <= 999) {
+        memcpy(line, "HTTP/1.1 ", 9);
+        line[9] = (char)('0' + status / 100);
+        line[10] = (char)('0' + status / 10 % 10);
+        line[11] = (char)('0' + status % 10);
+        line[12] = ' ';
+        ln = 13;
+    } else {
+        ln = snprintf(line, sizeof line, "HTTP/1.1 %d ", status);
+    }
     cel_buf *o = &c->out;
     int rc = 0;
     rc |= cel_buf_append(o, line, (size_t)ln);

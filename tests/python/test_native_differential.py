@@ -403,3 +403,49 @@ def test_response_model_routes_are_native_and_raise_like_fastapi():
     assert tc.stats["native"] == before + 1
     with pytest.raises(ResponseValidationError):
         client.get("/invalid")
+
+
+def make_plain_model_app() -> FastAPI:
+    from typing import Any
+
+    app = FastAPI()
+
+    @app.get("/dict")
+    async def as_dict() -> dict:
+        return {"s": "zoë ☃ 😀 \u2028 \x00 \"q\" \\", "n": None, "b": [True, False], "i": -(2**70),
+                "nested": {"l": [{"x": 1}], "e": {}}}
+
+    @app.get("/dict-any")
+    async def dict_any() -> dict[str, Any]:
+        return {"a": [1, "2", None]}
+
+    @app.get("/list")
+    async def as_list() -> list:
+        return [1, "a", {"k": [None]}]
+
+    @app.get("/floats")
+    async def floats() -> dict:
+        return {"f": [1e16, 0.1, 1e-7, 2.5]}
+
+    @app.get("/tuple")
+    async def as_tuple() -> dict:
+        return {"t": (1, 2), "intkey": {1: "a"}}
+
+    @app.get("/excluded", response_model=dict, response_model_exclude={"secret"})
+    async def excluded():
+        return {"secret": 1, "open": 2}
+
+    @app.get("/surrogate")
+    async def surrogate() -> dict:
+        return {"s": "\ud800"}
+
+    return app
+
+
+@pytest.mark.parametrize("url", ["/dict", "/dict-any", "/list", "/floats", "/tuple", "/excluded",
+                                 "/surrogate"])
+def test_plain_response_models_match_asgi(url):
+    app = make_plain_model_app()
+    n = tc.TestClient(app, raise_server_exceptions=False)
+    a = tc.TestClient(app, native=False, raise_server_exceptions=False)
+    assert _send(n, "GET", url) == _send(a, "GET", url)

@@ -35,7 +35,8 @@ def _plan_tuple(plan: Any) -> tuple:
     fast_json = (status is None or (200 <= status and status not in _NO_BODY)) \
         and plan.response_class is JSONResponse
     return (plan.endpoint, plan.is_coroutine, status, plan.response_class, tuple(plan.kwnames),
-            fast_json, params, plan.serializer, plan.runner, plan.overrides_owner)
+            fast_json, params, plan.serializer, plan.runner, plan.overrides_owner,
+            bool(getattr(plan, "model_plain", False)))
 
 
 def build(app: Any, runtime: Any = None) -> tuple[Any, CompiledApp]:

@@ -376,6 +376,12 @@ def _route_plan(route: Any, app: Any, included: bool = False) -> tuple[Optional[
             return None, "response_model serialisation of this FastAPI version not compiled"
         from celeris.native import runtime
 
+        plan.model_plain = (_plain_model(route.response_field)  # type: ignore[attr-defined]
+                            and route.response_model_include is None
+                            and route.response_model_exclude is None
+                            and not route.response_model_exclude_unset
+                            and not route.response_model_exclude_defaults
+                            and not route.response_model_exclude_none)
         plan.serializer = runtime.make_serializer(
             route.response_field, route.response_model_include, route.response_model_exclude,
             route.response_model_by_alias, route.response_model_exclude_unset,
@@ -407,6 +413,23 @@ def _runs_no_user_code(annotation: Any, depth: int = 0) -> bool:
         return False
     if origin is Union or type(annotation).__name__ == "UnionType" or origin in (dict, list):
         return all(_runs_no_user_code(a, depth + 1) for a in get_args(annotation))
+    return False
+
+
+def _plain_model(field: Any) -> bool:
+    """A response model of type dict, list or Any (bare, or with Any/str
+    parameters) with no include/exclude/alias options that could change a
+    plain JSON tree: validating such a tree returns it unchanged, and
+    pydantic-core's JSON of it is the C writer's."""
+    ann = field.field_info.annotation
+    args = get_args(ann)
+    origin = get_origin(ann)
+    if ann in (dict, list, Any):
+        return True
+    if origin is dict and args in ((str, Any),):
+        return True
+    if origin is list and args in ((Any,),):
+        return True
     return False
 
 
