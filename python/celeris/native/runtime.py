@@ -141,7 +141,7 @@ def cors_hooks(mw: Any) -> tuple:
     async def _sink(message: Any) -> None:
         return None
 
-    def start(req_headers: list, status: int, headers: list) -> list:
+    def run(req_headers: list, status: int, headers: list) -> list:
         message = {"type": "http.response.start", "status": status, "headers": headers}
         coro = send(message, send=_sink, request_headers=Headers(raw=req_headers))
         try:
@@ -150,6 +150,32 @@ def cors_hooks(mw: Any) -> tuple:
             return message["headers"]
         coro.close()
         raise RuntimeError("CORSMiddleware.send suspended")
+
+    # The middleware's effect depends on the request's Origin (and, in some
+    # Starlette versions, whether a Cookie header is present) and on the
+    # response's headers other than content-length: when it only appends
+    # headers, the appended tail is remembered for that key.
+    cache: dict = {}
+
+    def start(req_headers: list, status: int, headers: list) -> list:
+        origin = None
+        cookie = False
+        for name, value in req_headers:
+            if name == b"origin":
+                if origin is None:
+                    origin = value
+            elif name == b"cookie":
+                cookie = True
+        key = (origin, cookie, status, tuple(h for h in headers if h[0] != b"content-length"))
+        tail = cache.get(key)
+        if tail is not None:
+            return [*headers, *tail]
+        copy = list(headers)
+        out = run(req_headers, status, headers)
+        n = len(copy)
+        if len(out) >= n and [tuple(h) for h in out[:n]] == [tuple(h) for h in copy] and len(cache) < 1024:
+            cache[key] = tuple(tuple(h) for h in out[n:])
+        return out
 
     def wrap(req_headers: list, asgi_send: Any) -> Any:
         return functools.partial(send, send=asgi_send, request_headers=Headers(raw=req_headers))
