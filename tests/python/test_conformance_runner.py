@@ -1,0 +1,105 @@
+"""conformance/: the pieces of the FastAPI-suite runner that decide what is measured.
+
+- celeris_autopatch (through conformance/autopatch/sitecustomize.py) replaces
+  Starlette's TestClient in every interpreter of the Celeris run, including those
+  a test starts itself (FastAPI's tests/test_telemetry runs tests in a fresh
+  ``python -m``), without importing anything at startup, and writes the
+  subprocess's request counts at exit;
+- CELERIS_CONFORMANCE_NATIVE=0 turns the native tier off (diagnosis runs);
+- the known-regressions ratchet file keeps one cause per test id.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+CONF = REPO / "conformance"
+
+CHILD = r"""
+import os, sys
+# Nothing is imported at interpreter start: tests may set the environment first.
+assert "starlette" not in sys.modules and "celeris" not in sys.modules, sorted(sys.modules)
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+import starlette.testclient
+import celeris.testclient
+
+assert starlette.testclient.TestClient is TestClient
+assert issubclass(TestClient, celeris.testclient.TestClient), TestClient
+
+app = FastAPI()
+
+@app.get("/items/{item_id}")
+async def read(item_id: int):
+    return {"item_id": item_id}
+
+with TestClient(app) as client:
+    assert client.get("/items/3").json() == {"item_id": 3}
+    assert client.get("/items/x").status_code == 422
+print("OK", dict(celeris.testclient.stats))
+"""
+
+
+def _run_child(tmp_path: Path, native: str | None) -> tuple[dict, list[dict]]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(CONF / "autopatch"), str(CONF)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    env["CELERIS_CONFORMANCE_STATS_DIR"] = str(tmp_path)
+    if native is not None:
+        env["CELERIS_CONFORMANCE_NATIVE"] = native
+    res = subprocess.run([sys.executable, "-W", "ignore", "-c", CHILD], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+    line = [ln for ln in res.stdout.splitlines() if ln.startswith("OK ")][-1]
+    stats = eval(line[3:])  # a dict literal printed by the child
+    files = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("stats-subprocess-*.json"))]
+    return stats, files
+
+
+def test_subprocess_serves_through_celeris_and_writes_its_stats(tmp_path):
+    stats, files = _run_child(tmp_path, None)
+    assert stats["core"] == 2 and stats["fallback"] == 0
+    assert files == [stats]
+
+
+def test_native_tier_off_serves_every_request_on_the_asgi_tier(tmp_path):
+    stats, files = _run_child(tmp_path, "0")
+    assert stats == {"core": 2, "native": 0, "fallback": 0}
+    assert files == [stats]
+
+
+def _load_run():
+    spec = importlib.util.spec_from_file_location("conformance_run", CONF / "run.py")
+    mod = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_known_regressions_keep_their_causes(tmp_path, monkeypatch):
+    run = _load_run()
+    monkeypatch.setattr(run, "CONF", tmp_path)
+    run.write_known("9.9.9", {"tests/a.py::t[x]": "a.py:3: assert 1 == 2 -> AssertionError",
+                              "tests/b.py::u": ""}, {"celeris_commit": "abc"})
+    assert run.read_known_causes("9.9.9") == {
+        "tests/a.py::t[x]": "a.py:3: assert 1 == 2 -> AssertionError",
+        "tests/b.py::u": "(no traceback)"}
+    # A cause written by hand survives a rewrite; an id that is gone is dropped.
+    path = tmp_path / "known_regressions-9.9.9.txt"
+    path.write_text(path.read_text().replace("(no traceback)", "native tier: aliases"))
+    run.write_known("9.9.9", {"tests/b.py::u": "other text"}, {"celeris_commit": "def"})
+    assert run.read_known_causes("9.9.9") == {"tests/b.py::u": "native tier: aliases"}
+    assert run.read_known("9.9.9") == ["tests/b.py::u"]
+
+
+def test_request_split():
+    run = _load_run()
+    split = run._request_split({"core": 90, "native": 72, "fallback": 10}, 3)
+    assert split["native"] == 72 and split["asgi"] == 18 and split["fallback"] == 10
+    assert split["total"] == 100 and split["native_share"] == 72.0
+    assert run._request_split({}, 0)["native_share"] is None
