@@ -610,6 +610,9 @@ def build_report(version: str, vdir: Path, env_info: dict, partial: bool,
             "requests_stock": sum((v or {}).get("sent", 0) for v in stock_req.values()),
         },
         "collect_errors": collect_errors,
+        # Apps whose native tier failed to build (a native-tier bug; the TestClient
+        # then serves them on the ASGI tier, as `celeris run` does).
+        "native_build_errors": sorted(n for n in tests if sent(n).get("native_build_errors")),
         "regressions": [{"nodeid": n, "celeris": state(cel, n),
                          "reason": _short_reason(c_details, n), "flaky": n in flaky,
                          "requests": sent(n),
@@ -647,6 +650,10 @@ def print_summary(r: dict, vdir: Path) -> None:
     print(f"  requests             {rq['total']}: native tier {rq['native']} "
           f"({rq['native_share']}%), ASGI tier {rq['asgi']}, Starlette fallback "
           f"(WebSocket/trio) {rq['fallback']}")
+    nb = r.get("native_build_errors") or []
+    if nb:
+        print(f"  native build errors  {len(nb)} test(s) built an app the native tier failed "
+              f"to build (served on the ASGI tier), e.g. {nb[0]}")
     w = r.get("wall_seconds") or {}
     if w:
         print("  wall time            " + ", ".join(f"{k} {v:.0f}s" for k, v in w.items()))
