@@ -10,6 +10,10 @@ executed, its ``TestClient`` is replaced before any importer sees the module,
 so ``from starlette.testclient import TestClient`` and ``fastapi.testclient``
 (which re-exports it) both get Celeris's.
 
+Each request the ASGI tier serves is attributed to the reason the native tier
+did not take it (the route's decline reason from the compiler, the app's, "no
+route", ...) in ``asgi_reasons``; written with the stats as "asgi_reason:<why>".
+
 Environment:
   CELERIS_CONFORMANCE_NATIVE=0     diagnosis: TestClient(native=False), every
                                    request on the ASGI tier
@@ -24,12 +28,18 @@ import importlib.abc
 import importlib.machinery
 import json
 import os
+import re
 import sys
+import weakref
 from typing import Any
 
 TARGET = "starlette.testclient"
 
 _client: Any = None
+
+#: ASGI-tier requests by why the native tier did not serve them.
+asgi_reasons: dict[str, int] = {}
+_compiled: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
 
 
 def native_enabled() -> bool:
@@ -59,9 +69,99 @@ def client_class() -> Any:
     return _client
 
 
+def _normalise(reason: str) -> str:
+    """Decline reasons without the names of parameters / routes: they group."""
+    return re.sub(r"'[^']*'", "'…'", reason) or "(no reason given)"
+
+
+def _why_asgi(transport: Any, request: Any) -> str:
+    if not transport.native:
+        return "native tier off (TestClient(native=False))"
+    app = transport.app
+    try:
+        compiled = _compiled.get(app)
+    except TypeError:
+        compiled = None
+    if compiled is None:
+        return "native tier failed to build" if hasattr(app, "router") else \
+            "not a FastAPI application"
+    if compiled.app_reason:
+        return "app: " + compiled.app_reason
+    enabled = compiled.telemetry_enabled
+    if transport._native_app is not None and enabled is not None and enabled():
+        return "app: FastAPI telemetry enabled"
+    from starlette.routing import Match
+
+    scope = {"type": "http", "path": request.url.path, "method": request.method,
+             "root_path": transport.root_path, "headers": [], "query_string": b""}
+    routes = app.router.routes
+    partial = None
+    for e in compiled.entries:
+        route = routes[e.index] if e.index < len(routes) else None
+        if route is None:
+            continue
+        match, _ = route.matches(scope)
+        if match is Match.FULL:
+            return "route: " + _normalise(e.reason) if e.reason else \
+                "route compiled, this request declined (e.g. invalid parameter: 422 via ASGI)"
+        if match is Match.PARTIAL and partial is None:
+            partial = e
+    if partial is not None:
+        return "method not allowed (405)"
+    return "no matching route (404 / redirect_slashes)"
+
+
+def _count_tiers(transport_cls: Any) -> None:
+    """Attribute each ASGI-tier request of a transport class to a reason."""
+    original = transport_cls.handle_request
+    if getattr(original, "_celeris_attributed", False):
+        return
+    from celeris import native as native_pkg
+    from celeris import testclient as ct
+
+    build = native_pkg.build
+
+    def recording_build(app: Any, *args: Any, **kwargs: Any) -> Any:
+        native_app, compiled = build(app, *args, **kwargs)
+        try:
+            _compiled[app] = compiled
+        except TypeError:
+            pass
+        return native_app, compiled
+
+    native_pkg.build = recording_build
+
+    def handle_request(self: Any, request: Any) -> Any:
+        core, native = ct.stats["core"], ct.stats["native"]
+        try:
+            return original(self, request)
+        finally:
+            if ct.stats["core"] > core and ct.stats["native"] == native:
+                try:
+                    why = _why_asgi(self, request)
+                except Exception as exc:  # attribution must never fail a test
+                    why = f"unattributed ({type(exc).__name__})"
+                asgi_reasons[why] = asgi_reasons.get(why, 0) + 1
+
+    handle_request._celeris_attributed = True  # type: ignore[attr-defined]
+    transport_cls.handle_request = handle_request
+
+
+def stats_snapshot() -> dict:
+    """celeris.testclient.stats and the ASGI-tier reasons, as one flat dict of ints."""
+    from celeris import testclient as ct
+
+    out = dict(ct.stats)
+    out.update({"asgi_reason:" + k: v for k, v in asgi_reasons.items()})
+    return out
+
+
 def patch(module: Any) -> None:
     """Replace TestClient in starlette.testclient (and fastapi.testclient if loaded)."""
     cls = client_class()
+    from celeris import testclient as ct
+
+    _count_tiers(ct._CelerisTransport)
     module.TestClient = cls
     ft = sys.modules.get("fastapi.testclient")
     if ft is not None:
@@ -99,7 +199,7 @@ def _write_stats() -> None:
     ct = sys.modules.get("celeris.testclient")
     if not out_dir or ct is None or "celeris_plugin" in sys.modules:
         return      # pytest's own process: celeris_plugin writes its stats
-    stats = dict(ct.stats)
+    stats = stats_snapshot()
     if any(stats.values()):
         path = os.path.join(out_dir, f"stats-subprocess-{os.getpid()}.json")
         with open(path, "w") as fh:

@@ -60,4 +60,4 @@ def pytest_sessionfinish(session, exitstatus) -> None:
         return
     wid = getattr(session.config, "workerinput", {}).get("workerid", "main")
     path = Path(out_dir) / f"stats-{wid}-{os.getpid()}.json"
-    path.write_text(json.dumps(dict(celeris.testclient.stats)))
+    path.write_text(json.dumps(celeris_autopatch.stats_snapshot()))

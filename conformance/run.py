@@ -530,9 +530,13 @@ def _request_split(stats: dict, files: int | None) -> dict:
     """Requests of the Celeris run by where they were served: "native" (native
     tier), "asgi" (C core, ASGI tier), "fallback" (Starlette's own transport:
     WebSockets, the trio backend)."""
+    reasons = {k.split(":", 1)[1]: v for k, v in stats.items() if k.startswith("asgi_reason:")}
+    stats = {k: v for k, v in stats.items() if not k.startswith("asgi_reason:")}
     core, native, fallback = stats.get("core", 0), stats.get("native", 0), stats.get("fallback", 0)
     total = core + fallback
     return {**stats, "core": core, "native": native, "asgi": core - native,
+            # why the native tier did not serve them (celeris_autopatch), most first
+            "asgi_by_reason": dict(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))),
             "fallback": fallback, "total": total,
             "native_share": round(100.0 * native / total, 1) if total else None,
             "core_share": round(100.0 * core / total, 1) if total else None,
@@ -650,6 +654,11 @@ def print_summary(r: dict, vdir: Path) -> None:
     print(f"  requests             {rq['total']}: native tier {rq['native']} "
           f"({rq['native_share']}%), ASGI tier {rq['asgi']}, Starlette fallback "
           f"(WebSocket/trio) {rq['fallback']}")
+    by = rq.get("asgi_by_reason") or {}
+    if by:
+        print("  ASGI-tier requests by why the native tier did not take them:")
+        for why, n in list(by.items())[:12]:
+            print(f"    {n:6d}  {why[:110]}")
     nb = r.get("native_build_errors") or []
     if nb:
         print(f"  native build errors  {len(nb)} test(s) built an app the native tier failed "
