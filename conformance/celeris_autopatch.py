@@ -108,7 +108,7 @@ def _why_asgi(transport: Any, request: Any) -> str:
             partial = e
     if partial is not None:
         return "method not allowed (405)"
-    return "no matching route (404 / redirect_slashes)"
+    return "no route matches (404, or redirect_slashes: 307 to the other slash form)"
 
 
 def _count_tiers(transport_cls: Any) -> None:
