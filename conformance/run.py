@@ -548,6 +548,14 @@ def build_report(version: str, vdir: Path, env_info: dict, partial: bool,
     s_meta, stock, s_details = load_mode(vdir, "stock")
     c_meta, cel, c_details = load_mode(vdir, "celeris")
     tests = sorted(n for n in set(stock) | set(cel) if not n.startswith("<collect>::"))
+    def chosen(meta: dict) -> tuple:
+        sel = meta.get("selection") or {}
+        return sel.get("tests"), sel.get("k"), sel.get("extra")
+
+    if chosen(s_meta) != chosen(c_meta):
+        # The runs selected different tests (--only with a subset): compare only
+        # what both ran, or every test the other side did not select is "missing".
+        tests = [n for n in tests if n in stock and n in cel]
     collect_errors = {m: sorted(n for n in o if n.startswith("<collect>::"))
                       for m, o in (("stock", stock), ("celeris", cel))}
 

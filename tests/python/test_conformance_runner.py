@@ -176,3 +176,30 @@ def test_request_split():
     assert not any(k.startswith("asgi_reason:") for k in split)
     assert split["total"] == 100 and split["native_share"] == 72.0
     assert run._request_split({}, 0)["native_share"] is None
+
+
+def test_report_compares_only_tests_both_runs_selected(tmp_path):
+    # --only celeris with a subset, against a full stock run: the tests the
+    # subset did not select are not regressions.
+    run = _load_run()
+    vdir = tmp_path
+    full = {"tests": ["tests"], "k": None, "extra": [], "timeout": 60}
+    part = {"tests": ["tests/test_a.py"], "k": None, "extra": [], "timeout": 60}
+    for mode, sel, outcomes in (
+            ("stock", full, {"tests/test_a.py::t": "passed", "tests/test_b.py::u": "passed"}),
+            ("celeris", part, {"tests/test_a.py::t": "failed"})):
+        (vdir / mode).mkdir()
+        (vdir / mode / "meta.json").write_text(json.dumps(
+            {"exit": 0, "seconds": 1.0, "summary": "", "selection": sel, "stats": {}}))
+        (vdir / mode / "outcomes.json").write_text(json.dumps(outcomes))
+    r = run.build_report("9.9.9", vdir, {}, True, None)
+    assert [x["nodeid"] for x in r["regressions"]] == ["tests/test_a.py::t"]
+    assert r["collected"] == 1
+    # Same selection: a test missing from the Celeris run (e.g. its module failed
+    # to import) is a regression.
+    meta = json.loads((vdir / "celeris" / "meta.json").read_text())
+    meta["selection"] = full
+    (vdir / "celeris" / "meta.json").write_text(json.dumps(meta))
+    r = run.build_report("9.9.9", vdir, {}, False, None)
+    assert sorted(x["nodeid"] for x in r["regressions"]) == ["tests/test_a.py::t",
+                                                            "tests/test_b.py::u"]
