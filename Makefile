@@ -87,10 +87,13 @@ fuzz: fuzz-build
 	  ./$$f -max_total_time=$(FUZZ_SECONDS) -dict=fuzz/$$n.dict build/corpus/$$n fuzz/corpus/$$n; done
 
 # FastAPI's own test suite, stock vs. through Celeris (see docs/conformance.md).
-# FASTAPI_VERSION=0.115.14 for the oldest supported release.
+# FASTAPI_VERSION=0.115.14 for the oldest supported release; CONFORMANCE_ARGS
+# for more options (e.g. "--only celeris" to reuse the last stock outcomes).
+# Exit status 1: a regression not in conformance/known_regressions-<version>.txt.
 FASTAPI_VERSION ?= 0.165.0
+CONFORMANCE_ARGS ?=
 conformance:
-	$(PYTHON) conformance/run.py --fastapi-version $(FASTAPI_VERSION)
+	$(PYTHON) conformance/run.py --fastapi-version $(FASTAPI_VERSION) $(CONFORMANCE_ARGS)
 
 bench: install
 	$(PYTHON) bench/run.py

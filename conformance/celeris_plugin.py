@@ -7,6 +7,10 @@ replacing the attribute here is early enough for
 Under pytest-xdist every worker re-imports this plugin (the ``-p`` option is
 forwarded), so each worker is patched the same way.
 
+The replacement class comes from celeris_autopatch (which the runner also
+installs in every interpreter the tests start, through autopatch/sitecustomize.py;
+with CELERIS_CONFORMANCE_NATIVE=0 it is the TestClient with the native tier off).
+
 Requests are counted per test by outcomes_plugin (which must be loaded too).
 At session end each process writes ``celeris.testclient.stats`` to
 ``$CELERIS_CONFORMANCE_STATS_DIR/stats-<worker>-<pid>.json``; the runner sums them.
@@ -17,14 +21,17 @@ import json
 import os
 from pathlib import Path
 
-import fastapi.testclient
+import celeris_autopatch
 import outcomes_plugin
-import starlette.testclient
 
-import celeris.testclient
-from celeris.testclient import TestClient as CelerisTestClient
+celeris_autopatch.install()
 
-STOCK_TESTCLIENT = starlette.testclient.TestClient
+import fastapi.testclient  # noqa: E402
+import starlette.testclient  # noqa: E402
+
+import celeris.testclient  # noqa: E402
+
+CelerisTestClient = celeris_autopatch.client_class()
 
 starlette.testclient.TestClient = CelerisTestClient  # type: ignore[misc]
 fastapi.testclient.TestClient = CelerisTestClient  # type: ignore[misc]
@@ -37,7 +44,8 @@ outcomes_plugin.add_counter(celeris.testclient.stats)
 
 def pytest_report_header(config) -> str:
     return (f"celeris conformance: fastapi.testclient.TestClient -> "
-            f"{CelerisTestClient.__module__}.{CelerisTestClient.__qualname__}")
+            f"{CelerisTestClient.__module__}.{CelerisTestClient.__qualname__}"
+            + ("" if celeris_autopatch.native_enabled() else " (native tier off)"))
 
 
 def pytest_sessionstart(session) -> None:
@@ -52,4 +60,4 @@ def pytest_sessionfinish(session, exitstatus) -> None:
         return
     wid = getattr(session.config, "workerinput", {}).get("workerid", "main")
     path = Path(out_dir) / f"stats-{wid}-{os.getpid()}.json"
-    path.write_text(json.dumps(dict(celeris.testclient.stats)))
+    path.write_text(json.dumps(celeris_autopatch.stats_snapshot()))

@@ -393,8 +393,15 @@ def run_mode(py: Path, src: Path, vdir: Path, mode: str, args: argparse.Namespac
     env = dict(os.environ)
     env["PYTHONPATH"] = str(CONF)
     overlay = getattr(args, "celeris_pythonpath", None)
-    if mode == "celeris" and overlay:
-        env["PYTHONPATH"] = os.pathsep.join([str(Path(overlay).resolve()), str(CONF)])
+    native = not getattr(args, "no_native", False)
+    if mode == "celeris":
+        # autopatch/: a sitecustomize that makes interpreters the tests start
+        # (tests/test_telemetry's subprocesses) use Celeris's TestClient too.
+        path = [str(CONF / "autopatch"), str(CONF)]
+        if overlay:
+            path.insert(0, str(Path(overlay).resolve()))
+        env["PYTHONPATH"] = os.pathsep.join(path)
+        env["CELERIS_CONFORMANCE_NATIVE"] = "1" if native else "0"
     env["CELERIS_CONFORMANCE_STATS_DIR"] = str(rdir / "stats")
     env.pop("PYTEST_ADDOPTS", None)
     env.pop("PYTEST_PLUGINS", None)
@@ -424,6 +431,7 @@ def run_mode(py: Path, src: Path, vdir: Path, mode: str, args: argparse.Namespac
     meta = {"mode": mode, "exit": rc,
             "selection": {"tests": tests, "k": args.k, "extra": extra, "timeout": args.timeout},
             "celeris_pythonpath": overlay if mode == "celeris" else None,
+            "native": native if mode == "celeris" else None,
             "seconds": round(elapsed, 1),
             "command": [str(c) for c in cmd], "summary": last,
             "stats": stats if mode == "celeris" else None, "stats_files": len(files),
@@ -451,24 +459,40 @@ def known_path(version: str) -> Path:
     return CONF / f"known_regressions-{version}.txt"
 
 
-def read_known(version: str) -> list[str]:
+def read_known_causes(version: str) -> dict[str, str]:
+    """{test id: cause} from the known list; a line is 'test-id  # cause'."""
     p = known_path(version)
     if not p.exists():
-        return []
-    return [ln.strip() for ln in p.read_text().splitlines()
-            if ln.strip() and not ln.lstrip().startswith("#")]
+        return {}
+    out = {}
+    for ln in p.read_text().splitlines():
+        if not ln.strip() or ln.lstrip().startswith("#"):
+            continue
+        nodeid, _, cause = ln.partition(" #")
+        out[nodeid.strip()] = cause.strip()
+    return out
 
 
-def write_known(version: str, regressions: list[str], info: dict) -> None:
+def read_known(version: str) -> list[str]:
+    return list(read_known_causes(version))
+
+
+def write_known(version: str, regressions: dict[str, str], info: dict) -> None:
+    """regressions: {test id: failure}; a cause already written (by hand) is kept."""
+    old = read_known_causes(version)
     lines = [
         f"# Tests of FastAPI {version}'s suite that pass with Starlette's TestClient and fail",
         "# through Celeris (conformance/run.py).  A ratchet: this list may only shrink.",
         "# A regression not listed here fails `make conformance`.  Rewrite it with",
         f"#   python3 conformance/run.py --fastapi-version {version} --update-known",
+        "# Format: test id  # cause (kept on rewrite; a new entry gets its failing line).",
         f"# Last written for celeris {info.get('celeris_commit')}: "
         f"{len(regressions)} regression(s).",
     ]
-    known_path(version).write_text("\n".join(lines + sorted(regressions)) + "\n")
+    for n in sorted(regressions):
+        cause = old.get(n) or " ".join(regressions[n].split()) or "(no traceback)"
+        lines.append(f"{n}  # {cause}")
+    known_path(version).write_text("\n".join(lines) + "\n")
 
 
 def _short_reason(details: dict, nodeid: str) -> str:
@@ -502,11 +526,36 @@ def _causes(regressions: list[str], details: dict) -> list[dict]:
             for k, v in sorted(groups.items(), key=lambda kv: -len(kv[1]))]
 
 
+def _request_split(stats: dict, files: int | None) -> dict:
+    """Requests of the Celeris run by where they were served: "native" (native
+    tier), "asgi" (C core, ASGI tier), "fallback" (Starlette's own transport:
+    WebSockets, the trio backend)."""
+    reasons = {k.split(":", 1)[1]: v for k, v in stats.items() if k.startswith("asgi_reason:")}
+    stats = {k: v for k, v in stats.items() if not k.startswith("asgi_reason:")}
+    core, native, fallback = stats.get("core", 0), stats.get("native", 0), stats.get("fallback", 0)
+    total = core + fallback
+    return {**stats, "core": core, "native": native, "asgi": core - native,
+            # why the native tier did not serve them (celeris_autopatch), most first
+            "asgi_by_reason": dict(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))),
+            "fallback": fallback, "total": total,
+            "native_share": round(100.0 * native / total, 1) if total else None,
+            "core_share": round(100.0 * core / total, 1) if total else None,
+            "worker_stats_files": files}
+
+
 def build_report(version: str, vdir: Path, env_info: dict, partial: bool,
                  confirm: dict | None) -> dict:
     s_meta, stock, s_details = load_mode(vdir, "stock")
     c_meta, cel, c_details = load_mode(vdir, "celeris")
     tests = sorted(n for n in set(stock) | set(cel) if not n.startswith("<collect>::"))
+    def chosen(meta: dict) -> tuple:
+        sel = meta.get("selection") or {}
+        return sel.get("tests"), sel.get("k"), sel.get("extra")
+
+    if chosen(s_meta) != chosen(c_meta):
+        # The runs selected different tests (--only with a subset): compare only
+        # what both ran, or every test the other side did not select is "missing".
+        tests = [n for n in tests if n in stock and n in cel]
     collect_errors = {m: sorted(n for n in o if n.startswith("<collect>::"))
                       for m, o in (("stock", stock), ("celeris", cel))}
 
@@ -556,6 +605,7 @@ def build_report(version: str, vdir: Path, env_info: dict, partial: bool,
         "environment": env_info,
         "partial_run": partial,
         "celeris_pythonpath": c_meta.get("celeris_pythonpath"),
+        "native_enabled": c_meta.get("native", True) is not False,
         "collected": len(tests),
         "excluded": excluded,
         "stock": {"outcomes": sc, "passed": passed_stock, "exit": s_meta["exit"],
@@ -564,8 +614,7 @@ def build_report(version: str, vdir: Path, env_info: dict, partial: bool,
                     "seconds": c_meta["seconds"], "summary": c_meta["summary"]},
         "conformance": round(100.0 * (passed_stock - len(regressions)) / passed_stock, 2)
         if passed_stock else None,
-        "requests": {**{k: stats.get(k, 0) for k in ("core", "fallback")}, **stats,
-                     "worker_stats_files": c_meta.get("stats_files")},
+        "requests": _request_split(stats, c_meta.get("stats_files")),
         "tests_sending_requests": {
             "total": len(serving), "with_fallback_requests": len(serving_fb),
             "passed_stock": len(serving_pass),
@@ -573,6 +622,9 @@ def build_report(version: str, vdir: Path, env_info: dict, partial: bool,
             "requests_stock": sum((v or {}).get("sent", 0) for v in stock_req.values()),
         },
         "collect_errors": collect_errors,
+        # Apps whose native tier failed to build (a native-tier bug; the TestClient
+        # then serves them on the ASGI tier, as `celeris run` does).
+        "native_build_errors": sorted(n for n in tests if sent(n).get("native_build_errors")),
         "regressions": [{"nodeid": n, "celeris": state(cel, n),
                          "reason": _short_reason(c_details, n), "flaky": n in flaky,
                          "requests": sent(n),
@@ -592,6 +644,8 @@ def print_summary(r: dict, vdir: Path) -> None:
           f"starlette {r['environment'].get('starlette')})")
     if r.get("celeris_pythonpath"):
         print(f"  (celeris imported from {r['celeris_pythonpath']}: a diagnosis run)")
+    if not r.get("native_enabled", True):
+        print("  (native tier off: a diagnosis run)")
     if r["partial_run"]:
         print("  (partial run: -k / paths / extra args given)")
     ex = r["excluded"]
@@ -605,10 +659,21 @@ def print_summary(r: dict, vdir: Path) -> None:
     print(f"  fixed                {len(r['fixed'])}")
     print(f"  conformance          {r['conformance']}% of stock-passing tests pass through Celeris")
     rq = r["requests"]
-    tot = rq["core"] + rq["fallback"]
-    pct = f" ({100.0 * rq['core'] / tot:.1f}% core)" if tot else ""
-    native = f", of which native tier {rq['native']}" if "native" in rq else ""
-    print(f"  requests             core {rq['core']}{native}, fallback {rq['fallback']}{pct}")
+    print(f"  requests             {rq['total']}: native tier {rq['native']} "
+          f"({rq['native_share']}%), ASGI tier {rq['asgi']}, Starlette fallback "
+          f"(WebSocket/trio) {rq['fallback']}")
+    by = rq.get("asgi_by_reason") or {}
+    if by:
+        print("  ASGI-tier requests by why the native tier did not take them:")
+        for why, n in list(by.items())[:12]:
+            print(f"    {n:6d}  {why[:110]}")
+    nb = r.get("native_build_errors") or []
+    if nb:
+        print(f"  native build errors  {len(nb)} test(s) built an app the native tier failed "
+              f"to build (served on the ASGI tier), e.g. {nb[0]}")
+    w = r.get("wall_seconds") or {}
+    if w:
+        print("  wall time            " + ", ".join(f"{k} {v:.0f}s" for k, v in w.items()))
     ts = r["tests_sending_requests"]
     print(f"  tests sending requests {ts['total']} ({ts['requests_stock']} requests in the stock "
           f"run; {ts['with_fallback_requests']} tests used the fallback); of those passing "
@@ -678,6 +743,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--celeris-pythonpath", default=None, metavar="DIR",
                     help="diagnosis: put DIR (holding a patched 'celeris' package) first on "
                          "PYTHONPATH in the celeris run; the report says so")
+    ap.add_argument("--no-native", action="store_true",
+                    help="diagnosis: the celeris run with the native tier off (every request "
+                         "on the ASGI tier); the report says so")
     ap.add_argument("--setup-only", action="store_true", help="prepare the venv and stop")
     ap.add_argument("--report-only", action="store_true",
                     help="no runs: rebuild the report (and the ratchet check) from the last runs")
@@ -696,6 +764,7 @@ def main(argv: list[str] | None = None) -> int:
     vdir = workdir / version
     vdir.mkdir(parents=True, exist_ok=True)
 
+    t_setup = time.monotonic()
     try:
         tarball = download_sdist(version, vdir)
         src = extract_sdist(tarball, version, vdir)
@@ -713,6 +782,8 @@ def main(argv: list[str] | None = None) -> int:
         env_info["test_deps_from"] = deps["origin"]
         env_info["test_deps_skipped"] = deps["skipped"]
         env_info["test_deps_uploaded_before"] = deps.get("uploaded_before")
+        setup_seconds = round(time.monotonic() - t_setup, 1)
+        log(f"setup took {setup_seconds:.0f}s")
         if args.setup_only:
             log(f"venv ready: {py}  ({env_info})")
             return 0
@@ -755,14 +826,19 @@ def main(argv: list[str] | None = None) -> int:
         confirm = {"flaky": [n for n in ids if outcomes.get(n) in PASS], "meta": rerun}
         report = build_report(version, vdir, env_info, partial, confirm)
 
+    report["wall_seconds"] = {"setup": setup_seconds}
+    for m in ("stock", "celeris", "celeris-rerun"):
+        meta_p = vdir / m / "meta.json"
+        if meta_p.exists() and (m != "celeris-rerun" or confirm and confirm.get("meta")):
+            report["wall_seconds"][m] = json.loads(meta_p.read_text())["seconds"]
     (vdir / "report.json").write_text(json.dumps(report, indent=1))
     print_summary(report, vdir)
 
     if args.update_known:
-        if partial or report.get("celeris_pythonpath"):
+        if partial or report.get("celeris_pythonpath") or not report["native_enabled"]:
             log("not updating the known list from a partial or diagnosis run")
         else:
-            firm = [x["nodeid"] for x in report["regressions"] if not x["flaky"]]
+            firm = {x["nodeid"]: x["reason"] for x in report["regressions"] if not x["flaky"]}
             write_known(version, firm, env_info)
             log(f"wrote {known_path(version)} ({len(firm)} entries)")
             return 0

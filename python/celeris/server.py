@@ -136,13 +136,20 @@ class Server:
         if config.native:
             from celeris import native
 
-            native_app, compiled = native.build(app)
+            try:
+                native_app, compiled = native.build(app)
+            except Exception as exc:
+                # The native tier only speeds routes up: an app it cannot build
+                # is served, every route on the ASGI tier, rather than not at all.
+                logger.warning("Native tier disabled, every route is served on the ASGI tier "
+                               "(building it failed: %s: %s)", type(exc).__name__, exc)
+                native_app, compiled = None, None
             if native_app is not None:
                 self._refresh_native = native.telemetry_refresher(native_app, compiled)
                 self._refresh_native()
                 n = sum(1 for e in compiled.entries if e.plan)
                 logger.debug("Native tier: %d of %d routes", n, len(compiled.entries))
-            elif compiled.app_reason:
+            elif compiled is not None and compiled.app_reason:
                 logger.debug("Native tier off: %s", compiled.app_reason)
         access = logs.make_access_log() if config.access_log and logs.enabled(logs.access_logger) else None
         self.core = _celeris.Server(

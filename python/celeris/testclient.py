@@ -29,13 +29,16 @@ from celeris import _celeris
 from celeris.server import task_factory
 from celeris._http_client import ResponseParser, serialize_request
 from celeris._ws_testclient import CoreWebSocketSession
+from celeris.logs import logger
 
 __all__ = ["TestClient", "stats"]
 
 #: Requests served: "core" (through the C core; of which "native" on the
-#: native tier, "websocket" WebSocket sessions, the rest on the ASGI tier)
-#: and "fallback" (Starlette's own transport: the trio backend).
-stats: dict[str, int] = {"core": 0, "native": 0, "websocket": 0, "fallback": 0}
+#: native tier, "websocket" WebSocket sessions, the rest on the ASGI tier),
+#: "fallback" (Starlette's own transport: the trio backend) and
+#: "native_build_errors" (apps whose native tier failed to build: served on the
+#: ASGI tier instead, as `celeris run` does).
+stats: dict[str, int] = {"core": 0, "native": 0, "websocket": 0, "fallback": 0, "native_build_errors": 0}
 
 
 _exchange: contextvars.ContextVar["_Exchange | None"] = contextvars.ContextVar(
@@ -98,8 +101,15 @@ class _CelerisTransport(httpx.BaseTransport):
         if key != self._native_key:
             from celeris import native
 
-            self._native_app, compiled = native.build(self.app, runtime=_native_runtime())
             self._native_key = key
+            try:
+                self._native_app, compiled = native.build(self.app, runtime=_native_runtime())
+            except Exception as exc:
+                # As the server does: the app is served, all of it on the ASGI tier.
+                stats["native_build_errors"] += 1
+                logger.warning("Native tier disabled, every route is served on the ASGI tier "
+                               "(building it failed: %s: %s)", type(exc).__name__, exc)
+                self._native_app = None
             if self._native_app is not None:
                 native.telemetry_refresher(self._native_app, compiled)()
         return self._native_app

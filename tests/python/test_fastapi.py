@@ -154,3 +154,19 @@ def test_blocking_def_endpoint_does_not_stall_others(fastapi_server):
         assert t.is_alive()
     t.join()
     assert result["r"].json() == {"slept": 3.0}
+
+
+def test_native_build_failure_still_serves_the_app():
+    # A native-tier bug that makes building it raise used to stop `celeris run`
+    # at startup; the app is served on the ASGI tier instead, with a warning.
+    from conftest import start_server
+
+    srv = start_server("nativebuildfail_app:app")
+    try:
+        with httpx.Client(base_url=srv.base_url, timeout=10) as c:
+            assert c.get("/items/5").json() == {"item_id": 5}
+            assert c.get("/items/x").status_code == 422
+        assert "Native tier disabled, every route is served on the ASGI tier" in srv.stderr
+        assert "not in the template" in srv.stderr
+    finally:
+        srv.stop()

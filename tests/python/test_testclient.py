@@ -239,3 +239,32 @@ def test_json_response_unicode():
 
     r = TestClient(uapp).get("/u")
     assert r.content == '{"name":"Zoë ☃ 😀","ctl":"a\\nb"}'.encode()
+
+
+def test_native_tier_build_failure_serves_the_app_on_the_asgi_tier(monkeypatch, caplog):
+    # A native-tier bug (e.g. a plan the C side rejects, as FastAPI's
+    # Path(validation_alias=...) once produced) must not take the app down:
+    # the TestClient, like `celeris run`, serves every route on the ASGI tier.
+    from celeris import native
+
+    def broken_build(app, runtime=None):
+        raise ValueError("plan: path parameter 'p' not in the template")
+
+    monkeypatch.setattr(native, "build", broken_build)
+    bapp = FastAPI()
+
+    @bapp.get("/items/{item_id}")
+    async def item(item_id: int):
+        return {"item_id": item_id}
+
+    before = dict(celeris_testclient.stats)
+    client = TestClient(bapp)
+    with caplog.at_level("WARNING", logger="celeris.error"):
+        assert client.get("/items/7").json() == {"item_id": 7}
+        assert client.get("/items/x").status_code == 422
+    stats = celeris_testclient.stats
+    assert stats["core"] == before["core"] + 2
+    assert stats["native"] == before["native"]
+    assert stats["native_build_errors"] == before["native_build_errors"] + 1   # once per app
+    assert any("Native tier disabled" in r.getMessage() and "not in the template" in r.getMessage()
+               for r in caplog.records)
