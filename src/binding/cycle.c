@@ -110,18 +110,48 @@ static PyObject *take_body(CycleObject *cy, int *failed)
     PyObject *body = NULL;
     int rc;
     *failed = 0;
+    /* The slices stay valid until the input buffer is appended to, which
+     * cannot happen here: collect them, then make one bytes object.  (Growing
+     * a bytes object with _PyBytes_Resize is wrong here: a one-byte bytes is
+     * CPython's shared singleton, and resizing it fails -- the body bytes
+     * already consumed were lost.) */
+    struct { const char *p; size_t n; } local[16], *sl = local;
+    size_t nsl = 0, cap = 16, total = 0;
     while ((rc = cel_conn_body_read(c, &p, &n)) == 1) {
-        if (!body) {
-            body = PyBytes_FromStringAndSize(p, (Py_ssize_t)n);
-            if (!body)
+        if (nsl == cap) {
+            size_t ncap = cap * 2;
+            void *grown = sl == local ? PyMem_Malloc(ncap * sizeof *sl)
+                                      : PyMem_Realloc(sl, ncap * sizeof *sl);
+            if (!grown) {
+                if (sl != local)
+                    PyMem_Free(sl);
+                PyErr_NoMemory();
                 return NULL;
-        } else {
-            Py_ssize_t old = PyBytes_GET_SIZE(body);
-            if (_PyBytes_Resize(&body, old + (Py_ssize_t)n) < 0)
-                return NULL;
-            memcpy(PyBytes_AS_STRING(body) + old, p, n);
+            }
+            if (sl == local)
+                memcpy(grown, local, sizeof local);
+            sl = grown;
+            cap = ncap;
+        }
+        sl[nsl].p = p;
+        sl[nsl].n = n;
+        nsl++;
+        total += n;
+    }
+    if (nsl) {
+        body = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)total);
+        if (body) {
+            char *dst = PyBytes_AS_STRING(body);
+            for (size_t i = 0; i < nsl; i++) {
+                memcpy(dst, sl[i].p, sl[i].n);
+                dst += sl[i].n;
+            }
         }
     }
+    if (sl != local)
+        PyMem_Free(sl);
+    if (nsl && !body)
+        return NULL;
     if (rc == CEL_EAGAIN && !body)
         return Py_None;
     if (rc < 0 && rc != CEL_EAGAIN) {

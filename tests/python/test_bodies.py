@@ -211,3 +211,17 @@ def test_small_body_arrives_as_one_message(raw_server):
         assert json.loads(r.body)["length"] == 3
     msgs = record(raw_server.addr, tag)
     assert msgs[0] == {"type": "http.request", "len": 3, "more_body": False}
+
+
+def test_chunked_body_of_one_byte_chunks_in_one_read(raw_server):
+    # Several 1-byte chunks buffered together: the first slice makes a
+    # one-byte bytes object (a CPython singleton), which the body reader
+    # must never resize in place -- that used to lose the body bytes.
+    payload = chunked(*[bytes([c]) for c in b"abcdefghij"], b"klm", b"n")
+    with Conn(raw_server.addr) as c:
+        for _ in range(3):
+            c.send(build_request("POST", "/echo?return=1", headers=[("Transfer-Encoding", "chunked")])
+                   + payload)
+            r = c.read_response()
+            assert r.status == 200
+            assert r.body == b"abcdefghijklmn"
