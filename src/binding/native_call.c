@@ -1,0 +1,632 @@
+/* The native tier's per-request driver: _celeris.NativeCall implements the
+ * coroutine protocol around the endpoint (or the route's runner) inside an
+ * asyncio Task and writes the response -- the C JSON fast path, a prepared
+ * Response object, or a Response run as an ASGI app -- through the request's
+ * Cycle.  Exceptions are answered as FastAPI's default handlers and
+ * Starlette's ServerErrorMiddleware would. */
+#include "native.h"
+
+#include <string.h>
+
+#include "errors.h"
+
+/* ---- NativeCall: drives the endpoint coroutine inside the Task ---- */
+
+static PyTypeObject *NativeCall_Type(celeris_state *st) { return st->NativeCall_Type; }
+
+PyObject *celeris_ncall_new(celeris_state *st, PyObject *inner, CycleObject *cycle,
+                            NativeAppObject *app, NPlan *plan, PyObject *head)
+{
+    NativeCallObject *nc = PyObject_GC_New(NativeCallObject, NativeCall_Type(st));
+    if (!nc)
+        return NULL;
+    nc->inner = Py_XNewRef(inner);
+    nc->prep_body = NULL;
+    nc->prep_resp = NULL;
+    nc->cors_req = NULL;
+    nc->cycle = (CycleObject *)Py_NewRef(cycle);
+    nc->app = (NativeAppObject *)Py_NewRef(app);
+    nc->plan = plan;
+    nc->head = Py_XNewRef(head);
+    nc->phase = 0;
+    PyObject_GC_Track(nc);
+    return (PyObject *)nc;
+}
+
+/* Decimal digits of v into dst (no terminator); returns the length. */
+static int fmt_size(char *dst, size_t v)
+{
+    char tmp[24];
+    int n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (int i = 0; i < n; i++)
+        dst[i] = tmp[n - 1 - i];
+    return n;
+}
+
+/* Is `o` a tree of exact dict (str keys) / list / str / int / bool / None?
+ * For such values pydantic-core's JSON (a response model of type dict, list
+ * or Any) and the C writer's JSONResponse bytes are identical, and
+ * validating them against those types returns equal values.  Floats are
+ * left out: pydantic and Python format some of them differently. */
+static int plain_tree(PyObject *o, int depth)
+{
+    if (depth > 64)
+        return 0;
+    PyTypeObject *tp = Py_TYPE(o);
+    if (o == Py_None || o == Py_True || o == Py_False || tp == &PyLong_Type)
+        return 1;
+    if (tp == &PyUnicode_Type) {
+        if (PyUnicode_KIND(o) == PyUnicode_1BYTE_KIND)
+            return 1;
+        Py_ssize_t n = PyUnicode_GET_LENGTH(o);
+        int kind = PyUnicode_KIND(o);
+        const void *d = PyUnicode_DATA(o);
+        for (Py_ssize_t i = 0; i < n; i++) {
+            Py_UCS4 ch = PyUnicode_READ(kind, d, i);
+            if (ch >= 0xD800 && ch <= 0xDFFF)
+                return 0;               /* lone surrogate: pydantic refuses it */
+        }
+        return 1;
+    }
+    if (tp == &PyDict_Type) {
+        Py_ssize_t pos = 0;
+        PyObject *k, *v;
+        while (PyDict_Next(o, &pos, &k, &v))
+            if (Py_TYPE(k) != &PyUnicode_Type || !plain_tree(k, depth + 1) || !plain_tree(v, depth + 1))
+                return 0;
+        return 1;
+    }
+    if (tp == &PyList_Type) {
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(o); i++)
+            if (!plain_tree(PyList_GET_ITEM(o, i), depth + 1))
+                return 0;
+        return 1;
+    }
+    return 0;
+}
+
+/* The request's ASGI scope (the ASGI tier's, built from the kept head).
+ * New reference, or NULL with an exception (also when the client is gone). */
+static PyObject *scope_from_head(NativeCallObject *nc)
+{
+    CycleObject *cy = nc->cycle;
+    if (!cy->conn || !nc->head) {
+        PyErr_SetString(PyExc_RuntimeError, "native: the connection is gone");
+        return NULL;
+    }
+    cel_header hdrs[256];
+    cel_http_request req;
+    req.headers = hdrs;
+    req.num_headers = 256;
+    long n = cel_http_parse_request(PyBytes_AS_STRING(nc->head), (size_t)PyBytes_GET_SIZE(nc->head),
+                                    &cy->conn->cfg->limits, &req);
+    if (n < 0) {
+        PyErr_SetString(PyExc_RuntimeError, "native: could not re-read the request head");
+        return NULL;
+    }
+    PyObject *scope = celeris_build_scope(cy->server, cy->conn, &req);
+    if (scope && cy->server->scope_patch && PyDict_Update(scope, cy->server->scope_patch) < 0)
+        Py_CLEAR(scope);
+    return scope;
+}
+
+/* The response headers after the app's CORSMiddleware.send: new reference
+ * or NULL with an exception. */
+static PyObject *cors_headers(NativeCallObject *nc, int status, PyObject *headers)
+{
+    PyObject *st = PyLong_FromLong(status);
+    if (!st)
+        return NULL;
+    PyObject *args[3] = { nc->cors_req, st, headers };
+    PyObject *r = PyObject_Vectorcall(nc->app->cors_start, args, 3, NULL);
+    Py_DECREF(st);
+    return r;
+}
+
+/* Serialise an endpoint result as FastAPI would, without writing anything:
+ * sets nc->prep_body (JSON bytes sent with the plan's status and
+ * JSONResponse's headers) or nc->prep_resp (a Response object).  Errors
+ * (ResponseValidationError, unencodable values) are raised here, where
+ * FastAPI raises them: inside the dependencies' exit stacks.  0 or -1. */
+static int prepare_result(NativeCallObject *nc, PyObject *result)
+{
+    NativeAppObject *app = nc->app;
+    NPlan *plan = nc->plan;
+    Py_CLEAR(nc->prep_body);
+    Py_CLEAR(nc->prep_resp);
+    int is_resp = PyObject_IsInstance(result, app->response_type);
+    if (is_resp < 0)
+        return -1;
+    if (is_resp) {
+        nc->prep_resp = Py_NewRef(result);
+        return 0;
+    }
+    if (plan->serializer && plan->model_plain && plan->fast_json && plain_tree(result, 0)) {
+        /* A dict/list/Any response model and a plain JSON tree: pydantic
+         * would return the same bytes the C writer makes. */
+        PyObject *body = celeris_json_dumps_fastapi(result);
+        if (body) {
+            nc->prep_body = body;
+            return 0;
+        }
+        PyErr_Clear();
+    }
+    if (plan->serializer) {
+        /* response_model: FastAPI validates and dumps with pydantic-core, then
+         * Response(content, media_type="application/json"). */
+        PyObject *body = PyObject_CallOneArg(plan->serializer, result);
+        if (!body)
+            return -1;
+        if (!PyBytes_Check(body)) {
+            Py_DECREF(body);
+            PyErr_SetString(PyExc_TypeError, "serialize_json did not return bytes");
+            return -1;
+        }
+        if (plan->fast_json) {
+            nc->prep_body = body;
+            return 0;
+        }
+        PyObject *args[2] = { plan->status_obj, body };
+        nc->prep_resp = PyObject_Vectorcall(app->rt_render_json_bytes, args, 2, NULL);
+        Py_DECREF(body);
+        return nc->prep_resp ? 0 : -1;
+    }
+    if (plan->fast_json) {
+        PyObject *body = celeris_json_dumps_fastapi(result);
+        if (body) {
+            nc->prep_body = body;
+            return 0;
+        }
+        /* Not plain JSON data (models, datetimes, "_sa" keys, NaN ...): FastAPI's own path. */
+        PyErr_Clear();
+    }
+    PyObject *args[3] = { plan->response_class, plan->status_obj, result };
+    nc->prep_resp = PyObject_Vectorcall(app->rt_render, args, 3, NULL);
+    return nc->prep_resp ? 0 : -1;
+}
+
+/* Write the prepared response.  Returns 0 when written (or the client is
+ * gone), 1 when *coro was set to the ASGI call of a Response that must be
+ * awaited (streaming, files, background tasks), -1 with an exception. */
+static int send_prepared(NativeCallObject *nc, PyObject **coro)
+{
+    NativeAppObject *app = nc->app;
+    NPlan *plan = nc->plan;
+    *coro = NULL;
+    if (nc->prep_body) {
+        PyObject *body = nc->prep_body;
+        nc->prep_body = NULL;
+        char len[24];
+        int ln = fmt_size(len, (size_t)PyBytes_GET_SIZE(body));
+        cel_header hs[2] = {
+            { { "content-length", 14 }, { len, (size_t)ln } },
+            { { "content-type", 12 }, { "application/json", 16 } },
+        };
+        int status = plan->status ? plan->status : 200;
+        int rc;
+        if (nc->cors_req) {
+            PyObject *hl = Py_BuildValue("[(y#y#)(yy)]", "content-length", (Py_ssize_t)14, len,
+                                         (Py_ssize_t)ln, "content-type", "application/json");
+            PyObject *out = hl ? cors_headers(nc, status, hl) : NULL;
+            rc = out ? celeris_cycle_respond(nc->cycle, status, NULL, 0, out, PyBytes_AS_STRING(body),
+                                             (size_t)PyBytes_GET_SIZE(body)) : -1;
+            Py_XDECREF(out);
+            Py_XDECREF(hl);
+        } else {
+            rc = celeris_cycle_respond(nc->cycle, status, hs, 2, NULL, PyBytes_AS_STRING(body),
+                                       (size_t)PyBytes_GET_SIZE(body));
+        }
+        Py_DECREF(body);
+        return rc;
+    }
+    PyObject *response = nc->prep_resp;
+    if (!response) {
+        PyErr_SetString(PyExc_RuntimeError, "native: nothing prepared to send");
+        return -1;
+    }
+    nc->prep_resp = NULL;
+    PyObject *u = PyObject_CallOneArg(app->rt_unpack, response);
+    if (!u) {
+        Py_DECREF(response);
+        return -1;
+    }
+    if (u != Py_None) {
+        PyObject *status, *headers, *body;
+        int rc = -1;
+        if (PyArg_ParseTuple(u, "OOO", &status, &headers, &body) && PyBytes_Check(body)) {
+            int st = (int)PyLong_AsLong(status);
+            PyObject *hl = !(st == -1 && PyErr_Occurred())
+                           ? (nc->cors_req ? cors_headers(nc, st, headers) : Py_NewRef(headers)) : NULL;
+            if (hl)
+                rc = celeris_cycle_respond(nc->cycle, st, NULL, 0, hl, PyBytes_AS_STRING(body),
+                                           (size_t)PyBytes_GET_SIZE(body));
+            Py_XDECREF(hl);
+        } else if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_TypeError, "unpack: expected (status, headers, bytes)");
+        }
+        Py_DECREF(u);
+        Py_DECREF(response);
+        return rc;
+    }
+    Py_DECREF(u);
+    /* A streaming/file/background response: it needs the ASGI scope. */
+    CycleObject *cy = nc->cycle;
+    if (!cy->conn || !nc->head) {
+        Py_DECREF(response);
+        return 0;                                   /* client gone: nothing to send */
+    }
+    PyObject *scope = scope_from_head(nc);
+    if (!scope) {
+        Py_DECREF(response);
+        return -1;
+    }
+    PyObject *recv = PyObject_GetAttrString((PyObject *)cy, "receive");
+    PyObject *send = PyObject_GetAttrString((PyObject *)cy, "send");
+    if (send && nc->cors_req) {
+        PyObject *a2[2] = { nc->cors_req, send };
+        Py_SETREF(send, PyObject_Vectorcall(nc->app->cors_wrap, a2, 2, NULL));
+    }
+    if (recv && send) {
+        PyObject *args[3] = { scope, recv, send };
+        *coro = PyObject_Vectorcall(response, args, 3, NULL);
+    }
+    Py_XDECREF(recv);
+    Py_XDECREF(send);
+    Py_DECREF(scope);
+    Py_DECREF(response);
+    return *coro ? 1 : -1;
+}
+
+/* Install a Response's ASGI call as the inner coroutine (phase 1). */
+static int run_coro(NativeCallObject *nc, int rc, PyObject *coro)
+{
+    if (rc != 1)
+        return rc;
+    Py_SETREF(nc->inner, coro);
+    nc->phase = 1;
+    return 1;
+}
+
+/* Write a Response object: directly when runtime.unpack says it may be,
+ * else run it as an ASGI app in this Task (phase 1).  Returns 1 when a new
+ * inner coroutine was installed, 0 when done, -1 with an exception. */
+static int respond_object(NativeCallObject *nc, PyObject *response)
+{
+    PyObject *coro;
+    Py_CLEAR(nc->prep_body);
+    Py_XSETREF(nc->prep_resp, Py_NewRef(response));
+    int rc = send_prepared(nc, &coro);
+    return run_coro(nc, rc, coro);
+}
+
+/* The endpoint returned `result`.  Same return convention as respond_object. */
+static int respond_result(NativeCallObject *nc, PyObject *result)
+{
+    if (prepare_result(nc, result) < 0)
+        return -1;          /* ResponseValidationError etc.: the 500 path */
+    PyObject *coro;
+    int rc = send_prepared(nc, &coro);
+    return run_coro(nc, rc, coro);
+}
+
+/* nc.prepare(result): see prepare_result. */
+static PyObject *ncall_prepare(PyObject *op, PyObject *result)
+{
+    if (prepare_result((NativeCallObject *)op, result) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* nc.send(): an awaitable writing the prepared response (a Ready that
+ * completes without a loop turn, or the Response's ASGI coroutine). */
+static PyObject *ncall_send_prepared(PyObject *op, PyObject *Py_UNUSED(a))
+{
+    NativeCallObject *nc = (NativeCallObject *)op;
+    PyObject *coro;
+    int rc = send_prepared(nc, &coro);
+    if (rc < 0)
+        return NULL;
+    if (rc == 1)
+        return coro;
+    return Py_NewRef(nc->cycle->server->st->ready_none);
+}
+
+/* The endpoint raised (exception is set).  Map it as FastAPI's middleware
+ * stack would; BaseExceptions (cancellation...) propagate.  Returns 0 when
+ * handled (no exception), 1 when the answer's ASGI call was installed
+ * (phase 1), -1 to propagate. */
+static int respond_exception(NativeCallObject *nc)
+{
+    NativeAppObject *app = nc->app;
+    PyObject *exc = PyErr_GetRaisedException_compat();
+    if (!PyObject_TypeCheck(exc, (PyTypeObject *)PyExc_Exception)) {
+        PyErr_SetRaisedException_compat(exc);
+        return -1;
+    }
+    PyObject *is_http = PyObject_CallOneArg(app->rt_is_http_exception, exc);
+    PyObject *resp = NULL;
+    if (is_http == Py_True)
+        resp = PyObject_CallOneArg(app->rt_http_exception, exc);
+    else if (is_http) {
+        Py_CLEAR(nc->cors_req);     /* ServerErrorMiddleware sits outside user middleware */
+        resp = PyObject_CallOneArg(app->rt_server_error, exc);
+    }
+    Py_XDECREF(is_http);
+    Py_DECREF(exc);
+    if (!resp)
+        return -1;
+    int rc = respond_object(nc, resp);
+    Py_DECREF(resp);
+    return rc;
+}
+
+/* Advance the inner coroutine with `value` (or throw when exc is set).
+ * Returns a yielded object (the Task awaits it), or NULL with StopIteration
+ * (done) or another exception. */
+static PyObject *ncall_step(NativeCallObject *nc, PyObject *value, PyObject *exc)
+{
+    for (;;) {
+        PyObject *result = NULL;
+        int done;
+        if (exc) {
+            PyObject *r = PyObject_CallMethod(nc->inner, "throw", "O", exc);
+            exc = NULL;
+            if (r)
+                return r;
+            if (PyErr_ExceptionMatches(PyExc_StopIteration)) {
+                PyObject *e = PyErr_GetRaisedException_compat();
+                result = PyObject_GetAttrString(e, "value");
+                Py_DECREF(e);
+                if (!result)
+                    return NULL;
+                done = 1;
+            } else {
+                done = -1;
+            }
+        } else {
+            PySendResult sr = PyIter_Send(nc->inner, value ? value : Py_None, &result);
+            if (sr == PYGEN_NEXT)
+                return result;
+            done = sr == PYGEN_RETURN ? 1 : -1;
+        }
+        value = NULL;
+        CycleObject *cy = nc->cycle;
+        int rc;
+        if (nc->phase == 0 && nc->plan->runner) {
+            /* The runner responded itself (nc.prepare / nc.send); only an
+             * exception it let out is left to map. */
+            Py_XDECREF(result);
+            if (done == 1)
+                goto finished;
+            if (!cy->response_started && !cy->disconnected && cy->conn) {
+                rc = respond_exception(nc);
+                if (rc == 1)
+                    continue;
+                if (rc == 0)
+                    goto finished;
+            } else {
+                PyObject *err = PyErr_GetRaisedException_compat();
+                if (PyObject_TypeCheck(err, (PyTypeObject *)PyExc_Exception)) {
+                    /* After the response started (teardown of a yield
+                     * dependency, a background task): logged, as Starlette's
+                     * ServerErrorMiddleware re-raises it to the server. */
+                    PyObject *r = PyObject_CallOneArg(nc->app->rt_server_error, err);
+                    Py_XDECREF(r);
+                    PyErr_Clear();
+                    Py_DECREF(err);
+                    r = PyObject_CallMethod((PyObject *)cy, "app_failed", NULL);
+                    Py_XDECREF(r);
+                    PyErr_Clear();
+                    goto finished;
+                }
+                PyErr_SetRaisedException_compat(err);
+            }
+            PyObject *err = PyErr_GetRaisedException_compat();
+            PyObject *r = PyObject_CallMethod((PyObject *)cy, "abort", NULL);
+            Py_XDECREF(r);
+            PyErr_Clear();
+            PyObject *f = PyObject_CallMethod((PyObject *)cy, "finish", NULL);
+            Py_XDECREF(f);
+            PyErr_SetRaisedException_compat(err);
+            return NULL;
+        }
+        if (nc->phase == 0) {
+            rc = done == 1 ? respond_result(nc, result) : respond_exception(nc);
+            Py_XDECREF(result);
+            if (rc == 1)
+                continue;               /* phase 1: drive the Response's ASGI call */
+            if (rc < 0) {
+                if (done == 1 || !PyErr_ExceptionMatches(PyExc_Exception)) {
+                    /* serialisation failed, or cancellation: answer what FastAPI would */
+                    if (done == 1 && PyErr_ExceptionMatches(PyExc_Exception)) {
+                        rc = respond_exception(nc);
+                        if (rc == 1)
+                            continue;
+                        if (rc == 0)
+                            goto finished;
+                    }
+                }
+                PyObject *err = PyErr_GetRaisedException_compat();
+                PyObject *r = PyObject_CallMethod((PyObject *)cy, "abort", NULL);
+                Py_XDECREF(r);
+                PyErr_Clear();
+                PyObject *f = PyObject_CallMethod((PyObject *)cy, "finish", NULL);
+                Py_XDECREF(f);
+                PyErr_SetRaisedException_compat(err);
+                return NULL;
+            }
+        } else {
+            Py_XDECREF(result);
+            if (done < 0) {
+                PyObject *err = PyErr_GetRaisedException_compat();
+                if (PyObject_TypeCheck(err, (PyTypeObject *)PyExc_Exception)) {
+                    PyObject *r = PyObject_CallOneArg(nc->app->rt_server_error, err);
+                    Py_XDECREF(r);
+                    PyErr_Clear();
+                    Py_DECREF(err);
+                    r = PyObject_CallMethod((PyObject *)cy, "app_failed", NULL);
+                    Py_XDECREF(r);
+                    PyErr_Clear();
+                } else {
+                    PyObject *f = PyObject_CallMethod((PyObject *)cy, "finish", NULL);
+                    Py_XDECREF(f);
+                    PyErr_SetRaisedException_compat(err);
+                    return NULL;
+                }
+            } else if (!cy->response_complete && !cy->disconnected) {
+                PyObject *r = PyObject_CallMethod((PyObject *)cy, "abort", NULL);
+                Py_XDECREF(r);
+                PyErr_Clear();
+            }
+        }
+    finished:
+        {
+            PyObject *f = PyObject_CallMethod((PyObject *)cy, "finish", NULL);
+            Py_XDECREF(f);
+        }
+        PyErr_SetNone(PyExc_StopIteration);
+        return NULL;
+    }
+}
+
+static PyObject *ncall_send(PyObject *op, PyObject *value)
+{
+    return ncall_step((NativeCallObject *)op, value, NULL);
+}
+
+static PyObject *ncall_next(PyObject *op)
+{
+    PyObject *r = ncall_step((NativeCallObject *)op, Py_None, NULL);
+    if (!r && PyErr_ExceptionMatches(PyExc_StopIteration)) {
+        PyObject *e = PyErr_GetRaisedException_compat();
+        Py_XDECREF(e);
+        return NULL;                    /* iternext: no exception = StopIteration */
+    }
+    return r;
+}
+
+static PyObject *ncall_throw(PyObject *op, PyObject *args)
+{
+    PyObject *typ, *val = NULL, *tb = NULL;
+    if (!PyArg_UnpackTuple(args, "throw", 1, 3, &typ, &val, &tb))
+        return NULL;
+    PyObject *exc;
+    if (PyExceptionInstance_Check(typ)) {
+        exc = Py_NewRef(typ);
+    } else {
+        exc = val && val != Py_None ? PyObject_CallOneArg(typ, val) : PyObject_CallNoArgs(typ);
+        if (!exc)
+            return NULL;
+    }
+    PyObject *r = ncall_step((NativeCallObject *)op, NULL, exc);
+    Py_DECREF(exc);
+    return r;
+}
+
+static PyObject *ncall_close(PyObject *op, PyObject *Py_UNUSED(a))
+{
+    NativeCallObject *nc = (NativeCallObject *)op;
+    if (!nc->inner)
+        Py_RETURN_NONE;
+    PyObject *r = PyObject_CallMethod(nc->inner, "close", NULL);
+    if (!r)
+        return NULL;
+    Py_DECREF(r);
+    Py_RETURN_NONE;
+}
+
+static PyObject *ncall_scope(PyObject *op, PyObject *Py_UNUSED(a))
+{
+    return scope_from_head((NativeCallObject *)op);
+}
+
+static PyObject *ncall_get_cycle(PyObject *op, void *Py_UNUSED(c))
+{
+    return Py_NewRef((PyObject *)((NativeCallObject *)op)->cycle);
+}
+
+static PyGetSetDef ncall_getset[] = {
+    {"cycle", ncall_get_cycle, NULL, "the request's Cycle (ASGI receive/send)", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyObject *ncall_receive(PyObject *op, PyObject *Py_UNUSED(a))
+{
+    return PyObject_CallMethod((PyObject *)((NativeCallObject *)op)->cycle, "receive", NULL);
+}
+
+static PyObject *ncall_await(PyObject *op)
+{
+    return Py_NewRef(op);
+}
+
+static int ncall_traverse(PyObject *op, visitproc visit, void *arg)
+{
+    NativeCallObject *nc = (NativeCallObject *)op;
+    Py_VISIT(nc->inner);
+    Py_VISIT(nc->cycle);
+    Py_VISIT(nc->app);
+    Py_VISIT(nc->head);
+    Py_VISIT(nc->prep_body);
+    Py_VISIT(nc->prep_resp);
+    Py_VISIT(nc->cors_req);
+    Py_VISIT(Py_TYPE(op));
+    return 0;
+}
+
+static int ncall_clear(PyObject *op)
+{
+    NativeCallObject *nc = (NativeCallObject *)op;
+    Py_CLEAR(nc->inner);
+    Py_CLEAR(nc->cycle);
+    Py_CLEAR(nc->app);
+    Py_CLEAR(nc->head);
+    Py_CLEAR(nc->prep_body);
+    Py_CLEAR(nc->prep_resp);
+    Py_CLEAR(nc->cors_req);
+    return 0;
+}
+
+static void ncall_dealloc(PyObject *op)
+{
+    PyTypeObject *tp = Py_TYPE(op);
+    PyObject_GC_UnTrack(op);
+    ncall_clear(op);
+    tp->tp_free(op);
+    Py_DECREF(tp);
+}
+
+static PyMethodDef ncall_methods[] = {
+    {"send", ncall_send, METH_O, NULL},
+    {"throw", ncall_throw, METH_VARARGS, NULL},
+    {"close", ncall_close, METH_NOARGS, NULL},
+    {"prepare", ncall_prepare, METH_O, "Serialise the endpoint's result as FastAPI would."},
+    {"respond", ncall_send_prepared, METH_NOARGS, "Awaitable: write the prepared response."},
+    {"receive", ncall_receive, METH_NOARGS, "The request's ASGI receive()."},
+    {"scope", ncall_scope, METH_NOARGS, "A new ASGI scope of the request (as the ASGI tier's)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot ncall_slots[] = {
+    {Py_am_await, ncall_await},
+    {Py_tp_iter, ncall_await},
+    {Py_tp_iternext, ncall_next},
+    {Py_tp_methods, ncall_methods},
+    {Py_tp_getset, ncall_getset},
+    {Py_tp_traverse, ncall_traverse},
+    {Py_tp_clear, ncall_clear},
+    {Py_tp_dealloc, ncall_dealloc},
+    {0, NULL},
+};
+
+PyType_Spec celeris_nativecall_spec = {
+    .name = "celeris._celeris.NativeCall",
+    .basicsize = sizeof(NativeCallObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = ncall_slots,
+};
+
