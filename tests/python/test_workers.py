@@ -124,7 +124,8 @@ def gone(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as f:
             return f.read().split(") ", 1)[1].startswith(("Z", "X"))
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):
+        # The process was reaped between open() and read(): /proc answers ESRCH.
         return True
 
 
