@@ -109,6 +109,7 @@ typedef struct cel_conn {
                                    sent keeps an idle connection open while it moves) */
     uint32_t epoll_events;
     unsigned in_pending : 1;
+    unsigned write_blocked : 1;  /* the last write() hit EAGAIN: wait for EPOLLOUT */
     unsigned want_body : 1;     /* the app waits in receive() */
     unsigned want_drain : 1;    /* the app waits for `out` to drain */
     unsigned head_started : 1;  /* first byte of the current head has arrived */

@@ -135,7 +135,10 @@ static void update_events(cel_server *s, cel_conn *c)
                      || (c->state == CEL_CONN_WS && c->ws->msg_ready && !c->ws->want_msg);
         if (!paused)
             ev |= EPOLLIN;
-        if (c->out.len)
+        /* Output of a connection queued on the pending list is flushed by its
+         * process() next turn (batching pipelined responses into one write);
+         * EPOLLOUT only when a write would block or nothing else will flush. */
+        if (c->out.len && (c->write_blocked || !c->in_pending))
             ev |= EPOLLOUT;
     }
     if (ev != c->epoll_events) {
@@ -300,12 +303,15 @@ int cel_server_flush(cel_server *s, cel_conn *c)
         }
         if (n < 0 && errno == EINTR)
             continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            c->write_blocked = 1;
             break;
+        }
         destroy(s, c);
         return CEL_ECLOSED;
     }
     if (c->out.len == 0) {
+        c->write_blocked = 0;
         buf_release(s, &c->out);
         if (c->state == CEL_CONN_CLOSING) {
             begin_linger(s, c);
@@ -825,6 +831,10 @@ void cel_server_run_pending(cel_server *s)
         if (last)
             break;
     }
+    /* Connections re-queued above did not ask for a turn (the list was not
+     * empty when they joined it): ask once for all of them. */
+    if (s->pending && s->cb.on_pending)
+        s->cb.on_pending(s->cb.ud);
 }
 
 void cel_server_sweep(cel_server *s, uint64_t now_ms)

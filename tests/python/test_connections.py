@@ -180,6 +180,14 @@ def test_pipelined_slow_then_fast_keeps_order(raw_server):
         assert c.read_response().body == b"fast"
 
 
+def test_pipelined_fast_response_is_not_held_back_by_a_slow_one(raw_server):
+    # Pipelined responses are batched into one write; a response must still go
+    # out while the request after it is in flight (here: sleeping 20 s).
+    with Conn(raw_server.addr, timeout=10) as c:
+        c.send(build_request("GET", "/id?n=fast") + build_request("GET", "/sleep?s=20"))
+        assert c.read_response().body == b"fast"
+
+
 def test_pipelined_expect_continue(raw_server):
     with Conn(raw_server.addr) as c:
         c.send(build_request("GET", "/id?n=1") + build_request(
