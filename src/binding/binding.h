@@ -30,6 +30,7 @@ typedef struct {
     PyTypeObject *MemConn_Type;
     PyTypeObject *NativeApp_Type;
     PyTypeObject *NativeCall_Type;
+    PyTypeObject *ThreadPool_Type;
     PyObject *ready_none;           /* awaitable resolving to None */
     PyObject *disconnect_msg_proto; /* {"type": "http.disconnect"} (copied per use) */
     /* interned strings */
@@ -39,7 +40,7 @@ typedef struct {
              *s_v30, *s_v23, *s_v11, *s_v10, *s_body, *s_more_body,
              *s_http_request, *s_http_disconnect, *s_status,
              *s_http_response_start, *s_http_response_body, *s_empty,
-             *s_create_future, *s_set_result, *s_done, *s_cancelled,
+             *s_create_future, *s_submit, *s_set_exception, *s_set_result, *s_done, *s_cancelled,
              *s_GET, *s_POST, *s_HEAD, *s_PUT, *s_DELETE, *s_PATCH, *s_OPTIONS;
     PyObject *empty_bytes;
     celeris_ws_state ws;
@@ -75,6 +76,7 @@ typedef struct ServerObject {
     Py_ssize_t limit_concurrency;   /* 503 at this many connections or running requests; 0 = off */
     PyObject *ws_handler;       /* ws_handler(scope, cycle) -> coroutine, for websocket scopes */
     PyObject *ws_log;           /* ws_log(scope, status or None for accepted) or None */
+    PyObject *pool;             /* ThreadPool for def endpoints, or NULL until first use */
     int pending_scheduled;
     int stopped;                /* stop_accepting() was called */
     unsigned long long requests;
@@ -167,6 +169,12 @@ extern PyType_Spec celeris_ready_spec;
 extern PyType_Spec celeris_memconn_spec;
 extern PyType_Spec celeris_nativeapp_spec;
 extern PyType_Spec celeris_nativecall_spec;
+extern PyType_Spec celeris_threadpool_spec;
+
+/* threadpool.c: the Server's pool for def endpoints (borrowed; started on
+ * first use, NULL with an exception on failure) and its shutdown. */
+PyObject *celeris_server_pool(ServerObject *self);
+void celeris_server_pool_close(ServerObject *self);
 
 /* native.c: serve the request natively (1) or decline (0: use the ASGI tier).
  * Never leaves an exception set. */

@@ -169,6 +169,8 @@ static int celeris_exec(PyObject *m)
     INTERN(s_http_response_body, "http.response.body");
     INTERN(s_empty, "");
     INTERN(s_create_future, "create_future");
+    INTERN(s_submit, "submit");
+    INTERN(s_set_exception, "set_exception");
     INTERN(s_set_result, "set_result");
     INTERN(s_done, "done");
     INTERN(s_cancelled, "cancelled");
@@ -203,7 +205,11 @@ static int celeris_exec(PyObject *m)
     st->NativeCall_Type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &celeris_nativecall_spec, NULL);
     if (!st->NativeCall_Type)
         return -1;
-    if (PyModule_AddObjectRef(m, "NativeApp", (PyObject *)st->NativeApp_Type) < 0
+    st->ThreadPool_Type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &celeris_threadpool_spec, NULL);
+    if (!st->ThreadPool_Type)
+        return -1;
+    if (PyModule_AddObjectRef(m, "ThreadPool", (PyObject *)st->ThreadPool_Type) < 0
+        || PyModule_AddObjectRef(m, "NativeApp", (PyObject *)st->NativeApp_Type) < 0
         || PyModule_AddObjectRef(m, "NativeCall", (PyObject *)st->NativeCall_Type) < 0)
         return -1;
     ReadyObject *none = PyObject_GC_New(ReadyObject, st->Ready_Type);
@@ -229,6 +235,7 @@ static int celeris_traverse(PyObject *m, visitproc visit, void *arg)
     Py_VISIT(st->MemConn_Type);
     Py_VISIT(st->NativeApp_Type);
     Py_VISIT(st->NativeCall_Type);
+    Py_VISIT(st->ThreadPool_Type);
     Py_VISIT(st->ready_none);
     Py_VISIT(st->ws.ClientDisconnected);
     return 0;
@@ -243,6 +250,7 @@ static int celeris_clear(PyObject *m)
     Py_CLEAR(st->MemConn_Type);
     Py_CLEAR(st->NativeApp_Type);
     Py_CLEAR(st->NativeCall_Type);
+    Py_CLEAR(st->ThreadPool_Type);
     Py_CLEAR(st->ready_none);
     PyObject **strs[] = {
         &st->s_type, &st->s_asgi, &st->s_http_version, &st->s_server, &st->s_client,
@@ -251,7 +259,7 @@ static int celeris_clear(PyObject *m)
         &st->s_spec_version, &st->s_v30, &st->s_v23, &st->s_v11, &st->s_v10, &st->s_body,
         &st->s_more_body, &st->s_http_request, &st->s_http_disconnect, &st->s_status,
         &st->s_http_response_start, &st->s_http_response_body, &st->s_empty,
-        &st->s_create_future, &st->s_set_result, &st->s_done, &st->s_cancelled,
+        &st->s_create_future, &st->s_submit, &st->s_set_exception, &st->s_set_result, &st->s_done, &st->s_cancelled,
         &st->s_GET, &st->s_POST, &st->s_HEAD, &st->s_PUT, &st->s_DELETE, &st->s_PATCH,
         &st->s_OPTIONS, &st->empty_bytes,
     };

@@ -780,9 +780,15 @@ int celeris_native_dispatch(ServerObject *self, cel_conn *c, const cel_http_requ
             for (Py_ssize_t i = 0; i < nargs; i++)
                 if ((ok = PyDict_SetItem(kw, PyTuple_GET_ITEM(plan->kwnames, i), argv[i])) < 0)
                     break;
-            if (ok == 0) {
-                PyObject *a[2] = { plan->endpoint, kw };
-                coro = PyObject_Vectorcall(app->rt_run_sync, a, 2, NULL);
+            PyObject *pool = ok == 0 ? celeris_server_pool(self) : NULL;
+            if (pool) {
+                /* def endpoint: in the pool's worker thread; driven through
+                 * the Future's iterator (await fut). */
+                PyObject *a[3] = { pool, plan->endpoint, kw };
+                PyObject *fut = PyObject_VectorcallMethod(self->st->s_submit, a,
+                                                          3, NULL);
+                coro = fut ? PyObject_GetIter(fut) : NULL;
+                Py_XDECREF(fut);
             }
             Py_DECREF(kw);
         }

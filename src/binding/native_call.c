@@ -600,7 +600,29 @@ static void ncall_dealloc(PyObject *op)
     Py_DECREF(tp);
 }
 
+/* nc.run_sync(func, kwargs) -> Future: func(**kwargs) in the server's
+ * thread pool (threadpool.c), as FastAPI's run_in_threadpool. */
+static PyObject *ncall_run_sync(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
+{
+    NativeCallObject *nc = (NativeCallObject *)op;
+    if (!nc->cycle || !nc->cycle->server) {
+        PyErr_SetString(PyExc_RuntimeError, "request is over");
+        return NULL;
+    }
+    PyObject *pool = celeris_server_pool(nc->cycle->server);
+    if (!pool)
+        return NULL;
+    PyObject *a[3] = { pool, nargs > 0 ? args[0] : NULL, nargs > 1 ? args[1] : NULL };
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "run_sync(func, kwargs)");
+        return NULL;
+    }
+    return PyObject_VectorcallMethod(nc->cycle->server->st->s_submit, a, 3, NULL);
+}
+
 static PyMethodDef ncall_methods[] = {
+    {"run_sync", (PyCFunction)(void (*)(void))ncall_run_sync, METH_FASTCALL,
+     "Future of func(**kwargs) run in the server's thread pool."},
     {"send", ncall_send, METH_O, NULL},
     {"throw", ncall_throw, METH_VARARGS, NULL},
     {"close", ncall_close, METH_NOARGS, NULL},

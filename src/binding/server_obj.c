@@ -459,6 +459,7 @@ static PyObject *server_close(PyObject *op, PyObject *Py_UNUSED(a))
         self->srv = NULL;
         cel_server_free(srv);   /* on_close for every connection */
     }
+    celeris_server_pool_close(self);
     Py_CLEAR(self->run_pending);
     Py_RETURN_NONE;
 }
@@ -540,6 +541,7 @@ static int server_traverse(PyObject *op, visitproc visit, void *arg)
     Py_VISIT(self->state);
     Py_VISIT(self->scope_patch);
     Py_VISIT(self->debug_sink);
+    Py_VISIT(self->pool);
     Py_VISIT(Py_TYPE(op));
     return 0;
 }
@@ -549,6 +551,9 @@ static int server_clear(PyObject *op)
     ServerObject *self = (ServerObject *)op;
     while (self->live)
         celeris_cycle_unlink(self->live);
+    if (self->loop)
+        celeris_server_pool_close(self);
+    Py_CLEAR(self->pool);
     Py_CLEAR(self->create_task);
     Py_CLEAR(self->call_soon_kw);
     Py_CLEAR(self->native_app);

@@ -401,8 +401,7 @@ class RunnerBuilder:
                 elif m._is_coroutine_callable(call):
                     self.lines.append(f"{var} = await {fn}({kwargs})")
                 else:
-                    sep = ", " if kwargs else ""
-                    self.lines.append(f"{var} = await _run_in_threadpool({fn}{sep}{kwargs})")
+                    self.lines.append(f"{var} = await _nc.run_sync({fn}, dict({kwargs}))")
             if sub.name is not None:
                 values[sub.name] = var
             if key not in self.cache:
@@ -486,8 +485,7 @@ class RunnerBuilder:
         if is_coroutine:
             call_line = f"_result = await {call}({kwargs})"
         else:
-            sep = ", " if kwargs else ""
-            call_line = f"_result = await _run_in_threadpool({call}{sep}{kwargs})"
+            call_line = f"_result = await _nc.run_sync({call}, dict({kwargs}))"
         finish = self.needs["response"] or self.needs["background"] or self.needs.get("finish", False)
         from fastapi.security import SecurityScopes
         from starlette.requests import Request

@@ -28,6 +28,18 @@ logger = logging.getLogger("celeris.error")
 _SIMPLE = (Response, JSONResponse, PlainTextResponse, HTMLResponse, RedirectResponse)
 
 
+def thread_limit() -> int:
+    """How many worker threads the native tier's pool may start: anyio's
+    default thread limiter's tokens (what FastAPI's run_in_threadpool is
+    bounded by, 40 unless the app changed it), when it can be read here."""
+    try:
+        import anyio.to_thread
+
+        return int(anyio.to_thread.current_default_thread_limiter().total_tokens)
+    except Exception:
+        return 40
+
+
 def run_sync(func: Any, kwargs: dict) -> Any:
     """A `def` endpoint runs in the thread pool, as FastAPI runs it."""
     return run_in_threadpool(func, **kwargs)
