@@ -184,11 +184,11 @@ static PyObject *napp_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
     }
     self->nplans = n;
     if (!(self->rt_render = getattr_s(runtime, "render"))
-        || !(self->rt_http_exception = getattr_s(runtime, "http_exception"))
+        || !(self->rt_handle_exception = getattr_s(runtime, "handle_exception"))
+        || !(self->rt_server_response = getattr_s(runtime, "server_response"))
         || !(self->rt_server_error = getattr_s(runtime, "server_error"))
         || !(self->rt_unpack = getattr_s(runtime, "unpack"))
         || !(self->rt_run_sync = getattr_s(runtime, "run_sync"))
-        || !(self->rt_is_http_exception = getattr_s(runtime, "is_http_exception"))
         || !(self->rt_copy_default = getattr_s(runtime, "copy_default"))
         || !(self->rt_render_json_bytes = getattr_s(runtime, "render_json_bytes"))
         || !(self->response_type = getattr_s(runtime, "Response")))
@@ -237,11 +237,11 @@ static int napp_clear(PyObject *op)
     NativeAppObject *self = (NativeAppObject *)op;
     Py_CLEAR(self->runtime);
     Py_CLEAR(self->rt_render);
-    Py_CLEAR(self->rt_http_exception);
+    Py_CLEAR(self->rt_handle_exception);
+    Py_CLEAR(self->rt_server_response);
     Py_CLEAR(self->rt_server_error);
     Py_CLEAR(self->rt_unpack);
     Py_CLEAR(self->rt_run_sync);
-    Py_CLEAR(self->rt_is_http_exception);
     Py_CLEAR(self->rt_copy_default);
     Py_CLEAR(self->rt_render_json_bytes);
     Py_CLEAR(self->response_type);
@@ -255,6 +255,8 @@ static int napp_traverse(PyObject *op, visitproc visit, void *arg)
 {
     NativeAppObject *self = (NativeAppObject *)op;
     Py_VISIT(self->runtime);
+    Py_VISIT(self->rt_handle_exception);
+    Py_VISIT(self->rt_server_response);
     Py_VISIT(self->cors_start);
     Py_VISIT(self->cors_wrap);
     for (Py_ssize_t i = 0; i < self->nplans; i++) {

@@ -50,8 +50,8 @@ typedef struct NativeAppObject {
     NPlan **plans;              /* by router id; NULL: ASGI tier */
     Py_ssize_t nplans;
     PyObject *runtime;          /* celeris.native.runtime */
-    PyObject *rt_render, *rt_http_exception, *rt_server_error, *rt_unpack, *rt_run_sync,
-             *rt_is_http_exception, *rt_copy_default, *rt_render_json_bytes, *response_type;
+    PyObject *rt_render, *rt_handle_exception, *rt_server_response, *rt_server_error, *rt_unpack,
+             *rt_run_sync, *rt_copy_default, *rt_render_json_bytes, *response_type;
     PyObject *kw_loc;           /* ("loc",) */
     PyObject *cors_start;       /* CORSMiddleware run natively: start(req_headers, status,
                                    headers) -> headers, or NULL */
@@ -68,10 +68,14 @@ typedef struct {
     NativeAppObject *app;       /* keeps the plan alive */
     NPlan *plan;                /* borrowed from app */
     PyObject *head;             /* raw request head, to build a scope if a Response must run as ASGI */
-    int phase;                  /* 0: endpoint; 1: a Response running as an ASGI app */
+    int phase;                  /* 0: endpoint; 1: a Response running as an ASGI app;
+                                   2: the server-error answer running as one */
     PyObject *prep_body;        /* prepared JSON body (plan status, JSONResponse headers) */
     PyObject *prep_resp;        /* or: prepared Response object */
     PyObject *cors_req;         /* request headers [(name, value)] when CORS applies, or NULL */
+    PyObject *scope;            /* the request's ASGI scope once built (nc.scope()), or NULL */
+    PyObject *request;          /* nc.request: the Request the runner built, or NULL (None) */
+    PyObject *body;             /* nc.body: the raw body once read, or NULL (None) */
 } NativeCallObject;
 
 /* native_call.c: a NativeCall driving `inner` (new reference taken; NULL

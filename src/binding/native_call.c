@@ -24,6 +24,7 @@ PyObject *celeris_ncall_new(celeris_state *st, PyObject *inner, CycleObject *cyc
     nc->prep_body = NULL;
     nc->prep_resp = NULL;
     nc->cors_req = NULL;
+    nc->scope = nc->request = nc->body = NULL;
     nc->cycle = (CycleObject *)Py_NewRef(cycle);
     nc->app = (NativeAppObject *)Py_NewRef(app);
     nc->plan = plan;
@@ -91,6 +92,8 @@ static int plain_tree(PyObject *o, int depth)
 
 /* The request's ASGI scope (the ASGI tier's, built from the kept head).
  * New reference, or NULL with an exception (also when the client is gone). */
+static PyObject *ncall_scope(PyObject *op, PyObject *Py_UNUSED(a));
+
 static PyObject *scope_from_head(NativeCallObject *nc)
 {
     CycleObject *cy = nc->cycle;
@@ -259,7 +262,7 @@ static int send_prepared(NativeCallObject *nc, PyObject **coro)
         Py_DECREF(response);
         return 0;                                   /* client gone: nothing to send */
     }
-    PyObject *scope = scope_from_head(nc);
+    PyObject *scope = ncall_scope((PyObject *)nc, NULL);
     if (!scope) {
         Py_DECREF(response);
         return -1;
@@ -347,15 +350,15 @@ static int respond_exception(NativeCallObject *nc)
         PyErr_SetRaisedException_compat(exc);
         return -1;
     }
-    PyObject *is_http = PyObject_CallOneArg(app->rt_is_http_exception, exc);
-    PyObject *resp = NULL;
-    if (is_http == Py_True)
-        resp = PyObject_CallOneArg(app->rt_http_exception, exc);
-    else if (is_http) {
+    /* The app's exception handlers (handlers.py): a Response, an ASGI
+     * callable running the app's own handler, or None when no handler takes it. */
+    PyObject *args[2] = { (PyObject *)nc, exc };
+    PyObject *resp = PyObject_Vectorcall(app->rt_handle_exception, args, 2, NULL);
+    if (resp == Py_None) {
+        Py_DECREF(resp);
         Py_CLEAR(nc->cors_req);     /* ServerErrorMiddleware sits outside user middleware */
-        resp = PyObject_CallOneArg(app->rt_server_error, exc);
+        resp = PyObject_Vectorcall(app->rt_server_response, args, 2, NULL);
     }
-    Py_XDECREF(is_http);
     Py_DECREF(exc);
     if (!resp)
         return -1;
@@ -463,6 +466,24 @@ static PyObject *ncall_step(NativeCallObject *nc, PyObject *value, PyObject *exc
             Py_XDECREF(result);
             if (done < 0) {
                 PyObject *err = PyErr_GetRaisedException_compat();
+                if (nc->phase == 1 && PyObject_TypeCheck(err, (PyTypeObject *)PyExc_Exception)
+                    && !cy->response_started && !cy->disconnected && cy->conn) {
+                    /* An exception handler (or a Response) failed before
+                     * answering: ServerErrorMiddleware's answer, once (phase 2). */
+                    Py_CLEAR(nc->cors_req);
+                    PyObject *args[2] = { (PyObject *)nc, err };
+                    PyObject *resp = PyObject_Vectorcall(nc->app->rt_server_response, args, 2, NULL);
+                    Py_DECREF(err);
+                    rc = resp ? respond_object(nc, resp) : -1;
+                    Py_XDECREF(resp);
+                    if (rc == 1) {
+                        nc->phase = 2;
+                        continue;
+                    }
+                    if (rc == 0)
+                        goto finished;
+                    err = PyErr_GetRaisedException_compat();
+                }
                 if (PyObject_TypeCheck(err, (PyTypeObject *)PyExc_Exception)) {
                     PyObject *r = PyObject_CallOneArg(nc->app->rt_server_error, err);
                     Py_XDECREF(r);
@@ -539,9 +560,30 @@ static PyObject *ncall_close(PyObject *op, PyObject *Py_UNUSED(a))
     Py_RETURN_NONE;
 }
 
+/* nc.scope(): the request's ASGI scope, built on first use and then the same
+ * dict (as in Starlette, the endpoint's Request, an exception handler's and a
+ * streamed Response all share one scope). */
 static PyObject *ncall_scope(PyObject *op, PyObject *Py_UNUSED(a))
 {
-    return scope_from_head((NativeCallObject *)op);
+    NativeCallObject *nc = (NativeCallObject *)op;
+    if (!nc->scope && !(nc->scope = scope_from_head(nc)))
+        return NULL;
+    return Py_NewRef(nc->scope);
+}
+
+static PyObject *ncall_get_obj(PyObject *op, void *closure)
+{
+    NativeCallObject *nc = (NativeCallObject *)op;
+    PyObject *v = closure ? nc->body : nc->request;
+    return Py_NewRef(v ? v : Py_None);
+}
+
+static int ncall_set_obj(PyObject *op, PyObject *value, void *closure)
+{
+    NativeCallObject *nc = (NativeCallObject *)op;
+    PyObject **slot = closure ? &nc->body : &nc->request;
+    Py_XSETREF(*slot, value && value != Py_None ? Py_NewRef(value) : NULL);
+    return 0;
 }
 
 static PyObject *ncall_get_cycle(PyObject *op, void *Py_UNUSED(c))
@@ -551,6 +593,8 @@ static PyObject *ncall_get_cycle(PyObject *op, void *Py_UNUSED(c))
 
 static PyGetSetDef ncall_getset[] = {
     {"cycle", ncall_get_cycle, NULL, "the request's Cycle (ASGI receive/send)", NULL},
+    {"request", ncall_get_obj, ncall_set_obj, "the Request the runner built (handed to exception handlers)", NULL},
+    {"body", ncall_get_obj, ncall_set_obj, "the raw request body once read, or None", (void *)1},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -574,6 +618,9 @@ static int ncall_traverse(PyObject *op, visitproc visit, void *arg)
     Py_VISIT(nc->prep_body);
     Py_VISIT(nc->prep_resp);
     Py_VISIT(nc->cors_req);
+    Py_VISIT(nc->scope);
+    Py_VISIT(nc->request);
+    Py_VISIT(nc->body);
     Py_VISIT(Py_TYPE(op));
     return 0;
 }
@@ -588,6 +635,9 @@ static int ncall_clear(PyObject *op)
     Py_CLEAR(nc->prep_body);
     Py_CLEAR(nc->prep_resp);
     Py_CLEAR(nc->cors_req);
+    Py_CLEAR(nc->scope);
+    Py_CLEAR(nc->request);
+    Py_CLEAR(nc->body);
     return 0;
 }
 
@@ -629,7 +679,7 @@ static PyMethodDef ncall_methods[] = {
     {"prepare", ncall_prepare, METH_O, "Serialise the endpoint's result as FastAPI would."},
     {"respond", ncall_send_prepared, METH_NOARGS, "Awaitable: write the prepared response."},
     {"receive", ncall_receive, METH_NOARGS, "The request's ASGI receive()."},
-    {"scope", ncall_scope, METH_NOARGS, "A new ASGI scope of the request (as the ASGI tier's)."},
+    {"scope", ncall_scope, METH_NOARGS, "The request's ASGI scope (as the ASGI tier's; built once, then shared)."},
     {NULL, NULL, 0, NULL},
 };
 

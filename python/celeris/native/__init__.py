@@ -47,6 +47,7 @@ def build(app: Any, runtime: Any = None) -> tuple[Any, CompiledApp]:
         return None, compiled
     if runtime is None:
         from celeris.native import runtime
+    runtime = _app_runtime(app, runtime)
 
     entries = []
     for e in compiled.entries:
@@ -58,6 +59,18 @@ def build(app: Any, runtime: Any = None) -> tuple[Any, CompiledApp]:
 
         cors = rt.cors_hooks(compiled.cors)
     return _celeris.NativeApp(entries, runtime, cors=cors), compiled
+
+
+def _app_runtime(app: Any, runtime: Any) -> Any:
+    """runtime's functions plus the app's exception responders
+    (handlers.py): handle_exception(nc, exc) and server_response(nc, exc)."""
+    import types
+
+    from celeris.native.handlers import responders
+
+    ns = types.SimpleNamespace(**{k: getattr(runtime, k) for k in dir(runtime) if not k.startswith("__")})
+    ns.handle_exception, ns.server_response = responders(app, ns)
+    return ns
 
 
 def telemetry_refresher(native_app: Any, compiled: CompiledApp):

@@ -89,7 +89,8 @@ async def read_body(nc: Any) -> bytes:
                 break
         elif message["type"] == "http.disconnect":
             raise ClientDisconnect()
-    return b"".join(chunks)
+    body = nc.body = b"".join(chunks)     # an exception handler's request.body() returns it
+    return body
 
 
 _JSON_TYPES: dict[str, bool] = {}
@@ -541,6 +542,7 @@ class RunnerBuilder:
             inner.append("_scope['fastapi_inner_astack'] = _rs")
             inner.append("_scope['fastapi_function_astack'] = _fs")
             inner.append("_request = _Request(_scope, _nc.cycle.receive, _nc.cycle.send)")
+            inner.append("_nc.request = _request")
             inner.append("_holder = _request")
         elif self.needs["gen"]:
             inner.append("_holder = _ScopeHolder({'fastapi_inner_astack': _rs, "
