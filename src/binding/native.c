@@ -394,54 +394,6 @@ static int header_lookup(const cel_http_request *req, const char *key, size_t kl
     return 0;
 }
 
-/* Python's str.strip() whitespace, restricted to ASCII. */
-static int py_space(unsigned char ch)
-{
-    return ch == ' ' || (ch >= '\t' && ch <= '\r') || (ch >= 0x1c && ch <= 0x1f);
-}
-
-/* Value of cookie `key` in the request's first Cookie header, as Starlette's
- * cookie_parser: split on ';', key/value split on the first '=', both
- * stripped, last one wins.  1 found (slice borrowed from the request), 0
- * missing, -1 decline (non-ASCII header, or a quoted value that
- * http.cookies._unquote would rewrite). */
-static int cookie_lookup(const cel_http_request *req, const char *key, size_t klen,
-                         const char **v, size_t *vn)
-{
-    const char *c;
-    size_t cn;
-    if (!header_lookup(req, "cookie", 6, &c, &cn))
-        return 0;
-    for (size_t i = 0; i < cn; i++)
-        if ((unsigned char)c[i] >= 0x80)
-            return -1;
-    int found = 0;
-    size_t i = 0;
-    while (i <= cn) {
-        size_t s0 = i;
-        while (i < cn && c[i] != ';')
-            i++;
-        size_t e = i++;
-        const char *eq = memchr(c + s0, '=', e - s0);
-        size_t ks = s0, ke = eq ? (size_t)(eq - c) : s0;
-        size_t vs = eq ? ke + 1 : s0, ve = e;
-        while (ks < ke && py_space((unsigned char)c[ks])) ks++;
-        while (ke > ks && py_space((unsigned char)c[ke - 1])) ke--;
-        while (vs < ve && py_space((unsigned char)c[vs])) vs++;
-        while (ve > vs && py_space((unsigned char)c[ve - 1])) ve--;
-        if (ke - ks != klen || memcmp(c + ks, key, klen) != 0)
-            continue;
-        if (ke == ks && ve == vs)
-            continue;                           /* empty chunk: not stored */
-        *v = c + vs;
-        *vn = ve - vs;
-        found = 1;
-    }
-    if (found && *vn >= 2 && (*v)[0] == '"' && (*v)[*vn - 1] == '"')
-        return -1;
-    return found;
-}
-
 /* FastAPI's field.validate(value, {}, loc=loc): returns the validated value
  * (new ref), NULL+no exception when validation failed (decline), NULL with an
  * exception on an unexpected error. */
@@ -754,9 +706,15 @@ int celeris_native_dispatch(ServerObject *self, cel_conn *c, const cel_http_requ
             present = header_lookup(req, q->key, q->key_len, &raw, &rn);
             latin1 = 1;
         } else {
-            present = cookie_lookup(req, q->key, q->key_len, &raw, &rn);
+            /* request.cookies: Starlette's cookie_parser over the first
+             * Cookie header (urlcode.c), values unquoted as http.cookies */
+            const char *ch;
+            size_t chn;
+            present = header_lookup(req, "cookie", 6, &ch, &chn)
+                      ? cel_cookie_lookup(ch, chn, q->key, q->key_len, qbuf, sizeof qbuf, &rn) : 0;
             if (present < 0)
                 goto decline;
+            raw = qbuf;
             latin1 = 1;
         }
         PyObject *v = param_value(app, q, raw, rn, present, latin1);
