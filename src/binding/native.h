@@ -68,7 +68,8 @@ typedef struct {
     NativeAppObject *app;       /* keeps the plan alive */
     NPlan *plan;                /* borrowed from app */
     PyObject *head;             /* raw request head, to build a scope if a Response must run as ASGI */
-    int phase;                  /* 0: endpoint; 1: a Response running as an ASGI app */
+    int phase;                  /* 0: endpoint; 1: a Response running as an ASGI app;
+                                   2: the error answer to an exception of phase 1 */
     PyObject *prep_body;        /* prepared JSON body (plan status, JSONResponse headers) */
     PyObject *prep_resp;        /* or: prepared Response object */
     PyObject *cors_req;         /* request headers [(name, value)] when CORS applies, or NULL */

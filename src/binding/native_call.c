@@ -461,6 +461,21 @@ static PyObject *ncall_step(NativeCallObject *nc, PyObject *value, PyObject *exc
             }
         } else {
             Py_XDECREF(result);
+            if (done < 0 && nc->phase == 1 && !cy->response_started && !cy->disconnected
+                && cy->conn && PyErr_ExceptionMatches(PyExc_Exception)) {
+                /* The Response raised before starting (a FileResponse whose
+                 * file is missing...): FastAPI runs it inside
+                 * wrap_app_handling_exceptions and ServerErrorMiddleware, so
+                 * it is answered like an endpoint's exception -- once: a
+                 * failing answer (phase 2) takes the path below. */
+                rc = respond_exception(nc);
+                if (rc == 1) {
+                    nc->phase = 2;
+                    continue;
+                }
+                if (rc == 0)
+                    goto finished;
+            }
             if (done < 0) {
                 PyObject *err = PyErr_GetRaisedException_compat();
                 if (PyObject_TypeCheck(err, (PyTypeObject *)PyExc_Exception)) {

@@ -56,6 +56,8 @@ from openapi_requests import Req, operation_requests  # noqa: E402
 IGNORED_HEADERS = {b"date", b"server"}
 REQUEST_TIMEOUT = 60            # seconds before a hang aborts the run with tracebacks
 APP_DEFINITION = re.compile(r"^app\s*(?::[^=]+)?=", re.M)
+# Environment the tutorials read at import (as FastAPI's own tests set it).
+TUTORIAL_ENV = {"ADMIN_EMAIL": "admin@example.com"}
 
 
 def log(msg: str) -> None:
@@ -159,14 +161,18 @@ def import_copy(module: str, cwd: Path) -> Any:
 
 
 def missing_package(exc: BaseException) -> str | None:
-    """The third-party module whose absence made the import fail, if that is why."""
-    if isinstance(exc, ModuleNotFoundError) and exc.name and not exc.name.startswith("docs_src"):
-        return exc.name
-    if isinstance(exc, ImportError) and not isinstance(exc, ModuleNotFoundError):
-        text = str(exc)
-        m = re.search(r"pip install ([\w\-\[\]\"']+)", text) or re.search(r"requires? (?:the )?[\"'`]?([\w\-]+)", text)
+    """The package whose absence made the import fail, if that is why: a
+    top-level module that is not installed, or an optional extra the library
+    asks for (pydantic's "pip install 'pydantic[email]'")."""
+    if isinstance(exc, ModuleNotFoundError) and exc.name:
+        top = exc.name.split(".")[0]
+        if top != "docs_src" and importlib.util.find_spec(top) is None:
+            return top
+        return None
+    if isinstance(exc, ImportError):
+        m = re.search(r"pip install '?([\w\-]+\[[\w\-]+\]|[\w\-]+)", str(exc))
         if m:
-            return m.group(1).strip("\"'")
+            return m.group(1)
     return None
 
 
@@ -356,6 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     log(f"docs_src of {src}; app output in {app_log}")
 
     sys.path.insert(0, str(src))
+    os.environ.update(TUTORIAL_ENV)
     warnings.simplefilter("ignore")
     from fastapi import FastAPI
     from celeris import testclient as tc

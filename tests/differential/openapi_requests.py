@@ -47,17 +47,27 @@ class Schemas:
             seen += 1
         return schema if isinstance(schema, dict) else {}
 
-    def _branch(self, schema: dict) -> dict:
-        """The first non-null alternative of anyOf/oneOf, merged allOf."""
+    def _branch(self, schema: dict, depth: int = 0) -> dict:
+        """The first typed non-null alternative of anyOf/oneOf; allOf merged
+        into the schema (properties and required lists combined)."""
+        if depth > 8:
+            return schema
         for key in ("anyOf", "oneOf"):
             if key in schema:
-                options = [self.resolve(s) for s in schema[key]]
-                real = [s for s in options if s.get("type") != "null"]
+                options = [self._branch(self.resolve(s), depth + 1) for s in schema[key]]
+                real = [s for s in options if s.get("type") != "null" and set(s) - {"not", "title"}]
                 return real[0] if real else {"type": "null"}
         if "allOf" in schema:
-            merged: dict = {}
-            for s in schema["allOf"]:
-                merged.update(self.resolve(s))
+            merged = {k: v for k, v in schema.items() if k != "allOf"}
+            for sub in schema["allOf"]:
+                sub = self._branch(self.resolve(sub), depth + 1)
+                for k, v in sub.items():
+                    if k == "properties":
+                        merged["properties"] = {**v, **merged.get("properties", {})}
+                    elif k == "required":
+                        merged["required"] = list(merged.get("required", [])) + list(v)
+                    else:
+                        merged.setdefault(k, v)
             return merged
         return schema
 
@@ -228,10 +238,10 @@ def _multipart(values: dict, schema: dict, schemas: Schemas) -> bytes:
 
 def _encode_body(media: str, value: Any, schema: dict, schemas: Schemas) -> tuple[str, bytes]:
     if media == "multipart/form-data":
-        return f"multipart/form-data; boundary={BOUNDARY}", _multipart(value or {}, schema, schemas)
+        return f"multipart/form-data; boundary={BOUNDARY}", _multipart(value if isinstance(value, dict) else {}, schema, schemas)
     if media == "application/x-www-form-urlencoded":
         pairs = []
-        for k, v in (value or {}).items():
+        for k, v in (value if isinstance(value, dict) else {}).items():
             for item in (v if isinstance(v, list) else [v]):
                 pairs.append((k, _text(item)))
         return media, urlencode(pairs).encode()
