@@ -39,6 +39,7 @@ import logging
 import os
 import re
 import shutil
+import subprocess
 import sys
 import traceback
 import warnings
@@ -58,6 +59,11 @@ REQUEST_TIMEOUT = 60            # seconds before a hang aborts the run with trac
 APP_DEFINITION = re.compile(r"^app\s*(?::[^=]+)?=", re.M)
 # Environment the tutorials read at import (as FastAPI's own tests set it).
 TUTORIAL_ENV = {"ADMIN_EMAIL": "admin@example.com"}
+FIXTURE_MTIME = 1700000000
+# Pure-Python packages tutorials import, installed by this script into
+# <workdir>/site (not into site-packages).  Heavier ones (sqlmodel+SQLAlchemy,
+# strawberry, pwdlib's argon2, a2wsgi+flask) are not: those modules are skipped and counted.
+EXTRA_PACKAGES = ["email-validator"]
 
 
 def log(msg: str) -> None:
@@ -90,6 +96,26 @@ def sdist_source(version: str, given: str | None) -> Path:
             shutil.copyfile(given, target)
     tarball = run.download_sdist(version, vdir)
     return run.extract_sdist(tarball, version, vdir)
+
+
+def install_extras(work: Path) -> Path:
+    """EXTRA_PACKAGES in <work>/site (pip --target), once per package list."""
+    site = work / "site"
+    marker = site / ".installed"
+    key = " ".join(EXTRA_PACKAGES)
+    if marker.exists() and marker.read_text() == key:
+        return site
+    shutil.rmtree(site, ignore_errors=True)
+    log(f"installing {key} into {site}")
+    with open(work / "pip.log", "w") as fh:
+        rc = subprocess.call([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                              "--no-input", "--target", str(site), *EXTRA_PACKAGES],
+                             stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    if rc == 0:
+        marker.write_text(key)
+    else:
+        log(f"pip failed (see {work / 'pip.log'}): modules needing {key} are skipped")
+    return site
 
 
 def candidate_modules(src: Path) -> list[str]:
@@ -126,6 +152,8 @@ class Report:
     app_errors: dict = field(default_factory=dict)      # module -> error while serving
     requests: int = 0
     native: int = 0
+    by_kind: Counter = field(default_factory=Counter)           # request kind -> sent
+    native_by_kind: Counter = field(default_factory=Counter)    # request kind -> served natively
     routes: int = 0
     native_routes: int = 0
     app_reasons: Counter = field(default_factory=Counter)
@@ -150,6 +178,8 @@ def fresh_cwd(path: Path) -> None:
     (path / "dist" / "404.html").write_text("<h1>not found</h1>")
     (path / "templates").mkdir()
     (path / "templates" / "item.html").write_text("<p>{{ id }}</p>")
+    for f in path.rglob("*"):       # fixed times: the tiers' copies must serve equal etags
+        os.utime(f, (FIXTURE_MTIME, FIXTURE_MTIME))
 
 
 def import_copy(module: str, cwd: Path) -> Any:
@@ -166,8 +196,13 @@ def missing_package(exc: BaseException) -> str | None:
     asks for (pydantic's "pip install 'pydantic[email]'")."""
     if isinstance(exc, ModuleNotFoundError) and exc.name:
         top = exc.name.split(".")[0]
-        if top != "docs_src" and importlib.util.find_spec(top) is None:
+        if top == "docs_src":
+            return None
+        spec = importlib.util.find_spec(top)
+        if spec is None:
             return top
+        if spec.origin in (None, "namespace"):   # a namespace package: a missing distribution
+            return exc.name
         return None
     if isinstance(exc, ImportError):
         m = re.search(r"pip install '?([\w\-]+\[[\w\-]+\]|[\w\-]+)", str(exc))
@@ -205,6 +240,10 @@ def build_requests(app: Any, openapi: dict | None) -> list[Req]:
         url = re.sub(r"\{[^}]*\}", "1", fmt) or "/"
         for method in sorted(getattr(route, "methods", None) or {"GET"}):
             reqs.append(Req("unlisted", method, url))
+    for route in getattr(app, "routes", []):    # mounted apps (static files, sub-applications)
+        if type(route).__name__ == "Mount" and isinstance(getattr(route, "path", None), str):
+            for tail in ("/sample.txt", "/", "/no-such-file"):
+                reqs.append(Req("mount", "GET", route.path + tail))
     reqs.append(Req("not-found", "GET", "/celeris-differential-no-such-path"))
     reqs.append(Req("not-found", "POST", "/celeris-differential-no-such-path/x?y=1",
                     [("content-type", "application/json")], b"{}"))
@@ -301,6 +340,9 @@ def check_app(module: str, work: Path, report: Report, tc: Any, FastAPI: Any) ->
         return
     report.requests += len(reqs)
     report.native += sum(counts)
+    for req, n in zip(reqs, counts):
+        report.by_kind[req.kind] += 1
+        report.native_by_kind[req.kind] += n
     bad = [i for i, (a, n) in enumerate(zip(got_a, got_n)) if a.key() != n.key()]
     if not bad:
         return
@@ -331,6 +373,8 @@ def summary(report: Report) -> str:
     out.append(f"  errors while serving:    {len(report.app_errors)}")
     out.append(f"routes: {report.routes}, compiled to the native tier: {report.native_routes}")
     out.append(f"requests: {report.requests} per tier, served natively: {report.native} ({share})")
+    out.append("  by kind (sent / native): " + ", ".join(
+        f"{k} {report.by_kind[k]}/{report.native_by_kind[k]}" for k in sorted(report.by_kind)))
     out.append(f"unstable (differ between two ASGI runs too): {len(report.unstable)}")
     out.append(f"mismatches: {len(report.mismatches)}")
     return "\n".join(out)
@@ -343,6 +387,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sdist", default=None,
                     help="a fastapi-<version>.tar.gz or an extracted sdist directory to use")
     ap.add_argument("--workdir", default=str(REPO / "build" / "differential-docs"))
+    ap.add_argument("--no-extras", action="store_true",
+                    help=f"do not install {', '.join(EXTRA_PACKAGES)} (modules needing them are skipped)")
     ap.add_argument("-k", "--only", default=None, help="only modules whose name contains this")
     ap.add_argument("-v", "--verbose", action="store_true", help="list skipped modules and reasons")
     args = ap.parse_args(argv)
@@ -362,6 +408,8 @@ def main(argv: list[str] | None = None) -> int:
     log(f"docs_src of {src}; app output in {app_log}")
 
     sys.path.insert(0, str(src))
+    if not args.no_extras:
+        sys.path.append(str(install_extras(work)))   # after site-packages: never shadows it
     os.environ.update(TUTORIAL_ENV)
     warnings.simplefilter("ignore")
     from fastapi import FastAPI
@@ -423,7 +471,11 @@ def main(argv: list[str] | None = None) -> int:
                   + (f"\n  request body: {req.body[:200]!r}" if req.body is not None else "") + f"\n{diff}")
     print("\n" + summary(report))
     failed = bool(report.mismatches or report.app_errors)
-    print(f"differential-docs: {'FAILED' if failed else 'OK'}")
+    if report.app_errors:
+        print("FAILED: errors while serving (listed above)")
+    # Requests whose two answers agree (unstable ones aside) vs. mismatches.
+    agreed = report.requests - len(report.mismatches) - len(report.unstable)
+    print(f"differential-docs: {agreed} passed, {len(report.mismatches)} failed")
     return 1 if failed else 0
 
 

@@ -260,7 +260,7 @@ def operation_requests(path: str, method: str, operation: dict, openapi: dict) -
     M = method.upper()
 
     def build(kind: str, values: dict, *, body_bytes: bytes | None = None,
-              ctype: str | None = None, auth: bool = True) -> Req:
+              ctype: str | None = None, auth: bool = True, repeat: bool = False) -> Req:
         url = path
         for p in params:
             if p.get("in") == "path":
@@ -277,6 +277,8 @@ def operation_requests(path: str, method: str, operation: dict, openapi: dict) -
                 headers.append((k, _text(v if not isinstance(v, list) else v[0])))
             elif where == "cookie":
                 cookies.append((k, _text(v)))
+        if repeat:
+            pairs += pairs
         if auth:
             pairs += auth_q
             headers += [h for h in auth_h if h[0] not in {x[0].lower() for x in headers}]
@@ -313,6 +315,16 @@ def operation_requests(path: str, method: str, operation: dict, openapi: dict) -
     for kind, full in (("valid-min", False), ("valid-full", True)):
         data, ctype = body_for(full)
         reqs.append(build(kind, values_for(full), body_bytes=data, ctype=ctype))
+    # Odd but valid: string path parameters with non-ASCII text, every query parameter twice.
+    odd = values_for(True)
+    strings = [p["name"] for p in params if p.get("in") == "path"
+               and schemas._branch(schemas.resolve(p.get("schema", {}))).get("type") == "string"
+               and not schemas._branch(schemas.resolve(p.get("schema", {}))).get("enum")]
+    for name in strings:
+        odd[("path", name)] = "zo\u00eb \u2603"
+    if strings or any(p.get("in") == "query" for p in params):
+        data, ctype = body_for(True)
+        reqs.append(build("odd", odd, body_bytes=data, ctype=ctype, repeat=True))
     # Invalid: nothing but the path parameters, no body, no credentials.
     path_only = {k: v for k, v in values_for(False).items() if k[0] == "path"}
     reqs.append(build("missing", path_only, auth=False))
