@@ -8,7 +8,7 @@ C_TESTS = $(patsubst tests/c/%.c,build/ctest/%,$(filter-out tests/c/test_main.c,
 FUZZERS = $(patsubst fuzz/%.c,build/fuzz/%,$(wildcard fuzz/fuzz_*.c))
 FUZZ_SECONDS ?= 60
 
-.PHONY: test-pyversions conformance all install run test ctest ctest-asan pytest pytest-asan ext-asan fuzz fuzz-build bench clean \
+.PHONY: test-pyversions conformance differential-docs all install run test ctest ctest-asan pytest pytest-asan ext-asan fuzz fuzz-build bench clean \
 	ext-debug valgrind soak
 
 all: install
@@ -94,6 +94,15 @@ FASTAPI_VERSION ?= 0.165.0
 CONFORMANCE_ARGS ?=
 conformance:
 	$(PYTHON) conformance/run.py --fastapi-version $(FASTAPI_VERSION) $(CONFORMANCE_ARGS)
+
+# FastAPI's docs_src tutorial apps (from the installed FastAPI's sdist, cached
+# with the conformance download in build/conformance/<version>): every request
+# sent to the native tier and to the ASGI tier, answers compared byte for byte.
+# Exit status 1 on a mismatch (docs/native.md, "Proof").  DIFFERENTIAL_ARGS
+# for options, e.g. "-k security -v".
+DIFFERENTIAL_ARGS ?=
+differential-docs:
+	$(PYTHON) tests/differential/docs_apps.py $(DIFFERENTIAL_ARGS)
 
 bench: install
 	$(PYTHON) bench/run.py

@@ -69,7 +69,8 @@ typedef struct {
     NPlan *plan;                /* borrowed from app */
     PyObject *head;             /* raw request head, to build a scope if a Response must run as ASGI */
     int phase;                  /* 0: endpoint; 1: a Response running as an ASGI app;
-                                   2: the server-error answer running as one */
+                                   2: ServerErrorMiddleware's answer running as one;
+                                   3: the answer to an exception (handler / error response) */
     PyObject *prep_body;        /* prepared JSON body (plan status, JSONResponse headers) */
     PyObject *prep_resp;        /* or: prepared Response object */
     PyObject *cors_req;         /* request headers [(name, value)] when CORS applies, or NULL */

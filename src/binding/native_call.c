@@ -341,7 +341,7 @@ static PyObject *ncall_send_prepared(PyObject *op, PyObject *Py_UNUSED(a))
 /* The endpoint raised (exception is set).  Map it as FastAPI's middleware
  * stack would; BaseExceptions (cancellation...) propagate.  Returns 0 when
  * handled (no exception), 1 when the answer's ASGI call was installed
- * (phase 1), -1 to propagate. */
+ * (phase 3: a handler's; phase 2: ServerErrorMiddleware's), -1 to propagate. */
 static int respond_exception(NativeCallObject *nc)
 {
     NativeAppObject *app = nc->app;
@@ -354,16 +354,20 @@ static int respond_exception(NativeCallObject *nc)
      * callable running the app's own handler, or None when no handler takes it. */
     PyObject *args[2] = { (PyObject *)nc, exc };
     PyObject *resp = PyObject_Vectorcall(app->rt_handle_exception, args, 2, NULL);
+    int next_phase = 3;         /* a handler's answer runs */
     if (resp == Py_None) {
         Py_DECREF(resp);
         Py_CLEAR(nc->cors_req);     /* ServerErrorMiddleware sits outside user middleware */
         resp = PyObject_Vectorcall(app->rt_server_response, args, 2, NULL);
+        next_phase = 2;             /* its answer runs: nothing catches a failure of it */
     }
     Py_DECREF(exc);
     if (!resp)
         return -1;
     int rc = respond_object(nc, resp);
     Py_DECREF(resp);
+    if (rc == 1)
+        nc->phase = next_phase;
     return rc;
 }
 
@@ -464,26 +468,34 @@ static PyObject *ncall_step(NativeCallObject *nc, PyObject *value, PyObject *exc
             }
         } else {
             Py_XDECREF(result);
-            if (done < 0) {
-                PyObject *err = PyErr_GetRaisedException_compat();
-                if (nc->phase == 1 && PyObject_TypeCheck(err, (PyTypeObject *)PyExc_Exception)
-                    && !cy->response_started && !cy->disconnected && cy->conn) {
-                    /* An exception handler (or a Response) failed before
-                     * answering: ServerErrorMiddleware's answer, once (phase 2). */
+            if (done < 0 && (nc->phase == 1 || nc->phase == 3) && !cy->response_started
+                && !cy->disconnected && cy->conn && PyErr_ExceptionMatches(PyExc_Exception)) {
+                if (nc->phase == 1) {
+                    /* The Response raised before starting (a FileResponse whose
+                     * file is missing...): FastAPI runs it inside
+                     * wrap_app_handling_exceptions and ServerErrorMiddleware, so
+                     * it is answered like an endpoint's exception (phase 3). */
+                    rc = respond_exception(nc);
+                } else {
+                    /* The exception handler's answer failed: Starlette lets that
+                     * out to ServerErrorMiddleware -- its answer, once (phase 2). */
+                    PyObject *err = PyErr_GetRaisedException_compat();
                     Py_CLEAR(nc->cors_req);
                     PyObject *args[2] = { (PyObject *)nc, err };
                     PyObject *resp = PyObject_Vectorcall(nc->app->rt_server_response, args, 2, NULL);
                     Py_DECREF(err);
                     rc = resp ? respond_object(nc, resp) : -1;
                     Py_XDECREF(resp);
-                    if (rc == 1) {
+                    if (rc == 1)
                         nc->phase = 2;
-                        continue;
-                    }
-                    if (rc == 0)
-                        goto finished;
-                    err = PyErr_GetRaisedException_compat();
                 }
+                if (rc == 1)
+                    continue;
+                if (rc == 0)
+                    goto finished;
+            }
+            if (done < 0) {
+                PyObject *err = PyErr_GetRaisedException_compat();
                 if (PyObject_TypeCheck(err, (PyTypeObject *)PyExc_Exception)) {
                     PyObject *r = PyObject_CallOneArg(nc->app->rt_server_error, err);
                     Py_XDECREF(r);
