@@ -14,6 +14,12 @@ import threading
 from typing import Any
 
 from celeris import _celeris, logs
+
+# asyncio.Task accepts any collections.abc.Coroutine: the connection Driver
+# (src/binding/driver.c) is one.
+import collections.abc as _abc
+
+_abc.Coroutine.register(_celeris.Driver)
 from celeris.config import AppLoadError, Config
 from celeris.lifespan import Lifespan
 from celeris.logs import logger

@@ -31,6 +31,7 @@ typedef struct {
     PyTypeObject *NativeApp_Type;
     PyTypeObject *NativeCall_Type;
     PyTypeObject *ThreadPool_Type;
+    PyTypeObject *Driver_Type;
     PyObject *ready_none;           /* awaitable resolving to None */
     PyObject *disconnect_msg_proto; /* {"type": "http.disconnect"} (copied per use) */
     /* interned strings */
@@ -78,6 +79,8 @@ typedef struct ServerObject {
     PyObject *ws_log;           /* ws_log(scope, status or None for accepted) or None */
     PyObject *pool;             /* ThreadPool for def endpoints, or NULL until first use */
     int pending_scheduled;
+    int in_loop_callback;       /* inside poll()/run_pending(): no Task is running */
+    int drivers;                /* one Driver Task per connection (CELERIS_CONN_DRIVER != "0") */
     int stopped;                /* stop_accepting() was called */
     unsigned long long requests;
     cel_server_config cfg;
@@ -170,6 +173,14 @@ extern PyType_Spec celeris_memconn_spec;
 extern PyType_Spec celeris_nativeapp_spec;
 extern PyType_Spec celeris_nativecall_spec;
 extern PyType_Spec celeris_threadpool_spec;
+extern PyType_Spec celeris_driver_spec;
+
+/* driver.c: run `coro` (the request's app coroutine; borrowed) for cy on c:
+ * on the connection's idle Driver Task at once, in a new Driver Task, or in
+ * a Task of its own; the Task is tracked on cy.  0, or -1 with an exception. */
+int celeris_drive(ServerObject *self, cel_conn *c, struct CycleObject *cy, PyObject *coro);
+/* The connection closed: release its Driver (its Task ends when parked). */
+void celeris_driver_close(ServerObject *self, cel_conn *c);
 
 /* threadpool.c: the Server's pool for def endpoints (borrowed; started on
  * first use, NULL with an exception on failure) and its shutdown. */

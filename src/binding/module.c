@@ -208,7 +208,11 @@ static int celeris_exec(PyObject *m)
     st->ThreadPool_Type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &celeris_threadpool_spec, NULL);
     if (!st->ThreadPool_Type)
         return -1;
-    if (PyModule_AddObjectRef(m, "ThreadPool", (PyObject *)st->ThreadPool_Type) < 0
+    st->Driver_Type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &celeris_driver_spec, NULL);
+    if (!st->Driver_Type)
+        return -1;
+    if (PyModule_AddObjectRef(m, "Driver", (PyObject *)st->Driver_Type) < 0
+        || PyModule_AddObjectRef(m, "ThreadPool", (PyObject *)st->ThreadPool_Type) < 0
         || PyModule_AddObjectRef(m, "NativeApp", (PyObject *)st->NativeApp_Type) < 0
         || PyModule_AddObjectRef(m, "NativeCall", (PyObject *)st->NativeCall_Type) < 0)
         return -1;
@@ -236,6 +240,7 @@ static int celeris_traverse(PyObject *m, visitproc visit, void *arg)
     Py_VISIT(st->NativeApp_Type);
     Py_VISIT(st->NativeCall_Type);
     Py_VISIT(st->ThreadPool_Type);
+    Py_VISIT(st->Driver_Type);
     Py_VISIT(st->ready_none);
     Py_VISIT(st->ws.ClientDisconnected);
     return 0;
@@ -251,6 +256,7 @@ static int celeris_clear(PyObject *m)
     Py_CLEAR(st->NativeApp_Type);
     Py_CLEAR(st->NativeCall_Type);
     Py_CLEAR(st->ThreadPool_Type);
+    Py_CLEAR(st->Driver_Type);
     Py_CLEAR(st->ready_none);
     PyObject **strs[] = {
         &st->s_type, &st->s_asgi, &st->s_http_version, &st->s_server, &st->s_client,

@@ -554,7 +554,7 @@ static int dispatch_runner(ServerObject *self, cel_conn *c, const cel_http_reque
                            NativeAppObject *app, NPlan *plan, PyObject **argv, Py_ssize_t nargs,
                            PyObject *cors_req)
 {
-    PyObject *scope = NULL, *cycle = NULL, *head = NULL, *nc = NULL, *coro = NULL, *task = NULL;
+    PyObject *scope = NULL, *cycle = NULL, *head = NULL, *nc = NULL, *coro = NULL;
     if (self->access_log != Py_None && !(scope = celeris_build_scope(self, c, req)))
         goto error;
     cycle = celeris_cycle_new(self, c, scope);
@@ -584,16 +584,8 @@ static int dispatch_runner(ServerObject *self, cel_conn *c, const cel_http_reque
         goto error;
     ((NativeCallObject *)nc)->inner = coro;
     coro = NULL;
-    task = PyObject_CallOneArg(self->create_task, nc);
-    if (!task)
+    if (celeris_drive(self, c, (CycleObject *)cycle, nc) < 0)
         goto error;
-    CycleObject *cy = (CycleObject *)cycle;
-    if (cy->live == 0) {
-        cy->task = task;
-        celeris_cycle_link(cy);
-    } else {
-        Py_DECREF(task);
-    }
     Py_DECREF(nc);
     Py_DECREF(head);
     Py_DECREF(cycle);
@@ -786,18 +778,11 @@ int celeris_native_dispatch(ServerObject *self, cel_conn *c, const cel_http_requ
         goto error;
     }
     Py_DECREF(coro);
-    PyObject *task = PyObject_CallOneArg(self->create_task, nc);
+    int drc = celeris_drive(self, c, (CycleObject *)cycle, nc);
     Py_DECREF(nc);
-    if (!task) {
+    if (drc < 0) {
         discard_cycle(cycle, c);
         goto error;
-    }
-    CycleObject *cy = (CycleObject *)cycle;
-    if (cy->live == 0) {
-        cy->task = task;
-        celeris_cycle_link(cy);
-    } else {
-        Py_DECREF(task);
     }
     Py_DECREF(cycle);
     app->native_requests++;

@@ -8,6 +8,8 @@
 #include "binding.h"
 
 #include <errno.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "errors.h"
 
@@ -83,14 +85,16 @@ static int on_request(void *ud, cel_conn *c, const cel_http_request *req)
     PyObject *handler = ws && self->ws_handler != Py_None ? self->ws_handler : self->handler;
     PyObject *coro = PyObject_Vectorcall(handler, args, 2, NULL);
     Py_DECREF(scope);
-    PyObject *r = NULL;
-    if (coro) {
-        r = PyObject_CallOneArg(self->create_task, coro);
-        Py_DECREF(coro);
-    }
-    if (!r) {
+    CycleObject *cy = (CycleObject *)cycle;
+    int rc = coro ? celeris_drive(self, c, cy, coro) : -1;
+    if (rc < 0) {
         PyErr_WriteUnraisable(self->handler);
-        CycleObject *cy = (CycleObject *)cycle;
+        if (coro) {
+            PyObject *r = PyObject_CallMethod(coro, "close", NULL);    /* never started */
+            Py_XDECREF(r);
+            PyErr_Clear();
+        }
+        Py_XDECREF(coro);
         int started = cy->response_started;
         if (cy->conn == c)
             c->user = NULL;
@@ -98,14 +102,7 @@ static int on_request(void *ud, cel_conn *c, const cel_http_request *req)
         Py_DECREF(cycle);
         return started ? 0 : CEL_ENOMEM;
     }
-    CycleObject *cy = (CycleObject *)cycle;
-    if (cy->live == 0) {
-        /* finish() not called yet (it may be, with eager tasks): track the task */
-        cy->task = r;
-        celeris_cycle_link(cy);
-    } else {
-        Py_DECREF(r);
-    }
+    Py_DECREF(coro);
     Py_DECREF(cycle);
     return 0;
 }
@@ -126,11 +123,11 @@ static void on_drain(void *ud, cel_conn *c)
 
 static void on_close(void *ud, cel_conn *c)
 {
-    (void)ud;
     CycleObject *cy = c->user;
     c->user = NULL;
     if (cy)
         celeris_cycle_on_close(cy);
+    celeris_driver_close(SELF(ud), c);
     celeris_conn_cache_free(c);
 }
 
@@ -287,6 +284,11 @@ static PyObject *server_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
     }
     /* task_factory(coro) -> Task: e.g. eagerly started Tasks (Python >= 3.12),
      * so a coroutine that finishes without suspending costs no loop turn. */
+    /* One Driver Task per keep-alive connection (driver.c); CELERIS_CONN_DRIVER=0: a Task per request. */
+    {
+        const char *e = getenv("CELERIS_CONN_DRIVER");
+        self->drivers = !(e && strcmp(e, "0") == 0);
+    }
     self->create_task = task_factory != Py_None ? Py_NewRef(task_factory)
                                                 : PyObject_GetAttrString(loop, "create_task");
     if (!self->create_task)
@@ -404,8 +406,11 @@ static PyObject *server_fileno(PyObject *op, PyObject *Py_UNUSED(a))
 static PyObject *server_poll(PyObject *op, PyObject *Py_UNUSED(a))
 {
     ServerObject *self = (ServerObject *)op;
-    if (self->srv)
+    if (self->srv) {
+        self->in_loop_callback = 1;
         cel_server_poll(self->srv);
+        self->in_loop_callback = 0;
+    }
     Py_RETURN_NONE;
 }
 
@@ -413,8 +418,11 @@ static PyObject *server_run_pending(PyObject *op, PyObject *Py_UNUSED(a))
 {
     ServerObject *self = (ServerObject *)op;
     self->pending_scheduled = 0;
-    if (self->srv)
+    if (self->srv) {
+        self->in_loop_callback = 1;
         cel_server_run_pending(self->srv);
+        self->in_loop_callback = 0;
+    }
     Py_RETURN_NONE;
 }
 

@@ -123,6 +123,8 @@ typedef struct cel_conn {
     struct cel_conn *pending_prev;
     struct cel_conn *prev, *next;   /* server's list of all connections */
     void *user;                 /* binding's object for the active request (borrowed) */
+    void *driver;               /* binding's per-connection request driver (owned by the
+                                   binding, released in its on_close) */
     void *cache;                /* binding's per-connection data; it frees it in on_close */
     void *owner;                /* in-memory connections: the embedder's handle (borrowed) */
     unsigned char peer[128];    /* struct sockaddr_storage of the peer */

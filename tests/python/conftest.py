@@ -69,14 +69,15 @@ class ServerProcess:
 
     def __init__(self, app: str, *args: str, app_dir: Path = APPS_DIR,
                  listen: tuple[str, ...] = ("--host", "127.0.0.1", "--port", "0"),
-                 pass_fds: tuple[int, ...] = (), cmd: list[str] | None = None) -> None:
+                 pass_fds: tuple[int, ...] = (), cmd: list[str] | None = None,
+                 env: dict | None = None) -> None:
         self.app = app
         self.args = list(args)
         self.cmd = cmd or celeris_cmd("run", app, *listen, "--app-dir", str(app_dir), *args)
         self._cwd = tempfile.mkdtemp(prefix="celeris-test-")
         self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      stdin=subprocess.DEVNULL, cwd=self._cwd,
-                                     env=subprocess_env(), pass_fds=pass_fds)
+                                     env={**subprocess_env(), **(env or {})}, pass_fds=pass_fds)
         self._cond = threading.Condition()
         self._out: list[str] = []
         self._err: list[str] = []
@@ -171,8 +172,8 @@ class ServerProcess:
         return iter((self.host, self.port, self))
 
 
-def start_server(app: str, *args: str) -> ServerProcess:
-    return ServerProcess(app, *args).wait_started()
+def start_server(app: str, *args: str, env: dict | None = None) -> ServerProcess:
+    return ServerProcess(app, *args, env=env).wait_started()
 
 
 def _server_fixture(name: str, app: str, *args: str):

@@ -1,0 +1,446 @@
+/* _celeris.Driver: one asyncio Task per keep-alive connection that runs the
+ * connection's requests one after the other, instead of one Task per request.
+ *
+ * Why: creating, scheduling and destroying an asyncio Task (name formatting,
+ * the all-tasks WeakSet, a Handle, a loop turn) costs more than the rest of a
+ * small native request.  Requests on a connection are serialised anyway (one
+ * request is with the app at a time), so one Task can carry them all.
+ *
+ * How: a Driver is the coroutine of its Task.  Between requests it parks: it
+ * yields itself, a minimal Future (get_loop, add_done_callback, cancel,
+ * result, _asyncio_future_blocking), and the Task registers its wake-up
+ * callback on it.  celeris_drive() hands the next request's coroutine to an
+ * idle Driver and calls that callback directly, so the Task's step -- and
+ * the request's first step -- runs at once, inside server.poll() or
+ * server.run_pending() (no other Task is running there), as an eagerly
+ * started Task would.  A request that awaits suspends the Driver's Task as it
+ * would suspend its own Task.  Each request runs in its own copy of the
+ * contextvars Context (entered around every step), so contextvars never leak
+ * between requests; asyncio.current_task() is the connection's Task.
+ * When the Driver is busy (its request still runs background tasks after its
+ * response) or the call does not come from the loop's callbacks (TestClient
+ * memory connections), the request gets its own Task as before.
+ *
+ * Ownership: cel_conn.driver holds a strong reference to the connection's
+ * Driver until the connection closes (on_close: celeris_driver_close); the
+ * Task holds it as its coroutine.  The Driver holds its Task (strong) until it
+ * ends; the park callback (which references the Task) is held only while
+ * parked; both are cleared when the Driver ends. */
+#include "binding.h"
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *loop;             /* the server's loop */
+    PyObject *call_soon;        /* loop.call_soon */
+    PyObject *coro;             /* the request coroutine being driven, or NULL (parked) */
+    PyObject *ctx;              /* its contextvars Context */
+    PyObject *task;             /* the Task running this Driver, until it ends */
+    PyObject *wakeup;           /* the Task's callback registered while parked, or NULL */
+    PyObject *wakeup_ctx;       /* the context it was registered with */
+    int blocking;               /* _asyncio_future_blocking */
+    int running;                /* inside a step */
+    int closing;                /* the connection closed: end when parked */
+    int cancelled;              /* the park was cancelled: result() raises */
+    int dead;                   /* ended (StopIteration or an exception) */
+} DriverObject;
+
+static PyTypeObject *Driver_Type(celeris_state *st) { return st->Driver_Type; }
+
+static void drv_release(DriverObject *d)
+{
+    d->dead = 1;
+    Py_CLEAR(d->coro);
+    Py_CLEAR(d->ctx);
+    Py_CLEAR(d->wakeup);
+    Py_CLEAR(d->wakeup_ctx);
+    Py_CLEAR(d->task);
+}
+
+/* One step of the Driver: advance the request coroutine (value None, or
+ * throw exc), or park.  Returns the object the Task must wait on, or NULL
+ * with StopIteration (the Driver ended) or another exception. */
+static PyObject *drv_step(DriverObject *d, PyObject *exc)
+{
+    if (d->running) {
+        PyErr_SetString(PyExc_RuntimeError, "celeris Driver re-entered");
+        return NULL;
+    }
+    for (;;) {
+        if (!d->coro) {
+            if (exc) {                          /* cancelled (or thrown into) while parked */
+                drv_release(d);
+                PyErr_SetRaisedException_compat(Py_NewRef(exc));
+                return NULL;
+            }
+            if (d->closing || d->dead) {
+                drv_release(d);
+                PyErr_SetNone(PyExc_StopIteration);
+                return NULL;
+            }
+            d->blocking = 1;
+            return Py_NewRef((PyObject *)d);   /* park */
+        }
+        PyObject *result = NULL;
+        PySendResult st;
+        d->running = 1;
+        if (PyContext_Enter(d->ctx) < 0) {
+            d->running = 0;
+            return NULL;
+        }
+        if (exc) {
+            result = PyObject_CallMethod(d->coro, "throw", "O", exc);
+            if (result)
+                st = PYGEN_NEXT;
+            else if (PyErr_ExceptionMatches(PyExc_StopIteration)) {
+                PyErr_Clear();
+                st = PYGEN_RETURN;
+            } else {
+                st = PYGEN_ERROR;
+            }
+        } else {
+            st = PyIter_Send(d->coro, Py_None, &result);
+        }
+        PyObject *err = st == PYGEN_ERROR ? PyErr_GetRaisedException_compat() : NULL;
+        if (PyContext_Exit(d->ctx) < 0)
+            PyErr_Clear();
+        d->running = 0;
+        if (st == PYGEN_NEXT)
+            return result;
+        Py_XDECREF(result);
+        Py_CLEAR(d->coro);
+        Py_CLEAR(d->ctx);
+        exc = NULL;
+        if (err) {
+            if (!PyObject_TypeCheck(err, (PyTypeObject *)PyExc_Exception)) {
+                /* Cancellation, KeyboardInterrupt...: the Task ends with it,
+                 * as the request's own Task would have. */
+                drv_release(d);
+                PyErr_SetRaisedException_compat(err);
+                return NULL;
+            }
+            /* The request coroutines map their errors themselves; one that
+             * escapes is reported as a Task's unretrieved exception would be. */
+            PyErr_SetRaisedException_compat(err);
+            PyErr_WriteUnraisable((PyObject *)d);
+        }
+    }
+}
+
+static PyObject *drv_next(PyObject *op)
+{
+    PyObject *r = drv_step((DriverObject *)op, NULL);
+    if (!r && PyErr_ExceptionMatches(PyExc_StopIteration))
+        PyErr_Clear();          /* iternext: no exception = StopIteration */
+    return r;
+}
+
+static PyObject *drv_send(PyObject *op, PyObject *Py_UNUSED(value))
+{
+    return drv_step((DriverObject *)op, NULL);
+}
+
+static PyObject *drv_throw(PyObject *op, PyObject *args)
+{
+    PyObject *typ, *val = NULL, *tb = NULL;
+    if (!PyArg_UnpackTuple(args, "throw", 1, 3, &typ, &val, &tb))
+        return NULL;
+    PyObject *exc;
+    if (PyExceptionInstance_Check(typ))
+        exc = Py_NewRef(typ);
+    else if (!(exc = val && val != Py_None ? PyObject_CallOneArg(typ, val) : PyObject_CallNoArgs(typ)))
+        return NULL;
+    PyObject *r = drv_step((DriverObject *)op, exc);
+    Py_DECREF(exc);
+    return r;
+}
+
+static PyObject *drv_close(PyObject *op, PyObject *Py_UNUSED(a))
+{
+    DriverObject *d = (DriverObject *)op;
+    if (d->coro && !d->running) {
+        PyObject *r = PyObject_CallMethod(d->coro, "close", NULL);
+        Py_XDECREF(r);
+        PyErr_Clear();
+    }
+    if (!d->running)
+        drv_release(d);
+    Py_RETURN_NONE;
+}
+
+static PyObject *drv_await(PyObject *op)
+{
+    return Py_NewRef(op);
+}
+
+/* ---- the park: the Future protocol the Task's step uses ---- */
+
+static PyObject *drv_get_loop(PyObject *op, PyObject *Py_UNUSED(a))
+{
+    return Py_NewRef(((DriverObject *)op)->loop);
+}
+
+static PyObject *drv_add_done_callback(PyObject *op, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"fn", "context", NULL};
+    DriverObject *d = (DriverObject *)op;
+    PyObject *fn, *ctx = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|$O", kwlist, &fn, &ctx))
+        return NULL;
+    if (d->wakeup) {
+        PyErr_SetString(PyExc_RuntimeError, "celeris Driver: one waiter only");
+        return NULL;
+    }
+    d->wakeup = Py_NewRef(fn);
+    d->wakeup_ctx = ctx != Py_None ? Py_NewRef(ctx) : NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *drv_remove_done_callback(PyObject *op, PyObject *fn)
+{
+    DriverObject *d = (DriverObject *)op;
+    if (d->wakeup && d->wakeup == fn) {
+        Py_CLEAR(d->wakeup);
+        Py_CLEAR(d->wakeup_ctx);
+        return PyLong_FromLong(1);
+    }
+    return PyLong_FromLong(0);
+}
+
+/* Wake the parked Task later (loop.call_soon), in the callback's context. */
+static int drv_wake_soon(DriverObject *d)
+{
+    PyObject *cb = d->wakeup, *ctx = d->wakeup_ctx;
+    d->wakeup = d->wakeup_ctx = NULL;
+    if (!cb)
+        return 0;
+    PyObject *args = PyTuple_Pack(2, cb, (PyObject *)d);
+    PyObject *kw = args && ctx ? Py_BuildValue("{sO}", "context", ctx) : NULL;
+    PyObject *r = args && (kw || !ctx) ? PyObject_Call(d->call_soon, args, kw) : NULL;
+    Py_XDECREF(args);
+    Py_XDECREF(kw);
+    Py_DECREF(cb);
+    Py_XDECREF(ctx);
+    if (!r)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+static PyObject *drv_cancel(PyObject *op, PyObject *args, PyObject *kw)
+{
+    (void)args;
+    (void)kw;
+    DriverObject *d = (DriverObject *)op;
+    if (d->coro || !d->wakeup)
+        Py_RETURN_FALSE;
+    d->cancelled = 1;
+    if (drv_wake_soon(d) < 0)
+        return NULL;
+    Py_RETURN_TRUE;
+}
+
+static PyObject *drv_result(PyObject *op, PyObject *Py_UNUSED(a))
+{
+    DriverObject *d = (DriverObject *)op;
+    if (d->cancelled) {
+        d->cancelled = 0;
+        PyObject *mod = PyImport_ImportModule("asyncio");
+        PyObject *ce = mod ? PyObject_GetAttrString(mod, "CancelledError") : NULL;
+        Py_XDECREF(mod);
+        if (ce) {
+            PyErr_SetNone(ce);
+            Py_DECREF(ce);
+        }
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *drv_done(PyObject *op, PyObject *Py_UNUSED(a))
+{
+    (void)op;
+    Py_RETURN_FALSE;
+}
+
+static PyObject *drv_get_blocking(PyObject *op, void *Py_UNUSED(c))
+{
+    return PyBool_FromLong(((DriverObject *)op)->blocking);
+}
+
+static int drv_set_blocking(PyObject *op, PyObject *v, void *Py_UNUSED(c))
+{
+    int b = v ? PyObject_IsTrue(v) : 0;
+    if (b < 0)
+        return -1;
+    ((DriverObject *)op)->blocking = b;
+    return 0;
+}
+
+static int drv_traverse(PyObject *op, visitproc visit, void *arg)
+{
+    DriverObject *d = (DriverObject *)op;
+    Py_VISIT(d->loop);
+    Py_VISIT(d->call_soon);
+    Py_VISIT(d->coro);
+    Py_VISIT(d->ctx);
+    Py_VISIT(d->task);
+    Py_VISIT(d->wakeup);
+    Py_VISIT(d->wakeup_ctx);
+    Py_VISIT(Py_TYPE(op));
+    return 0;
+}
+
+static int drv_clear(PyObject *op)
+{
+    DriverObject *d = (DriverObject *)op;
+    drv_release(d);
+    Py_CLEAR(d->loop);
+    Py_CLEAR(d->call_soon);
+    return 0;
+}
+
+static void drv_dealloc(PyObject *op)
+{
+    PyTypeObject *tp = Py_TYPE(op);
+    PyObject_GC_UnTrack(op);
+    drv_clear(op);
+    tp->tp_free(op);
+    Py_DECREF(tp);
+}
+
+static PyMethodDef drv_methods[] = {
+    {"send", drv_send, METH_O, NULL},
+    {"throw", drv_throw, METH_VARARGS, NULL},
+    {"close", drv_close, METH_NOARGS, NULL},
+    {"get_loop", drv_get_loop, METH_NOARGS, NULL},
+    {"add_done_callback", (PyCFunction)(void (*)(void))drv_add_done_callback, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"remove_done_callback", drv_remove_done_callback, METH_O, NULL},
+    {"cancel", (PyCFunction)(void (*)(void))drv_cancel, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"result", drv_result, METH_NOARGS, NULL},
+    {"done", drv_done, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef drv_getset[] = {
+    {"_asyncio_future_blocking", drv_get_blocking, drv_set_blocking, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot drv_slots[] = {
+    {Py_am_await, drv_await},
+    {Py_tp_iter, drv_await},
+    {Py_tp_iternext, drv_next},
+    {Py_tp_methods, drv_methods},
+    {Py_tp_getset, drv_getset},
+    {Py_tp_traverse, drv_traverse},
+    {Py_tp_clear, drv_clear},
+    {Py_tp_dealloc, drv_dealloc},
+    {Py_tp_doc, "Runs a keep-alive connection's requests in one asyncio Task (internal)."},
+    {0, NULL},
+};
+
+PyType_Spec celeris_driver_spec = {
+    .name = "celeris._celeris.Driver",
+    .basicsize = sizeof(DriverObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .slots = drv_slots,
+};
+
+/* ---- the server side ---- */
+
+/* Track `task` as the Task running cy's app (unless cy finished already). */
+static void track(CycleObject *cy, PyObject *task)
+{
+    if (cy->live == 0) {
+        cy->task = Py_NewRef(task);
+        celeris_cycle_link(cy);
+    }
+}
+
+int celeris_drive(ServerObject *self, cel_conn *c, CycleObject *cy, PyObject *coro)
+{
+    DriverObject *d = c->driver;
+    if (self->drivers && self->in_loop_callback && c->fd >= 0) {
+        if (d && !d->dead && !d->coro && !d->running && d->wakeup && !d->closing) {
+            /* An idle Driver: hand it the request and run its Task's step now. */
+            PyObject *ctx = PyContext_CopyCurrent();
+            if (!ctx)
+                return -1;
+            d->coro = Py_NewRef(coro);
+            d->ctx = ctx;
+            PyObject *cb = d->wakeup;
+            d->wakeup = NULL;
+            Py_CLEAR(d->wakeup_ctx);
+            PyObject *task = Py_NewRef(d->task);
+            track(cy, task);
+            PyObject *r = PyObject_CallOneArg(cb, (PyObject *)d);
+            Py_DECREF(cb);
+            Py_DECREF(task);
+            if (!r)
+                PyErr_WriteUnraisable((PyObject *)d);
+            Py_XDECREF(r);
+            return 0;
+        }
+        if (!d || d->dead) {
+            /* The connection's first request (or its Driver ended): a new
+             * Driver, started as an ordinary Task with the request. */
+            DriverObject *nd = PyObject_GC_New(DriverObject, Driver_Type(self->st));
+            if (!nd)
+                return -1;
+            nd->loop = Py_NewRef(self->loop);
+            nd->call_soon = Py_NewRef(self->call_soon);
+            nd->coro = Py_NewRef(coro);
+            nd->ctx = nd->task = nd->wakeup = nd->wakeup_ctx = NULL;
+            nd->blocking = nd->running = nd->closing = nd->cancelled = nd->dead = 0;
+            PyObject_GC_Track(nd);
+            if (!(nd->ctx = PyContext_CopyCurrent())) {
+                Py_DECREF(nd);
+                return -1;
+            }
+            PyObject *task = PyObject_CallOneArg(self->create_task, (PyObject *)nd);
+            if (!task) {
+                Py_CLEAR(nd->coro);
+                Py_DECREF(nd);
+                return -1;
+            }
+            nd->task = Py_NewRef(task);
+            Py_XSETREF(c->driver, (PyObject *)nd);
+            track(cy, task);
+            Py_DECREF(task);
+            return 0;
+        }
+    }
+    /* Busy Driver, or not called from the loop's callbacks: a Task of its own. */
+    PyObject *task = PyObject_CallOneArg(self->create_task, coro);
+    if (!task)
+        return -1;
+    track(cy, task);
+    Py_DECREF(task);
+    return 0;
+}
+
+void celeris_driver_close(ServerObject *self, cel_conn *c)
+{
+    DriverObject *d = c->driver;
+    if (!d)
+        return;
+    c->driver = NULL;
+    d->closing = 1;
+    if (!d->coro && !d->running && d->wakeup) {
+        /* Parked: let its Task end now (or on the next loop turn). */
+        PyObject *exc = PyErr_GetRaisedException_compat();
+        if (self->in_loop_callback) {
+            PyObject *cb = d->wakeup;
+            d->wakeup = NULL;
+            Py_CLEAR(d->wakeup_ctx);
+            PyObject *r = PyObject_CallOneArg(cb, (PyObject *)d);
+            Py_DECREF(cb);
+            Py_XDECREF(r);
+        } else if (drv_wake_soon(d) < 0) {
+            drv_release(d);     /* no loop any more: nothing will run the Task again */
+        }
+        PyErr_Clear();
+        PyErr_SetRaisedException_compat(exc);
+    }
+    Py_DECREF(d);
+}

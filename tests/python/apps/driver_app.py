@@ -1,0 +1,78 @@
+"""A FastAPI app for tests/python/test_driver.py: what a request sees of the
+asyncio Task running it (one Driver Task per keep-alive connection)."""
+import asyncio
+import contextvars
+
+import anyio
+from fastapi import BackgroundTasks, FastAPI
+
+app = FastAPI()
+VAR: contextvars.ContextVar = contextvars.ContextVar("VAR", default="unset")
+GATE: dict = {}
+DONE: list = []
+
+
+@app.get("/task")
+async def task_info(set: str = ""):
+    before = VAR.get()
+    if set:
+        VAR.set(set)
+    t = asyncio.current_task()
+    return {"task": t.get_name(), "is_task": isinstance(t, asyncio.Task), "var_before": before,
+            "cancelling": t.cancelling() if hasattr(t, "cancelling") else 0}
+
+
+@app.get("/sync-task")
+def sync_task():
+    return {"var": VAR.get()}
+
+
+@app.get("/timeout")
+async def timeout():
+    # anyio's cancel scope cancels the Task running the request, then absorbs it
+    try:
+        with anyio.fail_after(0.01):
+            await asyncio.sleep(30)
+    except TimeoutError:
+        return {"timed_out": True}
+    return {"timed_out": False}
+
+
+@app.get("/background")
+async def background(tasks: BackgroundTasks):
+    GATE["event"] = asyncio.Event()
+
+    async def wait_for_release():
+        await GATE["event"].wait()
+        DONE.append("background done")
+
+    tasks.add_task(wait_for_release)
+    return {"queued": True}
+
+
+@app.get("/release")
+async def release():
+    GATE["event"].set()
+    await asyncio.sleep(0)
+    return {"released": True}
+
+
+@app.get("/done")
+async def done():
+    return {"done": list(DONE)}
+
+
+@app.get("/cancel-self")
+async def cancel_self():
+    raise asyncio.CancelledError()
+
+
+@app.get("/tasks")
+async def tasks():
+    return {"tasks": len(asyncio.all_tasks())}
+
+
+@app.get("/sleep")
+async def sleep():
+    await asyncio.sleep(0.01)
+    return {"slept": True}

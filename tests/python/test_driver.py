@@ -1,0 +1,83 @@
+"""One Driver Task per keep-alive connection (src/binding/driver.c): the
+requests of a connection run in one asyncio Task, each in its own contextvars
+Context; a request still running after its response (background tasks) does
+not hold up the next one; cancellation stays inside its request; the Task
+ends with its connection."""
+import json
+
+import pytest
+
+from conftest import _server_fixture, start_server
+from rawhttp import Closed, Conn, wait_until
+
+driver_server = _server_fixture("driver_server", "driver_app:app")
+
+
+def get(c: Conn, path: str) -> dict:
+    r = c.request("GET", path)
+    assert r.status == 200, (path, r.status, r.body)
+    return json.loads(r.body)
+
+
+def test_requests_on_a_connection_share_a_task_but_not_contextvars(driver_server):
+    with Conn(driver_server.addr) as c, Conn(driver_server.addr) as other:
+        first = get(c, "/task?set=a")
+        second = get(c, "/task?set=b")
+        third = get(c, "/sleep") and get(c, "/task")
+        elsewhere = get(other, "/task")
+    assert first["is_task"] and second["is_task"]
+    assert first["var_before"] == second["var_before"] == third["var_before"] == "unset"
+    assert first["task"] == second["task"] == third["task"]     # the connection's Task
+    assert elsewhere["task"] != first["task"]
+    assert get(Conn(driver_server.addr), "/sync-task") == {"var": "unset"}
+
+
+def test_cancellation_inside_a_request_leaves_the_connection_usable(driver_server):
+    with Conn(driver_server.addr) as c:
+        assert get(c, "/timeout") == {"timed_out": True}
+        after = get(c, "/task")
+        assert after["cancelling"] == 0
+        assert get(c, "/timeout") == {"timed_out": True}
+
+
+def test_background_work_does_not_hold_up_the_next_request(driver_server):
+    # The first request's background task waits for the second request on the
+    # same connection: if the connection's Task carried both in turn, the
+    # second would never run (the read below would time out).
+    with Conn(driver_server.addr, timeout=10) as c:
+        assert get(c, "/background") == {"queued": True}
+        assert get(c, "/release") == {"released": True}
+        wait_until(lambda: get(c, "/done") == {"done": ["background done"]}, timeout=10)
+        assert get(c, "/task")["is_task"]
+
+
+def test_a_request_that_cancels_itself_does_not_take_others_down(driver_server):
+    # (the request's Task ends cancelled; its connection is closed unanswered)
+    with Conn(driver_server.addr, timeout=10) as c:
+        c.send(b"GET /cancel-self HTTP/1.1\r\nHost: x\r\n\r\n")
+        with pytest.raises(Closed):
+            c.read_response()
+    with Conn(driver_server.addr) as c:
+        assert get(c, "/task")["is_task"]
+        assert get(c, "/task")["is_task"]
+
+
+def test_connection_tasks_end_with_their_connections(driver_server):
+    with Conn(driver_server.addr) as probe:
+        base = get(probe, "/tasks")["tasks"]
+        for _ in range(20):
+            with Conn(driver_server.addr) as c:
+                get(c, "/task")
+        wait_until(lambda: get(probe, "/tasks")["tasks"] <= base, timeout=10)
+
+
+@pytest.mark.parametrize("flag", ["0", "1"])
+def test_switch_off_and_on(flag):
+    srv = start_server("driver_app:app", env={"CELERIS_CONN_DRIVER": flag})
+    try:
+        with Conn(srv.addr) as c:
+            a, b = get(c, "/task?set=x"), get(c, "/task")
+        assert b["var_before"] == "unset"
+        assert (a["task"] == b["task"]) == (flag == "1")
+    finally:
+        srv.stop()
