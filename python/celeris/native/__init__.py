@@ -43,7 +43,7 @@ def build(app: Any, runtime: Any = None) -> tuple[Any, CompiledApp]:
     """runtime: celeris.native.runtime, or an object with the same functions
     (the TestClient overrides server_error to capture exceptions)."""
     compiled = compile_app(app)
-    if compiled.app_reason or not any(e.plan for e in compiled.entries):
+    if compiled.app_reason or not (compiled.noroute_reason == "" or any(e.plan for e in compiled.entries)):
         return None, compiled
     if runtime is None:
         from celeris.native import runtime
@@ -57,7 +57,11 @@ def build(app: Any, runtime: Any = None) -> tuple[Any, CompiledApp]:
         from celeris.native import runtime as rt
 
         cors = rt.cors_hooks(compiled.cors)
-    return _celeris.NativeApp(entries, runtime, cors=cors), compiled
+    noroute = None
+    if compiled.noroute_reason == "":
+        noroute = (compiled.redirect_slashes,
+                   [e.route if e.kind != KIND_OPAQUE else None for e in compiled.entries])
+    return _celeris.NativeApp(entries, runtime, cors=cors, noroute=noroute), compiled
 
 
 def telemetry_refresher(native_app: Any, compiled: CompiledApp):
