@@ -11,6 +11,7 @@ from typing import Any
 from celeris import _celeris
 from celeris.native.compiler import (
     KIND_OPAQUE,
+    KIND_PATH,
     CompiledApp,
     compile_app,
 )
@@ -60,7 +61,7 @@ def build(app: Any, runtime: Any = None) -> tuple[Any, CompiledApp]:
     noroute = None
     if compiled.noroute_reason == "":
         noroute = (compiled.redirect_slashes,
-                   [e.route if e.kind != KIND_OPAQUE else None for e in compiled.entries])
+                   [e.route if e.kind == KIND_PATH else None for e in compiled.entries])
     return _celeris.NativeApp(entries, runtime, cors=cors, noroute=noroute), compiled
 
 

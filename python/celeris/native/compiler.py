@@ -67,7 +67,8 @@ class RouteEntry:
     display_methods: str = ""
     display_path: str = ""
     name: str = ""
-    route: Any = None       # PATH entries: the object whose .methods make a 405's Allow header
+    route: Any = None       # the route (an included route: its effective context); for PATH
+                            # entries the object whose .methods make a 405's Allow header
 
 
 @dataclass
@@ -491,12 +492,12 @@ def compile_app(app: Any) -> CompiledApp:
             continue        # never matches an http request
         if t is Mount:
             out.entries.append(RouteEntry(i, KIND_MOUNT, r.path, None, None, "mounted sub-application",
-                                          "*", r.path + "/*", name))
+                                          "*", r.path + "/*", name, route=r))
             continue
         if t not in (APIRoute, Route) or (t is APIRoute and not included and type(r) is not APIRoute):
             out.entries.append(RouteEntry(i, KIND_OPAQUE, "", None, None,
                                           f"{t.__name__}: matching not reproduced (stops native routing)",
-                                          "*", getattr(r, "path", "?"), name))
+                                          "*", getattr(r, "path", "?"), name, route=r))
             opaque_seen = True
             continue
         methods = ",".join(sorted(r.methods)) if r.methods else None
