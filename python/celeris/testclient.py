@@ -97,7 +97,8 @@ class _CelerisTransport(httpx.BaseTransport):
         router = getattr(self.app, "router", None)
         key = (id(router), len(getattr(router, "routes", ()) or ()),
                len(getattr(self.app, "user_middleware", ()) or ()),
-               len(getattr(self.app, "exception_handlers", {}) or {}))
+               len(getattr(self.app, "exception_handlers", {}) or {}),
+               getattr(router, "redirect_slashes", None))
         if key != self._native_key:
             from celeris import native
 

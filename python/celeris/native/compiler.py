@@ -7,8 +7,10 @@ C router reproduces Starlette's "first full match wins":
     the ASGI tier, with the reason recorded for `celeris routes`;
   - a route whose matching the compiler cannot reproduce is "opaque": it stops
     the router, so every later route is ASGI too.
-A request that matches no route at all goes to the ASGI tier (404, 405 and
-redirect_slashes are then FastAPI's own).
+A request that matches no route at all (404, 405, redirect_slashes) is
+answered natively when `noroute_reason` is "" (src/binding/native_noroute.c),
+else by the ASGI tier.  Starlette Routes with a function endpoint (FastAPI's
+docs/openapi routes, add_route) get a runner reproducing request_response.
 
 Native v1 covers: APIRoute with path/query parameters only (no dependencies,
 body, header or cookie parameters, no Request/Response/BackgroundTasks
