@@ -152,9 +152,10 @@ static PyObject *getattr_s(PyObject *o, const char *name)
 
 /* NativeApp(entries, runtime, cors=None, noroute=None): entries is a list of
  * (kind, template, methods|None, plan|None); cors is (start, wrap) (see
- * runtime.cors_hooks); noroute is (redirect_slashes, allow_routes) when
+ * runtime.cors_hooks); noroute is (redirect_slashes, allow_routes, fresh) when
  * requests no route takes are answered natively, allow_routes a list by
- * entry of the object whose .methods make a 405's Allow header, or None. */
+ * entry of the object whose .methods make a 405's Allow header, or None,
+ * and fresh() true while the app's route table is still the compiled one. */
 static PyObject *napp_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
 {
     PyObject *entries, *runtime, *cors = Py_None, *noroute = Py_None;
@@ -175,9 +176,9 @@ static PyObject *napp_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
         self->cors_wrap = Py_NewRef(wrap);
     }
     if (noroute != Py_None) {
-        PyObject *allow;
+        PyObject *allow, *fresh;
         int redirect;
-        if (!PyArg_ParseTuple(noroute, "pO!", &redirect, &PyList_Type, &allow)) {
+        if (!PyArg_ParseTuple(noroute, "pO!O", &redirect, &PyList_Type, &allow, &fresh)) {
             Py_DECREF(self);
             return NULL;
         }
@@ -189,6 +190,7 @@ static PyObject *napp_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
         self->noroute = 1;
         self->redirect_slashes = redirect;
         self->allow_routes = Py_NewRef(allow);
+        self->noroute_fresh = Py_NewRef(fresh);
     }
     self->enabled = 1;
     self->runtime = Py_NewRef(runtime);
@@ -276,6 +278,7 @@ static int napp_clear(PyObject *op)
     Py_CLEAR(self->cors_start);
     Py_CLEAR(self->cors_wrap);
     Py_CLEAR(self->allow_routes);
+    Py_CLEAR(self->noroute_fresh);
     Py_CLEAR(self->rt_not_found);
     Py_CLEAR(self->rt_not_allowed);
     Py_CLEAR(self->rt_redirect);
@@ -289,6 +292,7 @@ static int napp_traverse(PyObject *op, visitproc visit, void *arg)
     Py_VISIT(self->cors_start);
     Py_VISIT(self->cors_wrap);
     Py_VISIT(self->allow_routes);
+    Py_VISIT(self->noroute_fresh);
     for (Py_ssize_t i = 0; i < self->nplans; i++) {
         NPlan *p = self->plans ? self->plans[i] : NULL;
         if (!p)

@@ -62,6 +62,8 @@ typedef struct NativeAppObject {
     int redirect_slashes;       /* the app router's redirect_slashes */
     PyObject *allow_routes;     /* list by router id: the object whose .methods make a 405's
                                    Allow header, or None (then a 405 goes to the ASGI tier) */
+    PyObject *noroute_fresh;    /* fresh() -> True while the app's route table is the compiled
+                                   one (routes may be added while the app runs) */
     PyObject *rt_not_found, *rt_not_allowed, *rt_redirect;  /* runtime coroutine factories */
     NPlan noroute_plan;         /* the plan NativeCalls of no-route answers carry (no params,
                                    no serializer; its coroutines return a Response or raise) */

@@ -13,7 +13,8 @@
  * exception handling are those of every native response.  The compiler only
  * turns this on for apps whose router, default handler and exception
  * handlers are FastAPI's own, and whose every route the C router
- * reproduces (an opaque route makes the router answer OPAQUE, never NONE). */
+ * reproduces (an opaque route makes the router answer OPAQUE, never NONE);
+ * and only while the app's route table is still the one compiled. */
 #include "native.h"
 
 #include <string.h>
@@ -69,6 +70,14 @@ int celeris__native_noroute(ServerObject *self, cel_conn *c, const cel_http_requ
     PyObject *coro = NULL, *cors_req = NULL;
     PyObject *route = NULL;
     int redirect = 0;
+    PyObject *fresh = PyObject_CallNoArgs(app->noroute_fresh);
+    int ok = fresh ? PyObject_IsTrue(fresh) : -1;
+    Py_XDECREF(fresh);
+    if (ok <= 0) {
+        if (ok < 0)
+            PyErr_WriteUnraisable(app->noroute_fresh);
+        return 0;                       /* a route was added: FastAPI's router decides */
+    }
     if (m->partial_seen) {
         if (m->partial_id < 0 || m->partial_id >= PyList_GET_SIZE(app->allow_routes))
             return 0;

@@ -520,3 +520,77 @@ def test_routes_report_starlette():
         assert by_path[path].plan is not None, path
     assert by_path["/class"].plan is None and "ASGI endpoint" in by_path["/class"].reason
     assert by_path["/with-mw"].plan is None
+
+
+# ---- routes added while the app runs ----
+
+def test_routes_added_later_are_found():
+    router = APIRouter()
+
+    @router.get("/items")
+    async def items():
+        return "items"
+
+    app = FastAPI()
+    app.include_router(router, prefix="/api")
+    client = tc.TestClient(app)
+    assert client.get("/api/later").status_code == 404
+
+    @router.get("/later")
+    async def later():
+        return "later"
+
+    @app.get("/top")
+    async def top():
+        return "top"
+
+    assert client.get("/api/later").json() == "later"
+    assert client.get("/top").json() == "top"
+    before = tc.stats["native"]
+    assert client.get("/api/nope").status_code == 404      # the rebuilt native tier answers
+    assert tc.stats["native"] == before + 1
+
+
+def test_stale_native_tier_leaves_new_routes_to_fastapi():
+    # The server builds the native tier once: a route added afterwards (to an
+    # included router, which the app's own route list does not show) must
+    # not get the native tier's 404.
+    router = APIRouter()
+
+    @router.get("/items")
+    async def items():
+        return "items"
+
+    app = FastAPI()
+    app.include_router(router, prefix="/api")
+    client = tc.TestClient(app)
+    transport = client._transport
+    assert client.get("/api/later").status_code == 404
+    stale = transport._native_app
+
+    @router.get("/later")
+    async def later():
+        return "later"
+
+    from celeris import native
+
+    transport._native_key = native.routes_key(app)     # as if never rebuilt
+    before = tc.stats["native"]
+    assert client.get("/api/later").json() == "later"
+    assert client.get("/api/nope").status_code == 404
+    assert transport._native_app is stale and tc.stats["native"] == before
+
+
+def test_telemetry_switched_on_later_is_seen_per_request():
+    from opentelemetry import trace
+
+    app = FastAPI()
+    client = tc.TestClient(app)
+    before = tc.stats["native"]
+    assert client.get("/nope").status_code == 404
+    assert tc.stats["native"] == before + 1
+    # FastAPI checks its telemetry switch on every request; so does the TestClient.
+    app._native_telemetry.config["tracer_provider"] = trace.NoOpTracerProvider()
+    assert app._native_telemetry.enabled()
+    assert client.get("/nope").json() == {"detail": "Not Found"}
+    assert tc.stats["native"] == before + 1

@@ -60,9 +60,27 @@ def build(app: Any, runtime: Any = None) -> tuple[Any, CompiledApp]:
         cors = rt.cors_hooks(compiled.cors)
     noroute = None
     if compiled.noroute_reason == "":
+        key = routes_key(app)
+
+        def fresh() -> bool:
+            return routes_key(app) == key
+
         noroute = (compiled.redirect_slashes,
-                   [e.route if e.kind == KIND_PATH else None for e in compiled.entries])
+                   [e.route if e.kind == KIND_PATH else None for e in compiled.entries], fresh)
     return _celeris.NativeApp(entries, runtime, cors=cors, noroute=noroute), compiled
+
+
+def routes_key(app: Any) -> tuple:
+    """What the compiled route table was built from: routes may be added
+    while the app runs (FastAPI counts changes in included routers too), and
+    a request no compiled route takes must then go to FastAPI's own router."""
+    router = getattr(app, "router", None)
+    routes = getattr(router, "routes", None) or ()
+    version = getattr(router, "_get_routes_version", None)
+    return (id(router), len(routes), version() if version is not None else None,
+            getattr(router, "redirect_slashes", None),
+            len(getattr(app, "exception_handlers", None) or ()),
+            len(getattr(app, "user_middleware", None) or ()))
 
 
 def telemetry_refresher(native_app: Any, compiled: CompiledApp):
