@@ -152,10 +152,12 @@ static PyObject *getattr_s(PyObject *o, const char *name)
 
 /* NativeApp(entries, runtime, cors=None, noroute=None): entries is a list of
  * (kind, template, methods|None, plan|None); cors is (start, wrap) (see
- * runtime.cors_hooks); noroute is (redirect_slashes, allow_routes, fresh) when
- * requests no route takes are answered natively, allow_routes a list by
- * entry of the object whose .methods make a 405's Allow header, or None,
- * and fresh() true while the app's route table is still the compiled one. */
+ * runtime.cors_hooks); noroute is (redirect_slashes, allow_routes, fresh,
+ * not_found) when requests no route takes are answered natively,
+ * allow_routes a list by entry of the object whose .methods make a 405's
+ * Allow header, or None, fresh() true while the app's route table is still
+ * the compiled one, not_found false when the last step (the 404) must be
+ * left to FastAPI (low-priority routes come before it). */
 static PyObject *napp_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
 {
     PyObject *entries, *runtime, *cors = Py_None, *noroute = Py_None;
@@ -177,8 +179,9 @@ static PyObject *napp_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
     }
     if (noroute != Py_None) {
         PyObject *allow, *fresh;
-        int redirect;
-        if (!PyArg_ParseTuple(noroute, "pO!O", &redirect, &PyList_Type, &allow, &fresh)) {
+        int redirect, not_found;
+        if (!PyArg_ParseTuple(noroute, "pO!Op", &redirect, &PyList_Type, &allow, &fresh,
+                              &not_found)) {
             Py_DECREF(self);
             return NULL;
         }
@@ -189,6 +192,7 @@ static PyObject *napp_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
         }
         self->noroute = 1;
         self->redirect_slashes = redirect;
+        self->noroute_404 = not_found;
         self->allow_routes = Py_NewRef(allow);
         self->noroute_fresh = Py_NewRef(fresh);
     }

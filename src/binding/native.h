@@ -60,6 +60,7 @@ typedef struct NativeAppObject {
     int noroute;                /* requests no route takes (404, 405, redirect_slashes 307)
                                    are answered natively (native_noroute.c) */
     int redirect_slashes;       /* the app router's redirect_slashes */
+    int noroute_404;            /* the final 404 too (no low-priority routes come before it) */
     PyObject *allow_routes;     /* list by router id: the object whose .methods make a 405's
                                    Allow header, or None (then a 405 goes to the ASGI tier) */
     PyObject *noroute_fresh;    /* fresh() -> True while the app's route table is the compiled

@@ -5,7 +5,8 @@
  *     (HTTPException with "Allow", answered by FastAPI's http_exception_handler);
  *   - else, with redirect_slashes, when any route matches the path with the
  *     trailing slash added or stripped: a 307 RedirectResponse to it;
- *   - else Router.not_found's HTTPException(404).
+ *   - else (unless the app has low-priority routes, tried at this point)
+ *     Router.not_found's HTTPException(404).
  *
  * C decides which (with the same router that routes everything else); the
  * answer itself is made by celeris.native.runtime with Starlette's and
@@ -89,6 +90,8 @@ int celeris__native_noroute(ServerObject *self, cel_conn *c, const cel_http_requ
         if (redirect < 0)
             return 0;
     }
+    if (!route && !redirect && !app->noroute_404)
+        return 0;                       /* low-priority routes, then not_found: FastAPI's */
     if (app->cors_start && !(cors_req = celeris__native_req_headers(req)))
         goto error;
     if (route) {

@@ -296,8 +296,12 @@ def test_host_route_keeps_no_route_on_asgi():
     check(factory, "GET", "/nope", native=False)
 
 
-def test_frontend_routes_keep_no_route_on_asgi(tmp_path):
+def test_frontend_routes_keep_the_404_on_asgi(tmp_path):
+    # FastAPI tries low-priority (frontend) routes after the 405 and the
+    # redirect_slashes check, before not_found.
     (tmp_path / "index.html").write_text("<p>front</p>")
+    (tmp_path / "page").mkdir()
+    (tmp_path / "page" / "index.html").write_text("<p>page</p>")
 
     def factory():
         app = basic_app()
@@ -306,9 +310,12 @@ def test_frontend_routes_keep_no_route_on_asgi(tmp_path):
         app.include_router(router)
         return app
 
-    assert compile_app(factory()).noroute_reason
-    for url in ("/nope", "/items", "/index.html"):
-        check(factory, "GET", url, native=False)
+    compiled = compile_app(factory())
+    assert compiled.noroute_reason == "" and compiled.low_priority
+    for url in ("/nope", "/index.html", "/page", "/page/", "/"):
+        check(factory, "GET", url, native=None if url == "/" else False)
+    check(factory, "GET", "/items", native=True)
+    check(factory, "POST", "/items/", native=True)
 
 
 def test_allow_header_follows_route_methods():

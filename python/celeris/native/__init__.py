@@ -66,7 +66,8 @@ def build(app: Any, runtime: Any = None) -> tuple[Any, CompiledApp]:
             return routes_key(app) == key
 
         noroute = (compiled.redirect_slashes,
-                   [e.route if e.kind == KIND_PATH else None for e in compiled.entries], fresh)
+                   [e.route if e.kind == KIND_PATH else None for e in compiled.entries], fresh,
+                   not compiled.low_priority)
     return _celeris.NativeApp(entries, runtime, cors=cors, noroute=noroute), compiled
 
 

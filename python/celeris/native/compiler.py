@@ -83,6 +83,9 @@ class CompiledApp:
     # tier answers them, else why the ASGI tier does.
     noroute_reason: str = "not compiled"
     redirect_slashes: bool = True
+    # FastAPI tries low-priority (frontend) routes after redirect_slashes and
+    # before not_found: with any, the last step (404) stays on the ASGI tier.
+    low_priority: bool = False
 
 
 def _fastapi_version() -> tuple[int, int]:
@@ -549,8 +552,7 @@ def _noroute_reason(app: Any, compiled: CompiledApp) -> str:
     if getattr(default, "__func__", None) is not Router.not_found or getattr(default, "__self__", None) is not router:
         return "custom router default"
     low = getattr(router, "_iter_low_priority_routes", None)
-    if low is not None and any(True for _ in low()):
-        return "low-priority (frontend) routes"
+    compiled.low_priority = low is not None and any(True for _ in low())
     if getattr(router, "form_limits", None):
         return "form limits on the router"
     if "app" not in APIRouter.__dict__ and not _starlette_router_app_known():
