@@ -107,7 +107,12 @@ def _why_asgi(transport: Any, request: Any) -> str:
         if match is Match.PARTIAL and partial is None:
             partial = e
     why = getattr(compiled, "noroute_reason", "not compiled")
-    why = _normalise(why) if why else "declined at run time (e.g. an opaque route)"
+    if why:
+        why = _normalise(why)
+    elif getattr(compiled, "low_priority", False) and partial is None:
+        why = "low-priority (frontend) routes come before the 404"
+    else:
+        why = "declined at run time (e.g. an opaque route)"
     if partial is not None:
         return f"method not allowed (405): {why}"
     return f"no route matches (404, or redirect_slashes: 307 to the other slash form): {why}"
