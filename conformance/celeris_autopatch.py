@@ -97,7 +97,7 @@ def _why_asgi(transport: Any, request: Any) -> str:
     routes = app.router.routes
     partial = None
     for e in compiled.entries:
-        route = routes[e.index] if e.index < len(routes) else None
+        route = e.route if e.route is not None else (routes[e.index] if e.index < len(routes) else None)
         if route is None:
             continue
         match, _ = route.matches(scope)
@@ -106,9 +106,16 @@ def _why_asgi(transport: Any, request: Any) -> str:
                 "route compiled, this request declined (e.g. invalid parameter: 422 via ASGI)"
         if match is Match.PARTIAL and partial is None:
             partial = e
+    why = getattr(compiled, "noroute_reason", "not compiled")
+    if why:
+        why = _normalise(why)
+    elif getattr(compiled, "low_priority", False) and partial is None:
+        why = "low-priority (frontend) routes come before the 404"
+    else:
+        why = "declined at run time (e.g. an opaque route)"
     if partial is not None:
-        return "method not allowed (405)"
-    return "no route matches (404, or redirect_slashes: 307 to the other slash form)"
+        return f"method not allowed (405): {why}"
+    return f"no route matches (404, or redirect_slashes: 307 to the other slash form): {why}"
 
 
 def _count_tiers(transport_cls: Any) -> None:

@@ -136,8 +136,12 @@ def show_routes(app_spec: str, app_dir: str, factory: bool) -> int:
     for r in rows:
         print(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}".rstrip())
     native = sum(1 for e in compiled.entries if e.plan is not None)
+    if compiled.noroute_reason:
+        unmatched = f"go to the ASGI tier ({compiled.noroute_reason})"
+    else:
+        unmatched = "are answered natively"
     print(f"\n{native} of {len(compiled.entries)} routes on the native tier; unmatched requests "
-          "(404/405/redirects) go to the ASGI tier.")
+          f"(404/405/redirects) {unmatched}.")
     if compiled.app_reason:
         print(f"Whole app on the ASGI tier: {compiled.app_reason}")
     return 0

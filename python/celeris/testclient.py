@@ -89,17 +89,16 @@ class _CelerisTransport(httpx.BaseTransport):
         self.native = native
         self._native_key: Any = None
         self._native_app: Any = None
+        self._refresh: Any = None
 
     def _native_for_app(self) -> Any:
         """The compiled native tier, rebuilt when the route table changes."""
         if not self.native:
             return None
-        router = getattr(self.app, "router", None)
-        key = (id(router), len(getattr(router, "routes", ()) or ()),
-               len(getattr(self.app, "user_middleware", ()) or ()),
-               len(getattr(self.app, "exception_handlers", {}) or {}))
+        from celeris import native
+
+        key = native.routes_key(self.app)
         if key != self._native_key:
-            from celeris import native
 
             self._native_key = key
             try:
@@ -110,8 +109,13 @@ class _CelerisTransport(httpx.BaseTransport):
                 logger.warning("Native tier disabled, every route is served on the ASGI tier "
                                "(building it failed: %s: %s)", type(exc).__name__, exc)
                 self._native_app = None
+            self._refresh = None
             if self._native_app is not None:
-                native.telemetry_refresher(self._native_app, compiled)()
+                self._refresh = native.telemetry_refresher(self._native_app, compiled)
+        if self._refresh is not None:
+            # FastAPI checks its telemetry switch on every request (the
+            # server checks once a second): so does the TestClient.
+            self._refresh()
         return self._native_app
 
     def close(self) -> None:

@@ -150,13 +150,20 @@ static PyObject *getattr_s(PyObject *o, const char *name)
     return PyObject_GetAttrString(o, name);
 }
 
-/* NativeApp(entries, runtime): entries is a list of (kind, template, methods|None, plan|None). */
+/* NativeApp(entries, runtime, cors=None, noroute=None): entries is a list of
+ * (kind, template, methods|None, plan|None); cors is (start, wrap) (see
+ * runtime.cors_hooks); noroute is (redirect_slashes, allow_routes, fresh,
+ * not_found) when requests no route takes are answered natively,
+ * allow_routes a list by entry of the object whose .methods make a 405's
+ * Allow header, or None, fresh() true while the app's route table is still
+ * the compiled one, not_found false when the last step (the 404) must be
+ * left to FastAPI (low-priority routes come before it). */
 static PyObject *napp_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
 {
-    PyObject *entries, *runtime, *cors = Py_None;
-    static char *kwlist[] = {"entries", "runtime", "cors", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!O|O:NativeApp", kwlist, &PyList_Type, &entries,
-                                     &runtime, &cors))
+    PyObject *entries, *runtime, *cors = Py_None, *noroute = Py_None;
+    static char *kwlist[] = {"entries", "runtime", "cors", "noroute", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!O|OO:NativeApp", kwlist, &PyList_Type, &entries,
+                                     &runtime, &cors, &noroute))
         return NULL;
     NativeAppObject *self = (NativeAppObject *)tp->tp_alloc(tp, 0);
     if (!self)
@@ -169,6 +176,25 @@ static PyObject *napp_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
         }
         self->cors_start = Py_NewRef(start);
         self->cors_wrap = Py_NewRef(wrap);
+    }
+    if (noroute != Py_None) {
+        PyObject *allow, *fresh;
+        int redirect, not_found;
+        if (!PyArg_ParseTuple(noroute, "pO!Op", &redirect, &PyList_Type, &allow, &fresh,
+                              &not_found)) {
+            Py_DECREF(self);
+            return NULL;
+        }
+        if (PyList_GET_SIZE(allow) != PyList_GET_SIZE(entries)) {
+            PyErr_SetString(PyExc_ValueError, "noroute: one allow entry per route");
+            Py_DECREF(self);
+            return NULL;
+        }
+        self->noroute = 1;
+        self->redirect_slashes = redirect;
+        self->noroute_404 = not_found;
+        self->allow_routes = Py_NewRef(allow);
+        self->noroute_fresh = Py_NewRef(fresh);
     }
     self->enabled = 1;
     self->runtime = Py_NewRef(runtime);
@@ -191,8 +217,15 @@ static PyObject *napp_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
         || !(self->rt_run_sync = getattr_s(runtime, "run_sync"))
         || !(self->rt_copy_default = getattr_s(runtime, "copy_default"))
         || !(self->rt_render_json_bytes = getattr_s(runtime, "render_json_bytes"))
-        || !(self->response_type = getattr_s(runtime, "Response")))
+        || !(self->response_type = getattr_s(runtime, "Response"))
+        || !(self->rt_not_found = getattr_s(runtime, "not_found"))
+        || !(self->rt_not_allowed = getattr_s(runtime, "method_not_allowed"))
+        || !(self->rt_redirect = getattr_s(runtime, "redirect_slashes")))
         goto error;
+    /* Borrowed: the plan is never freed, and its coroutines only return
+     * Response objects or raise, so these are never used to render. */
+    self->noroute_plan.status_obj = Py_None;
+    self->noroute_plan.response_class = self->response_type;
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *e = PyList_GET_ITEM(entries, i);
         int kind;
@@ -248,6 +281,11 @@ static int napp_clear(PyObject *op)
     Py_CLEAR(self->kw_loc);
     Py_CLEAR(self->cors_start);
     Py_CLEAR(self->cors_wrap);
+    Py_CLEAR(self->allow_routes);
+    Py_CLEAR(self->noroute_fresh);
+    Py_CLEAR(self->rt_not_found);
+    Py_CLEAR(self->rt_not_allowed);
+    Py_CLEAR(self->rt_redirect);
     return 0;
 }
 
@@ -259,6 +297,8 @@ static int napp_traverse(PyObject *op, visitproc visit, void *arg)
     Py_VISIT(self->rt_server_response);
     Py_VISIT(self->cors_start);
     Py_VISIT(self->cors_wrap);
+    Py_VISIT(self->allow_routes);
+    Py_VISIT(self->noroute_fresh);
     for (Py_ssize_t i = 0; i < self->nplans; i++) {
         NPlan *p = self->plans ? self->plans[i] : NULL;
         if (!p)
@@ -370,7 +410,7 @@ static PyObject *query_getlist(const char *q, size_t qn, const char *key, size_t
 
 /* First value of header `key` (lower-case) in req, as Starlette's
  * Headers.get: 1 found (*v, *vn borrowed from the request), 0 missing. */
-static int header_lookup(const cel_http_request *req, const char *key, size_t klen,
+int celeris__native_header(const cel_http_request *req, const char *key, size_t klen,
                          const char **v, size_t *vn)
 {
     for (size_t i = 0; i < req->num_headers; i++) {
@@ -519,7 +559,7 @@ static void drop_coro(PyObject *coro)
 
 /* The request's headers as Starlette's Headers(raw=...) wants them:
  * [(lower-case name bytes, value bytes)].  New reference or NULL. */
-static PyObject *request_headers(const cel_http_request *req)
+PyObject *celeris__native_req_headers(const cel_http_request *req)
 {
     PyObject *list = PyList_New((Py_ssize_t)req->num_headers);
     if (!list)
@@ -609,6 +649,63 @@ error:
     return 0;
 }
 
+int celeris__native_start(ServerObject *self, cel_conn *c, const cel_http_request *req,
+                          NativeAppObject *app, NPlan *plan, PyObject *coro, PyObject *cors_req)
+{
+    PyObject *scope = NULL, *cycle = NULL, *head = NULL, *nc = NULL;
+    if (self->access_log != Py_None && !(scope = celeris_build_scope(self, c, req)))
+        goto error;
+    cycle = celeris_cycle_new(self, c, scope);
+    Py_CLEAR(scope);
+    if (!cycle)
+        goto error;
+    /* The raw head, in case the endpoint returns a Response that must run as ASGI. */
+    head = PyBytes_FromStringAndSize(req->method.p, (Py_ssize_t)(c->head_end - req->method.p));
+    if (!head)
+        goto error;
+    nc = celeris_ncall_new(self->st, coro, (CycleObject *)cycle, app, plan, head);
+    Py_CLEAR(head);
+    if (!nc)
+        goto error;
+    ((NativeCallObject *)nc)->cors_req = cors_req;
+    cors_req = NULL;
+    Py_CLEAR(coro);         /* the NativeCall holds it */
+    if (celeris_drive(self, c, (CycleObject *)cycle, nc) < 0)
+        goto error;
+    Py_DECREF(nc);
+    Py_DECREF(cycle);
+    app->native_requests++;
+    return 1;
+error:
+    if (nc) {
+        NativeCallObject *n = (NativeCallObject *)nc;
+        if (n->inner) {
+            drop_coro(n->inner);            /* never started */
+            n->inner = NULL;
+        }
+        Py_DECREF(nc);
+    }
+    if (coro)
+        drop_coro(coro);
+    Py_XDECREF(cors_req);
+    if (cycle)
+        discard_cycle(cycle, c);
+    PyErr_WriteUnraisable(plan->endpoint);
+    app->declined++;
+    return 0;
+}
+
+/* A CORS preflight (OPTIONS + Origin + Access-Control-Request-Method) on an
+ * app whose CORSMiddleware runs natively: the middleware answers it. */
+static int cors_preflight(NativeAppObject *app, const cel_http_request *req)
+{
+    const char *v;
+    size_t vn;
+    return app->cors_start && req->method.len == 7 && memcmp(req->method.p, "OPTIONS", 7) == 0
+           && celeris__native_header(req, "origin", 6, &v, &vn)
+           && celeris__native_header(req, "access-control-request-method", 29, &v, &vn);
+}
+
 int celeris_native_dispatch(ServerObject *self, cel_conn *c, const cel_http_request *req)
 {
     NativeAppObject *app = (NativeAppObject *)self->native_app;
@@ -619,22 +716,25 @@ int celeris_native_dispatch(ServerObject *self, cel_conn *c, const cel_http_requ
     size_t pn = req->path.len;
     if (pn == 0 || pp[0] != '/' || pn > 4096)
         return 0;                               /* absolute-form, asterisk, huge: ASGI */
-    char pathbuf[4096];
+    char pathbuf[4096], fullbuf[8192];
     size_t plen = cel_url_decode(pp, pn, pathbuf, 0);
     if (!cel_url_utf8_valid(pathbuf, plen))
         return 0;
+    celeris_npath path;
+    if (!celeris__native_route_path(self, pathbuf, plen, fullbuf, sizeof fullbuf, &path))
+        return 0;
     cel_route_match m;
-    int mr = cel_router_match(app->router, req->method.p, req->method.len, pathbuf, plen, &m);
+    int mr = cel_router_match(app->router, req->method.p, req->method.len, path.rp, path.rp_len, &m);
+    if (mr == CEL_ROUTER_NONE) {
+        if (!app->noroute || cors_preflight(app, req))
+            return 0;
+        return celeris__native_noroute(self, c, req, app, &m, &path);
+    }
     if (mr != CEL_ROUTER_FULL || m.id < 0 || m.id >= app->nplans || !app->plans[m.id])
         return 0;
     NPlan *plan = app->plans[m.id];
-    if (app->cors_start && req->method.len == 7 && memcmp(req->method.p, "OPTIONS", 7) == 0) {
-        const char *v;
-        size_t vn;
-        if (header_lookup(req, "origin", 6, &v, &vn)
-            && header_lookup(req, "access-control-request-method", 29, &v, &vn))
-            return 0;                           /* a CORS preflight: the middleware answers it */
-    }
+    if (cors_preflight(app, req))
+        return 0;
     if (plan->overrides_owner) {
         /* dependency_overrides are consulted per request: FastAPI's own path runs them. */
         PyObject *ov = PyObject_GetAttrString(plan->overrides_owner, "dependency_overrides");
@@ -695,14 +795,14 @@ int celeris_native_dispatch(ServerObject *self, cel_conn *c, const cel_http_requ
                 goto decline;
             raw = qbuf;
         } else if (q->where == P_HEADER) {
-            present = header_lookup(req, q->key, q->key_len, &raw, &rn);
+            present = celeris__native_header(req, q->key, q->key_len, &raw, &rn);
             latin1 = 1;
         } else {
             /* request.cookies: Starlette's cookie_parser over the first
              * Cookie header (urlcode.c), values unquoted as http.cookies */
             const char *ch;
             size_t chn;
-            present = header_lookup(req, "cookie", 6, &ch, &chn)
+            present = celeris__native_header(req, "cookie", 6, &ch, &chn)
                       ? cel_cookie_lookup(ch, chn, q->key, q->key_len, qbuf, sizeof qbuf, &rn) : 0;
             if (present < 0)
                 goto decline;
@@ -717,7 +817,7 @@ int celeris_native_dispatch(ServerObject *self, cel_conn *c, const cel_http_requ
         }
         argv[made] = v;
     }
-    if (app->cors_start && !(cors_req = request_headers(req)))
+    if (app->cors_start && !(cors_req = celeris__native_req_headers(req)))
         goto error;
     if (plan->runner)
         return dispatch_runner(self, c, req, app, plan, argv, nargs, cors_req);
@@ -750,43 +850,7 @@ int celeris_native_dispatch(ServerObject *self, cel_conn *c, const cel_http_requ
     made = 0;
     if (!coro)
         goto error;
-
-    PyObject *scope = NULL;
-    if (self->access_log != Py_None && !(scope = celeris_build_scope(self, c, req))) {
-        drop_coro(coro);
-        goto error;
-    }
-    PyObject *cycle = celeris_cycle_new(self, c, scope);
-    Py_XDECREF(scope);
-    if (!cycle) {
-        drop_coro(coro);
-        goto error;
-    }
-    /* The raw head, in case the endpoint returns a Response that must run as ASGI. */
-    PyObject *head = PyBytes_FromStringAndSize(req->method.p,
-                                               (Py_ssize_t)(c->head_end - req->method.p));
-    PyObject *nc = head ? celeris_ncall_new(self->st, coro, (CycleObject *)cycle, app, plan, head) : NULL;
-    Py_XDECREF(head);
-    if (nc)
-        ((NativeCallObject *)nc)->cors_req = cors_req;
-    else
-        Py_XDECREF(cors_req);
-    cors_req = NULL;
-    if (!nc) {
-        drop_coro(coro);
-        discard_cycle(cycle, c);
-        goto error;
-    }
-    Py_DECREF(coro);
-    int drc = celeris_drive(self, c, (CycleObject *)cycle, nc);
-    Py_DECREF(nc);
-    if (drc < 0) {
-        discard_cycle(cycle, c);
-        goto error;
-    }
-    Py_DECREF(cycle);
-    app->native_requests++;
-    return 1;
+    return celeris__native_start(self, c, req, app, plan, coro, cors_req);
 
 decline:
     for (Py_ssize_t i = 0; i < made; i++)

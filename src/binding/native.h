@@ -57,6 +57,17 @@ typedef struct NativeAppObject {
                                    headers) -> headers, or NULL */
     PyObject *cors_wrap;        /* wrap(req_headers, send) -> send, for ASGI-run responses */
     int enabled;                /* cleared while telemetry is on (refreshed by Python) */
+    int noroute;                /* requests no route takes (404, 405, redirect_slashes 307)
+                                   are answered natively (native_noroute.c) */
+    int redirect_slashes;       /* the app router's redirect_slashes */
+    int noroute_404;            /* the final 404 too (no low-priority routes come before it) */
+    PyObject *allow_routes;     /* list by router id: the object whose .methods make a 405's
+                                   Allow header, or None (then a 405 goes to the ASGI tier) */
+    PyObject *noroute_fresh;    /* fresh() -> True while the app's route table is the compiled
+                                   one (routes may be added while the app runs) */
+    PyObject *rt_not_found, *rt_not_allowed, *rt_redirect;  /* runtime coroutine factories */
+    NPlan noroute_plan;         /* the plan NativeCalls of no-route answers carry (no params,
+                                   no serializer; its coroutines return a Response or raise) */
     unsigned long long native_requests, declined;
     unsigned long long plan_errors;     /* plans rejected at construction (ASGI tier) */
 } NativeAppObject;
@@ -84,5 +95,48 @@ typedef struct {
  * reference or NULL with an exception. */
 PyObject *celeris_ncall_new(celeris_state *st, PyObject *inner, CycleObject *cycle,
                             NativeAppObject *app, NPlan *plan, PyObject *head);
+
+/* native.c: the request's route path (Starlette's get_route_path): the scope
+ * path (the server's root_path + the decoded path) minus the scope's
+ * root_path (the TestClient's scope_patch or the server's).  Fills *full,
+ * *root (borrowed: full is fullbuf or dec, root from the server) and *rp (a
+ * slice of *full).  1, or 0 to decline (too long, not a str root_path). */
+typedef struct {
+    const char *full, *root, *rp;
+    size_t full_len, root_len, rp_len;
+} celeris_npath;
+int celeris__native_route_path(ServerObject *self, const char *dec, size_t dn, char *fullbuf,
+                               size_t cap, celeris_npath *out);
+
+/* native.c: Starlette's get_route_path for path `full` and root_path `root`:
+ * a slice of full in *rp / *rn. */
+void celeris__native_strip_root(const char *full, size_t fn, const char *root, size_t rn,
+                                const char **rp, size_t *rpn);
+
+/* native.c: first value of request header `key` (lower-case), borrowed
+ * from the request: 1 found, 0 missing. */
+int celeris__native_header(const cel_http_request *req, const char *key, size_t klen,
+                           const char **v, size_t *vn);
+
+/* native.c: [(lower-case name bytes, value bytes)] of the request, as
+ * Starlette's Headers(raw=...) wants them.  New reference or NULL. */
+PyObject *celeris__native_req_headers(const cel_http_request *req);
+
+/* native.c: start `coro` (stolen) as a NativeCall on `plan` in a new Task
+ * writing through a new Cycle for the request on c; cors_req (stolen, may be
+ * NULL) is the request headers CORSMiddleware needs.  Returns 1 (started,
+ * counted as native) or 0 (declined: the request goes to the ASGI tier; an
+ * error is written as unraisable). */
+int celeris__native_start(ServerObject *self, cel_conn *c, const cel_http_request *req,
+                          NativeAppObject *app, NPlan *plan, PyObject *coro, PyObject *cors_req);
+
+/* native_noroute.c: the C router found no route for the request (result
+ * NONE, *m filled): answer as FastAPI's router would -- 405 when a route
+ * matched the path only, a redirect_slashes 307 when a route matches the
+ * other slash form, else 404 -- when app->noroute allows.  1 started, 0
+ * declined (the ASGI tier answers). */
+int celeris__native_noroute(ServerObject *self, cel_conn *c, const cel_http_request *req,
+                            NativeAppObject *app, const cel_route_match *m,
+                            const celeris_npath *path);
 
 #endif

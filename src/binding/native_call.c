@@ -598,6 +598,19 @@ static int ncall_set_obj(PyObject *op, PyObject *value, void *closure)
     return 0;
 }
 
+/* nc.asgi_send(): the ASGI send for an object the runner calls as an ASGI
+ * app itself (the cycle's send, through CORSMiddleware's when it applies). */
+static PyObject *ncall_asgi_send(PyObject *op, PyObject *Py_UNUSED(a))
+{
+    NativeCallObject *nc = (NativeCallObject *)op;
+    PyObject *send = PyObject_GetAttrString((PyObject *)nc->cycle, "send");
+    if (send && nc->cors_req) {
+        PyObject *a2[2] = { nc->cors_req, send };
+        Py_SETREF(send, PyObject_Vectorcall(nc->app->cors_wrap, a2, 2, NULL));
+    }
+    return send;
+}
+
 static PyObject *ncall_get_cycle(PyObject *op, void *Py_UNUSED(c))
 {
     return Py_NewRef((PyObject *)((NativeCallObject *)op)->cycle);
@@ -692,6 +705,7 @@ static PyMethodDef ncall_methods[] = {
     {"respond", ncall_send_prepared, METH_NOARGS, "Awaitable: write the prepared response."},
     {"receive", ncall_receive, METH_NOARGS, "The request's ASGI receive()."},
     {"scope", ncall_scope, METH_NOARGS, "The request's ASGI scope (as the ASGI tier's; built once, then shared)."},
+    {"asgi_send", ncall_asgi_send, METH_NOARGS, "The ASGI send (with CORS when it applies)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -102,9 +102,25 @@ async def plain(n: int):
 app.mount("/sub", raw_asgi)     # a mounted ASGI app: never the native tier's
 client = TestClient(app)
 assert client.get("/sub/x").text == "sub"
+client.get("/nowhere")          # native: 404
+client.post("/plain/1")         # native: 405
+from starlette.routing import Host
+app.router.routes.append(Host("h.example", app=raw_asgi))   # opaque: unmatched requests -> ASGI
 client.get("/nowhere")
 client.post("/plain/1")
 per_route = dict(celeris_autopatch.asgi_reasons)
+
+import tempfile
+from fastapi import APIRouter
+front_dir = tempfile.mkdtemp()
+front = FastAPI()
+front_router = APIRouter()
+front_router.frontend("/", directory=front_dir)
+front.include_router(front_router)
+before = dict(celeris_autopatch.asgi_reasons)
+TestClient(front).get("/missing")           # frontend routes are tried before the 404
+frontend = {k: v - before.get(k, 0) for k, v in celeris_autopatch.asgi_reasons.items()
+            if v != before.get(k, 0)}
 
 mw = FastAPI()
 mw.add_middleware(type("Passthrough", (), {
@@ -119,7 +135,7 @@ before = dict(celeris_autopatch.asgi_reasons)
 TestClient(mw).get("/")
 app_level = {k: v - before.get(k, 0) for k, v in celeris_autopatch.asgi_reasons.items()
              if v != before.get(k, 0)}
-print("REASONS", json.dumps([per_route, app_level]))
+print("REASONS", json.dumps([per_route, app_level, frontend]))
 """
 
 
@@ -131,10 +147,13 @@ def test_asgi_requests_are_attributed_to_the_native_tier_decline_reason(tmp_path
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr
     line = [ln for ln in res.stdout.splitlines() if ln.startswith("REASONS ")][-1]
-    per_route, app_level = json.loads(line[len("REASONS "):])
+    per_route, app_level, frontend = json.loads(line[len("REASONS "):])
+    assert frontend == {"no route matches (404, or redirect_slashes: 307 to the other slash form): "
+                        "low-priority (frontend) routes come before the 404": 1}
     # The reasons' wording is the compiler's; what is fixed is where each request goes.
-    assert per_route.pop("method not allowed (405)") == 1
-    assert per_route.pop("no route matches (404, or redirect_slashes: 307 to the other slash form)") == 1
+    assert per_route.pop("method not allowed (405): declined at run time (e.g. an opaque route)") == 1
+    assert per_route.pop("no route matches (404, or redirect_slashes: 307 to the other slash form): "
+                         "declined at run time (e.g. an opaque route)") == 1
     assert len(per_route) == 1 and list(per_route.values()) == [1]     # GET /sub/x
     assert list(per_route)[0].startswith("route: ")
     assert len(app_level) == 1 and list(app_level.values()) == [1]

@@ -213,7 +213,7 @@ def test_routes_report():
     compiled = compile_app(make_app())
     by_path = {e.display_path: e for e in compiled.entries}
     assert by_path["/plain"].plan is not None
-    assert by_path["/openapi.json"].plan is None and by_path["/openapi.json"].reason
+    assert by_path["/openapi.json"].plan is not None     # a Starlette function route
     assert compiled.app_reason == ""
 
 
@@ -267,7 +267,7 @@ def test_celeris_routes_cli(tmp_path):
     lines = out.stdout.splitlines()
     assert any(line.split()[:3] == ["GET", "/a", "native"] for line in lines)
     assert any(line.split()[:3] == ["POST", "/b", "asgi"] and "list" in line for line in lines)
-    assert "1 of 6 routes on the native tier" in out.stdout
+    assert "5 of 6 routes on the native tier" in out.stdout
 
 
 def test_custom_convertor_route_is_opaque_not_fatal():

@@ -11,6 +11,7 @@ from typing import Any
 from celeris import _celeris
 from celeris.native.compiler import (
     KIND_OPAQUE,
+    KIND_PATH,
     CompiledApp,
     compile_app,
 )
@@ -43,7 +44,7 @@ def build(app: Any, runtime: Any = None) -> tuple[Any, CompiledApp]:
     """runtime: celeris.native.runtime, or an object with the same functions
     (the TestClient overrides server_error to capture exceptions)."""
     compiled = compile_app(app)
-    if compiled.app_reason or not any(e.plan for e in compiled.entries):
+    if compiled.app_reason or not (compiled.noroute_reason == "" or any(e.plan for e in compiled.entries)):
         return None, compiled
     if runtime is None:
         from celeris.native import runtime
@@ -58,7 +59,30 @@ def build(app: Any, runtime: Any = None) -> tuple[Any, CompiledApp]:
         from celeris.native import runtime as rt
 
         cors = rt.cors_hooks(compiled.cors)
-    return _celeris.NativeApp(entries, runtime, cors=cors), compiled
+    noroute = None
+    if compiled.noroute_reason == "":
+        key = routes_key(app)
+
+        def fresh() -> bool:
+            return routes_key(app) == key
+
+        noroute = (compiled.redirect_slashes,
+                   [e.route if e.kind == KIND_PATH else None for e in compiled.entries], fresh,
+                   not compiled.low_priority)
+    return _celeris.NativeApp(entries, runtime, cors=cors, noroute=noroute), compiled
+
+
+def routes_key(app: Any) -> tuple:
+    """What the compiled route table was built from: routes may be added
+    while the app runs (FastAPI counts changes in included routers too), and
+    a request no compiled route takes must then go to FastAPI's own router."""
+    router = getattr(app, "router", None)
+    routes = getattr(router, "routes", None) or ()
+    version = getattr(router, "_get_routes_version", None)
+    return (id(router), len(routes), version() if version is not None else None,
+            getattr(router, "redirect_slashes", None),
+            len(getattr(app, "exception_handlers", None) or ()),
+            len(getattr(app, "user_middleware", None) or ()))
 
 
 def _app_runtime(app: Any, runtime: Any) -> Any:

@@ -7,8 +7,10 @@ C router reproduces Starlette's "first full match wins":
     the ASGI tier, with the reason recorded for `celeris routes`;
   - a route whose matching the compiler cannot reproduce is "opaque": it stops
     the router, so every later route is ASGI too.
-A request that matches no route at all goes to the ASGI tier (404, 405 and
-redirect_slashes are then FastAPI's own).
+A request that matches no route at all (404, 405, redirect_slashes) is
+answered natively when `noroute_reason` is "" (src/binding/native_noroute.c),
+else by the ASGI tier.  Starlette Routes with a function endpoint (FastAPI's
+docs/openapi routes, add_route) get a runner reproducing request_response.
 
 Native v1 covers: APIRoute with path/query parameters only (no dependencies,
 body, header or cookie parameters, no Request/Response/BackgroundTasks
@@ -67,6 +69,8 @@ class RouteEntry:
     display_methods: str = ""
     display_path: str = ""
     name: str = ""
+    route: Any = None       # the route (an included route: its effective context); for PATH
+                            # entries the object whose .methods make a 405's Allow header
 
 
 @dataclass
@@ -75,6 +79,13 @@ class CompiledApp:
     app_reason: str = ""    # non-empty: the whole app is ASGI tier
     telemetry_enabled: Any = None   # callable() -> bool, checked per request, or None
     cors: Any = None                # CORSMiddleware instance run natively, or None
+    # Requests no route takes (404, 405, redirect_slashes): "" when the native
+    # tier answers them, else why the ASGI tier does.
+    noroute_reason: str = "not compiled"
+    redirect_slashes: bool = True
+    # FastAPI tries low-priority (frontend) routes after redirect_slashes and
+    # before not_found: with any, the last step (404) stays on the ASGI tier.
+    low_priority: bool = False
 
 
 def _fastapi_version() -> tuple[int, int]:
@@ -481,19 +492,25 @@ def compile_app(app: Any) -> CompiledApp:
             continue        # never matches an http request
         if t is Mount:
             out.entries.append(RouteEntry(i, KIND_MOUNT, r.path, None, None, "mounted sub-application",
-                                          "*", r.path + "/*", name))
+                                          "*", r.path + "/*", name, route=r))
             continue
         if t not in (APIRoute, Route) or (t is APIRoute and not included and type(r) is not APIRoute):
             out.entries.append(RouteEntry(i, KIND_OPAQUE, "", None, None,
                                           f"{t.__name__}: matching not reproduced (stops native routing)",
-                                          "*", getattr(r, "path", "?"), name))
+                                          "*", getattr(r, "path", "?"), name, route=r))
             opaque_seen = True
             continue
         methods = ",".join(sorted(r.methods)) if r.methods else None
         display = ",".join(sorted(r.methods)) if r.methods else "*"
         plan, why = (None, "")
-        if t is Route:
-            why = "Starlette route (docs/openapi or add_route)"
+        if t is Route and (reason or opaque_seen or included):
+            why = reason or ("follows an opaque route" if opaque_seen else
+                             "Starlette route in an included router")
+        elif t is Route:
+            try:
+                plan, why = _starlette_route_plan(r, app)
+            except Exception as exc:
+                plan, why = None, f"compiler: {type(exc).__name__}: {exc}"
         elif reason:
             why = reason
         elif opaque_seen:
@@ -503,5 +520,65 @@ def compile_app(app: Any) -> CompiledApp:
                 plan, why = _route_plan(r, app, included)
             except Exception as exc:  # an internal the compiler does not know: stay exact
                 plan, why = None, f"compiler: {type(exc).__name__}: {exc}"
-        out.entries.append(RouteEntry(i, KIND_PATH, r.path, methods, plan, why, display, r.path, name))
+        out.entries.append(RouteEntry(i, KIND_PATH, r.path, methods, plan, why, display, r.path, name,
+                                      route=r))
+    try:
+        out.noroute_reason = reason or _noroute_reason(app, out)
+    except Exception as exc:
+        out.noroute_reason = f"compiler: {type(exc).__name__}: {exc}"
+    out.redirect_slashes = bool(getattr(app.router, "redirect_slashes", True))
     return out
+
+
+def _noroute_reason(app: Any, compiled: CompiledApp) -> str:
+    """Why requests no route takes must stay on the ASGI tier ("" if the
+    native tier may answer them).  The C router answers NONE only when it
+    tried every entry, each a PATH or MOUNT entry it matches as Starlette
+    does (an opaque entry makes it answer OPAQUE, and the request goes to
+    the ASGI tier); what remains to check is that FastAPI's router then ends
+    in its own 405, redirect_slashes and not_found."""
+    from fastapi.routing import APIRouter
+    from starlette.routing import Router
+
+    router = app.router
+    if type(router) is not APIRouter:
+        return "custom router class"
+    default = getattr(router, "default", None)
+    if getattr(default, "__func__", None) is not Router.not_found or getattr(default, "__self__", None) is not router:
+        return "custom router default"
+    low = getattr(router, "_iter_low_priority_routes", None)
+    compiled.low_priority = low is not None and any(True for _ in low())
+    if getattr(router, "form_limits", None):
+        return "form limits on the router"
+    if "app" not in APIRouter.__dict__ and not _starlette_router_app_known():
+        return "router of this FastAPI version"
+    return ""
+
+
+def _starlette_router_app_known() -> bool:
+    """Starlette's own Router.app (older FastAPI) ends in redirect_slashes and
+    self.default as the native tier reproduces."""
+    import inspect as _inspect
+
+    from starlette.routing import Router
+
+    try:
+        src = _inspect.getsource(Router.app)
+    except (OSError, TypeError):
+        return False
+    return "redirect_slashes" in src and "self.default" in src
+
+
+def _starlette_route_plan(route: Any, app: Any) -> tuple[Optional[RoutePlan], str]:
+    """A Starlette Route whose endpoint is a function (FastAPI's docs/openapi
+    routes, app.add_route): request_response(endpoint) reproduced by a runner
+    (celeris.native.runner.starlette_runner)."""
+    from celeris.native import runner as rn
+
+    why = rn.starlette_supported(route, app)
+    if why:
+        return None, why
+    fn = rn.starlette_runner(route, app)
+    plan = RoutePlan(endpoint=fn, is_coroutine=True, params=[], status_code=None,
+                     response_class=_starlette_response(), runner=True)
+    return plan, ""

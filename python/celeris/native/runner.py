@@ -333,6 +333,72 @@ def exception_handlers_tuple(app: Any) -> tuple:
     return (mw._exception_handlers, mw._status_handlers)
 
 
+def starlette_supported(route: Any, app: Any) -> str:
+    """"" when a Starlette Route's request handling is Starlette's
+    request_response(endpoint) as the starlette_runner reproduces it, else
+    why not."""
+    from fastapi.routing import APIRouter
+    from starlette import routing
+
+    if "app" not in APIRouter.__dict__:
+        return "Starlette route (docs/openapi or add_route) on this FastAPI version"
+    handler = route.app
+    if (getattr(handler, "__qualname__", "") != "request_response.<locals>.app"
+            or getattr(handler, "__module__", "") != "starlette.routing"):
+        return "Starlette route with an ASGI endpoint, middleware or a body limit"
+    try:
+        src = inspect.getsource(routing.request_response)
+    except (OSError, TypeError):
+        return "Starlette's request_response could not be read"
+    if "wrap_app_handling_exceptions(app, request)" not in src or "run_in_threadpool" not in src:
+        return "Starlette route on this Starlette version"
+    if getattr(app.router, "form_limits", None):
+        return "form limits set on the router"
+    return ""
+
+
+def starlette_runner(route: Any, app: Any) -> Callable:
+    """The runner of a Starlette Route with a function endpoint: the Request
+    gets the scope FastAPI's middleware stack and router build (app,
+    exception handlers, middleware exit stack, router, endpoint, path
+    params); the endpoint runs on the loop (async) or in the thread pool
+    (def), as request_response runs it; a returned Response is written by
+    the NativeCall, anything else is called as an ASGI app, as Starlette
+    does.  Exceptions propagate to the NativeCall, which answers them as
+    the app's default handlers and ServerErrorMiddleware do."""
+    from starlette._utils import is_async_callable
+    from starlette.requests import Request
+    from starlette.responses import Response
+
+    endpoint = route.endpoint
+    is_async = is_async_callable(endpoint)
+    handlers = exception_handlers_tuple(app)
+    router = app.router
+    matches = route.matches
+
+    async def runner(nc: Any) -> None:
+        scope = nc.scope()
+        scope["app"] = app
+        scope["starlette.exception_handlers"] = handlers
+        async with AsyncExitStack() as stack:
+            scope["fastapi_middleware_astack"] = stack
+            scope["router"] = router
+            scope.update(matches(scope)[1])
+            cycle = nc.cycle
+            request = Request(scope, cycle.receive, cycle.send)
+            if is_async:
+                response = await endpoint(request)
+            else:
+                response = await run_in_threadpool(endpoint, request)
+            if isinstance(response, Response):
+                nc.prepare(response)
+                await nc.respond()
+            else:
+                await response(scope, cycle.receive, nc.asgi_send())
+
+    return runner
+
+
 class RunnerBuilder:
     """Unrolls one route's Dependant tree into Python source.
 

@@ -125,10 +125,31 @@ def unpack(response: Any) -> tuple[int, list, bytes] | None:
     return None
 
 
-def is_http_exception(exc: BaseException) -> bool:
-    """Exceptions FastAPI's default handlers answer (the compiler only
-    compiles apps whose handlers are the defaults)."""
-    return isinstance(exc, (HTTPException, RequestValidationError))
+async def not_found() -> None:
+    """Router.not_found inside a Starlette app: FastAPI's http_exception_handler
+    answers it (404 {"detail":"Not Found"})."""
+    raise HTTPException(status_code=404)
+
+
+async def method_not_allowed(route: Any) -> None:
+    """Route.handle (or APIRoute.handle for an included route's effective
+    context) for a path-only match: the Allow header joins the same methods
+    set, in its own iteration order."""
+    raise HTTPException(status_code=405, headers={"Allow": ", ".join(route.methods)})
+
+
+async def redirect_slashes(scope: dict) -> Response:
+    """Router.app's redirect_slashes answer: the same scope with the trailing
+    slash toggled, as a URL (scheme, Host header or server, query string)."""
+    from starlette._utils import get_route_path
+    from starlette.datastructures import URL
+
+    redirect_scope = dict(scope)
+    if get_route_path(scope).endswith("/"):
+        redirect_scope["path"] = redirect_scope["path"].rstrip("/")
+    else:
+        redirect_scope["path"] = redirect_scope["path"] + "/"
+    return RedirectResponse(url=str(URL(scope=redirect_scope)))
 
 
 def copy_default(value: Any) -> Any:
