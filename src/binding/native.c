@@ -49,19 +49,21 @@ static void plan_free(NPlan *p)
     Py_XDECREF(p->kwnames);
     Py_XDECREF(p->serializer);
     Py_XDECREF(p->overrides_owner);
+    Py_XDECREF(p->slow);
     PyMem_Free(p);
 }
 
 /* plan tuple: (endpoint, is_coroutine, status_code|None, response_class, kwnames,
- *              fast_json, params, serializer|None, runner, overrides_owner|None) with params a list of
+ *              fast_json, params, serializer|None, runner, overrides_owner|None, model_plain
+ *              [, slow|None]) with params a list of
  *              (where, key, fast, field, loc, required, default, convertor|None) */
 static NPlan *plan_new(PyObject *t, const cel_route_info *info)
 {
-    PyObject *endpoint, *status, *rclass, *kwnames, *params, *serializer, *owner;
+    PyObject *endpoint, *status, *rclass, *kwnames, *params, *serializer, *owner, *slow = Py_None;
     int is_coro, fast_json, runner, model_plain;
-    if (!PyArg_ParseTuple(t, "OpOOO!pO!OpOp", &endpoint, &is_coro, &status, &rclass,
+    if (!PyArg_ParseTuple(t, "OpOOO!pO!OpOp|O", &endpoint, &is_coro, &status, &rclass,
                           &PyTuple_Type, &kwnames, &fast_json, &PyList_Type, &params, &serializer,
-                          &runner, &owner, &model_plain))
+                          &runner, &owner, &model_plain, &slow))
         return NULL;
     NPlan *p = PyMem_Calloc(1, sizeof *p);
     if (!p)
@@ -77,6 +79,7 @@ static NPlan *plan_new(PyObject *t, const cel_route_info *info)
     p->runner = runner;
     p->model_plain = model_plain;
     p->overrides_owner = owner == Py_None ? NULL : Py_NewRef(owner);
+    p->slow = slow == Py_None || runner ? NULL : Py_NewRef(slow);
     p->nparams = PyList_GET_SIZE(params);
     if (p->nparams != PyTuple_GET_SIZE(kwnames) || p->nparams > CEL_ROUTER_MAX_PARAMS * 4) {
         PyErr_SetString(PyExc_ValueError, "plan: params and kwnames differ");
@@ -306,6 +309,7 @@ static int napp_traverse(PyObject *op, visitproc visit, void *arg)
         Py_VISIT(p->endpoint);
         Py_VISIT(p->response_class);
         Py_VISIT(p->serializer);
+        Py_VISIT(p->slow);
         Py_VISIT(p->overrides_owner);
         for (Py_ssize_t j = 0; j < p->nparams; j++) {
             Py_VISIT(p->params[j].field);
@@ -706,6 +710,54 @@ static int cors_preflight(NativeAppObject *app, const cel_http_request *req)
            && celeris__native_header(req, "access-control-request-method", 29, &v, &vn);
 }
 
+/* Start plan->slow(scope, path_params) for a request whose parameters the C
+ * extractor found invalid (see invalid.py); its result is rendered as the
+ * endpoint's would be.  Returns 1 (started) or 0 (declined, error written as
+ * unraisable). */
+static int start_slow(ServerObject *self, cel_conn *c, const cel_http_request *req,
+                      NativeAppObject *app, NPlan *plan, const cel_route_match *m)
+{
+    PyObject *scope = NULL, *pp = NULL, *coro = NULL, *cors_req = NULL;
+    if (!(scope = celeris_build_scope(self, c, req)) || !(pp = PyDict_New()))
+        goto error;
+    for (size_t j = 0; j < m->nparams; j++) {
+        /* request.path_params: every template parameter, through its
+         * convertor when the endpoint declares it with one */
+        PyObject *conv = NULL;
+        for (Py_ssize_t i = 0; i < plan->nparams; i++)
+            if (plan->params[i].where == P_PATH && plan->params[i].path_slot == (int)j)
+                conv = plan->params[i].convertor;
+        PyObject *s = PyUnicode_DecodeUTF8(m->params[j].value.p, (Py_ssize_t)m->params[j].value.len,
+                                           "strict");
+        if (s && conv)
+            Py_SETREF(s, PyObject_CallMethod(conv, "convert", "O", s));
+        PyObject *k = s ? PyUnicode_FromStringAndSize(m->params[j].name.p,
+                                                      (Py_ssize_t)m->params[j].name.len) : NULL;
+        int rc = k ? PyDict_SetItem(pp, k, s) : -1;
+        Py_XDECREF(k);
+        Py_XDECREF(s);
+        if (rc < 0)
+            goto error;
+    }
+    PyObject *args[2] = { scope, pp };
+    coro = PyObject_Vectorcall(plan->slow, args, 2, NULL);
+    Py_CLEAR(scope);
+    Py_CLEAR(pp);
+    if (!coro)
+        goto error;
+    if (app->cors_start && !(cors_req = celeris__native_req_headers(req)))
+        goto error;
+    return celeris__native_start(self, c, req, app, plan, coro, cors_req);
+error:
+    if (coro)
+        drop_coro(coro);
+    Py_XDECREF(scope);
+    Py_XDECREF(pp);
+    PyErr_WriteUnraisable(plan->endpoint);
+    app->declined++;
+    return 0;
+}
+
 int celeris_native_dispatch(ServerObject *self, cel_conn *c, const cel_http_request *req)
 {
     NativeAppObject *app = (NativeAppObject *)self->native_app;
@@ -784,7 +836,7 @@ int celeris_native_dispatch(ServerObject *self, cel_conn *c, const cel_http_requ
             if (!v) {
                 if (PyErr_Occurred())
                     goto error;
-                goto decline;
+                goto invalid;
             }
             argv[made] = v;
             continue;
@@ -813,7 +865,7 @@ int celeris_native_dispatch(ServerObject *self, cel_conn *c, const cel_http_requ
         if (!v) {
             if (PyErr_Occurred())
                 goto error;
-            goto decline;
+            goto invalid;
         }
         argv[made] = v;
     }
@@ -852,6 +904,16 @@ int celeris_native_dispatch(ServerObject *self, cel_conn *c, const cel_http_requ
         goto error;
     return celeris__native_start(self, c, req, app, plan, coro, cors_req);
 
+invalid:
+    /* A parameter is invalid or missing: FastAPI's own validation answers
+     * (invalid.py: its 422, or the app's handler) on a simple plan; a runner
+     * plan's dependencies would run first, so FastAPI's path does that. */
+    if (plan->slow) {
+        for (Py_ssize_t i = 0; i < made; i++)
+            Py_DECREF(argv[i]);
+        made = 0;
+        return start_slow(self, c, req, app, plan, &m);
+    }
 decline:
     for (Py_ssize_t i = 0; i < made; i++)
         Py_DECREF(argv[i]);

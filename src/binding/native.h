@@ -40,6 +40,8 @@ typedef struct {
     int model_plain;            /* the response model is dict/list/Any: plain trees skip pydantic */
     int runner;                 /* endpoint is a generated runner(nc, **params) that solves
                                    dependencies/body, calls nc.prepare(result), awaits nc.send() */
+    PyObject *slow;             /* simple plans: slow(scope, path_params) -> coroutine answering
+                                   a request with invalid parameters as FastAPI (invalid.py) */
     PyObject *overrides_owner;  /* app whose dependency_overrides, when non-empty, send the
                                    request to the ASGI tier; NULL when the plan has no Depends */
 } NPlan;

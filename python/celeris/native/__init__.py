@@ -37,7 +37,7 @@ def _plan_tuple(plan: Any) -> tuple:
         and plan.response_class is JSONResponse
     return (plan.endpoint, plan.is_coroutine, status, plan.response_class, tuple(plan.kwnames),
             fast_json, params, plan.serializer, plan.runner, plan.overrides_owner,
-            bool(getattr(plan, "model_plain", False)))
+            bool(getattr(plan, "model_plain", False)), getattr(plan, "slow", None))
 
 
 def build(app: Any, runtime: Any = None) -> tuple[Any, CompiledApp]:

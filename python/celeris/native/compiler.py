@@ -56,6 +56,7 @@ class RoutePlan:
     serializer: Any = None      # response_model: callable(content) -> JSON bytes
     runner: bool = False        # endpoint is a generated runner (celeris.native.runner)
     overrides_owner: Any = None  # app whose dependency_overrides send requests to ASGI
+    slow: Any = None            # simple plans: slow(scope, path_params) for invalid parameters
 
 
 @dataclass
@@ -375,6 +376,10 @@ def _route_plan(route: Any, app: Any, included: bool = False) -> tuple[Optional[
             plan.overrides_owner = route.dependency_overrides_provider
     if finisher:
         return plan, ""     # the runner's finisher serialises (FastAPI's serialize_response)
+    if runner_fn is None:
+        from celeris.native.invalid import make_slow_path
+
+        plan.slow = make_slow_path(route, is_coro)
     if route.response_field is not None:
         if not is_coro and not _runs_no_user_code(route.response_field.field_info.annotation):
             return None, "response_model on a def endpoint (FastAPI validates it in the thread pool)"
