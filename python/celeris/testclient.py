@@ -133,7 +133,9 @@ class _CelerisTransport(httpx.BaseTransport):
         patch = {
             "scheme": scheme,
             "root_path": self.root_path,
-            "extensions": {"http.response.debug": {}},
+            # Starlette's TestClient offers http.response.debug; the core adds
+            # path-send (FileResponse is sent by the core, as in production).
+            "extensions": {"http.response.debug": {}, "http.response.pathsend": {}},
         }
         ex = _Exchange(patch)
         with self.portal_factory() as portal:
@@ -218,6 +220,8 @@ class _CelerisTransport(httpx.BaseTransport):
                     parser.feed(conn.take())
                     parser.feed_eof()
                     break
+                if conn.pending:
+                    continue    # taking output refilled it (a file body is being read)
                 if ex.done is not None and ex.done.done() and not conn.pending:
                     # The app finished; whatever the core wrote is all there is.
                     parser.feed_eof()

@@ -38,7 +38,7 @@ typedef struct {
              *s_headers, *s_state, *s_http, *s_version, *s_spec_version,
              *s_v30, *s_v23, *s_v11, *s_v10, *s_body, *s_more_body,
              *s_http_request, *s_http_disconnect, *s_status,
-             *s_http_response_start, *s_http_response_body, *s_empty,
+             *s_http_response_start, *s_http_response_body, *s_http_response_pathsend, *s_empty,
              *s_create_future, *s_set_result, *s_done, *s_cancelled,
              *s_GET, *s_POST, *s_HEAD, *s_PUT, *s_DELETE, *s_PATCH, *s_OPTIONS;
     PyObject *empty_bytes;
