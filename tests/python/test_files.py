@@ -379,4 +379,8 @@ def test_streaming_response_backpressure_bounds_server_memory(celeris):
     s.close()
     assert total == size
     assert h.hexdigest() == expected_stream_digest(size, chunk)
-    assert celeris.rss_kib() - base < 64 * 1024
+    # After 200 MiB went through, nothing is kept either.  Under ASan
+    # (make pytest-asan) freed blocks sit in its quarantine (256 MiB by
+    # default) and count as RSS: allow for that there.
+    quarantine = 256 * 1024 if os.environ.get("CELERIS_EXPECT_SANITIZED") else 0
+    assert celeris.rss_kib() - base < 64 * 1024 + quarantine
