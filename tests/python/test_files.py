@@ -7,7 +7,6 @@ TestClient's in-memory path, and StreamingResponse backpressure.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import socket
@@ -17,6 +16,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from starlette.responses import FileResponse
 
 from conftest import ServerProcess
 from rawhttp import Conn, wait_until
@@ -384,3 +384,27 @@ def test_streaming_response_backpressure_bounds_server_memory(celeris):
     # default) and count as RSS: allow for that there.
     quarantine = 256 * 1024 if os.environ.get("CELERIS_EXPECT_SANITIZED") else 0
     assert celeris.rss_kib() - base < 64 * 1024 + quarantine
+
+
+def test_gzip_middleware_leaves_path_send_responses_uncompressed(tmp_path):
+    """Starlette's GZipMiddleware passes path-send responses through as they
+    are (its design, on every server with path-send); without path-send
+    (Starlette's TestClient, uvicorn) it compresses the file it reads."""
+    from celeris.testclient import TestClient
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.middleware.gzip import GZipMiddleware
+    from starlette.routing import Route
+    from starlette.testclient import TestClient as StarletteClient
+
+    data = b"compressible text\n" * 10000
+    path = tmp_path / "page.txt"
+    path.write_bytes(data)
+    app = Starlette(routes=[Route("/", lambda request: FileResponse(path))],
+                    middleware=[Middleware(GZipMiddleware)])
+    r = TestClient(app).get("/", headers={"accept-encoding": "gzip"})
+    assert "content-encoding" not in r.headers
+    assert r.headers["content-length"] == str(len(data)) and r.content == data
+    ref = StarletteClient(app).get("/", headers={"accept-encoding": "gzip"})
+    assert ref.headers["content-encoding"] == "gzip" and ref.content == data   # httpx decoded it
+    assert "content-length" not in ref.headers      # compressed as it streams
