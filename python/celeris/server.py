@@ -21,6 +21,7 @@ import collections.abc as _abc
 
 _abc.Coroutine.register(_celeris.Driver)
 from celeris.config import AppLoadError, Config
+from celeris.extensions import pathsend_allowed
 from celeris.lifespan import Lifespan
 from celeris.logs import logger
 
@@ -183,6 +184,7 @@ class Server:
             ws_handler=self._make_ws_handler(app),
             ws_log=logs.make_ws_log() if logs.enabled(logger) else None,
             ws_max_size=config.ws_max_size,
+            pathsend=pathsend_allowed(app),
             ws_ping_interval=config.ws_ping_interval,
             ws_ping_timeout=config.ws_ping_timeout,
             ws_per_message_deflate=config.ws_per_message_deflate,

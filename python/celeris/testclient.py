@@ -29,6 +29,7 @@ from celeris import _celeris
 from celeris.server import task_factory
 from celeris._http_client import ResponseParser, serialize_request
 from celeris._ws_testclient import CoreWebSocketSession
+from celeris.extensions import pathsend_allowed
 from celeris.logs import logger
 
 __all__ = ["TestClient", "stats"]
@@ -137,7 +138,10 @@ class _CelerisTransport(httpx.BaseTransport):
         patch = {
             "scheme": scheme,
             "root_path": self.root_path,
-            "extensions": {"http.response.debug": {}},
+            # Starlette's TestClient offers http.response.debug; the core adds
+            # path-send (FileResponse is sent by the core, as in production).
+            "extensions": ({"http.response.debug": {}, "http.response.pathsend": {}}
+                           if pathsend_allowed(self.app) else {"http.response.debug": {}}),
         }
         ex = _Exchange(patch)
         with self.portal_factory() as portal:
@@ -222,6 +226,8 @@ class _CelerisTransport(httpx.BaseTransport):
                     parser.feed(conn.take())
                     parser.feed_eof()
                     break
+                if conn.pending:
+                    continue    # taking output refilled it (a file body is being read)
                 if ex.done is not None and ex.done.done() and not conn.pending:
                     # The app finished; whatever the core wrote is all there is.
                     parser.feed_eof()

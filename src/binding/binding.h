@@ -40,7 +40,7 @@ typedef struct {
              *s_headers, *s_state, *s_http, *s_version, *s_spec_version,
              *s_v30, *s_v23, *s_v11, *s_v10, *s_body, *s_more_body,
              *s_http_request, *s_http_disconnect, *s_status,
-             *s_http_response_start, *s_http_response_body, *s_empty,
+             *s_http_response_start, *s_http_response_body, *s_http_response_pathsend, *s_empty,
              *s_create_future, *s_submit, *s_set_exception, *s_set_result, *s_done, *s_cancelled,
              *s_GET, *s_POST, *s_HEAD, *s_PUT, *s_DELETE, *s_PATCH, *s_OPTIONS;
     PyObject *empty_bytes;
@@ -81,6 +81,7 @@ typedef struct ServerObject {
     int pending_scheduled;
     int in_loop_callback;       /* inside poll()/run_pending(): no Task is running */
     int drivers;                /* one Driver Task per connection (CELERIS_CONN_DRIVER != "0") */
+    int pathsend;               /* offer the ASGI path-send extension in HTTP scopes */
     int stopped;                /* stop_accepting() was called */
     unsigned long long requests;
     cel_server_config cfg;

@@ -6,7 +6,10 @@
  * closes; after that every call answers as for a disconnected client. */
 #include "binding.h"
 
+#include <fcntl.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "errors.h"
 
@@ -487,6 +490,67 @@ static PyObject *send_body(CycleObject *cy, PyObject *msg)
     return r;
 }
 
+/* ASGI http.response.pathsend: finish the response with the file at
+ * msg["path"], sent by the core (sendfile) after the head.  The file is
+ * opened here (O_RDONLY|O_CLOEXEC|O_NONBLOCK) and handed to the core, which closes it
+ * when it is sent or the connection goes; send() completes at once, like a
+ * final http.response.body whose bytes are still being written.  A file that
+ * cannot be opened (or is not a regular file) raises OSError: the app fails
+ * after its head went out, so the connection is closed, as when Starlette's
+ * own read of a vanished file fails.  Returns ready_none or NULL with an
+ * exception. */
+static PyObject *send_pathsend(CycleObject *cy, PyObject *msg)
+{
+    celeris_state *st = ST(cy);
+    PyObject *path = get_item(msg, st->s_path, NULL);
+    if (!path)
+        return NULL;
+    PyObject *fspath = NULL;
+    if (!PyUnicode_FSConverter(path, &fspath)) {
+        Py_DECREF(path);
+        return NULL;
+    }
+    int fd;
+    Py_BEGIN_ALLOW_THREADS
+    /* O_NONBLOCK: a FIFO must not block the loop here (it is refused below) */
+    fd = open(PyBytes_AS_STRING(fspath), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    Py_END_ALLOW_THREADS
+    Py_DECREF(fspath);
+    struct stat sb;
+    if (fd < 0 || fstat(fd, &sb) < 0) {
+        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, path);
+        if (fd >= 0)
+            close(fd);
+        Py_DECREF(path);
+        return NULL;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        close(fd);
+        PyErr_Format(PyExc_OSError, "File at path %R is not a regular file.", path);
+        Py_DECREF(path);
+        return NULL;
+    }
+    Py_DECREF(path);
+    cel_conn *c = cy->conn;
+    int rc = cel_conn_response_file(c, fd, 0, (uint64_t)sb.st_size);   /* takes fd */
+    if (rc == CEL_ENOMEM)
+        return PyErr_NoMemory();
+    if (rc == CEL_ESTATE) {
+        PyErr_SetString(PyExc_RuntimeError, "http.response.pathsend: the response is not open");
+        return NULL;
+    }
+    cy->response_complete = 1;
+    detach(cy);
+    cy->server->requests++;
+    cel_server_response_done(cy->server->srv, c);
+    resolve_disconnect(cy);
+    if (rc == CEL_ERESPSHORT) {
+        PyErr_SetString(PyExc_RuntimeError, "Response content shorter than Content-Length");
+        return NULL;
+    }
+    return Py_NewRef(st->ready_none);
+}
+
 int celeris_cycle_respond(CycleObject *cy, int status, const cel_header *hs, size_t n,
                           PyObject *py_headers, const char *body, size_t len)
 {
@@ -541,6 +605,8 @@ static PyObject *cycle_send(PyObject *self, PyObject *msg)
     } else if (!cy->response_complete) {
         if (PyUnicode_Check(type) && PyUnicode_Compare(type, st->s_http_response_body) == 0)
             r = send_body(cy, msg);
+        else if (PyUnicode_Check(type) && PyUnicode_Compare(type, st->s_http_response_pathsend) == 0)
+            r = send_pathsend(cy, msg);
         else
             PyErr_Format(PyExc_RuntimeError,
                          "Expected ASGI message 'http.response.body', but got '%S'.", type);

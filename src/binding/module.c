@@ -167,6 +167,7 @@ static int celeris_exec(PyObject *m)
     INTERN(s_status, "status");
     INTERN(s_http_response_start, "http.response.start");
     INTERN(s_http_response_body, "http.response.body");
+    INTERN(s_http_response_pathsend, "http.response.pathsend");
     INTERN(s_empty, "");
     INTERN(s_create_future, "create_future");
     INTERN(s_submit, "submit");
@@ -264,8 +265,10 @@ static int celeris_clear(PyObject *m)
         &st->s_query_string, &st->s_headers, &st->s_state, &st->s_http, &st->s_version,
         &st->s_spec_version, &st->s_v30, &st->s_v23, &st->s_v11, &st->s_v10, &st->s_body,
         &st->s_more_body, &st->s_http_request, &st->s_http_disconnect, &st->s_status,
-        &st->s_http_response_start, &st->s_http_response_body, &st->s_empty,
-        &st->s_create_future, &st->s_submit, &st->s_set_exception, &st->s_set_result, &st->s_done, &st->s_cancelled,
+        &st->s_http_response_start, &st->s_http_response_body, &st->s_http_response_pathsend,
+        &st->s_empty,
+        &st->s_create_future, &st->s_submit, &st->s_set_exception, &st->s_set_result, &st->s_done,
+        &st->s_cancelled,
         &st->s_GET, &st->s_POST, &st->s_HEAD, &st->s_PUT, &st->s_DELETE, &st->s_PATCH,
         &st->s_OPTIONS, &st->empty_bytes,
     };

@@ -404,6 +404,13 @@ PyObject *celeris_build_scope(ServerObject *self, cel_conn *c, const cel_http_re
             goto error;
         return scope;
     }
+    /* the ASGI path-send extension (docs/files.md): a fresh dict per
+     * request, since apps and middleware may add to it */
+    if (self->pathsend) {
+        PyObject *ext = Py_BuildValue("{O{}}", st->s_http_response_pathsend);
+        if (set_steal(scope, st->ws.s_extensions, ext) < 0)
+            goto error;
+    }
     if (self->state != Py_None) {
         if (set_steal(scope, st->s_state, PyDict_Copy(self->state)) < 0)
             goto error;

@@ -200,11 +200,12 @@ static PyObject *server_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
         "server_header", "backlog", "max_connections", "context", "native", "scope_patch",
         "debug_sink", "task_factory", "proxy", "limit_concurrency", "accept_batch",
         "ws_handler", "ws_log", "ws_max_size", "ws_ping_interval", "ws_ping_timeout",
-        "ws_per_message_deflate", NULL,
+        "ws_per_message_deflate", "pathsend", NULL,
     };
     PyObject *native = Py_None, *scope_patch = Py_None, *debug_sink = Py_None;
     PyObject *task_factory = Py_None;
     int ws_deflate = 1;
+    int pathsend = 1;
     PyObject *ws_handler = Py_None, *ws_log = Py_None;
     unsigned long long ws_max_size = 16 * 1024 * 1024;
     PyObject *ws_ping_interval = Py_None, *ws_ping_timeout = Py_None;
@@ -219,7 +220,7 @@ static PyObject *server_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
     Py_ssize_t max_request_line = 8192, max_header_bytes = 65536, max_headers = 100;
     int date_header = 1, server_header = 1, backlog = 2048;
     Py_ssize_t max_connections = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|$OOOUOOOKnnnppinOOOOOOniOOKOOp:Server", kwlist,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|$OOOUOOOKnnnppinOOOOOOniOOKOOpp:Server", kwlist,
                                      &handler, &loop, &access_log, &error_log, &state,
                                      &root_path, &header_timeout, &keepalive_timeout,
                                      &body_timeout, &max_body, &max_request_line,
@@ -228,7 +229,7 @@ static PyObject *server_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
                                      &native, &scope_patch, &debug_sink, &task_factory,
                                      &proxy, &limit_concurrency, &accept_batch,
                                      &ws_handler, &ws_log, &ws_max_size, &ws_ping_interval,
-                                     &ws_ping_timeout, &ws_deflate))
+                                     &ws_ping_timeout, &ws_deflate, &pathsend))
         return NULL;
     if (scope_patch != Py_None && !PyDict_Check(scope_patch)) {
         PyErr_SetString(PyExc_TypeError, "scope_patch must be a dict or None");
@@ -284,6 +285,7 @@ static PyObject *server_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
     }
     /* task_factory(coro) -> Task: e.g. eagerly started Tasks (Python >= 3.12),
      * so a coroutine that finishes without suspending costs no loop turn. */
+    self->pathsend = pathsend;
     /* One Driver Task per keep-alive connection (driver.c); CELERIS_CONN_DRIVER=0: a Task per request. */
     {
         const char *e = getenv("CELERIS_CONN_DRIVER");

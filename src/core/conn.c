@@ -24,12 +24,14 @@ void cel_conn_init(cel_conn *c, int fd, const cel_conn_config *cfg)
     c->fd = fd;
     c->cfg = cfg;
     c->state = CEL_CONN_IDLE;
+    c->file.fd = -1;
 }
 
 void cel_conn_release(cel_conn *c)
 {
     cel_buf_free(&c->in);
     cel_buf_free(&c->out);
+    cel_conn_file_close(c);
     if (c->ws) {
         cel_buf_free(&c->ws->msg);
         cel_buf_free(&c->ws->zbuf);

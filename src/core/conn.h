@@ -72,6 +72,18 @@ typedef struct cel_ws_conn {
     uint32_t ping_seq;
 } cel_ws_conn;
 
+/* A response body being sent from a file (see conn_file.c): the head and
+ * any earlier output go first, from `out`; then `left` bytes of the file
+ * from `off`; then `tail` (the chunked terminator, when chunked). */
+typedef struct cel_conn_file {
+    int fd;                     /* -1 when no file is queued (owned: closed when done) */
+    uint64_t off;               /* next file offset to send */
+    uint64_t left;              /* file bytes still to send */
+    char tail[8];               /* framing written after the file bytes */
+    unsigned char tail_len;
+    unsigned no_sendfile : 1;   /* sendfile(2) refused this file: copy through `out` */
+} cel_conn_file;
+
 typedef struct cel_conn {
     int fd;                     /* -1 for in-memory connections */
     int state;                  /* enum cel_conn_state */
@@ -98,6 +110,8 @@ typedef struct cel_conn {
     unsigned resp_has_length : 1;
     uint64_t resp_left;         /* bytes of declared Content-Length still owed */
     int resp_status;
+
+    cel_conn_file file;         /* body from a file, queued behind `out` */
 
     uint64_t requests;          /* heads parsed on this connection */
     cel_ws_conn *ws;            /* WebSocket handshake/connection state, or NULL (owned) */
@@ -195,6 +209,44 @@ int cel_conn_ws_accept(cel_conn *c, const char *subprotocol, size_t sublen,
  * Returns 0, CEL_ESTATE (not WS, or a close was already sent), CEL_ENOMEM. */
 int cel_conn_ws_send(cel_conn *c, int opcode, const char *p, size_t n);
 int cel_conn_ws_close(cel_conn *c, int code, const char *reason, size_t len);
+
+/* ---- file bodies (conn_file.c; docs/files.md) ---- */
+
+/* Finish the started response with the body read from fd: `size` bytes
+ * from `offset`.  Takes ownership of fd in every case (closed now when no
+ * body goes out -- HEAD, 204, 304, 1xx, size 0 -- or on error; else when the
+ * file has been sent or the connection is released).  Framing follows the
+ * head: with a Content-Length, at most the bytes still owed are sent (a
+ * bigger file is cut there); chunked gets one chunk plus the terminator.
+ * The response is done afterwards (resp_done) and the bytes go out through
+ * cel_conn_file_send / cel_conn_file_read after what `out` holds.
+ * Returns 0, CEL_ESTATE (not started / already done; fd closed),
+ * CEL_ENOMEM (fd closed, nothing queued), or CEL_ERESPSHORT (the file is
+ * shorter than the Content-Length still owed: it is queued all the same and
+ * keep-alive is off, so the connection closes after it). */
+int cel_conn_response_file(cel_conn *c, int fd, uint64_t offset, uint64_t size);
+
+/* 1 while a file body is queued on c. */
+static inline int cel_conn_file_pending(const cel_conn *c) { return c->file.fd >= 0; }
+
+/* Send the queued file to socket `sock` with sendfile(2); `out` must be
+ * empty (its bytes go first).  Returns 0 when the socket would block,
+ * 1 when the caller should write `out` and call again (the file is done and
+ * its tail was appended -- cel_conn_file_pending is then 0 -- or, for files
+ * sendfile refuses, up to `chunk` bytes were read into `out`), or a negative
+ * cel_err: CEL_ERESPSHORT (the file ended early), CEL_EIO (errno set: the
+ * peer is gone or the file could not be read), CEL_ENOMEM.  On an error the
+ * connection must be closed: the head promised bytes that cannot follow. */
+int cel_conn_file_send(cel_conn *c, int sock, size_t chunk);
+
+/* Read up to `chunk` more bytes of the queued file into `out` (the
+ * in-memory connection's path, and the fallback when sendfile cannot be
+ * used).  Returns 1 when the file is done (tail appended, fd closed), 0 when
+ * more remains, or CEL_ERESPSHORT / CEL_EIO / CEL_ENOMEM as above. */
+int cel_conn_file_read(cel_conn *c, size_t chunk);
+
+/* Close the queued file, if any (connection closing).  Safe to repeat. */
+void cel_conn_file_close(cel_conn *c);
 
 /* Append a complete plain-text error response with "connection: close" and
  * move to CLOSING.  msg is ASCII.  Returns 0 or CEL_ENOMEM. */

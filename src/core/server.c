@@ -132,13 +132,14 @@ static void update_events(cel_server *s, cel_conn *c)
     else {
         int paused = c->state == CEL_CONN_CLOSING || c->read_eof
                      || (c->state == CEL_CONN_ACTIVE && c->in.len >= s->cfg.read_high_water)
+                     || (cel_conn_file_pending(c) && c->in.len >= s->cfg.read_high_water)
                      || (c->state == CEL_CONN_WS && c->ws->msg_ready && !c->ws->want_msg);
         if (!paused)
             ev |= EPOLLIN;
         /* Output of a connection queued on the pending list is flushed by its
          * process() next turn (batching pipelined responses into one write);
          * EPOLLOUT only when a write would block or nothing else will flush. */
-        if (c->out.len && (c->write_blocked || !c->in_pending))
+        if ((c->out.len || cel_conn_file_pending(c)) && (c->write_blocked || !c->in_pending))
             ev |= EPOLLOUT;
     }
     if (ev != c->epoll_events) {
@@ -210,6 +211,7 @@ static void unlink_conn(cel_server *s, cel_conn *c)
 static void destroy(cel_server *s, cel_conn *c)
 {
     notify_close(s, c);
+    cel_conn_file_close(c);
     if (c->in_process) {
         c->close_pending = 1;       /* process() finishes the job */
         return;
@@ -275,42 +277,88 @@ static void begin_linger(cel_server *s, cel_conn *c)
     update_events(s, c);
 }
 
-int cel_server_flush(cel_server *s, cel_conn *c)
+/* A file body finished on c: the next pipelined request (or the peer's
+ * EOF) waited for it in process(), which is run again from the pending list. */
+static void file_finished(cel_server *s, cel_conn *c)
 {
-    if (c->fd < 0) {
-        if (c->closed)
-            return CEL_ECLOSED;
-        if (c->out.len && s->cb.on_output)
-            s->cb.on_output(s->cb.ud, c);
-        if (c->state == CEL_CONN_CLOSING) {
+    if (c->state == CEL_CONN_IDLE && (c->in.len || c->read_eof))
+        pending_push(s, c);
+}
+
+/* In-memory connection: hand `out` to the owner, refilled from a queued
+ * file up to the write high-water mark (cel_server_take_output refills it
+ * as the owner takes bytes). */
+static int flush_memory(cel_server *s, cel_conn *c)
+{
+    if (c->closed)
+        return CEL_ECLOSED;
+    int finished = 0;
+    if (cel_conn_file_pending(c) && c->out.len < s->cfg.write_high_water) {
+        int rc = cel_conn_file_read(c, s->cfg.write_high_water - c->out.len);
+        if (rc < 0) {
             destroy(s, c);
             return CEL_ECLOSED;
         }
-        if (c->want_drain && c->out.len < s->cfg.write_high_water) {
-            c->want_drain = 0;
-            if (s->cb.on_drain)
-                s->cb.on_drain(s->cb.ud, c);
-        }
-        return c->closed ? CEL_ECLOSED : 0;
+        finished = rc == 1;
     }
-    while (c->out.len) {
-        ssize_t n = write(c->fd, cel_buf_head(&c->out), c->out.len);
-        if (n > 0) {
-            cel_buf_consume(&c->out, (size_t)n);
-            if (c->out.len)
-                c->last_write_ms = cel_server_now_ms();
-            continue;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            c->write_blocked = 1;
-            break;
-        }
+    if (c->out.len && s->cb.on_output)
+        s->cb.on_output(s->cb.ud, c);
+    if (c->closed)
+        return CEL_ECLOSED;
+    if (c->state == CEL_CONN_CLOSING && !cel_conn_file_pending(c)) {
         destroy(s, c);
         return CEL_ECLOSED;
     }
-    if (c->out.len == 0) {
+    if (finished)
+        file_finished(s, c);
+    if (c->want_drain && c->out.len < s->cfg.write_high_water) {
+        c->want_drain = 0;
+        if (s->cb.on_drain)
+            s->cb.on_drain(s->cb.ud, c);
+    }
+    return c->closed ? CEL_ECLOSED : 0;
+}
+
+int cel_server_flush(cel_server *s, cel_conn *c)
+{
+    if (c->fd < 0)
+        return flush_memory(s, c);
+    int finished = 0;
+    for (;;) {
+        while (c->out.len) {
+            ssize_t n = write(c->fd, cel_buf_head(&c->out), c->out.len);
+            if (n > 0) {
+                cel_buf_consume(&c->out, (size_t)n);
+                if (c->out.len || cel_conn_file_pending(c))
+                    c->last_write_ms = cel_server_now_ms();
+                continue;
+            }
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+                c->write_blocked = 1;
+                break;
+            }
+            destroy(s, c);
+            return CEL_ECLOSED;
+        }
+        if (c->out.len || !cel_conn_file_pending(c))
+            break;
+        /* `out` is empty: the file's bytes follow (docs/files.md) */
+        int rc = cel_conn_file_send(c, c->fd, READ_CHUNK * 4);
+        c->last_write_ms = cel_server_now_ms();
+        if (rc < 0) {
+            destroy(s, c);      /* the head promised bytes that cannot follow */
+            return CEL_ECLOSED;
+        }
+        if (rc == 0) {
+            c->write_blocked = 1;
+            break;
+        }
+        if (!cel_conn_file_pending(c))
+            finished = 1;
+    }
+    if (c->out.len == 0 && !cel_conn_file_pending(c)) {
         c->write_blocked = 0;
         buf_release(s, &c->out);
         if (c->state == CEL_CONN_CLOSING) {
@@ -318,6 +366,8 @@ int cel_server_flush(cel_server *s, cel_conn *c)
             return CEL_ECLOSED;
         }
     }
+    if (finished)
+        file_finished(s, c);
     if (c->want_drain && c->out.len < s->cfg.write_high_water) {
         c->want_drain = 0;
         if (s->cb.on_drain)
@@ -560,6 +610,14 @@ static int process_inner(cel_server *s, cel_conn *c)
     for (;;) {
         switch (c->state) {
         case CEL_CONN_IDLE:
+            if (cel_conn_file_pending(c)) {
+                /* The last response's file is still going out: the next
+                 * request waits for it (responses stay in order); its
+                 * completion puts c back on the pending list. */
+                if (c->in.len == 0)
+                    buf_release(s, &c->in);
+                return cel_server_flush(s, c);
+            }
             if (c->in.len == 0) {
                 if (c->read_eof) {
                     if (c->out.len)
@@ -845,7 +903,7 @@ void cel_server_sweep(cel_server *s, uint64_t now_ms)
         if (c->fd >= 0 && c->deadline_ms && now_ms >= c->deadline_ms) {
             if (c->lingering)
                 destroy(s, c);
-            else if (c->state == CEL_CONN_IDLE && c->out.len
+            else if (c->state == CEL_CONN_IDLE && (c->out.len || cel_conn_file_pending(c))
                      && now_ms - c->last_write_ms < s->cfg.body_timeout_ms)
                 /* Still sending the last response to a client that reads:
                  * the keep-alive wait starts once it has gone out. */
@@ -1127,7 +1185,7 @@ size_t cel_server_close_idle(cel_server *s)
         if (c->lingering)
             destroy(s, c);
         else if (c->state == CEL_CONN_IDLE && c->in.len == 0 && c->out.len == 0
-                 && c->requests > 0 && !input_waiting(c))
+                 && !cel_conn_file_pending(c) && c->requests > 0 && !input_waiting(c))
             destroy(s, c);
         c = next;
     }
@@ -1179,6 +1237,11 @@ size_t cel_server_take_output(cel_server *s, cel_conn *c, char *dst, size_t cap)
         return 0;
     memcpy(dst, cel_buf_head(&c->out), n);
     cel_buf_consume(&c->out, n);
+    if (cel_conn_file_pending(c) && !c->closed && !c->in_process
+        && c->out.len < s->cfg.write_high_water) {
+        flush_memory(s, c);         /* refill from the file */
+        return n;
+    }
     if (c->want_drain && c->out.len < s->cfg.write_high_water && !c->closed) {
         c->want_drain = 0;
         if (s->cb.on_drain)
