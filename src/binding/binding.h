@@ -176,6 +176,9 @@ extern PyType_Spec celeris_nativecall_spec;
 extern PyType_Spec celeris_threadpool_spec;
 extern PyType_Spec celeris_driver_spec;
 
+/* form_parse.c: adds MultipartParser and UrlencodedParser to the module; 0 or -1. */
+int celeris_form_add_types(PyObject *m);
+
 /* driver.c: run `coro` (the request's app coroutine; borrowed) for cy on c:
  * on the connection's idle Driver Task at once, in a new Driver Task, or in
  * a Task of its own; the Task is tracked on cy.  0, or -1 with an exception. */

@@ -217,6 +217,8 @@ static int celeris_exec(PyObject *m)
         || PyModule_AddObjectRef(m, "NativeApp", (PyObject *)st->NativeApp_Type) < 0
         || PyModule_AddObjectRef(m, "NativeCall", (PyObject *)st->NativeCall_Type) < 0)
         return -1;
+    if (celeris_form_add_types(m) < 0)
+        return -1;
     ReadyObject *none = PyObject_GC_New(ReadyObject, st->Ready_Type);
     if (!none)
         return -1;

@@ -155,13 +155,16 @@ def make_body_decoder(strict_content_type: bool, endpoint_ctx: dict) -> Callable
 
 
 def make_form_decoder() -> Callable:
-    """FastAPI's get_request_handler body step for Form/File bodies: Starlette's
-    own form parser, the FormData closed by the middleware exit stack."""
+    """FastAPI's get_request_handler body step for Form/File bodies: the form
+    parsed by the C parsers as Starlette's request.form() would parse it
+    (native/forms.py), the FormData closed by the middleware exit stack."""
     from starlette.exceptions import HTTPException
+
+    from .forms import parse_form
 
     async def decode(request: Any, file_stack: Any) -> Any:
         try:
-            body = await request.form()
+            body = await parse_form(request)
             file_stack.push_async_callback(body.close)
         except HTTPException:
             raise

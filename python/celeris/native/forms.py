@@ -1,0 +1,176 @@
+"""request.form() for the native tier, parsed by the C form parsers.
+
+`parse_form(request)` returns what Starlette's `Request.form()` (no limit
+arguments: max_files=1000, max_fields=1000, max_part_size=1 MiB) returns
+for the same body -- the same `FormData` of `str` and `UploadFile` items in
+the same order, file parts in `SpooledTemporaryFile(max_size=1 MiB)`s, names,
+filenames and values decoded with the Content-Type charset as Starlette does
+-- and raises the same `HTTPException(400, <Starlette's message>)`.  The body
+is taken from `request.stream()` chunk by chunk; file data goes to its spool
+file as it arrives (past 1 MiB the file is on disk, written in the thread
+pool in batches of about 1 MiB), so an upload is never held in memory.
+
+Fallback: a multipart body that starts with CR or LF goes to Starlette's own
+MultiPartParser (python-multipart skips such a preamble in a way that
+depends on how the body was split into chunks; docs/multipart.md)."""
+from __future__ import annotations
+
+import asyncio
+import codecs
+from contextlib import aclosing
+from tempfile import SpooledTemporaryFile
+from typing import Any, AsyncGenerator
+
+from starlette.datastructures import FormData, Headers, UploadFile
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException, MultiPartParser
+
+from .._celeris import MultipartParser, UrlencodedParser
+
+_SPOOL_MAX = MultiPartParser.spool_max_size
+_WRITE_BATCH = 1 << 20
+_content_type = MultipartParser.content_type
+
+
+def _user_safe_decode(src: bytes, codec: str) -> str:
+    try:
+        return src.decode(codec)
+    except (UnicodeDecodeError, LookupError):
+        return src.decode("latin-1")
+
+
+async def parse_form(request: Any) -> FormData:
+    """Starlette's `await request.form()` (default limits), cached on the
+    request as Starlette caches it."""
+    if request._form is None:
+        header = request.headers.get("Content-Type")
+        media, boundary, charset = _content_type(header.encode("latin-1")) if header else (b"", None, None)
+        try:
+            if media == b"multipart/form-data":
+                request._form = await _multipart(request, boundary, charset)
+            elif media == b"application/x-www-form-urlencoded":
+                request._form = await _urlencoded(request)
+            else:
+                request._form = FormData()
+        except MultiPartException as exc:
+            if "app" in request.scope:
+                raise HTTPException(status_code=400, detail=exc.message)
+            raise
+    return request._form
+
+
+async def _urlencoded(request: Any) -> FormData:
+    parser = UrlencodedParser()
+    items: list = []
+    async with aclosing(request.stream()) as stream:
+        async for chunk in stream:
+            got = parser.feed(chunk)
+            if got.__class__ is str:
+                raise MultiPartException(got)
+            items += got
+    got = parser.feed(None)
+    if got.__class__ is str:
+        raise MultiPartException(got)
+    items += got
+    return FormData(items)
+
+
+async def _multipart(request: Any, boundary: bytes | None, charset_param: bytes | None) -> FormData:
+    # MultiPartParser.parse's charset and boundary steps, in its order
+    charset: Any = "utf-8" if charset_param is None else charset_param.decode("latin-1")
+    try:
+        charset = codecs.lookup(charset).name
+    except LookupError:
+        charset = "latin-1"
+    if boundary is None:
+        raise MultiPartException("Missing boundary in multipart.")
+    try:
+        parser = MultipartParser(boundary)
+    except ValueError as exc:
+        raise MultiPartException(str(exc)) from None
+
+    loop = asyncio.get_running_loop()
+    items: list = []
+    spools: list = []          # every spool file made: closed if the parse fails
+    upload: Any = None         # the UploadFile of the file part in progress
+    pending: list = []         # its data not yet written (the file is past the spool size)
+    pending_len = 0
+    writing: Any = None        # the batch being written in the thread pool
+    async with aclosing(request.stream()) as stream:
+        try:
+            first = True
+            async for chunk in stream:
+                if first:
+                    first = False
+                    if chunk[:1] in (b"\r", b"\n"):
+                        return await _starlette_fallback(request, stream, chunk)
+                events = parser.feed(chunk)
+                if events.__class__ is str:
+                    raise MultiPartException(events)
+                for ev in events:
+                    cls = ev.__class__
+                    if cls is bytes:
+                        n = len(ev)
+                        upload.size += n
+                        f = upload.file
+                        if not pending_len and not f._rolled and f.tell() + n <= _SPOOL_MAX:
+                            f.write(ev)
+                            continue
+                        pending.append(ev)
+                        pending_len += n
+                        if pending_len >= _WRITE_BATCH:
+                            if writing is not None:
+                                await writing
+                            writing = loop.run_in_executor(None, f.writelines, pending)
+                            pending = []
+                            pending_len = 0
+                    elif cls is tuple:
+                        if len(ev) == 2:
+                            items.append((_user_safe_decode(ev[0], charset), _user_safe_decode(ev[1], charset)))
+                            continue
+                        name, filename, headers = ev
+                        spool = SpooledTemporaryFile(max_size=_SPOOL_MAX)
+                        spools.append(spool)
+                        upload = UploadFile(file=spool, size=0,  # type: ignore[arg-type]
+                                            filename=_user_safe_decode(filename, charset),
+                                            headers=Headers(raw=headers))
+                        items.append((_user_safe_decode(name, charset), upload))
+                    else:   # the file part ended
+                        f = upload.file
+                        if writing is not None:
+                            await writing
+                            writing = None
+                        if pending:
+                            await loop.run_in_executor(None, f.writelines, pending)
+                            pending = []
+                            pending_len = 0
+                        f.seek(0)
+                        upload = None
+        except BaseException:
+            if writing is not None:
+                try:
+                    await writing
+                except BaseException:
+                    pass
+            for spool in spools:
+                spool.close()
+            raise
+    if upload is not None:
+        # truncated body: Starlette drops the part in progress (it never
+        # reaches the form); its spool file is closed here
+        if writing is not None:
+            await writing
+        items.pop()
+        upload.file.close()
+    return FormData(items)
+
+
+async def _starlette_fallback(request: Any, stream: AsyncGenerator[bytes, None], first: bytes) -> FormData:
+    """Starlette's MultiPartParser on the body from its first chunk on."""
+    async def rest() -> AsyncGenerator[bytes, None]:
+        yield first
+        async for chunk in stream:
+            yield chunk
+
+    async with aclosing(rest()) as body:
+        return await MultiPartParser(request.headers, body).parse()

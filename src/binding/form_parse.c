@@ -1,0 +1,501 @@
+/* _celeris.MultipartParser and _celeris.UrlencodedParser: the C form
+ * parsers of src/core/multipart.c fed with request-body chunks from Python.
+ *
+ * celeris/native/forms.py drives them from request.stream() and builds the
+ * FormData / UploadFile objects Starlette's MultiPartParser / FormParser
+ * would; docs/multipart.md has the mapping.  Each feed() returns the
+ * events of one chunk in a list, so Python runs once per chunk, not once per
+ * event:
+ *   (name, value)             a complete non-file part (both bytes);
+ *   (name, filename, headers) a file part's head (bytes, bytes, list of
+ *                             (lower-cased name, value) bytes pairs, as
+ *                             Starlette's item_headers);
+ *   bytes                     the next data of the current file part (all of
+ *                             this chunk's data of that part, coalesced);
+ *   None                      the current file part ended.
+ * On a parse error feed() returns the error's Starlette message (a str)
+ * instead of a list: Starlette discards everything of a failed parse.
+ *
+ * Ownership: each object owns its core parser (freed in dealloc) and two
+ * PyMem buffers: `acc` (file data of the current feed when it arrives in
+ * more than one slice) and `field` (the data of the current non-file part,
+ * bounded by the parser's max_field_size).  No slice of the core outlives
+ * the feed() call that produced it. */
+#include "binding.h"
+
+#include <stdint.h>
+#include <string.h>
+
+#include "errors.h"
+#include "multipart.h"
+
+typedef struct {
+    char *p;
+    size_t len, cap;
+} membuf;
+
+/* Append n bytes; 0 or -1 with MemoryError set.  b owns p (PyMem). */
+static int membuf_add(membuf *b, const char *s, size_t n)
+{
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + n)
+            cap *= 2;
+        char *p = PyMem_Realloc(b->p, cap);
+        if (!p) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    if (n)
+        memcpy(b->p + b->len, s, n);
+    b->len += n;
+    return 0;
+}
+
+static void membuf_free(membuf *b)
+{
+    PyMem_Free(b->p);
+    b->p = NULL;
+    b->len = b->cap = 0;
+}
+
+/* Starlette's MultiPartException / FormParser message for a core error
+ * (docs/multipart.md, "Limits and errors"); NULL for CEL_ENOMEM. */
+static const char *form_error_message(int rc)
+{
+    switch (rc) {
+    case CEL_EMPNONAME:
+        return "The Content-Disposition header field \"name\" must be provided.";
+    case CEL_EMPFILES:
+        return "Too many files. Maximum number of files is 1000.";
+    case CEL_EMPFIELDS:
+        return "Too many fields. Maximum number of fields is 1000.";
+    case CEL_EMPPARTSIZE:
+        return "Part exceeded maximum size of 1024KB.";
+    case CEL_EFORMFIELDSIZE:
+        return "Field exceeded maximum size of 1024KB.";
+    case CEL_ENOMEM:
+        return NULL;
+    default:
+        return "Invalid multipart data.";
+    }
+}
+
+/* New reference: the message str, or NULL with MemoryError for ENOMEM. */
+static PyObject *form_error(int rc)
+{
+    const char *msg = form_error_message(rc);
+    if (!msg)
+        return PyErr_NoMemory();
+    return PyUnicode_FromString(msg);
+}
+
+/* ---- multipart ---- */
+
+typedef struct {
+    PyObject_HEAD
+    cel_multipart *mp;
+    int in_file;            /* the current part has a filename */
+    PyObject *name;         /* bytes: the current non-file part's name, or NULL */
+    membuf field;           /* the current non-file part's data */
+    membuf acc;             /* file data of this feed, when not one slice */
+} MultipartObject;
+
+/* MultipartParser(boundary: bytes): a parser with Starlette's default
+ * limits.  ValueError("Invalid multipart data.") when the boundary cannot
+ * be one (over 256 bytes, CR/LF). */
+static int mp_init(PyObject *self, PyObject *args, PyObject *kwds)
+{
+    MultipartObject *o = (MultipartObject *)self;
+    Py_buffer b;
+    if (kwds && PyDict_GET_SIZE(kwds)) {
+        PyErr_SetString(PyExc_TypeError, "MultipartParser takes no keyword arguments");
+        return -1;
+    }
+    if (!PyArg_ParseTuple(args, "y*:MultipartParser", &b))
+        return -1;
+    if (o->mp) {
+        PyBuffer_Release(&b);
+        PyErr_SetString(PyExc_RuntimeError, "MultipartParser already initialised");
+        return -1;
+    }
+    int rc = cel_mp_new(&o->mp, b.buf, (size_t)b.len, NULL);
+    PyBuffer_Release(&b);
+    if (rc == CEL_ENOMEM) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    if (rc < 0) {
+        PyErr_SetString(PyExc_ValueError, form_error_message(rc));
+        return -1;
+    }
+    return 0;
+}
+
+/* Append item to list and drop our reference; -1 on error (item released). */
+static int list_take(PyObject *list, PyObject *item)
+{
+    if (!item)
+        return -1;
+    int rc = PyList_Append(list, item);
+    Py_DECREF(item);
+    return rc;
+}
+
+/* The file part's head as (name, filename, [(lname, value), ...]).  New
+ * reference or NULL with an exception. */
+static PyObject *file_head(const cel_mp_part *part)
+{
+    PyObject *headers = PyList_New((Py_ssize_t)part->nheaders);
+    if (!headers)
+        return NULL;
+    for (size_t i = 0; i < part->nheaders; i++) {
+        const cel_header *h = &part->headers[i];
+        PyObject *n = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)h->name.len);
+        if (!n)
+            goto error;
+        char *d = PyBytes_AS_STRING(n);
+        for (size_t k = 0; k < h->name.len; k++) {
+            char c = h->name.p[k];
+            d[k] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+        }
+        PyObject *pair = Py_BuildValue("(Ny#)", n, h->value.p, (Py_ssize_t)h->value.len);
+        if (!pair)
+            goto error;
+        PyList_SET_ITEM(headers, (Py_ssize_t)i, pair);
+    }
+    return Py_BuildValue("(y#y#N)", part->name.p, (Py_ssize_t)part->name.len,
+                         part->filename.p, (Py_ssize_t)part->filename.len, headers);
+error:
+    Py_DECREF(headers);
+    return NULL;
+}
+
+/* Emit the file data gathered so far in this feed: the single pending slice
+ * (*one) or the accumulated bytes.  0 or -1 with an exception. */
+static int flush_data(MultipartObject *o, PyObject *out, cel_slice *one)
+{
+    PyObject *b = NULL;
+    if (o->acc.len) {
+        b = PyBytes_FromStringAndSize(o->acc.p, (Py_ssize_t)o->acc.len);
+        o->acc.len = 0;
+    } else if (one->p) {
+        b = PyBytes_FromStringAndSize(one->p, (Py_ssize_t)one->len);
+    } else {
+        return 0;
+    }
+    one->p = NULL;
+    one->len = 0;
+    return list_take(out, b);
+}
+
+/* feed(chunk: bytes) -> list of events (see the file comment), or the
+ * Starlette message (str) of a parse error.  b"" may be fed (pending
+ * events).  New reference or NULL with an exception. */
+static PyObject *mp_feed(PyObject *self, PyObject *arg)
+{
+    MultipartObject *o = (MultipartObject *)self;
+    if (!o->mp) {
+        PyErr_SetString(PyExc_RuntimeError, "MultipartParser not initialised");
+        return NULL;
+    }
+    Py_buffer b;
+    if (PyObject_GetBuffer(arg, &b, PyBUF_SIMPLE) < 0)
+        return NULL;
+    const char *buf = b.buf;
+    size_t len = (size_t)b.len, off = 0;
+    /* file data of this feed: one slice into buf kept uncopied, else acc */
+    cel_slice one = {NULL, 0};
+    PyObject *out = PyList_New(0);
+    if (!out)
+        goto fail;
+    for (;;) {
+        size_t used = 0;
+        cel_mp_event ev;
+        int rc = cel_mp_parse(o->mp, buf + off, len - off, &used, &ev);
+        off += used;
+        if (rc == CEL_EAGAIN)
+            break;
+        if (rc < 0) {
+            Py_DECREF(out);
+            out = form_error(rc);
+            o->acc.len = 0;
+            PyBuffer_Release(&b);
+            return out;
+        }
+        switch (rc) {
+        case CEL_MP_PART:
+            o->in_file = ev.part.has_filename;
+            Py_CLEAR(o->name);
+            o->field.len = 0;
+            if (o->in_file) {
+                if (list_take(out, file_head(&ev.part)) < 0)
+                    goto fail;
+            } else {
+                o->name = PyBytes_FromStringAndSize(ev.part.name.p, (Py_ssize_t)ev.part.name.len);
+                if (!o->name)
+                    goto fail;
+            }
+            break;
+        case CEL_MP_DATA:
+            if (!o->in_file) {
+                if (membuf_add(&o->field, ev.data.p, ev.data.len) < 0)
+                    goto fail;
+            } else if (!one.p && !o->acc.len && (uintptr_t)ev.data.p >= (uintptr_t)buf
+                       && (uintptr_t)(ev.data.p + ev.data.len) <= (uintptr_t)(buf + len)) {
+                one = ev.data;
+            } else {
+                if (one.p) {
+                    if (membuf_add(&o->acc, one.p, one.len) < 0)
+                        goto fail;
+                    one.p = NULL;
+                }
+                if (membuf_add(&o->acc, ev.data.p, ev.data.len) < 0)
+                    goto fail;
+            }
+            break;
+        case CEL_MP_PART_END:
+            if (o->in_file) {
+                if (flush_data(o, out, &one) < 0)
+                    goto fail;
+                Py_INCREF(Py_None);
+                if (list_take(out, Py_None) < 0)
+                    goto fail;
+            } else {
+                PyObject *item = Py_BuildValue("(Oy#)", o->name, o->field.p, (Py_ssize_t)o->field.len);
+                if (list_take(out, item) < 0)
+                    goto fail;
+                Py_CLEAR(o->name);
+                o->field.len = 0;
+                if (o->field.cap > 65536)
+                    membuf_free(&o->field);
+            }
+            o->in_file = 0;
+            break;
+        default:    /* CEL_MP_END: the rest is epilogue */
+            break;
+        }
+    }
+    if (o->in_file && flush_data(o, out, &one) < 0)
+        goto fail;
+    PyBuffer_Release(&b);
+    return out;
+fail:
+    o->acc.len = 0;
+    Py_XDECREF(out);
+    PyBuffer_Release(&b);
+    return NULL;
+}
+
+static void mp_dealloc(PyObject *self)
+{
+    MultipartObject *o = (MultipartObject *)self;
+    PyTypeObject *tp = Py_TYPE(self);
+    cel_mp_free(o->mp);
+    Py_CLEAR(o->name);
+    membuf_free(&o->field);
+    membuf_free(&o->acc);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+/* content_type(value: bytes) -> (media_type, boundary, charset): python-
+ * multipart's parse_options_header(value) as Starlette reads it (media type
+ * lower-cased; the boundary and charset params as bytes, None when absent). */
+static PyObject *mp_content_type(PyObject *cls, PyObject *arg)
+{
+    (void)cls;
+    Py_buffer b;
+    if (PyObject_GetBuffer(arg, &b, PyBUF_SIMPLE) < 0)
+        return NULL;
+    size_t n = (size_t)b.len;
+    PyObject *res = NULL, *vals[2] = {NULL, NULL};
+    char *tmp = PyMem_Malloc(n ? n : 1);
+    if (!tmp) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    static const char *const keys[2] = {"boundary", "charset"};
+    for (int i = 0; i < 2; i++) {
+        size_t vlen = 0;
+        int rc = cel_mp_param(b.buf, n, keys[i], strlen(keys[i]), tmp, n, &vlen);
+        if (rc < 0) {
+            PyErr_SetString(PyExc_ValueError, "Content-Type parameter too long");
+            goto done;
+        }
+        if (rc == 1) {
+            vals[i] = PyBytes_FromStringAndSize(tmp, (Py_ssize_t)vlen);
+            if (!vals[i])
+                goto done;
+        } else {
+            vals[i] = Py_NewRef(Py_None);
+        }
+    }
+    size_t tlen = cel_mp_media_type(b.buf, n, tmp);
+    res = Py_BuildValue("(y#OO)", tmp, (Py_ssize_t)tlen, vals[0], vals[1]);
+done:
+    Py_XDECREF(vals[0]);
+    Py_XDECREF(vals[1]);
+    PyMem_Free(tmp);
+    PyBuffer_Release(&b);
+    return res;
+}
+
+static PyMethodDef mp_methods[] = {
+    {"feed", mp_feed, METH_O, "feed(chunk) -> list of events, or the error message (str)."},
+    {"content_type", mp_content_type, METH_O | METH_STATIC,
+     "content_type(value: bytes) -> (media_type, boundary or None, charset or None)."},
+    {NULL, NULL, 0, NULL}
+};
+
+static PyType_Slot mp_slots[] = {
+    {Py_tp_init, mp_init},
+    {Py_tp_new, PyType_GenericNew},
+    {Py_tp_dealloc, mp_dealloc},
+    {Py_tp_methods, mp_methods},
+    {Py_tp_doc, "Streaming multipart/form-data parser (src/core/multipart.c)."},
+    {0, NULL}
+};
+
+static PyType_Spec mp_spec = {
+    .name = "celeris._celeris.MultipartParser",
+    .basicsize = sizeof(MultipartObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = mp_slots,
+};
+
+/* ---- application/x-www-form-urlencoded ---- */
+
+typedef struct {
+    PyObject_HEAD
+    cel_form *f;
+} UrlencodedObject;
+
+/* UrlencodedParser(): a decoder with Starlette's default limits. */
+static int ue_init(PyObject *self, PyObject *args, PyObject *kwds)
+{
+    UrlencodedObject *o = (UrlencodedObject *)self;
+    if (PyTuple_GET_SIZE(args) || (kwds && PyDict_GET_SIZE(kwds))) {
+        PyErr_SetString(PyExc_TypeError, "UrlencodedParser takes no arguments");
+        return -1;
+    }
+    if (o->f)
+        return 0;
+    o->f = cel_form_new(NULL);
+    if (!o->f) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
+/* Append (name, value) as str to out: 0 or -1 with an exception.  The core
+ * writes valid UTF-8 (cel_url_unquote_py). */
+static int field_pair(PyObject *out, const cel_form_field *fld)
+{
+    PyObject *item = Py_BuildValue("(s#s#)", fld->name.p, (Py_ssize_t)fld->name.len,
+                                   fld->value.p, (Py_ssize_t)fld->value.len);
+    return list_take(out, item);
+}
+
+/* feed(chunk: bytes) -> list of (name, value) str pairs, or the Starlette
+ * message (str) of a limit error.  feed(None) ends the body (the last
+ * field).  New reference or NULL with an exception. */
+static PyObject *ue_feed(PyObject *self, PyObject *arg)
+{
+    UrlencodedObject *o = (UrlencodedObject *)self;
+    if (!o->f) {
+        PyErr_SetString(PyExc_RuntimeError, "UrlencodedParser not initialised");
+        return NULL;
+    }
+    PyObject *out = PyList_New(0);
+    if (!out)
+        return NULL;
+    cel_form_field fld;
+    int rc;
+    if (arg == Py_None) {
+        rc = cel_form_finish(o->f, &fld);
+        if (rc == 1 && field_pair(out, &fld) < 0)
+            goto fail;
+        if (rc < 0) {
+            Py_DECREF(out);
+            return form_error(rc);
+        }
+        return out;
+    }
+    Py_buffer b;
+    if (PyObject_GetBuffer(arg, &b, PyBUF_SIMPLE) < 0)
+        goto fail;
+    size_t off = 0, len = (size_t)b.len;
+    for (;;) {
+        size_t used = 0;
+        rc = cel_form_parse(o->f, (const char *)b.buf + off, len - off, &used, &fld);
+        off += used;
+        if (rc != 1)
+            break;
+        if (field_pair(out, &fld) < 0) {
+            PyBuffer_Release(&b);
+            goto fail;
+        }
+    }
+    PyBuffer_Release(&b);
+    if (rc != CEL_EAGAIN) {
+        Py_DECREF(out);
+        return form_error(rc);
+    }
+    return out;
+fail:
+    Py_DECREF(out);
+    return NULL;
+}
+
+static void ue_dealloc(PyObject *self)
+{
+    UrlencodedObject *o = (UrlencodedObject *)self;
+    PyTypeObject *tp = Py_TYPE(self);
+    cel_form_free(o->f);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+static PyMethodDef ue_methods[] = {
+    {"feed", ue_feed, METH_O,
+     "feed(chunk or None at the end) -> list of (name, value), or the error message (str)."},
+    {NULL, NULL, 0, NULL}
+};
+
+static PyType_Slot ue_slots[] = {
+    {Py_tp_init, ue_init},
+    {Py_tp_new, PyType_GenericNew},
+    {Py_tp_dealloc, ue_dealloc},
+    {Py_tp_methods, ue_methods},
+    {Py_tp_doc, "application/x-www-form-urlencoded decoder (src/core/multipart.c)."},
+    {0, NULL}
+};
+
+static PyType_Spec ue_spec = {
+    .name = "celeris._celeris.UrlencodedParser",
+    .basicsize = sizeof(UrlencodedObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = ue_slots,
+};
+
+int celeris_form_add_types(PyObject *m)
+{
+    PyObject *t = PyType_FromModuleAndSpec(m, &mp_spec, NULL);
+    if (!t || PyModule_AddObjectRef(m, "MultipartParser", t) < 0) {
+        Py_XDECREF(t);
+        return -1;
+    }
+    Py_DECREF(t);
+    t = PyType_FromModuleAndSpec(m, &ue_spec, NULL);
+    if (!t || PyModule_AddObjectRef(m, "UrlencodedParser", t) < 0) {
+        Py_XDECREF(t);
+        return -1;
+    }
+    Py_DECREF(t);
+    return 0;
+}
