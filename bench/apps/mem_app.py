@@ -40,3 +40,9 @@ async def upload_form(file: UploadFile):
 @app.get("/pid")
 def pid():
     return {"pid": os.getpid()}
+
+
+@app.post("/upload-form-size")
+async def upload_form_size(file: UploadFile):
+    """The form is parsed (the file spooled) but not read back: the upload's own cost."""
+    return {"size": file.size, "filename": file.filename}

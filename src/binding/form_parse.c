@@ -135,6 +135,10 @@ static int mp_init(PyObject *self, PyObject *args, PyObject *kwds)
     return 0;
 }
 
+/* A slice's bytes for Py_BuildValue's "y#": never NULL ("y#" turns a NULL
+ * pointer into None, and an empty slice may have one). */
+#define SLICE_P(p) ((p) ? (p) : "")
+
 /* Append item to list and drop our reference; -1 on error (item released). */
 static int list_take(PyObject *list, PyObject *item)
 {
@@ -162,13 +166,13 @@ static PyObject *file_head(const cel_mp_part *part)
             char c = h->name.p[k];
             d[k] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
         }
-        PyObject *pair = Py_BuildValue("(Ny#)", n, h->value.p, (Py_ssize_t)h->value.len);
+        PyObject *pair = Py_BuildValue("(Ny#)", n, SLICE_P(h->value.p), (Py_ssize_t)h->value.len);
         if (!pair)
             goto error;
         PyList_SET_ITEM(headers, (Py_ssize_t)i, pair);
     }
-    return Py_BuildValue("(y#y#N)", part->name.p, (Py_ssize_t)part->name.len,
-                         part->filename.p, (Py_ssize_t)part->filename.len, headers);
+    return Py_BuildValue("(y#y#N)", SLICE_P(part->name.p), (Py_ssize_t)part->name.len,
+                         SLICE_P(part->filename.p), (Py_ssize_t)part->filename.len, headers);
 error:
     Py_DECREF(headers);
     return NULL;
@@ -235,7 +239,7 @@ static PyObject *mp_feed(PyObject *self, PyObject *arg)
                 if (list_take(out, file_head(&ev.part)) < 0)
                     goto fail;
             } else {
-                o->name = PyBytes_FromStringAndSize(ev.part.name.p, (Py_ssize_t)ev.part.name.len);
+                o->name = PyBytes_FromStringAndSize(SLICE_P(ev.part.name.p), (Py_ssize_t)ev.part.name.len);
                 if (!o->name)
                     goto fail;
             }
@@ -265,7 +269,7 @@ static PyObject *mp_feed(PyObject *self, PyObject *arg)
                 if (list_take(out, Py_None) < 0)
                     goto fail;
             } else {
-                PyObject *item = Py_BuildValue("(Oy#)", o->name, o->field.p, (Py_ssize_t)o->field.len);
+                PyObject *item = Py_BuildValue("(Oy#)", o->name, SLICE_P(o->field.p), (Py_ssize_t)o->field.len);
                 if (list_take(out, item) < 0)
                     goto fail;
                 Py_CLEAR(o->name);
@@ -335,7 +339,7 @@ static PyObject *mp_content_type(PyObject *cls, PyObject *arg)
         }
     }
     size_t tlen = cel_mp_media_type(b.buf, n, tmp);
-    res = Py_BuildValue("(y#OO)", tmp, (Py_ssize_t)tlen, vals[0], vals[1]);
+    res = Py_BuildValue("(y#OO)", tmp, (Py_ssize_t)tlen, vals[0], vals[1]);  /* tmp not NULL */
 done:
     Py_XDECREF(vals[0]);
     Py_XDECREF(vals[1]);
@@ -396,8 +400,8 @@ static int ue_init(PyObject *self, PyObject *args, PyObject *kwds)
  * writes valid UTF-8 (cel_url_unquote_py). */
 static int field_pair(PyObject *out, const cel_form_field *fld)
 {
-    PyObject *item = Py_BuildValue("(s#s#)", fld->name.p, (Py_ssize_t)fld->name.len,
-                                   fld->value.p, (Py_ssize_t)fld->value.len);
+    PyObject *item = Py_BuildValue("(s#s#)", SLICE_P(fld->name.p), (Py_ssize_t)fld->name.len,
+                                   SLICE_P(fld->value.p), (Py_ssize_t)fld->value.len);
     return list_take(out, item);
 }
 

@@ -1,0 +1,424 @@
+"""Forms parsed by the C parsers (celeris/native/forms.py) against Starlette.
+
+1. Through the core: the same requests to the native tier (C parsers) and to
+   the ASGI tier (FastAPI + Starlette's python-multipart parser), compared on
+   status, raw headers and body -- many multipart and urlencoded shapes, the
+   limits, broken bodies, FastAPI's Form/File/UploadFile 422s.
+2. parse_form() itself against Starlette's Request.form() with the body split
+   into chunks at many places: the same items (str values, UploadFile
+   filename/size/headers/content/spool state) or the same error.
+3. A ~100 MB upload over a real socket: the server's RSS grows < 20 MB.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+import socket
+import warnings
+from typing import Annotated, Optional
+
+import pytest
+from fastapi import FastAPI, File, Form, Request, UploadFile
+from starlette.datastructures import UploadFile as StarletteUploadFile
+from starlette.exceptions import HTTPException
+from starlette.requests import Request as StarletteRequest
+
+from conftest import ServerProcess
+from rawhttp import Conn
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from celeris import testclient as tc
+    from celeris.native.forms import parse_form
+
+MiB = 1024 * 1024
+
+
+async def describe(form) -> list:
+    """Everything observable of a FormData, files read and rewound."""
+    out = []
+    for k, v in form.multi_items():
+        if isinstance(v, str):
+            out.append([k, "str", v])
+            continue
+        assert isinstance(v, StarletteUploadFile)
+        pos = v.file.tell()
+        data = await v.read()
+        await v.seek(0)
+        out.append([k, "file", v.filename, v.size, v.content_type, pos,
+                    [[a.decode("latin-1"), b.decode("latin-1")] for a, b in v.headers.raw],
+                    hashlib.sha256(data).hexdigest(), len(data), data[:40].decode("latin-1"),
+                    v._in_memory, type(v.file).__name__, getattr(v.file, "_max_size", None)])
+    return out
+
+
+def make_app() -> FastAPI:
+    app = FastAPI()
+
+    @app.post("/dump")
+    async def dump(request: Request, zz_unused: Annotated[Optional[str], Form()] = None):
+        return await describe(await request.form())
+
+    @app.post("/login")
+    async def login(username: Annotated[str, Form()], password: Annotated[str, Form(min_length=3)]):
+        return {"u": username, "p": password}
+
+    @app.post("/upload")
+    async def upload(file: UploadFile, note: Annotated[Optional[str], Form()] = None):
+        data = await file.read()
+        return {"name": file.filename, "ct": file.content_type, "size": file.size, "len": len(data),
+                "note": note, "sha": hashlib.sha256(data).hexdigest()}
+
+    @app.post("/files")
+    async def files(files: Annotated[list[UploadFile], File()], tags: Annotated[list[str], Form()] = []):
+        return {"names": [f.filename for f in files], "sizes": [f.size for f in files], "tags": tags}
+
+    @app.post("/bytes")
+    def raw_bytes(data: Annotated[bytes, File()], n: Annotated[int, Form()]):
+        return {"len": len(data), "n": n}
+
+    return app
+
+
+B = "bnd"
+
+
+def part(name: Optional[str] = "f", body: bytes = b"v", filename: Optional[str] = None,
+         headers: tuple = (), disposition: Optional[bytes] = None) -> bytes:
+    if disposition is None:
+        disposition = b"form-data"
+        if name is not None:
+            disposition += b'; name="' + name.encode("latin-1") + b'"'
+        if filename is not None:
+            disposition += b'; filename="' + filename.encode("latin-1") + b'"'
+    head = b"Content-Disposition: " + disposition + b"\r\n"
+    for h in headers:
+        head += h + b"\r\n"
+    return head + b"\r\n" + body
+
+
+def mp(*parts: bytes, boundary: str = B, preamble: bytes = b"", epilogue: bytes = b"",
+       close: bool = True) -> bytes:
+    bb = boundary.encode("latin-1")
+    out = preamble
+    for p in parts:
+        out += b"--" + bb + b"\r\n" + p + b"\r\n"
+    if close:
+        out += b"--" + bb + b"--\r\n" + epilogue
+    return out
+
+
+def ct(boundary: str = B, extra: str = "") -> dict:
+    return {"content-type": f"multipart/form-data; boundary={boundary}{extra}"}
+
+
+UE = {"content-type": "application/x-www-form-urlencoded"}
+BIG = bytes(range(256)) * 4096 + b"tail"              # 1 MiB + 4: spooled to disk
+
+# (target, body, headers)
+MULTIPART = [
+    ("several", mp(part("a", b"1"), part("f1", b"one", "a.txt", (b"Content-Type: text/plain",)),
+                   part("a", b"2"), part("f2", b"", "empty.bin"), part("b", b""))),
+    ("no-filename", mp(part("f", b"plain value"))),
+    ("empty-filename", mp(part("f", b"data", ""))),
+    ("filename-star", mp(part(disposition=b"form-data; name=\"f\"; filename=\"e.txt\"; "
+                                          b"filename*=UTF-8''%E2%82%AC.txt", body=b"x"))),
+    ("filename-star-only", mp(part(disposition=b"form-data; name=\"f\"; filename*=UTF-8''a.txt",
+                                   body=b"x"))),
+    ("quoted-escapes", mp(part(disposition=b'form-data; name="a\\"b\\\\c"; filename="q\\"x.txt"',
+                               body=b"q"))),
+    ("ie-path", mp(part("f", b"x", "C:\\dir\\file.txt"))),
+    ("utf8-names", mp(part("n\u00e9", "v\u00e9".encode(), ), part("g", b"x", "f\u00e9.txt"))),
+    ("latin1-charset", mp(part("n\xe9", b"v\xe9"), part("g", b"x", "f\xe9.txt"))),
+    ("bad-utf8", mp(part("n", b"\xff\xfe"))),
+    ("part-headers", mp(part("f", b"x", "h.txt", (b"Content-Type: image/png", b"X-Custom-Header: A b ",
+                                                  b"content-type: second")))),
+    ("unquoted-params", mp(part(disposition=b"form-data; name=plain; filename=un.txt", body=b"u"))),
+    ("preamble-epilogue", mp(part("a", b"1"), preamble=b"", epilogue=b"trailing junk\r\nmore")),
+    ("crlf-preamble", mp(part("a", b"1"), preamble=b"\r\nignored preamble\r\n")),
+    ("lf-preamble", mp(part("a", b"1"), preamble=b"\nx")),
+    ("junk-preamble", mp(part("a", b"1"), preamble=b"junk")),
+    ("truncated-file", mp(part("a", b"1"), part("f", b"partial", "t.txt"), close=False)[:-2]),
+    ("truncated-field", mp(part("a", b"1"), part("b", b"partial"), close=False)[:-2]),
+    ("truncated-head", mp(part("a", b"1")) [:-10]),
+    ("only-close", b"--" + B.encode() + b"--\r\n"),
+    ("empty-body", b""),
+    ("no-name", mp(part(name=None, body=b"x"))),
+    ("no-disposition", b"--bnd\r\nContent-Type: text/plain\r\n\r\nx\r\n--bnd--\r\n"),
+    ("bad-header", b"--bnd\r\nbad header line\r\n\r\nx\r\n--bnd--\r\n"),
+    ("huge-header", mp(part("f", b"x", "h", (b"X-Big: " + b"a" * 5000,)))),
+    ("header-4224", mp(part("f", b"x", "h", (b"X-Big: " + b"a" * (4224 - 7),)))),
+    ("many-headers", mp(part("f", b"x", "h", tuple(b"X-%d: v" % i for i in range(8))))),
+    ("delimiter-lookalike", mp(part("f", b"a\r\n--bndX\r\n--bn", "l.txt"), part("g", b"\r\n--bnd"))),
+    ("padding-after-delimiter", b"--bnd \t\r\n" + part("a", b"1") + b"\r\n--bnd--\r\n"),
+    ("bad-padding", b"--bnd x\r\n" + part("a", b"1") + b"\r\n--bnd--\r\n"),
+    ("big-file", mp(part("f", BIG, "big.bin"), part("n", b"after"))),
+    ("big-field", mp(part("f", b"x" * MiB))),
+    ("field-too-big", mp(part("f", b"x" * (MiB + 1)))),
+    ("file-not-limited", mp(part("f", b"x" * (MiB + 1), "ok.bin"))),
+    ("1000-fields", mp(*[part("f%d" % i, b"v") for i in range(1000)])),
+    ("1001-fields", mp(*[part("f%d" % i, b"v") for i in range(1001)])),
+    ("1001-files", mp(*[part("f", b"v", "x%d" % i) for i in range(1001)])),
+]
+
+MP_HEADERS = {
+    "latin1-charset": ct(extra="; charset=latin-1"),
+    "bad-utf8": ct(extra="; charset=utf-8"),
+    "utf8-names": ct(extra='; charset="UTF-8"'),
+}
+
+EXTRA = [
+    # Content-Type variants
+    ("/dump", mp(part("a", b"1")), {"content-type": "multipart/form-data"}),              # no boundary
+    ("/dump", mp(part("a", b"1")), ct(extra="; charset=no-such-codec")),
+    ("/dump", mp(part("a", b"1"), boundary="x" * 257), ct("x" * 257)),                   # too long
+    ("/dump", mp(part("a", b"1"), boundary="x" * 256), ct("x" * 256)),
+    ("/dump", mp(part("a", b"1"), boundary='a"b'), {"content-type": 'multipart/form-data; boundary="a\\"b"'}),
+    ("/dump", mp(part("a", b"1"), boundary=""), {"content-type": "multipart/form-data; boundary="}),
+    ("/dump", mp(part("a", b"1")), {"content-type": "Multipart/Form-Data; BOUNDARY=bnd"}),
+    ("/dump", mp(part("a", b"1")), {"content-type": "multipart/form-data;boundary=bnd;boundary=other"}),
+    ("/dump", mp(part("a", b"1")), {"content-type": "multipart/mixed; boundary=bnd"}),
+    ("/dump", mp(part("a", b"1")), {"content-type": "text/plain"}),
+    ("/dump", b"", {"content-type": "multipart/form-data; boundary=" + "y" * 300}),
+    ("/dump", b"a=1", {}),
+    # urlencoded
+    ("/dump", b"a=1+2&b=%41%42%c3%a9&c=%ff&d=%zz&e", UE),
+    ("/dump", b"k=1&k=2&k=&=v&&x=&", UE),
+    ("/dump", b"", UE),
+    ("/dump", b"\xe9=\xff&caf%C3%A9=%E2%82", UE),
+    ("/dump", b"a=b=c&+=+", UE),
+    ("/dump", b"&".join(b"f%d=v" % i for i in range(1000)), UE),
+    ("/dump", b"&".join(b"f%d=v" % i for i in range(1001)), UE),
+    ("/dump", b"f=" + b"x" * (MiB - 1), UE),
+    ("/dump", b"f=" + b"x" * MiB, UE),
+    ("/dump", b"a=1", {"content-type": "application/x-www-form-urlencoded; charset=latin-1"}),
+    # FastAPI parameters: values, 422s, 400s
+    ("/login", b"username=a&password=secret", UE),
+    ("/login", b"username=a&password=x", UE),
+    ("/login", b"username=a", UE),
+    ("/login", b"", UE),
+    ("/login", mp(part("username", b"a"), part("password", b"pw\xe9")), ct()),
+    ("/login", mp(part("username", b"a"), part("password", b"s", "f.txt")), ct()),
+    ("/login", b"{}", {"content-type": "application/json"}),
+    ("/login", b"username=a&password=secret", {"content-type": "text/plain"}),
+    ("/upload", mp(part("file", b"hello", "a.txt", (b"Content-Type: text/plain",)), part("note", b"n")), ct()),
+    ("/upload", mp(part("file", BIG, "big.bin")), ct()),
+    ("/upload", mp(part("file", b"not a file")), ct()),
+    ("/upload", mp(part("note", b"n")), ct()),
+    ("/upload", b"file=x", UE),
+    ("/upload", mp(part("file", b"x", "a"))[:-5], ct()),
+    ("/files", mp(part("files", b"1", "a"), part("tags", b"t1"), part("files", b"22", "b"),
+                  part("tags", b"t2")), ct()),
+    ("/files", mp(part("tags", b"t")), ct()),
+    ("/bytes", mp(part("data", b"xyz", "d"), part("n", b"3")), ct()),
+    ("/bytes", mp(part("data", b"xyz"), part("n", b"three")), ct()),
+    ("/bytes", mp(part("data", b"x" * (MiB + 1)), part("n", b"1")), ct()),
+]
+
+CASES = [("/dump", body, MP_HEADERS.get(name, ct())) for name, body in MULTIPART] + EXTRA
+IDS = [f"mp-{name}" for name, _ in MULTIPART] + [f"x{i}-{t.strip('/')}" for i, (t, _, _) in enumerate(EXTRA)]
+
+
+@pytest.fixture(scope="module")
+def clients():
+    app = make_app()
+    return (tc.TestClient(app, raise_server_exceptions=False),
+            tc.TestClient(app, native=False, raise_server_exceptions=False))
+
+
+def _send(client, target, body, headers):
+    r = client.post(target, content=body, headers=headers)
+    return r.status_code, r.headers.raw, r.content
+
+
+@pytest.mark.parametrize("i", range(len(CASES)), ids=IDS)
+def test_native_form_matches_asgi(clients, i):
+    target, body, headers = CASES[i]
+    n, a = clients
+    before = tc.stats["native"]
+    got = _send(n, target, body, headers)
+    assert tc.stats["native"] == before + 1          # really served by the native tier
+    assert got == _send(a, target, body, headers)
+
+
+def test_cases_cover_the_error_answers(clients):
+    """The table above reaches every one of Starlette's form errors."""
+    _, a = clients
+    details = set()
+    for target, body, headers in CASES:
+        r = a.post(target, content=body, headers=headers)
+        if r.status_code == 400:
+            details.add(r.json()["detail"])
+    assert details == {
+        "Missing boundary in multipart.", "Invalid multipart data.",
+        'The Content-Disposition header field "name" must be provided.',
+        "Too many files. Maximum number of files is 1000.",
+        "Too many fields. Maximum number of fields is 1000.",
+        "Part exceeded maximum size of 1024KB.", "Field exceeded maximum size of 1024KB.",
+    }
+
+
+# ---- parse_form() vs Starlette's Request.form(), body split into chunks ----
+
+def request_for(body_chunks: list[bytes], headers: dict) -> StarletteRequest:
+    msgs = [{"type": "http.request", "body": c, "more_body": True} for c in body_chunks]
+    msgs.append({"type": "http.request", "body": b"", "more_body": False})
+    it = iter(msgs)
+
+    async def receive():
+        return next(it)
+
+    scope = {"type": "http", "method": "POST", "path": "/", "query_string": b"", "app": object(),
+             "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]}
+    return StarletteRequest(scope, receive)
+
+
+async def outcome(coro_fn, req) -> tuple:
+    try:
+        form = await coro_fn(req)
+    except HTTPException as exc:
+        return ("error", exc.status_code, exc.detail)
+    try:
+        return ("form", await describe(form))
+    finally:
+        await form.close()
+
+
+def splits(n: int) -> list[list[int]]:
+    """Cut positions: none, each single cut for small bodies (a sample for
+    larger ones), and a few pairs."""
+    singles = range(1, n) if n <= 400 else sorted({1, 2, n // 3, n // 2, n - 2, n - 1} | set(range(1, n, n // 97)))
+    out = [[]] + [[c] for c in singles]
+    out += [[c, c + d] for c in list(singles)[:: max(1, len(singles) // 10)] for d in (1, 7) if c + d < n]
+    return out
+
+
+SPLIT_CASES = [(name, body, MP_HEADERS.get(name, ct())) for name, body in MULTIPART
+               if len(body) < 20000] + [
+    ("ue-1", EXTRA[12][1], UE), ("ue-2", EXTRA[13][1], UE), ("ue-3", EXTRA[15][1], UE),
+    ("ue-4", EXTRA[16][1], UE),
+]
+
+
+@pytest.mark.parametrize("name,body,headers", SPLIT_CASES, ids=[c[0] for c in SPLIT_CASES])
+def test_parse_form_matches_starlette_at_every_split(name, body, headers):
+    async def run():
+        mismatches = []
+        for cuts in splits(len(body)):
+            bounds = [0] + cuts + [len(body)]
+            chunks = [body[a:b] for a, b in zip(bounds, bounds[1:])]
+            ours = await outcome(parse_form, request_for(chunks, headers))
+            theirs = await outcome(lambda r: r.form(), request_for(chunks, headers))
+            if ours != theirs:
+                mismatches.append((cuts, ours, theirs))
+        return mismatches
+
+    assert asyncio.run(run()) == []
+
+
+def test_parse_form_caches_like_request_form():
+    async def run():
+        req = request_for([mp(part("a", b"1"))], ct())
+        first = await parse_form(req)
+        assert await req.form() is first          # Starlette's request.form() sees the same form
+        assert await parse_form(req) is first
+    asyncio.run(run())
+
+
+def test_failed_parse_closes_the_spool_files(monkeypatch):
+    made = []
+    import celeris.native.forms as forms
+    real = forms.SpooledTemporaryFile
+
+    def spy(*a, **k):
+        f = real(*a, **k)
+        made.append(f)
+        return f
+    monkeypatch.setattr(forms, "SpooledTemporaryFile", spy)
+    body = mp(part("f", BIG, "a.bin"), part("g", b"x", "b.bin"), part(None, b"x"))
+
+    async def run():
+        return await outcome(parse_form, request_for([body[i:i + 65536] for i in range(0, len(body), 65536)], ct()))
+    assert asyncio.run(run()) == ("error", 400, 'The Content-Disposition header field "name" must be provided.')
+    assert made and all(f.closed for f in made)      # the 1 MiB+ one was on disk
+    assert made[0]._rolled
+
+
+# ---- a ~100 MB upload over a socket: bounded server memory ----
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return int(re.search(r"VmRSS:\s+(\d+) kB", f.read()).group(1))
+
+
+def hwm_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return int(re.search(r"VmHWM:\s+(\d+) kB", f.read()).group(1))
+
+
+def upload(addr, size: int, block: bytes) -> dict:
+    pre = (b'--' + B.encode() + b'\r\nContent-Disposition: form-data; name="file"; filename="big.bin"\r\n'
+           b"Content-Type: application/octet-stream\r\n\r\n")
+    post = b"\r\n--" + B.encode() + b"--\r\n"
+    head = (f"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Type: multipart/form-data; boundary={B}\r\n"
+            f"Content-Length: {len(pre) + size + len(post)}\r\n\r\n").encode()
+    with Conn(addr, timeout=120) as c:
+        c.send(head + pre)
+        left = size
+        while left:
+            piece = block[:min(left, len(block))]
+            c.sock.sendall(piece)
+            left -= len(piece)
+        c.send(post)
+        r = c.read_response("POST")
+    assert r.status == 200, r.body[:300]
+    return json.loads(r.body)
+
+
+def test_100mb_upload_keeps_server_rss_bounded():
+    proc = ServerProcess("upload_app:app").wait_started()
+    try:
+        with Conn(proc.addr) as c:
+            pid = c.request("GET", "/pid").json()["pid"]
+        block = hashlib.sha256(b"seed").digest() * (MiB // 32)
+        size = 100 * MiB
+        upload(proc.addr, 3 * MiB, block)                   # warm-up: imports, thread pool
+        base = rss_kib(pid)
+        try:
+            with open(f"/proc/{pid}/clear_refs", "w") as f:
+                f.write("5")                                # reset VmHWM to the current RSS
+            peak = hwm_kib
+        except OSError:
+            peak = rss_kib
+        got = upload(proc.addr, size, block)
+        h = hashlib.sha256()
+        for _ in range(size // len(block)):
+            h.update(block)
+        assert got == {"size": size, "sha256": h.hexdigest(), "filename": "big.bin", "rolled": True}
+        grown = max(peak(pid), rss_kib(pid)) - base
+        assert grown < 20 * 1024, f"server RSS grew {grown} KiB during a 100 MiB upload"
+    finally:
+        proc.stop()
+
+
+def test_upload_socket_split_anywhere():
+    """Parts and delimiters cut across TCP segments arrive intact."""
+    proc = ServerProcess("upload_app:app").wait_started()
+    try:
+        body = mp(part("file", b"a\r\n--bn" * 5000 + b"\r\n--bnX", "s.bin"))
+        head = (f"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Type: multipart/form-data; boundary={B}\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n").encode()
+        with Conn(proc.addr) as c:
+            c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            c.send(head)
+            for i in range(0, len(body), 997):
+                c.send(body[i:i + 997])
+            r = c.read_response("POST")
+        data = b"a\r\n--bn" * 5000 + b"\r\n--bnX"
+        assert r.status == 200
+        assert json.loads(r.body) == {"size": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+                                      "filename": "s.bin", "rolled": False}
+    finally:
+        proc.stop()
