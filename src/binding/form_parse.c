@@ -179,13 +179,18 @@ error:
 }
 
 /* Emit the file data gathered so far in this feed: the single pending slice
- * (*one) or the accumulated bytes.  0 or -1 with an exception. */
-static int flush_data(MultipartObject *o, PyObject *out, cel_slice *one)
+ * (*one) or the accumulated bytes.  chunk (borrowed) is the fed object when
+ * it is exactly bytes, else NULL: a slice that is all of it is emitted as
+ * the chunk itself.  0 or -1 with an exception. */
+static int flush_data(MultipartObject *o, PyObject *out, cel_slice *one, PyObject *chunk)
 {
     PyObject *b = NULL;
     if (o->acc.len) {
         b = PyBytes_FromStringAndSize(o->acc.p, (Py_ssize_t)o->acc.len);
         o->acc.len = 0;
+    } else if (one->p && chunk && one->p == PyBytes_AS_STRING(chunk)
+               && (Py_ssize_t)one->len == PyBytes_GET_SIZE(chunk)) {
+        b = Py_NewRef(chunk);       /* the whole chunk is this part's data: no copy */
     } else if (one->p) {
         b = PyBytes_FromStringAndSize(one->p, (Py_ssize_t)one->len);
     } else {
@@ -211,6 +216,7 @@ static PyObject *mp_feed(PyObject *self, PyObject *arg)
         return NULL;
     const char *buf = b.buf;
     size_t len = (size_t)b.len, off = 0;
+    PyObject *whole = PyBytes_CheckExact(arg) ? arg : NULL;
     /* file data of this feed: one slice into buf kept uncopied, else acc */
     cel_slice one = {NULL, 0};
     PyObject *out = PyList_New(0);
@@ -263,7 +269,7 @@ static PyObject *mp_feed(PyObject *self, PyObject *arg)
             break;
         case CEL_MP_PART_END:
             if (o->in_file) {
-                if (flush_data(o, out, &one) < 0)
+                if (flush_data(o, out, &one, whole) < 0)
                     goto fail;
                 Py_INCREF(Py_None);
                 if (list_take(out, Py_None) < 0)
@@ -283,7 +289,7 @@ static PyObject *mp_feed(PyObject *self, PyObject *arg)
             break;
         }
     }
-    if (o->in_file && flush_data(o, out, &one) < 0)
+    if (o->in_file && flush_data(o, out, &one, whole) < 0)
         goto fail;
     PyBuffer_Release(&b);
     return out;
