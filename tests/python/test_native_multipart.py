@@ -319,6 +319,29 @@ def test_parse_form_matches_starlette_at_every_split(name, body, headers):
     assert asyncio.run(run()) == []
 
 
+@pytest.mark.parametrize("sizes", [[65536], [MiB - 100, 50, 50, 50, 3000], [MiB + 200, 1, 1, 1, 999],
+                                   [1000, MiB, 7, 3 * MiB], [4 * MiB]])
+def test_parse_form_big_files_in_any_chunking(sizes):
+    """Files that cross the spool size, cut so that small pieces follow the
+    spill to disk (those must queue behind the thread pool's writes)."""
+    body = mp(part("f", BIG + BIG[:5000], "a.bin"), part("n", b"x"), part("g", BIG[::-1] * 2, "b.bin"),
+              part("h", b"small", "c.bin"))
+    chunks, pos, i = [], 0, 0
+    while pos < len(body):
+        n = sizes[i % len(sizes)]
+        chunks.append(body[pos:pos + n])
+        pos += n
+        i += 1
+
+    async def run():
+        ours = await outcome(parse_form, request_for(chunks, ct()))
+        theirs = await outcome(lambda r: r.form(), request_for(chunks, ct()))
+        return ours, theirs
+    ours, theirs = asyncio.run(run())
+    assert ours[0] == "form" and [x[10] for x in ours[1] if x[1] == "file"] == [False, False, True]
+    assert ours == theirs
+
+
 def test_parse_form_caches_like_request_form():
     async def run():
         req = request_for([mp(part("a", b"1"))], ct())

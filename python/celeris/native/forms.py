@@ -93,6 +93,7 @@ async def _multipart(request: Any, boundary: bytes | None, charset_param: bytes 
     items: list = []
     spools: list = []          # every spool file made: closed if the parse fails
     upload: Any = None         # the UploadFile of the file part in progress
+    in_memory = False          # its data is still written directly (within the spool size)
     pending: list = []         # its data not yet written (the file is past the spool size)
     pending_len = 0
     writing: Any = None        # the batch being written in the thread pool
@@ -113,9 +114,11 @@ async def _multipart(request: Any, boundary: bytes | None, charset_param: bytes 
                         n = len(ev)
                         upload.size += n
                         f = upload.file
-                        if not pending_len and not f._rolled and f.tell() + n <= _SPOOL_MAX:
-                            f.write(ev)
-                            continue
+                        if in_memory:
+                            if f.tell() + n <= _SPOOL_MAX:
+                                f.write(ev)
+                                continue
+                            in_memory = False   # from now on only the thread pool writes it
                         pending.append(ev)
                         pending_len += n
                         if pending_len >= _WRITE_BATCH:
@@ -135,6 +138,7 @@ async def _multipart(request: Any, boundary: bytes | None, charset_param: bytes 
                                             filename=_user_safe_decode(filename, charset),
                                             headers=Headers(raw=headers))
                         items.append((_user_safe_decode(name, charset), upload))
+                        in_memory = True
                     else:   # the file part ended
                         f = upload.file
                         if writing is not None:
