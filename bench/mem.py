@@ -87,6 +87,12 @@ class Server:
             text = f.read()
         return {k: int(re.search(rf"{k}:\s+(\d+) kB", text).group(1)) for k in ("VmRSS", "VmHWM")}
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the server process (all its threads)."""
+        with open(f"/proc/{self.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def reset_peak(self) -> bool:
         try:
             with open(f"/proc/{self.pid}/clear_refs", "w") as f:
@@ -294,15 +300,18 @@ def measure(srv: Server, scenario: str, args, ctx) -> dict:
     hwm_ok = srv.reset_peak()
     sampler = Sampler(srv)
     sampler.start()
+    cpu0 = srv.cpu_seconds()
     t0 = time.monotonic()
     check = RUNNERS[scenario](srv, args, ctx)
     elapsed = time.monotonic() - t0
+    cpu = srv.cpu_seconds() - cpu0
     sampler.stopped.set()
     sampler.join()
     st = srv.status()
     peak = max(sampler.peak, st["VmHWM"] if hwm_ok else 0, st["VmRSS"])
     return {"idle_rss_kib": idle, "peak_rss_kib": peak, "growth_kib": peak - idle,
-            "after_rss_kib": st["VmRSS"], "seconds": round(elapsed, 2), "check": check,
+            "after_rss_kib": st["VmRSS"], "seconds": round(elapsed, 2),
+            "cpu_seconds": round(cpu, 2), "check": check,
             "peak_source": "VmHWM+sampler" if hwm_ok else "sampler"}
 
 
@@ -313,6 +322,8 @@ def median_run(runs: list[dict]) -> dict:
     r["growth_kib"] = max(x["growth_kib"] for x in runs)
     r["peak_rss_kib"] = max(x["peak_rss_kib"] for x in runs)
     r["all_seconds"] = [x["seconds"] for x in runs]
+    r["all_cpu_seconds"] = [x["cpu_seconds"] for x in runs]
+    r["cpu_seconds"] = sorted(r["all_cpu_seconds"])[len(runs) // 2]
     bad = [x["check"] for x in runs if x["check"] != "ok"]
     r["check"] = bad[0] if bad else "ok"
     return r
@@ -331,8 +342,8 @@ def render_md(results: dict, args) -> str:
         "are wall time on a shared 2-core machine (median of the runs, all runs in parentheses; "
         f"load average at the end {os.getloadavg()[0]:.2f}): indicative only.",
         "",
-        "| scenario | server | idle RSS (MiB) | peak RSS (MiB) | growth (MiB) | seconds | check |",
-        "|---|---|---:|---:|---:|---:|---|",
+        "| scenario | server | idle RSS (MiB) | peak RSS (MiB) | growth (MiB) | seconds | server CPU s | check |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
     ]
     for scenario in SCENARIOS:
         for server in SERVERS:
@@ -340,20 +351,25 @@ def render_md(results: dict, args) -> str:
             if not r:
                 continue
             if "error" in r:
-                lines.append(f"| {scenario} | {server} | | | | | {r['error']} |")
+                lines.append(f"| {scenario} | {server} | | | | | | {r['error']} |")
                 continue
             secs = r["seconds"] if len(r.get("all_seconds", [])) < 2 else \
                 f"{r['seconds']} ({', '.join(str(x) for x in r['all_seconds'])})"
             lines.append(f"| {scenario} | {server} | {r['idle_rss_kib'] / 1024:.1f} | "
                          f"{r['peak_rss_kib'] / 1024:.1f} | {r['growth_kib'] / 1024:.1f} | "
-                         f"{secs} | {r['check']} |")
+                         f"{secs} | {r.get('cpu_seconds', '')} | {r['check']} |")
     ratios = []
     for scenario in SCENARIOS:
         c, u = (results.get(s, {}).get(scenario) or {} for s in SERVERS)
         if c.get("seconds") and u.get("seconds"):
-            ratios.append(f"{scenario}: uvicorn/celeris time {u['seconds'] / c['seconds']:.2f}x")
+            cpu = ""
+            if c.get("cpu_seconds") and u.get("cpu_seconds"):
+                cpu = f", server CPU {u['cpu_seconds'] / c['cpu_seconds']:.2f}x"
+            ratios.append(f"{scenario}: wall {u['seconds'] / c['seconds']:.2f}x{cpu}")
     if ratios:
-        lines += ["", "Median-time ratios (higher: Celeris faster): " + "; ".join(ratios) + "."]
+        lines += ["", "uvicorn/Celeris ratios of the median wall time and of the median server CPU time "
+                  "(higher: Celeris faster; CPU time is the steadier figure on a loaded machine): "
+                  + "; ".join(ratios) + "."]
     return "\n".join(lines) + "\n"
 
 
