@@ -342,6 +342,32 @@ def test_parse_form_big_files_in_any_chunking(sizes):
     assert ours == theirs
 
 
+def test_installed_starlette_is_the_reproduced_one():
+    from celeris.native.forms import starlette_matches
+    assert starlette_matches()
+
+
+def test_unknown_starlette_keeps_its_own_parser(monkeypatch):
+    import celeris.native.forms as forms
+    from celeris.native.runner import make_form_decoder
+    monkeypatch.setattr(forms, "_matches", [False])
+    called = []
+
+    async def fake_form():
+        called.append(1)
+        return await StarletteRequest.form(req)
+
+    req = request_for([mp(part("a", b"1"))], ct())
+    req.form = fake_form
+
+    class Stack:
+        def push_async_callback(self, cb):
+            pass
+
+    form = asyncio.run(make_form_decoder()(req, Stack()))
+    assert called == [1] and form.multi_items() == [("a", "1")]
+
+
 def test_parse_form_caches_like_request_form():
     async def run():
         req = request_for([mp(part("a", b"1"))], ct())

@@ -10,9 +10,11 @@ is taken from `request.stream()` chunk by chunk; file data goes to its spool
 file as it arrives (past 1 MiB the file is on disk, written in the thread
 pool in batches of about 1 MiB), so an upload is never held in memory.
 
-Fallback: a multipart body that starts with CR or LF goes to Starlette's own
+Fallbacks: a multipart body that starts with CR or LF goes to Starlette's own
 MultiPartParser (python-multipart skips such a preamble in a way that
-depends on how the body was split into chunks; docs/multipart.md)."""
+depends on how the body was split into chunks; docs/multipart.md); and with
+a Starlette whose form parsing is not the one reproduced here
+(starlette_matches), the runner calls request.form() itself."""
 from __future__ import annotations
 
 import asyncio
@@ -30,6 +32,45 @@ from .._celeris import MultipartParser, UrlencodedParser
 _SPOOL_MAX = MultiPartParser.spool_max_size
 _WRITE_BATCH = 1 << 20
 _content_type = MultipartParser.content_type
+
+
+# What this module reproduces, as Starlette's source says it: checked once
+# (starlette_matches) so another Starlette version keeps its own parser.
+_STARLETTE_MARKERS = (
+    'f"Too many files. Maximum number of files is {self.max_files}."',
+    'f"Too many fields. Maximum number of fields is {self.max_fields}."',
+    'f"Part exceeded maximum size of {int(self.max_part_size / 1024)}KB."',
+    'f"Field exceeded maximum size of {int(self.max_part_size / 1024)}KB."',
+    "'The Content-Disposition header field \"name\" must be provided.'",
+    '"Missing boundary in multipart."',
+    '"Invalid multipart data."',
+    "SpooledTemporaryFile(max_size=self.spool_max_size)",
+    "headers=Headers(raw=self._current_part.item_headers)",
+    "_user_safe_decode(self._current_part.data, self._charset)",
+    "self._charset = codecs.lookup(charset).name",
+    "unquote_plus(self._field_value.decode(\"latin-1\"))",
+)
+_matches: list = []
+
+
+def starlette_matches() -> bool:
+    """True when the installed Starlette's form parsing is the one parse_form
+    reproduces (Starlette 1.x: messages, spool size, limits, decoding)."""
+    if not _matches:
+        import inspect
+
+        from starlette import formparsers, requests
+        try:
+            src = inspect.getsource(formparsers)
+            req = inspect.getsource(requests.Request._get_form)
+        except (OSError, TypeError, AttributeError):
+            src = req = ""
+        _matches.append(all(m in src for m in _STARLETTE_MARKERS)
+                        and MultiPartParser.spool_max_size == 1024 * 1024
+                        and "max_files: int | float = 1000" in req
+                        and "max_part_size: int = 1024 * 1024" in req
+                        and 'if "app" in self.scope' in req)
+    return _matches[0]
 
 
 def _user_safe_decode(src: bytes, codec: str) -> str:
@@ -57,6 +98,12 @@ async def parse_form(request: Any) -> FormData:
                 raise HTTPException(status_code=400, detail=exc.message)
             raise
     return request._form
+
+
+async def starlette_form(request: Any) -> FormData:
+    """Starlette's own request.form(): for a Starlette starlette_matches()
+    does not recognise."""
+    return await request.form()
 
 
 async def _urlencoded(request: Any) -> FormData:

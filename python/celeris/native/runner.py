@@ -160,11 +160,13 @@ def make_form_decoder() -> Callable:
     (native/forms.py), the FormData closed by the middleware exit stack."""
     from starlette.exceptions import HTTPException
 
-    from .forms import parse_form
+    from .forms import parse_form, starlette_form, starlette_matches
+
+    parse = parse_form if starlette_matches() else starlette_form   # another Starlette: its own parser
 
     async def decode(request: Any, file_stack: Any) -> Any:
         try:
-            body = await parse_form(request)
+            body = await parse(request)
             file_stack.push_async_callback(body.close)
         except HTTPException:
             raise
