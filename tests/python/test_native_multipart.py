@@ -479,6 +479,20 @@ def test_upload_socket_split_anywhere():
         proc.stop()
 
 
+def spool_fds(pid: int) -> list[str]:
+    """The server's open files that are unlinked temporary files (what a
+    rolled-over SpooledTemporaryFile is)."""
+    out = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.endswith("(deleted)"):
+            out.append(target)
+    return out
+
+
 def test_client_gone_mid_upload_leaves_no_spool_file():
     """A client that disconnects inside a file part past the spool size: the
     spool file (on disk by then) is closed, the server keeps serving."""
@@ -487,17 +501,23 @@ def test_client_gone_mid_upload_leaves_no_spool_file():
         with Conn(proc.addr) as c:
             pid = c.request("GET", "/pid").json()["pid"]
         upload(proc.addr, 3 * MiB, bytes(MiB))                 # warm-up
-        fds = len(os.listdir(f"/proc/{pid}/fd"))
+        deadline = time.monotonic() + 10      # closed by FastAPI's exit stack after the response
+        while spool_fds(pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert spool_fds(pid) == []
         pre = (b'--' + B.encode() + b'\r\nContent-Disposition: form-data; name="file"; filename="x"\r\n\r\n')
         head = (f"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Type: multipart/form-data; boundary={B}\r\n"
                 f"Content-Length: {len(pre) + 10 * MiB}\r\n\r\n").encode()
         with Conn(proc.addr) as c:
             c.send(head + pre + bytes(4 * MiB))
-            time.sleep(0.3)          # let the server spool what it got (no timing asserted)
+            deadline = time.monotonic() + 10      # the server spools what it got: on disk
+            while not spool_fds(pid) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert len(spool_fds(pid)) == 1
         deadline = time.monotonic() + 10
-        while len(os.listdir(f"/proc/{pid}/fd")) != fds and time.monotonic() < deadline:
+        while spool_fds(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert len(os.listdir(f"/proc/{pid}/fd")) == fds
+        assert spool_fds(pid) == []
         assert upload(proc.addr, 10, b"0123456789")["size"] == 10
     finally:
         proc.stop()
