@@ -164,13 +164,16 @@ static PyObject *getattr_s(PyObject *o, const char *name)
 static PyObject *napp_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
 {
     PyObject *entries, *runtime, *cors = Py_None, *noroute = Py_None;
-    static char *kwlist[] = {"entries", "runtime", "cors", "noroute", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!O|OO:NativeApp", kwlist, &PyList_Type, &entries,
-                                     &runtime, &cors, &noroute))
+    PyObject *stack = Py_None;
+    static char *kwlist[] = {"entries", "runtime", "cors", "noroute", "stack", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!O|OOO:NativeApp", kwlist, &PyList_Type, &entries,
+                                     &runtime, &cors, &noroute, &stack))
         return NULL;
     NativeAppObject *self = (NativeAppObject *)tp->tp_alloc(tp, 0);
     if (!self)
         return NULL;
+    if (stack != Py_None)
+        self->mw_run = Py_NewRef(stack);
     if (cors != Py_None) {
         PyObject *start, *wrap;
         if (!PyArg_ParseTuple(cors, "OO", &start, &wrap)) {
@@ -284,6 +287,7 @@ static int napp_clear(PyObject *op)
     Py_CLEAR(self->kw_loc);
     Py_CLEAR(self->cors_start);
     Py_CLEAR(self->cors_wrap);
+    Py_CLEAR(self->mw_run);
     Py_CLEAR(self->allow_routes);
     Py_CLEAR(self->noroute_fresh);
     Py_CLEAR(self->rt_not_found);
@@ -300,6 +304,7 @@ static int napp_traverse(PyObject *op, visitproc visit, void *arg)
     Py_VISIT(self->rt_server_response);
     Py_VISIT(self->cors_start);
     Py_VISIT(self->cors_wrap);
+    Py_VISIT(self->mw_run);
     Py_VISIT(self->allow_routes);
     Py_VISIT(self->noroute_fresh);
     for (Py_ssize_t i = 0; i < self->nplans; i++) {
@@ -590,6 +595,34 @@ PyObject *celeris__native_req_headers(const cel_http_request *req)
     return list;
 }
 
+/* Stack mode (the app's user middleware run natively, runtime.stack_runner):
+ * *ncp becomes an outer NativeCall driving mw_run(inner) -- the middleware
+ * stack whose innermost app awaits the inner call -- and the original call
+ * becomes the inner one (nested: responses go through the middleware's send,
+ * unhandled exceptions propagate out to the outer call, which answers them as
+ * ServerErrorMiddleware).  0, or -1 with an exception (*ncp unchanged). */
+static int wrap_in_stack(ServerObject *self, NativeAppObject *app, NPlan *plan, CycleObject *cy,
+                         PyObject **ncp)
+{
+    NativeCallObject *inner = (NativeCallObject *)*ncp;
+    inner->nested = 1;
+    PyObject *run = PyObject_CallOneArg(app->mw_run, (PyObject *)inner);
+    if (!run) {
+        inner->nested = 0;
+        return -1;
+    }
+    PyObject *outer = celeris_ncall_new(self->st, run, cy, app, plan, inner->head);
+    Py_DECREF(run);
+    if (!outer) {
+        inner->nested = 0;
+        return -1;
+    }
+    ((NativeCallObject *)outer)->phase = 3;     /* an answer runs: failures -> ServerErrorMiddleware */
+    Py_DECREF(*ncp);
+    *ncp = outer;
+    return 0;
+}
+
 /* Start a runner plan: the Cycle and NativeCall exist first, because the
  * runner gets the NativeCall (nc.receive / nc.prepare / nc.respond).  Steals
  * the references in argv[0..nargs) and cors_req (may be NULL).  Returns 1 (started) or 0 (declined,
@@ -628,6 +661,8 @@ static int dispatch_runner(ServerObject *self, cel_conn *c, const cel_http_reque
         goto error;
     ((NativeCallObject *)nc)->inner = coro;
     coro = NULL;
+    if (app->mw_run && wrap_in_stack(self, app, plan, (CycleObject *)cycle, &nc) < 0)
+        goto error;
     if (celeris_drive(self, c, (CycleObject *)cycle, nc) < 0)
         goto error;
     Py_DECREF(nc);
@@ -674,6 +709,8 @@ int celeris__native_start(ServerObject *self, cel_conn *c, const cel_http_reques
     ((NativeCallObject *)nc)->cors_req = cors_req;
     cors_req = NULL;
     Py_CLEAR(coro);         /* the NativeCall holds it */
+    if (app->mw_run && wrap_in_stack(self, app, plan, (CycleObject *)cycle, &nc) < 0)
+        goto error;
     if (celeris_drive(self, c, (CycleObject *)cycle, nc) < 0)
         goto error;
     Py_DECREF(nc);

@@ -112,8 +112,13 @@ def _app_reason(app: Any) -> str:
     if type(app).__call__ is not FastAPI.__call__ or type(app).build_middleware_stack is not FastAPI.build_middleware_stack:
         return "FastAPI subclass overrides the request path"
     if app.user_middleware and _native_middleware(app) is None:
-        names = ", ".join(m.cls.__name__ for m in app.user_middleware)
-        return f"user middleware runs on every request ({names})"
+        from celeris.native.middleware import unsupported
+
+        names = unsupported(app)
+        if names:
+            return f"user middleware runs on every request ({names})"
+        # else: stack mode (native/middleware.py): Starlette's own middleware
+        # classes around the native call
     # Custom exception handlers run natively (handlers.py), each as FastAPI
     # calls it; only a key FastAPI's stack could not take is left to it.
     for key in app.exception_handlers:
