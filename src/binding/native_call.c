@@ -469,7 +469,7 @@ static PyObject *ncall_step(NativeCallObject *nc, PyObject *value, PyObject *exc
                     Py_XDECREF(r);
                     PyErr_Clear();
                     Py_DECREF(err);
-                    r = PyObject_CallMethod((PyObject *)cy, "app_failed", NULL);
+                    r = celeris_cycle_app_failed(cy);
                     Py_XDECREF(r);
                     PyErr_Clear();
                     goto finished;
@@ -479,10 +479,10 @@ static PyObject *ncall_step(NativeCallObject *nc, PyObject *value, PyObject *exc
             if (nc->nested)
                 return NULL;
             PyObject *err = PyErr_GetRaisedException_compat();
-            PyObject *r = PyObject_CallMethod((PyObject *)cy, "abort", NULL);
+            PyObject *r = celeris_cycle_abort(cy);
             Py_XDECREF(r);
             PyErr_Clear();
-            PyObject *f = PyObject_CallMethod((PyObject *)cy, "finish", NULL);
+            PyObject *f = celeris_cycle_finish(cy);
             Py_XDECREF(f);
             PyErr_SetRaisedException_compat(err);
             return NULL;
@@ -506,10 +506,10 @@ static PyObject *ncall_step(NativeCallObject *nc, PyObject *value, PyObject *exc
                 if (nc->nested)
                     return NULL;
                 PyObject *err = PyErr_GetRaisedException_compat();
-                PyObject *r = PyObject_CallMethod((PyObject *)cy, "abort", NULL);
+                PyObject *r = celeris_cycle_abort(cy);
                 Py_XDECREF(r);
                 PyErr_Clear();
-                PyObject *f = PyObject_CallMethod((PyObject *)cy, "finish", NULL);
+                PyObject *f = celeris_cycle_finish(cy);
                 Py_XDECREF(f);
                 PyErr_SetRaisedException_compat(err);
                 return NULL;
@@ -551,24 +551,24 @@ static PyObject *ncall_step(NativeCallObject *nc, PyObject *value, PyObject *exc
                     Py_XDECREF(r);
                     PyErr_Clear();
                     Py_DECREF(err);
-                    r = PyObject_CallMethod((PyObject *)cy, "app_failed", NULL);
+                    r = celeris_cycle_app_failed(cy);
                     Py_XDECREF(r);
                     PyErr_Clear();
                 } else {
-                    PyObject *f = PyObject_CallMethod((PyObject *)cy, "finish", NULL);
+                    PyObject *f = celeris_cycle_finish(cy);
                     Py_XDECREF(f);
                     PyErr_SetRaisedException_compat(err);
                     return NULL;
                 }
             } else if (!nc->nested && !cy->response_complete && !cy->disconnected) {
-                PyObject *r = PyObject_CallMethod((PyObject *)cy, "abort", NULL);
+                PyObject *r = celeris_cycle_abort(cy);
                 Py_XDECREF(r);
                 PyErr_Clear();
             }
         }
     finished:
         if (!nc->nested) {
-            PyObject *f = PyObject_CallMethod((PyObject *)cy, "finish", NULL);
+            PyObject *f = celeris_cycle_finish(cy);
             Py_XDECREF(f);
         }
         PyErr_SetNone(PyExc_StopIteration);
