@@ -179,6 +179,27 @@ class _Undefined:
 _UNDEFINED = _Undefined()
 
 
+def _single_body_field(request_body_to_args: Callable, fields: list, embed: bool) -> Any:
+    """The one body field when FastAPI's request_body_to_args would take its
+    "single field, not embedded" branch for a non-form body -- a decision
+    that depends only on the fields -- else None.  Only for FastAPI versions
+    whose request_body_to_args has that branch as the runner knows it."""
+    try:
+        from fastapi.dependencies import utils as du
+
+        src = inspect.getsource(request_body_to_args)
+        if ("single_not_embedded_field" not in src
+                or "_validate_value_with_model_field(" not in src
+                or not hasattr(du, "_validate_value_with_model_field")):
+            return None
+        if len(fields) != 1 or embed or du._should_embed_body_fields(fields) \
+                or du._get_form_models(fields[0]):
+            return None
+        return fields[0]
+    except Exception:
+        return None
+
+
 def make_body_validator(route: Any, endpoint_ctx: dict) -> Callable:
     """request_body_to_args + FastAPI's RequestValidationError, raised
     after the dependencies ran (solve_dependencies' order)."""
@@ -194,11 +215,22 @@ def make_body_validator(route: Any, endpoint_ctx: dict) -> Callable:
 
     fields = route.dependant.body_params
     embed = bool(getattr(route, "_embed_body_fields", False))
+    single = _single_body_field(request_body_to_args, fields, embed)
+    if single is not None:
+        from fastapi.dependencies.utils import _validate_value_with_model_field
+        from starlette.datastructures import FormData
+    loc = ("body",)
 
     async def validate(body: Any, prior_errors: list = ()) -> dict:
         received = PydanticUndefined if body is _UNDEFINED else body
-        values, errors = await request_body_to_args(body_fields=fields, received_body=received,
-                                                    embed_body_fields=embed)
+        if single is not None and not isinstance(received, FormData):
+            # request_body_to_args' own single-field branch, its static
+            # decision taken once (see _single_body_field)
+            v, errors = _validate_value_with_model_field(field=single, value=received, values={}, loc=loc)
+            values = {single.name: v}
+        else:
+            values, errors = await request_body_to_args(body_fields=fields, received_body=received,
+                                                        embed_body_fields=embed)
         errors = [*prior_errors, *errors]
         if errors:
             exc = RequestValidationError(errors, body=None if body is _UNDEFINED else body,
