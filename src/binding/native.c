@@ -623,30 +623,73 @@ static int wrap_in_stack(ServerObject *self, NativeAppObject *app, NPlan *plan, 
     return 0;
 }
 
-/* Start a runner plan: the Cycle and NativeCall exist first, because the
- * runner gets the NativeCall (nc.receive / nc.prepare / nc.respond).  Steals
- * the references in argv[0..nargs) and cors_req (may be NULL).  Returns 1 (started) or 0 (declined,
- * the error written as unraisable). */
+/* The request's Cycle and a NativeCall on it, its inner coroutine not set
+ * yet (cors_req stolen: handed to the call, or released).  New reference to
+ * the call (the Cycle in *cyclep, new reference), or NULL with an exception. */
+static PyObject *call_new(ServerObject *self, cel_conn *c, const cel_http_request *req,
+                          NativeAppObject *app, NPlan *plan, PyObject *cors_req, PyObject **cyclep)
+{
+    PyObject *scope = NULL, *cycle, *head, *nc = NULL;
+    if (self->access_log != Py_None && !(scope = celeris_build_scope(self, c, req))) {
+        Py_XDECREF(cors_req);
+        return NULL;
+    }
+    cycle = celeris_cycle_new(self, c, scope);
+    Py_XDECREF(scope);
+    /* The raw head, in case a Response must run as ASGI (a scope is built from it). */
+    head = cycle ? PyBytes_FromStringAndSize(req->method.p, (Py_ssize_t)(c->head_end - req->method.p))
+                 : NULL;
+    if (head)
+        nc = celeris_ncall_new(self->st, NULL, (CycleObject *)cycle, app, plan, head);
+    Py_XDECREF(head);
+    if (!nc) {
+        Py_XDECREF(cors_req);
+        if (cycle)
+            discard_cycle(cycle, c);
+        return NULL;
+    }
+    ((NativeCallObject *)nc)->cors_req = cors_req;
+    *cyclep = cycle;
+    return nc;
+}
+
+/* Run the call (its inner coroutine set): wrapped in the user middleware in
+ * stack mode, on the connection's Driver.  Consumes nc and cycle.  Returns 1
+ * (started) or 0 (declined: the coroutine closed unstarted, the error written
+ * as unraisable). */
+static int call_start(ServerObject *self, cel_conn *c, NativeAppObject *app, NPlan *plan,
+                      PyObject *cycle, PyObject *nc)
+{
+    if ((app->mw_run && wrap_in_stack(self, app, plan, (CycleObject *)cycle, &nc) < 0)
+        || celeris_drive(self, c, (CycleObject *)cycle, nc) < 0) {
+        NativeCallObject *n = (NativeCallObject *)nc;
+        if (n->inner) {
+            drop_coro(n->inner);            /* never started */
+            n->inner = NULL;
+        }
+        Py_DECREF(nc);
+        discard_cycle(cycle, c);
+        PyErr_WriteUnraisable(plan->endpoint);
+        app->declined++;
+        return 0;
+    }
+    Py_DECREF(nc);
+    Py_DECREF(cycle);
+    app->native_requests++;
+    return 1;
+}
+
+/* Start a runner plan: the NativeCall exists first, because the runner gets
+ * it (nc.receive / nc.prepare / nc.respond).  Steals the references in
+ * argv[0..nargs) and cors_req (may be NULL).  Returns 1 (started) or 0
+ * (declined, the error written as unraisable). */
 static int dispatch_runner(ServerObject *self, cel_conn *c, const cel_http_request *req,
                            NativeAppObject *app, NPlan *plan, PyObject **argv, Py_ssize_t nargs,
                            PyObject *cors_req)
 {
-    PyObject *scope = NULL, *cycle = NULL, *head = NULL, *nc = NULL, *coro = NULL;
-    if (self->access_log != Py_None && !(scope = celeris_build_scope(self, c, req)))
-        goto error;
-    cycle = celeris_cycle_new(self, c, scope);
-    Py_CLEAR(scope);
-    if (!cycle)
-        goto error;
-    head = PyBytes_FromStringAndSize(req->method.p, (Py_ssize_t)(c->head_end - req->method.p));
-    if (!head)
-        goto error;
-    nc = celeris_ncall_new(self->st, NULL, (CycleObject *)cycle, app, plan, head);
-    if (!nc)
-        goto error;
-    ((NativeCallObject *)nc)->cors_req = cors_req;
-    cors_req = NULL;
-    {
+    PyObject *cycle = NULL, *coro = NULL;
+    PyObject *nc = call_new(self, c, req, app, plan, cors_req, &cycle);
+    if (nc) {
         PyObject *args[NATIVE_MAX_ARGS + 2];
         args[1] = nc;
         for (Py_ssize_t i = 0; i < nargs; i++)
@@ -655,85 +698,33 @@ static int dispatch_runner(ServerObject *self, cel_conn *c, const cel_http_reque
                                    1 | PY_VECTORCALL_ARGUMENTS_OFFSET, plan->kwnames);
     }
     for (Py_ssize_t i = 0; i < nargs; i++)
-        Py_CLEAR(argv[i]);
-    nargs = 0;
-    if (!coro)
-        goto error;
-    ((NativeCallObject *)nc)->inner = coro;
-    coro = NULL;
-    if (app->mw_run && wrap_in_stack(self, app, plan, (CycleObject *)cycle, &nc) < 0)
-        goto error;
-    if (celeris_drive(self, c, (CycleObject *)cycle, nc) < 0)
-        goto error;
-    Py_DECREF(nc);
-    Py_DECREF(head);
-    Py_DECREF(cycle);
-    app->native_requests++;
-    return 1;
-error:
-    for (Py_ssize_t i = 0; i < nargs; i++)
-        Py_XDECREF(argv[i]);
-    Py_XDECREF(cors_req);
-    if (nc && ((NativeCallObject *)nc)->inner) {
-        drop_coro(((NativeCallObject *)nc)->inner);  /* never started */
-        ((NativeCallObject *)nc)->inner = NULL;
+        Py_DECREF(argv[i]);
+    if (!coro) {
+        if (nc) {
+            Py_DECREF(nc);
+            discard_cycle(cycle, c);
+        }
+        PyErr_WriteUnraisable(plan->endpoint);
+        app->declined++;
+        return 0;
     }
-    Py_XDECREF(coro);
-    Py_XDECREF(nc);
-    Py_XDECREF(head);
-    if (cycle)
-        discard_cycle(cycle, c);
-    PyErr_WriteUnraisable(plan->endpoint);
-    app->declined++;
-    return 0;
+    ((NativeCallObject *)nc)->inner = coro;
+    return call_start(self, c, app, plan, cycle, nc);
 }
 
 int celeris__native_start(ServerObject *self, cel_conn *c, const cel_http_request *req,
                           NativeAppObject *app, NPlan *plan, PyObject *coro, PyObject *cors_req)
 {
-    PyObject *scope = NULL, *cycle = NULL, *head = NULL, *nc = NULL;
-    if (self->access_log != Py_None && !(scope = celeris_build_scope(self, c, req)))
-        goto error;
-    cycle = celeris_cycle_new(self, c, scope);
-    Py_CLEAR(scope);
-    if (!cycle)
-        goto error;
-    /* The raw head, in case the endpoint returns a Response that must run as ASGI. */
-    head = PyBytes_FromStringAndSize(req->method.p, (Py_ssize_t)(c->head_end - req->method.p));
-    if (!head)
-        goto error;
-    nc = celeris_ncall_new(self->st, coro, (CycleObject *)cycle, app, plan, head);
-    Py_CLEAR(head);
-    if (!nc)
-        goto error;
-    ((NativeCallObject *)nc)->cors_req = cors_req;
-    cors_req = NULL;
-    Py_CLEAR(coro);         /* the NativeCall holds it */
-    if (app->mw_run && wrap_in_stack(self, app, plan, (CycleObject *)cycle, &nc) < 0)
-        goto error;
-    if (celeris_drive(self, c, (CycleObject *)cycle, nc) < 0)
-        goto error;
-    Py_DECREF(nc);
-    Py_DECREF(cycle);
-    app->native_requests++;
-    return 1;
-error:
-    if (nc) {
-        NativeCallObject *n = (NativeCallObject *)nc;
-        if (n->inner) {
-            drop_coro(n->inner);            /* never started */
-            n->inner = NULL;
-        }
-        Py_DECREF(nc);
+    PyObject *cycle = NULL;
+    PyObject *nc = call_new(self, c, req, app, plan, cors_req, &cycle);
+    if (!nc) {
+        drop_coro(coro);                    /* never started */
+        PyErr_WriteUnraisable(plan->endpoint);
+        app->declined++;
+        return 0;
     }
-    if (coro)
-        drop_coro(coro);
-    Py_XDECREF(cors_req);
-    if (cycle)
-        discard_cycle(cycle, c);
-    PyErr_WriteUnraisable(plan->endpoint);
-    app->declined++;
-    return 0;
+    ((NativeCallObject *)nc)->inner = coro;  /* the call holds it */
+    return call_start(self, c, app, plan, cycle, nc);
 }
 
 /* A CORS preflight (OPTIONS + Origin + Access-Control-Request-Method) on an
