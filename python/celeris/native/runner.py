@@ -431,6 +431,50 @@ def starlette_runner(route: Any, app: Any) -> Callable:
     return runner
 
 
+def mount_supported(app: Any) -> str:
+    """"" when the router's handling of a matched Mount is what
+    mount_runner reproduces (Router.app: scope.update(child_scope), then
+    Mount.handle -> self.app), else why not."""
+    from fastapi.routing import APIRouter
+    from starlette import routing
+
+    if "app" not in APIRouter.__dict__:
+        return "mounted sub-application on this FastAPI version"
+    try:
+        src = inspect.getsource(routing.Mount.handle)
+    except (OSError, TypeError):
+        return "Starlette's Mount could not be read"
+    if "await self.app(scope, receive, send)" not in src:
+        return "mounted sub-application on this Starlette version"
+    return ""
+
+
+def mount_runner(mount: Any, app: Any) -> Callable:
+    """The runner of a Mount of StaticFiles: the scope FastAPI's stack,
+    router and the Mount build (app, exception handlers, middleware exit
+    stack, router, the Mount's child scope: root_path, app_root_path,
+    path_params, endpoint), then the mounted app itself with the request's
+    ASGI receive/send (files go out through path-send when offered).  Its
+    HTTPExceptions (404/405) propagate to the NativeCall, which answers them
+    with the app's handlers, as ExceptionMiddleware does."""
+    handlers = exception_handlers_tuple(app)
+    router = app.router
+    matches = mount.matches
+    target = mount.app
+
+    async def runner(nc: Any) -> None:
+        scope = nc.scope()
+        scope["app"] = app
+        scope["starlette.exception_handlers"] = handlers
+        async with AsyncExitStack() as stack:
+            scope["fastapi_middleware_astack"] = stack
+            scope["router"] = router
+            scope.update(matches(scope)[1])
+            await target(scope, nc.cycle.receive, nc.asgi_send())
+
+    return runner
+
+
 class RunnerBuilder:
     """Unrolls one route's Dependant tree into Python source.
 
