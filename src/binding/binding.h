@@ -165,6 +165,10 @@ int celeris_cycle_respond(CycleObject *cy, int status, const cel_header *hs, siz
 void celeris_cycle_resolve(CycleObject *cy, PyObject **slot, PyObject *value);
 /* Link cy into server's live list (takes a new reference) / unlink it (drops it). */
 void celeris_cycle_link(CycleObject *cy);
+/* cy.finish() / cy.abort() / cy.app_failed(): new reference (None) or NULL. */
+PyObject *celeris_cycle_finish(CycleObject *cy);
+PyObject *celeris_cycle_abort(CycleObject *cy);
+PyObject *celeris_cycle_app_failed(CycleObject *cy);
 void celeris_cycle_unlink(CycleObject *cy);
 
 extern PyType_Spec celeris_server_spec;

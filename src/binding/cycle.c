@@ -848,3 +848,9 @@ PyType_Spec celeris_cycle_spec = {
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_DISALLOW_INSTANTIATION,
     .slots = cycle_slots,
 };
+
+/* The same as cy.finish() / cy.abort() / cy.app_failed() without a method
+ * lookup by name (the native driver calls these on every request). */
+PyObject *celeris_cycle_finish(CycleObject *cy) { return cycle_finish((PyObject *)cy, NULL); }
+PyObject *celeris_cycle_abort(CycleObject *cy) { return cycle_abort((PyObject *)cy, NULL); }
+PyObject *celeris_cycle_app_failed(CycleObject *cy) { return cycle_app_failed((PyObject *)cy, NULL); }

@@ -179,13 +179,25 @@ static PyObject *drv_get_loop(PyObject *op, PyObject *Py_UNUSED(a))
     return Py_NewRef(((DriverObject *)op)->loop);
 }
 
-static PyObject *drv_add_done_callback(PyObject *op, PyObject *args, PyObject *kw)
+/* add_done_callback(fn, *, context=None): called by the Task's step on every
+ * park, hence parsed by hand (vectorcall). */
+static PyObject *drv_add_done_callback(PyObject *op, PyObject *const *args, Py_ssize_t nargsf,
+                                       PyObject *kwnames)
 {
-    static char *kwlist[] = {"fn", "context", NULL};
     DriverObject *d = (DriverObject *)op;
-    PyObject *fn, *ctx = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|$O", kwlist, &fn, &ctx))
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    PyObject *fn = nargs == 1 ? args[0] : NULL, *ctx = Py_None;
+    for (Py_ssize_t i = 0; fn && i < nkw; i++) {
+        if (PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, i), "context") == 0)
+            ctx = args[nargs + i];
+        else
+            fn = NULL;
+    }
+    if (!fn) {
+        PyErr_SetString(PyExc_TypeError, "add_done_callback(fn, *, context=None)");
         return NULL;
+    }
     if (d->wakeup) {
         PyErr_SetString(PyExc_RuntimeError, "celeris Driver: one waiter only");
         return NULL;
@@ -313,7 +325,7 @@ static PyMethodDef drv_methods[] = {
     {"throw", drv_throw, METH_VARARGS, NULL},
     {"close", drv_close, METH_NOARGS, NULL},
     {"get_loop", drv_get_loop, METH_NOARGS, NULL},
-    {"add_done_callback", (PyCFunction)(void (*)(void))drv_add_done_callback, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"add_done_callback", (PyCFunction)(void (*)(void))drv_add_done_callback, METH_FASTCALL | METH_KEYWORDS, NULL},
     {"remove_done_callback", drv_remove_done_callback, METH_O, NULL},
     {"cancel", (PyCFunction)(void (*)(void))drv_cancel, METH_VARARGS | METH_KEYWORDS, NULL},
     {"result", drv_result, METH_NOARGS, NULL},

@@ -164,13 +164,16 @@ static PyObject *getattr_s(PyObject *o, const char *name)
 static PyObject *napp_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
 {
     PyObject *entries, *runtime, *cors = Py_None, *noroute = Py_None;
-    static char *kwlist[] = {"entries", "runtime", "cors", "noroute", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!O|OO:NativeApp", kwlist, &PyList_Type, &entries,
-                                     &runtime, &cors, &noroute))
+    PyObject *stack = Py_None;
+    static char *kwlist[] = {"entries", "runtime", "cors", "noroute", "stack", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!O|OOO:NativeApp", kwlist, &PyList_Type, &entries,
+                                     &runtime, &cors, &noroute, &stack))
         return NULL;
     NativeAppObject *self = (NativeAppObject *)tp->tp_alloc(tp, 0);
     if (!self)
         return NULL;
+    if (stack != Py_None)
+        self->mw_run = Py_NewRef(stack);
     if (cors != Py_None) {
         PyObject *start, *wrap;
         if (!PyArg_ParseTuple(cors, "OO", &start, &wrap)) {
@@ -284,6 +287,7 @@ static int napp_clear(PyObject *op)
     Py_CLEAR(self->kw_loc);
     Py_CLEAR(self->cors_start);
     Py_CLEAR(self->cors_wrap);
+    Py_CLEAR(self->mw_run);
     Py_CLEAR(self->allow_routes);
     Py_CLEAR(self->noroute_fresh);
     Py_CLEAR(self->rt_not_found);
@@ -300,6 +304,7 @@ static int napp_traverse(PyObject *op, visitproc visit, void *arg)
     Py_VISIT(self->rt_server_response);
     Py_VISIT(self->cors_start);
     Py_VISIT(self->cors_wrap);
+    Py_VISIT(self->mw_run);
     Py_VISIT(self->allow_routes);
     Py_VISIT(self->noroute_fresh);
     for (Py_ssize_t i = 0; i < self->nplans; i++) {
@@ -590,30 +595,101 @@ PyObject *celeris__native_req_headers(const cel_http_request *req)
     return list;
 }
 
-/* Start a runner plan: the Cycle and NativeCall exist first, because the
- * runner gets the NativeCall (nc.receive / nc.prepare / nc.respond).  Steals
- * the references in argv[0..nargs) and cors_req (may be NULL).  Returns 1 (started) or 0 (declined,
- * the error written as unraisable). */
+/* Stack mode (the app's user middleware run natively, runtime.stack_runner):
+ * *ncp becomes an outer NativeCall driving mw_run(inner) -- the middleware
+ * stack whose innermost app awaits the inner call -- and the original call
+ * becomes the inner one (nested: responses go through the middleware's send,
+ * unhandled exceptions propagate out to the outer call, which answers them as
+ * ServerErrorMiddleware).  0, or -1 with an exception (*ncp unchanged). */
+static int wrap_in_stack(ServerObject *self, NativeAppObject *app, NPlan *plan, CycleObject *cy,
+                         PyObject **ncp)
+{
+    NativeCallObject *inner = (NativeCallObject *)*ncp;
+    inner->nested = 1;
+    PyObject *run = PyObject_CallOneArg(app->mw_run, (PyObject *)inner);
+    if (!run) {
+        inner->nested = 0;
+        return -1;
+    }
+    PyObject *outer = celeris_ncall_new(self->st, run, cy, app, plan, inner->head);
+    Py_DECREF(run);
+    if (!outer) {
+        inner->nested = 0;
+        return -1;
+    }
+    ((NativeCallObject *)outer)->phase = 3;     /* an answer runs: failures -> ServerErrorMiddleware */
+    Py_DECREF(*ncp);
+    *ncp = outer;
+    return 0;
+}
+
+/* The request's Cycle and a NativeCall on it, its inner coroutine not set
+ * yet (cors_req stolen: handed to the call, or released).  New reference to
+ * the call (the Cycle in *cyclep, new reference), or NULL with an exception. */
+static PyObject *call_new(ServerObject *self, cel_conn *c, const cel_http_request *req,
+                          NativeAppObject *app, NPlan *plan, PyObject *cors_req, PyObject **cyclep)
+{
+    PyObject *scope = NULL, *cycle, *head, *nc = NULL;
+    if (self->access_log != Py_None && !(scope = celeris_build_scope(self, c, req))) {
+        Py_XDECREF(cors_req);
+        return NULL;
+    }
+    cycle = celeris_cycle_new(self, c, scope);
+    Py_XDECREF(scope);
+    /* The raw head, in case a Response must run as ASGI (a scope is built from it). */
+    head = cycle ? PyBytes_FromStringAndSize(req->method.p, (Py_ssize_t)(c->head_end - req->method.p))
+                 : NULL;
+    if (head)
+        nc = celeris_ncall_new(self->st, NULL, (CycleObject *)cycle, app, plan, head);
+    Py_XDECREF(head);
+    if (!nc) {
+        Py_XDECREF(cors_req);
+        if (cycle)
+            discard_cycle(cycle, c);
+        return NULL;
+    }
+    ((NativeCallObject *)nc)->cors_req = cors_req;
+    *cyclep = cycle;
+    return nc;
+}
+
+/* Run the call (its inner coroutine set): wrapped in the user middleware in
+ * stack mode, on the connection's Driver.  Consumes nc and cycle.  Returns 1
+ * (started) or 0 (declined: the coroutine closed unstarted, the error written
+ * as unraisable). */
+static int call_start(ServerObject *self, cel_conn *c, NativeAppObject *app, NPlan *plan,
+                      PyObject *cycle, PyObject *nc)
+{
+    if ((app->mw_run && wrap_in_stack(self, app, plan, (CycleObject *)cycle, &nc) < 0)
+        || celeris_drive(self, c, (CycleObject *)cycle, nc) < 0) {
+        NativeCallObject *n = (NativeCallObject *)nc;
+        if (n->inner) {
+            drop_coro(n->inner);            /* never started */
+            n->inner = NULL;
+        }
+        Py_DECREF(nc);
+        discard_cycle(cycle, c);
+        PyErr_WriteUnraisable(plan->endpoint);
+        app->declined++;
+        return 0;
+    }
+    Py_DECREF(nc);
+    Py_DECREF(cycle);
+    app->native_requests++;
+    return 1;
+}
+
+/* Start a runner plan: the NativeCall exists first, because the runner gets
+ * it (nc.receive / nc.prepare / nc.respond).  Steals the references in
+ * argv[0..nargs) and cors_req (may be NULL).  Returns 1 (started) or 0
+ * (declined, the error written as unraisable). */
 static int dispatch_runner(ServerObject *self, cel_conn *c, const cel_http_request *req,
                            NativeAppObject *app, NPlan *plan, PyObject **argv, Py_ssize_t nargs,
                            PyObject *cors_req)
 {
-    PyObject *scope = NULL, *cycle = NULL, *head = NULL, *nc = NULL, *coro = NULL;
-    if (self->access_log != Py_None && !(scope = celeris_build_scope(self, c, req)))
-        goto error;
-    cycle = celeris_cycle_new(self, c, scope);
-    Py_CLEAR(scope);
-    if (!cycle)
-        goto error;
-    head = PyBytes_FromStringAndSize(req->method.p, (Py_ssize_t)(c->head_end - req->method.p));
-    if (!head)
-        goto error;
-    nc = celeris_ncall_new(self->st, NULL, (CycleObject *)cycle, app, plan, head);
-    if (!nc)
-        goto error;
-    ((NativeCallObject *)nc)->cors_req = cors_req;
-    cors_req = NULL;
-    {
+    PyObject *cycle = NULL, *coro = NULL;
+    PyObject *nc = call_new(self, c, req, app, plan, cors_req, &cycle);
+    if (nc) {
         PyObject *args[NATIVE_MAX_ARGS + 2];
         args[1] = nc;
         for (Py_ssize_t i = 0; i < nargs; i++)
@@ -622,81 +698,33 @@ static int dispatch_runner(ServerObject *self, cel_conn *c, const cel_http_reque
                                    1 | PY_VECTORCALL_ARGUMENTS_OFFSET, plan->kwnames);
     }
     for (Py_ssize_t i = 0; i < nargs; i++)
-        Py_CLEAR(argv[i]);
-    nargs = 0;
-    if (!coro)
-        goto error;
-    ((NativeCallObject *)nc)->inner = coro;
-    coro = NULL;
-    if (celeris_drive(self, c, (CycleObject *)cycle, nc) < 0)
-        goto error;
-    Py_DECREF(nc);
-    Py_DECREF(head);
-    Py_DECREF(cycle);
-    app->native_requests++;
-    return 1;
-error:
-    for (Py_ssize_t i = 0; i < nargs; i++)
-        Py_XDECREF(argv[i]);
-    Py_XDECREF(cors_req);
-    if (nc && ((NativeCallObject *)nc)->inner) {
-        drop_coro(((NativeCallObject *)nc)->inner);  /* never started */
-        ((NativeCallObject *)nc)->inner = NULL;
+        Py_DECREF(argv[i]);
+    if (!coro) {
+        if (nc) {
+            Py_DECREF(nc);
+            discard_cycle(cycle, c);
+        }
+        PyErr_WriteUnraisable(plan->endpoint);
+        app->declined++;
+        return 0;
     }
-    Py_XDECREF(coro);
-    Py_XDECREF(nc);
-    Py_XDECREF(head);
-    if (cycle)
-        discard_cycle(cycle, c);
-    PyErr_WriteUnraisable(plan->endpoint);
-    app->declined++;
-    return 0;
+    ((NativeCallObject *)nc)->inner = coro;
+    return call_start(self, c, app, plan, cycle, nc);
 }
 
 int celeris__native_start(ServerObject *self, cel_conn *c, const cel_http_request *req,
                           NativeAppObject *app, NPlan *plan, PyObject *coro, PyObject *cors_req)
 {
-    PyObject *scope = NULL, *cycle = NULL, *head = NULL, *nc = NULL;
-    if (self->access_log != Py_None && !(scope = celeris_build_scope(self, c, req)))
-        goto error;
-    cycle = celeris_cycle_new(self, c, scope);
-    Py_CLEAR(scope);
-    if (!cycle)
-        goto error;
-    /* The raw head, in case the endpoint returns a Response that must run as ASGI. */
-    head = PyBytes_FromStringAndSize(req->method.p, (Py_ssize_t)(c->head_end - req->method.p));
-    if (!head)
-        goto error;
-    nc = celeris_ncall_new(self->st, coro, (CycleObject *)cycle, app, plan, head);
-    Py_CLEAR(head);
-    if (!nc)
-        goto error;
-    ((NativeCallObject *)nc)->cors_req = cors_req;
-    cors_req = NULL;
-    Py_CLEAR(coro);         /* the NativeCall holds it */
-    if (celeris_drive(self, c, (CycleObject *)cycle, nc) < 0)
-        goto error;
-    Py_DECREF(nc);
-    Py_DECREF(cycle);
-    app->native_requests++;
-    return 1;
-error:
-    if (nc) {
-        NativeCallObject *n = (NativeCallObject *)nc;
-        if (n->inner) {
-            drop_coro(n->inner);            /* never started */
-            n->inner = NULL;
-        }
-        Py_DECREF(nc);
+    PyObject *cycle = NULL;
+    PyObject *nc = call_new(self, c, req, app, plan, cors_req, &cycle);
+    if (!nc) {
+        drop_coro(coro);                    /* never started */
+        PyErr_WriteUnraisable(plan->endpoint);
+        app->declined++;
+        return 0;
     }
-    if (coro)
-        drop_coro(coro);
-    Py_XDECREF(cors_req);
-    if (cycle)
-        discard_cycle(cycle, c);
-    PyErr_WriteUnraisable(plan->endpoint);
-    app->declined++;
-    return 0;
+    ((NativeCallObject *)nc)->inner = coro;  /* the call holds it */
+    return call_start(self, c, app, plan, cycle, nc);
 }
 
 /* A CORS preflight (OPTIONS + Origin + Access-Control-Request-Method) on an

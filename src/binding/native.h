@@ -58,6 +58,8 @@ typedef struct NativeAppObject {
     PyObject *cors_start;       /* CORSMiddleware run natively: start(req_headers, status,
                                    headers) -> headers, or NULL */
     PyObject *cors_wrap;        /* wrap(req_headers, send) -> send, for ASGI-run responses */
+    PyObject *mw_run;           /* stack mode: mw_run(inner_nc) -> coroutine running the user
+                                   middleware around the inner call, or NULL */
     int enabled;                /* cleared while telemetry is on (refreshed by Python) */
     int noroute;                /* requests no route takes (404, 405, redirect_slashes 307)
                                    are answered natively (native_noroute.c) */
@@ -90,6 +92,10 @@ typedef struct {
     PyObject *scope;            /* the request's ASGI scope once built (nc.scope()), or NULL */
     PyObject *request;          /* nc.request: the Request the runner built, or NULL (None) */
     PyObject *body;             /* nc.body: the raw body once read, or NULL (None) */
+    PyObject *asgi_send;        /* stack mode: responses go through this ASGI send (the user
+                                   middleware's), not straight to the Cycle; or NULL */
+    int nested;                 /* stack mode's inner call: awaited by the middleware; never
+                                   finishes the Cycle, unhandled exceptions propagate */
 } NativeCallObject;
 
 /* native_call.c: a NativeCall driving `inner` (new reference taken; NULL

@@ -24,7 +24,8 @@ PyObject *celeris_ncall_new(celeris_state *st, PyObject *inner, CycleObject *cyc
     nc->prep_body = NULL;
     nc->prep_resp = NULL;
     nc->cors_req = NULL;
-    nc->scope = nc->request = nc->body = NULL;
+    nc->scope = nc->request = nc->body = nc->asgi_send = NULL;
+    nc->nested = 0;
     nc->cycle = (CycleObject *)Py_NewRef(cycle);
     nc->app = (NativeAppObject *)Py_NewRef(app);
     nc->plan = plan;
@@ -195,11 +196,45 @@ static int prepare_result(NativeCallObject *nc, PyObject *result)
 /* Write the prepared response.  Returns 0 when written (or the client is
  * gone), 1 when *coro was set to the ASGI call of a Response that must be
  * awaited (streaming, files, background tasks), -1 with an exception. */
+/* Stack mode: the prepared response (JSON bytes or a Response) runs as an
+ * ASGI app with the user middleware's send -- the Response FastAPI builds
+ * around JSON bytes for the fast path.  Same convention as send_prepared. */
+static int send_through_middleware(NativeCallObject *nc, PyObject **coro)
+{
+    PyObject *response;
+    if (nc->prep_body) {
+        PyObject *args[2] = { nc->plan->status_obj, nc->prep_body };
+        response = PyObject_Vectorcall(nc->app->rt_render_json_bytes, args, 2, NULL);
+        Py_CLEAR(nc->prep_body);
+    } else {
+        response = nc->prep_resp;
+        nc->prep_resp = NULL;
+        if (!response) {
+            PyErr_SetString(PyExc_RuntimeError, "native: nothing prepared to send");
+            return -1;
+        }
+    }
+    if (!response)
+        return -1;
+    PyObject *scope = ncall_scope((PyObject *)nc, NULL);
+    PyObject *recv = scope ? PyObject_GetAttrString((PyObject *)nc->cycle, "receive") : NULL;
+    if (recv) {
+        PyObject *args[3] = { scope, recv, nc->asgi_send };
+        *coro = PyObject_Vectorcall(response, args, 3, NULL);
+    }
+    Py_XDECREF(recv);
+    Py_XDECREF(scope);
+    Py_DECREF(response);
+    return *coro ? 1 : -1;
+}
+
 static int send_prepared(NativeCallObject *nc, PyObject **coro)
 {
     NativeAppObject *app = nc->app;
     NPlan *plan = nc->plan;
     *coro = NULL;
+    if (nc->asgi_send)
+        return send_through_middleware(nc, coro);
     if (nc->prep_body) {
         PyObject *body = nc->prep_body;
         nc->prep_body = NULL;
@@ -355,6 +390,13 @@ static int respond_exception(NativeCallObject *nc)
     PyObject *args[2] = { (PyObject *)nc, exc };
     PyObject *resp = PyObject_Vectorcall(app->rt_handle_exception, args, 2, NULL);
     int next_phase = 3;         /* a handler's answer runs */
+    if (resp == Py_None && nc->nested) {
+        /* inside the user middleware (stack mode): no handler took it, so it
+         * goes out through the middleware to ServerErrorMiddleware (the outer call) */
+        Py_DECREF(resp);
+        PyErr_SetRaisedException_compat(exc);
+        return -1;
+    }
     if (resp == Py_None) {
         Py_DECREF(resp);
         Py_CLEAR(nc->cors_req);     /* ServerErrorMiddleware sits outside user middleware */
@@ -416,6 +458,8 @@ static PyObject *ncall_step(NativeCallObject *nc, PyObject *value, PyObject *exc
                 if (rc == 0)
                     goto finished;
             } else {
+                if (nc->nested)
+                    return NULL;            /* out through the middleware */
                 PyObject *err = PyErr_GetRaisedException_compat();
                 if (PyObject_TypeCheck(err, (PyTypeObject *)PyExc_Exception)) {
                     /* After the response started (teardown of a yield
@@ -425,18 +469,20 @@ static PyObject *ncall_step(NativeCallObject *nc, PyObject *value, PyObject *exc
                     Py_XDECREF(r);
                     PyErr_Clear();
                     Py_DECREF(err);
-                    r = PyObject_CallMethod((PyObject *)cy, "app_failed", NULL);
+                    r = celeris_cycle_app_failed(cy);
                     Py_XDECREF(r);
                     PyErr_Clear();
                     goto finished;
                 }
                 PyErr_SetRaisedException_compat(err);
             }
+            if (nc->nested)
+                return NULL;
             PyObject *err = PyErr_GetRaisedException_compat();
-            PyObject *r = PyObject_CallMethod((PyObject *)cy, "abort", NULL);
+            PyObject *r = celeris_cycle_abort(cy);
             Py_XDECREF(r);
             PyErr_Clear();
-            PyObject *f = PyObject_CallMethod((PyObject *)cy, "finish", NULL);
+            PyObject *f = celeris_cycle_finish(cy);
             Py_XDECREF(f);
             PyErr_SetRaisedException_compat(err);
             return NULL;
@@ -457,18 +503,20 @@ static PyObject *ncall_step(NativeCallObject *nc, PyObject *value, PyObject *exc
                             goto finished;
                     }
                 }
+                if (nc->nested)
+                    return NULL;
                 PyObject *err = PyErr_GetRaisedException_compat();
-                PyObject *r = PyObject_CallMethod((PyObject *)cy, "abort", NULL);
+                PyObject *r = celeris_cycle_abort(cy);
                 Py_XDECREF(r);
                 PyErr_Clear();
-                PyObject *f = PyObject_CallMethod((PyObject *)cy, "finish", NULL);
+                PyObject *f = celeris_cycle_finish(cy);
                 Py_XDECREF(f);
                 PyErr_SetRaisedException_compat(err);
                 return NULL;
             }
         } else {
             Py_XDECREF(result);
-            if (done < 0 && (nc->phase == 1 || nc->phase == 3) && !cy->response_started
+            if (done < 0 && (nc->phase == 1 || (nc->phase == 3 && !nc->nested)) && !cy->response_started
                 && !cy->disconnected && cy->conn && PyErr_ExceptionMatches(PyExc_Exception)) {
                 if (nc->phase == 1) {
                     /* The Response raised before starting (a FileResponse whose
@@ -494,6 +542,8 @@ static PyObject *ncall_step(NativeCallObject *nc, PyObject *value, PyObject *exc
                 if (rc == 0)
                     goto finished;
             }
+            if (done < 0 && nc->nested)
+                return NULL;                /* out through the middleware */
             if (done < 0) {
                 PyObject *err = PyErr_GetRaisedException_compat();
                 if (PyObject_TypeCheck(err, (PyTypeObject *)PyExc_Exception)) {
@@ -501,24 +551,24 @@ static PyObject *ncall_step(NativeCallObject *nc, PyObject *value, PyObject *exc
                     Py_XDECREF(r);
                     PyErr_Clear();
                     Py_DECREF(err);
-                    r = PyObject_CallMethod((PyObject *)cy, "app_failed", NULL);
+                    r = celeris_cycle_app_failed(cy);
                     Py_XDECREF(r);
                     PyErr_Clear();
                 } else {
-                    PyObject *f = PyObject_CallMethod((PyObject *)cy, "finish", NULL);
+                    PyObject *f = celeris_cycle_finish(cy);
                     Py_XDECREF(f);
                     PyErr_SetRaisedException_compat(err);
                     return NULL;
                 }
-            } else if (!cy->response_complete && !cy->disconnected) {
-                PyObject *r = PyObject_CallMethod((PyObject *)cy, "abort", NULL);
+            } else if (!nc->nested && !cy->response_complete && !cy->disconnected) {
+                PyObject *r = celeris_cycle_abort(cy);
                 Py_XDECREF(r);
                 PyErr_Clear();
             }
         }
     finished:
-        {
-            PyObject *f = PyObject_CallMethod((PyObject *)cy, "finish", NULL);
+        if (!nc->nested) {
+            PyObject *f = celeris_cycle_finish(cy);
             Py_XDECREF(f);
         }
         PyErr_SetNone(PyExc_StopIteration);
@@ -583,17 +633,30 @@ static PyObject *ncall_scope(PyObject *op, PyObject *Py_UNUSED(a))
     return Py_NewRef(nc->scope);
 }
 
+/* The settable object slots: 0 request, 1 body, 2 asgi_send, 3 scope. */
+static PyObject **ncall_slot(NativeCallObject *nc, void *closure)
+{
+    switch ((int)(intptr_t)closure) {
+    case 1: return &nc->body;
+    case 2: return &nc->asgi_send;
+    case 3: return &nc->scope;
+    default: return &nc->request;
+    }
+}
+
 static PyObject *ncall_get_obj(PyObject *op, void *closure)
 {
-    NativeCallObject *nc = (NativeCallObject *)op;
-    PyObject *v = closure ? nc->body : nc->request;
+    PyObject *v = *ncall_slot((NativeCallObject *)op, closure);
     return Py_NewRef(v ? v : Py_None);
 }
 
 static int ncall_set_obj(PyObject *op, PyObject *value, void *closure)
 {
-    NativeCallObject *nc = (NativeCallObject *)op;
-    PyObject **slot = closure ? &nc->body : &nc->request;
+    PyObject **slot = ncall_slot((NativeCallObject *)op, closure);
+    if (closure == (void *)3 && value && value != Py_None && !PyDict_Check(value)) {
+        PyErr_SetString(PyExc_TypeError, "scope must be a dict");
+        return -1;
+    }
     Py_XSETREF(*slot, value && value != Py_None ? Py_NewRef(value) : NULL);
     return 0;
 }
@@ -603,6 +666,8 @@ static int ncall_set_obj(PyObject *op, PyObject *value, void *closure)
 static PyObject *ncall_asgi_send(PyObject *op, PyObject *Py_UNUSED(a))
 {
     NativeCallObject *nc = (NativeCallObject *)op;
+    if (nc->asgi_send)
+        return Py_NewRef(nc->asgi_send);    /* stack mode: the user middleware's send */
     PyObject *send = PyObject_GetAttrString((PyObject *)nc->cycle, "send");
     if (send && nc->cors_req) {
         PyObject *a2[2] = { nc->cors_req, send };
@@ -620,6 +685,10 @@ static PyGetSetDef ncall_getset[] = {
     {"cycle", ncall_get_cycle, NULL, "the request's Cycle (ASGI receive/send)", NULL},
     {"request", ncall_get_obj, ncall_set_obj, "the Request the runner built (handed to exception handlers)", NULL},
     {"body", ncall_get_obj, ncall_set_obj, "the raw request body once read, or None", (void *)1},
+    {"mw_send", ncall_get_obj, ncall_set_obj,
+     "stack mode: the ASGI send every response goes through (the user middleware's)", (void *)2},
+    {"scope_dict", ncall_get_obj, ncall_set_obj,
+     "the request's scope once built; stack mode sets the scope the middleware passed", (void *)3},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -646,6 +715,7 @@ static int ncall_traverse(PyObject *op, visitproc visit, void *arg)
     Py_VISIT(nc->scope);
     Py_VISIT(nc->request);
     Py_VISIT(nc->body);
+    Py_VISIT(nc->asgi_send);
     Py_VISIT(Py_TYPE(op));
     return 0;
 }
@@ -663,6 +733,7 @@ static int ncall_clear(PyObject *op)
     Py_CLEAR(nc->scope);
     Py_CLEAR(nc->request);
     Py_CLEAR(nc->body);
+    Py_CLEAR(nc->asgi_send);
     return 0;
 }
 

@@ -120,8 +120,14 @@ def test_cors_app_is_native():
 
 
 def test_other_middleware_keeps_app_on_asgi_tier():
+    from starlette.middleware.base import BaseHTTPMiddleware
     from starlette.middleware.gzip import GZipMiddleware
+
+    async def passthrough(request, call_next):
+        return await call_next(request)
 
     app = make_app(CONFIGS["star"])
     app.add_middleware(GZipMiddleware)
-    assert "GZipMiddleware" in compile_app(app).app_reason
+    assert compile_app(app).app_reason == ""        # stack mode (test_native_middleware.py)
+    app.add_middleware(BaseHTTPMiddleware, dispatch=passthrough)
+    assert "BaseHTTPMiddleware" in compile_app(app).app_reason

@@ -69,7 +69,12 @@ def build(app: Any, runtime: Any = None) -> tuple[Any, CompiledApp]:
         noroute = (compiled.redirect_slashes,
                    [e.route if e.kind == KIND_PATH else None for e in compiled.entries], fresh,
                    not compiled.low_priority)
-    return _celeris.NativeApp(entries, runtime, cors=cors, noroute=noroute), compiled
+    stack = None
+    if compiled.cors is None:
+        from celeris.native.middleware import stack_runner
+
+        stack = stack_runner(app)
+    return _celeris.NativeApp(entries, runtime, cors=cors, noroute=noroute, stack=stack), compiled
 
 
 def routes_key(app: Any) -> tuple:

@@ -112,8 +112,13 @@ def _app_reason(app: Any) -> str:
     if type(app).__call__ is not FastAPI.__call__ or type(app).build_middleware_stack is not FastAPI.build_middleware_stack:
         return "FastAPI subclass overrides the request path"
     if app.user_middleware and _native_middleware(app) is None:
-        names = ", ".join(m.cls.__name__ for m in app.user_middleware)
-        return f"user middleware runs on every request ({names})"
+        from celeris.native.middleware import unsupported
+
+        names = unsupported(app)
+        if names:
+            return f"user middleware runs on every request ({names})"
+        # else: stack mode (native/middleware.py): Starlette's own middleware
+        # classes around the native call
     # Custom exception handlers run natively (handlers.py), each as FastAPI
     # calls it; only a key FastAPI's stack could not take is left to it.
     for key in app.exception_handlers:
@@ -496,7 +501,13 @@ def compile_app(app: Any) -> CompiledApp:
         if t in (WebSocketRoute, APIWebSocketRoute):
             continue        # never matches an http request
         if t is Mount:
-            out.entries.append(RouteEntry(i, KIND_MOUNT, r.path, None, None, "mounted sub-application",
+            plan, why = None, "mounted sub-application"
+            if not (reason or opaque_seen or included):
+                try:
+                    plan, why = _mount_plan(r, app)
+                except Exception as exc:
+                    plan, why = None, f"compiler: {type(exc).__name__}: {exc}"
+            out.entries.append(RouteEntry(i, KIND_MOUNT, r.path, None, plan, why,
                                           "*", r.path + "/*", name, route=r))
             continue
         if t not in (APIRoute, Route) or (t is APIRoute and not included and type(r) is not APIRoute):
@@ -572,6 +583,25 @@ def _starlette_router_app_known() -> bool:
     except (OSError, TypeError):
         return False
     return "redirect_slashes" in src and "self.default" in src
+
+
+def _mount_plan(mount: Any, app: Any) -> tuple[Optional[RoutePlan], str]:
+    """A Mount of Starlette's StaticFiles (nothing wrapped around it): the
+    mounted app called by a runner with the scope FastAPI's stack and the
+    Mount build (celeris.native.runner.mount_runner); anything else mounted
+    stays a sub-application on the ASGI tier."""
+    from starlette.staticfiles import StaticFiles
+
+    from celeris.native import runner as rn
+
+    if type(mount.app) is not StaticFiles:
+        return None, "mounted sub-application"
+    why = rn.mount_supported(app)
+    if why:
+        return None, why
+    plan = RoutePlan(endpoint=rn.mount_runner(mount, app), is_coroutine=True, params=[],
+                     status_code=None, response_class=_starlette_response(), runner=True)
+    return plan, ""
 
 
 def _starlette_route_plan(route: Any, app: Any) -> tuple[Optional[RoutePlan], str]:

@@ -31,7 +31,12 @@ def make_slow_path(route: Any, is_coroutine: bool) -> Callable:
 
     d = route.dependant
     call = d.call
-    endpoint_ctx = endpoint_context(route)
+    import inspect
+
+    # endpoint_ctx: FastAPI >= 0.12x's RequestValidationError takes it, older ones do not
+    extra = {}
+    if "endpoint_ctx" in inspect.signature(RequestValidationError.__init__).parameters:
+        extra["endpoint_ctx"] = endpoint_context(route)
 
     async def slow(scope: dict, path_params: dict) -> Any:
         scope["path_params"] = path_params
@@ -47,7 +52,7 @@ def make_slow_path(route: Any, is_coroutine: bool) -> Callable:
                 values.update(v)
                 errors += e
         if errors:
-            exc = RequestValidationError(errors, body=None, endpoint_ctx=endpoint_ctx)
+            exc = RequestValidationError(errors, body=None, **extra)
             _validation_failed(exc)
             raise exc
         if is_coroutine:

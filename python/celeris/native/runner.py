@@ -184,6 +184,27 @@ class _Undefined:
 _UNDEFINED = _Undefined()
 
 
+def _single_body_field(request_body_to_args: Callable, fields: list, embed: bool) -> Any:
+    """The one body field when FastAPI's request_body_to_args would take its
+    "single field, not embedded" branch for a non-form body -- a decision
+    that depends only on the fields -- else None.  Only for FastAPI versions
+    whose request_body_to_args has that branch as the runner knows it."""
+    try:
+        from fastapi.dependencies import utils as du
+
+        src = inspect.getsource(request_body_to_args)
+        if ("single_not_embedded_field" not in src
+                or "_validate_value_with_model_field(" not in src
+                or not hasattr(du, "_validate_value_with_model_field")):
+            return None
+        if len(fields) != 1 or embed or du._should_embed_body_fields(fields) \
+                or du._get_form_models(fields[0]):
+            return None
+        return fields[0]
+    except Exception:
+        return None
+
+
 def make_body_validator(route: Any, endpoint_ctx: dict) -> Callable:
     """request_body_to_args + FastAPI's RequestValidationError, raised
     after the dependencies ran (solve_dependencies' order)."""
@@ -199,11 +220,22 @@ def make_body_validator(route: Any, endpoint_ctx: dict) -> Callable:
 
     fields = route.dependant.body_params
     embed = bool(getattr(route, "_embed_body_fields", False))
+    single = _single_body_field(request_body_to_args, fields, embed)
+    if single is not None:
+        from fastapi.dependencies.utils import _validate_value_with_model_field
+        from starlette.datastructures import FormData
+    loc = ("body",)
 
     async def validate(body: Any, prior_errors: list = ()) -> dict:
         received = PydanticUndefined if body is _UNDEFINED else body
-        values, errors = await request_body_to_args(body_fields=fields, received_body=received,
-                                                    embed_body_fields=embed)
+        if single is not None and not isinstance(received, FormData):
+            # request_body_to_args' own single-field branch, its static
+            # decision taken once (see _single_body_field)
+            v, errors = _validate_value_with_model_field(field=single, value=received, values={}, loc=loc)
+            values = {single.name: v}
+        else:
+            values, errors = await request_body_to_args(body_fields=fields, received_body=received,
+                                                        embed_body_fields=embed)
         errors = [*prior_errors, *errors]
         if errors:
             exc = RequestValidationError(errors, body=None if body is _UNDEFINED else body,
@@ -400,6 +432,50 @@ def starlette_runner(route: Any, app: Any) -> Callable:
                 await nc.respond()
             else:
                 await response(scope, cycle.receive, nc.asgi_send())
+
+    return runner
+
+
+def mount_supported(app: Any) -> str:
+    """"" when the router's handling of a matched Mount is what
+    mount_runner reproduces (Router.app: scope.update(child_scope), then
+    Mount.handle -> self.app), else why not."""
+    from fastapi.routing import APIRouter
+    from starlette import routing
+
+    if "app" not in APIRouter.__dict__:
+        return "mounted sub-application on this FastAPI version"
+    try:
+        src = inspect.getsource(routing.Mount.handle)
+    except (OSError, TypeError):
+        return "Starlette's Mount could not be read"
+    if "await self.app(scope, receive, send)" not in src:
+        return "mounted sub-application on this Starlette version"
+    return ""
+
+
+def mount_runner(mount: Any, app: Any) -> Callable:
+    """The runner of a Mount of StaticFiles: the scope FastAPI's stack,
+    router and the Mount build (app, exception handlers, middleware exit
+    stack, router, the Mount's child scope: root_path, app_root_path,
+    path_params, endpoint), then the mounted app itself with the request's
+    ASGI receive/send (files go out through path-send when offered).  Its
+    HTTPExceptions (404/405) propagate to the NativeCall, which answers them
+    with the app's handlers, as ExceptionMiddleware does."""
+    handlers = exception_handlers_tuple(app)
+    router = app.router
+    matches = mount.matches
+    target = mount.app
+
+    async def runner(nc: Any) -> None:
+        scope = nc.scope()
+        scope["app"] = app
+        scope["starlette.exception_handlers"] = handlers
+        async with AsyncExitStack() as stack:
+            scope["fastapi_middleware_astack"] = stack
+            scope["router"] = router
+            scope.update(matches(scope)[1])
+            await target(scope, nc.cycle.receive, nc.asgi_send())
 
     return runner
 
