@@ -169,7 +169,6 @@ static int celeris_exec(PyObject *m)
     INTERN(s_http_response_body, "http.response.body");
     INTERN(s_http_response_pathsend, "http.response.pathsend");
     INTERN(s_empty, "");
-    INTERN(s_create_future, "create_future");
     INTERN(s_submit, "submit");
     INTERN(s_set_exception, "set_exception");
     INTERN(s_set_result, "set_result");
@@ -267,7 +266,7 @@ static int celeris_clear(PyObject *m)
         &st->s_more_body, &st->s_http_request, &st->s_http_disconnect, &st->s_status,
         &st->s_http_response_start, &st->s_http_response_body, &st->s_http_response_pathsend,
         &st->s_empty,
-        &st->s_create_future, &st->s_submit, &st->s_set_exception, &st->s_set_result, &st->s_done,
+        &st->s_submit, &st->s_set_exception, &st->s_set_result, &st->s_done,
         &st->s_cancelled,
         &st->s_GET, &st->s_POST, &st->s_HEAD, &st->s_PUT, &st->s_DELETE, &st->s_PATCH,
         &st->s_OPTIONS, &st->empty_bytes,
