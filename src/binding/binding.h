@@ -163,8 +163,10 @@ void celeris_cycle_on_close(CycleObject *cy);
  * 0, or -1 with an exception. */
 int celeris_cycle_respond(CycleObject *cy, int status, const cel_header *hs, size_t n,
                           PyObject *py_headers, const char *body, size_t len);
-/* Resolve the future in *slot with value (NULL: None) unless done; clears *slot. */
-void celeris_cycle_resolve(CycleObject *cy, PyObject **slot, PyObject *value);
+/* Resolve the future in *slot with value (NULL: None) unless done; clears *slot.
+ * Returns 1 if the future took the value, 0 if there was none or it was
+ * already done (cancelled: the value is still the caller's to keep). */
+int celeris_cycle_resolve(CycleObject *cy, PyObject **slot, PyObject *value);
 /* Link cy into server's live list (takes a new reference) / unlink it (drops it). */
 void celeris_cycle_link(CycleObject *cy);
 void celeris_cycle_unlink(CycleObject *cy);

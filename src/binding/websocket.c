@@ -154,20 +154,29 @@ void celeris_ws_on_message(CycleObject *cy, int opcode, const char *p, size_t n)
         return;
     }
     Py_DECREF(data);
-    if (cy->recv_future) {
-        celeris_cycle_resolve(cy, &cy->recv_future, msg);
+    /* a receive() cancelled meanwhile (asyncio.wait_for) did not take it:
+     * the next receive() will */
+    if (celeris_cycle_resolve(cy, &cy->recv_future, msg))
         Py_DECREF(msg);
-    } else {
+    else
         Py_XSETREF(cy->ws_msg, msg);
-    }
 }
 
 PyObject *celeris_ws_receive(CycleObject *cy)
 {
     celeris_state *st = cy->server->st;
     if (cy->recv_future) {
-        PyErr_SetString(PyExc_RuntimeError, "receive() called while another receive() is pending");
-        return NULL;
+        /* the last receive() was cancelled (a timeout): its future is done */
+        PyObject *done = PyObject_CallMethodNoArgs(cy->recv_future, st->s_done);
+        if (!done)
+            return NULL;
+        int is_done = done == Py_True;
+        Py_DECREF(done);
+        if (!is_done) {
+            PyErr_SetString(PyExc_RuntimeError, "receive() called while another receive() is pending");
+            return NULL;
+        }
+        Py_CLEAR(cy->recv_future);
     }
     if (!cy->ws_connect_sent) {
         cy->ws_connect_sent = 1;
