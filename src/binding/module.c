@@ -34,6 +34,15 @@ static PyObject *ready_next(PyObject *self)
     return NULL;                /* no exception set: StopIteration(None) */
 }
 
+/* `await` of a Ready (PyIter_Send, the SEND opcode) gets the value back
+ * directly, without a StopIteration raised and caught. */
+static PySendResult ready_am_send(PyObject *self, PyObject *Py_UNUSED(arg), PyObject **result)
+{
+    PyObject *v = ((ReadyObject *)self)->value;
+    *result = Py_NewRef(v ? v : Py_None);
+    return PYGEN_RETURN;
+}
+
 static PyObject *ready_send(PyObject *self, PyObject *Py_UNUSED(arg))
 {
     PyObject *r = ready_next(self);
@@ -90,6 +99,7 @@ static PyMethodDef ready_methods[] = {
 
 static PyType_Slot ready_slots[] = {
     {Py_am_await, ready_await},
+    {Py_am_send, ready_am_send},
     {Py_tp_iter, ready_await},
     {Py_tp_iternext, ready_next},
     {Py_tp_methods, ready_methods},
