@@ -466,6 +466,30 @@ def test_close_behind_buffered_messages(ws_server):
     assert wait_record(ws_server, "cb") == [{"messages": 50, "code": 1000}]
 
 
+def test_send_waits_for_a_client_that_does_not_read(ws_server):
+    """A client that does not read: once the socket buffers and the 256 KiB
+    write high-water mark are full, the app's send() waits instead of the
+    server buffering the rest (32 MiB here); when the client reads, every
+    message arrives, in order."""
+    n, size = 512, 65536
+    ws = RawWS(ws_server.addr, f"/flood?tag=fl&n={n}&size={size}")
+    try:
+        ws.sock.settimeout(30)
+        # wait until the app stops making progress (each poll is a round trip, not a sleep)
+        last, still = -1, 0
+        while still < 50:
+            sent = len(record(ws_server, "fl"))
+            still = still + 1 if sent == last else 0
+            last = sent
+        assert sent < n, "every send() returned though the client read nothing"
+        for i in range(n):
+            assert ws.recv_frame() == (True, BINARY, bytes([i % 256]) * size)
+        assert ws.recv_close()[0] == 1000
+    finally:
+        ws.close()
+    assert len(record(ws_server, "fl")) == n
+
+
 # ---- shutdown ----
 
 def test_shutdown_closes_with_1012(server_factory):

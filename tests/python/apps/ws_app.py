@@ -19,6 +19,8 @@ WebSocket routes (scope["path"]):
                          then count messages until disconnect
   /server-send?n=N&size=S  accept, send N binary messages of S bytes, close
   /burst?n=N             accept, send texts "0".."N-1" back to back, close 1000
+  /flood?tag=T&n=N&size=S  accept, send N binary messages of S bytes (byte i % 256), recording
+                         i under T after each send returned; close 1000
   /mapping-send          accept, send messages that are Mappings but not dicts, close 1000
   /timeout-receive?tag=T accept; receive() under asyncio.wait_for(0.05 s), recording "timeout"
                          once it expired, and echo texts until disconnect (recorded)
@@ -183,6 +185,13 @@ async def app(scope, receive, send):
         await send({"type": "websocket.accept"})
         for i in range(int(q["n"])):
             await send({"type": "websocket.send", "text": str(i)})
+        await send({"type": "websocket.close", "code": 1000})
+    elif path == "/flood":
+        await send({"type": "websocket.accept"})
+        size = int(q["size"])
+        for i in range(int(q["n"])):
+            await send({"type": "websocket.send", "bytes": bytes([i % 256]) * size})
+            rec.append(i)
         await send({"type": "websocket.close", "code": 1000})
     elif path == "/mapping-send":
         from types import MappingProxyType
