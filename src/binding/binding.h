@@ -41,7 +41,7 @@ typedef struct {
              *s_v30, *s_v23, *s_v11, *s_v10, *s_body, *s_more_body,
              *s_http_request, *s_http_disconnect, *s_status,
              *s_http_response_start, *s_http_response_body, *s_http_response_pathsend, *s_empty,
-             *s_create_future, *s_submit, *s_set_exception, *s_set_result, *s_done, *s_cancelled,
+             *s_submit, *s_set_exception, *s_set_result, *s_done, *s_cancelled,
              *s_GET, *s_POST, *s_HEAD, *s_PUT, *s_DELETE, *s_PATCH, *s_OPTIONS;
     PyObject *empty_bytes;
     celeris_ws_state ws;
@@ -58,6 +58,8 @@ typedef struct ServerObject {
     Py_ssize_t live_count;
     PyObject *loop;             /* the asyncio loop */
     PyObject *call_soon;        /* loop.call_soon */
+    PyObject *create_future;    /* loop.create_future (bound once: receive() and send()
+                                   backpressure make one per wait) */
     PyObject *run_pending;      /* bound self.run_pending */
     PyObject *call_soon_kw;     /* {"context": base context} or NULL: request tasks must not
                                    inherit the context of the app task that finished before */
@@ -161,8 +163,10 @@ void celeris_cycle_on_close(CycleObject *cy);
  * 0, or -1 with an exception. */
 int celeris_cycle_respond(CycleObject *cy, int status, const cel_header *hs, size_t n,
                           PyObject *py_headers, const char *body, size_t len);
-/* Resolve the future in *slot with value (NULL: None) unless done; clears *slot. */
-void celeris_cycle_resolve(CycleObject *cy, PyObject **slot, PyObject *value);
+/* Resolve the future in *slot with value (NULL: None) unless done; clears *slot.
+ * Returns 1 if the future took the value, 0 if there was none or it was
+ * already done (cancelled: the value is still the caller's to keep). */
+int celeris_cycle_resolve(CycleObject *cy, PyObject **slot, PyObject *value);
 /* Link cy into server's live list (takes a new reference) / unlink it (drops it). */
 void celeris_cycle_link(CycleObject *cy);
 /* cy.finish() / cy.abort() / cy.app_failed(): new reference (None) or NULL. */

@@ -30,25 +30,34 @@ static PyObject *disconnect_msg(celeris_state *st)
     return d;
 }
 
-/* Resolve *slot (a future) with value unless it is already done; clears slot. */
-void celeris_cycle_resolve(CycleObject *cy, PyObject **slot, PyObject *value)
+/* Resolve *slot (a future) with value unless it is already done; clears
+ * slot.  1 if the future took the value (binding.h). */
+int celeris_cycle_resolve(CycleObject *cy, PyObject **slot, PyObject *value)
 {
     PyObject *fut = *slot;
     if (!fut)
-        return;
+        return 0;
 
     *slot = NULL;
-    PyObject *done = PyObject_CallMethodNoArgs(fut, ST(cy)->s_done);
-    if (done == Py_False) {
-        PyObject *r = PyObject_CallMethodOneArg(fut, ST(cy)->s_set_result, value ? value : Py_None);
-        if (!r)
+    /* set_result first: a future cancelled meanwhile (the app's task was
+     * cancelled) refuses it, which is the only case done() would have caught */
+    int took = 1;
+    PyObject *r = PyObject_CallMethodOneArg(fut, ST(cy)->s_set_result, value ? value : Py_None);
+    if (!r) {
+        PyErr_Clear();
+        took = 0;
+        PyObject *done = PyObject_CallMethodNoArgs(fut, ST(cy)->s_done);
+        if (done == Py_False) {     /* a real failure: raise it again, for the report */
+            r = PyObject_CallMethodOneArg(fut, ST(cy)->s_set_result, value ? value : Py_None);
+            took = r != NULL;
+        }
+        if (!r && done != Py_True)
             PyErr_WriteUnraisable(fut);
-        Py_XDECREF(r);
-    } else if (!done) {
-        PyErr_WriteUnraisable(fut);
+        Py_XDECREF(done);
     }
-    Py_XDECREF(done);
+    Py_XDECREF(r);
     Py_DECREF(fut);
+    return took;
 }
 
 /* Send what is already buffered, then close (as asyncio's transport.close()). */
@@ -188,7 +197,7 @@ static PyObject *take_body(CycleObject *cy, int *failed)
 
 static PyObject *new_future(CycleObject *cy)
 {
-    return PyObject_CallMethodNoArgs(cy->server->loop, ST(cy)->s_create_future);
+    return PyObject_CallNoArgs(cy->server->create_future);
 }
 
 static PyObject *cycle_receive(PyObject *self, PyObject *Py_UNUSED(a))

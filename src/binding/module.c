@@ -34,6 +34,15 @@ static PyObject *ready_next(PyObject *self)
     return NULL;                /* no exception set: StopIteration(None) */
 }
 
+/* `await` of a Ready (PyIter_Send, the SEND opcode) gets the value back
+ * directly, without a StopIteration raised and caught. */
+static PySendResult ready_am_send(PyObject *self, PyObject *Py_UNUSED(arg), PyObject **result)
+{
+    PyObject *v = ((ReadyObject *)self)->value;
+    *result = Py_NewRef(v ? v : Py_None);
+    return PYGEN_RETURN;
+}
+
 static PyObject *ready_send(PyObject *self, PyObject *Py_UNUSED(arg))
 {
     PyObject *r = ready_next(self);
@@ -90,6 +99,7 @@ static PyMethodDef ready_methods[] = {
 
 static PyType_Slot ready_slots[] = {
     {Py_am_await, ready_await},
+    {Py_am_send, ready_am_send},
     {Py_tp_iter, ready_await},
     {Py_tp_iternext, ready_next},
     {Py_tp_methods, ready_methods},
@@ -169,7 +179,6 @@ static int celeris_exec(PyObject *m)
     INTERN(s_http_response_body, "http.response.body");
     INTERN(s_http_response_pathsend, "http.response.pathsend");
     INTERN(s_empty, "");
-    INTERN(s_create_future, "create_future");
     INTERN(s_submit, "submit");
     INTERN(s_set_exception, "set_exception");
     INTERN(s_set_result, "set_result");
@@ -269,7 +278,7 @@ static int celeris_clear(PyObject *m)
         &st->s_more_body, &st->s_http_request, &st->s_http_disconnect, &st->s_status,
         &st->s_http_response_start, &st->s_http_response_body, &st->s_http_response_pathsend,
         &st->s_empty,
-        &st->s_create_future, &st->s_submit, &st->s_set_exception, &st->s_set_result, &st->s_done,
+        &st->s_submit, &st->s_set_exception, &st->s_set_result, &st->s_done,
         &st->s_cancelled,
         &st->s_GET, &st->s_POST, &st->s_HEAD, &st->s_PUT, &st->s_DELETE, &st->s_PATCH,
         &st->s_OPTIONS, &st->empty_bytes,

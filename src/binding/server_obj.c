@@ -278,6 +278,7 @@ static PyObject *server_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
     self->root_path = root_path ? Py_NewRef(root_path) : PyUnicode_FromString("");
     self->scheme = PyUnicode_InternFromString("http");
     self->call_soon = PyObject_GetAttrString(loop, "call_soon");
+    self->create_future = PyObject_GetAttrString(loop, "create_future");
     if (context != Py_None) {
         self->call_soon_kw = Py_BuildValue("{sO}", "context", context);
         if (!self->call_soon_kw)
@@ -296,7 +297,8 @@ static PyObject *server_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
     if (!self->create_task)
         goto error;
     self->run_pending = PyObject_GetAttrString((PyObject *)self, "run_pending");
-    if (!self->root_path || !self->scheme || !self->call_soon || !self->run_pending)
+    if (!self->root_path || !self->scheme || !self->call_soon || !self->create_future
+        || !self->run_pending)
         goto error;
     self->root_path_bytes = PyUnicode_AsUTF8String(self->root_path);
     if (!self->root_path_bytes)
@@ -536,6 +538,7 @@ static int server_traverse(PyObject *op, visitproc visit, void *arg)
     Py_VISIT(self->handler);
     Py_VISIT(self->loop);
     Py_VISIT(self->call_soon);
+    Py_VISIT(self->create_future);
     Py_VISIT(self->create_task);
     Py_VISIT(self->call_soon_kw);
     Py_VISIT(self->native_app);
@@ -575,6 +578,7 @@ static int server_clear(PyObject *op)
     Py_CLEAR(self->handler);
     Py_CLEAR(self->loop);
     Py_CLEAR(self->call_soon);
+    Py_CLEAR(self->create_future);
     Py_CLEAR(self->access_log);
     Py_CLEAR(self->error_log);
     Py_CLEAR(self->state);

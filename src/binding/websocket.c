@@ -154,20 +154,29 @@ void celeris_ws_on_message(CycleObject *cy, int opcode, const char *p, size_t n)
         return;
     }
     Py_DECREF(data);
-    if (cy->recv_future) {
-        celeris_cycle_resolve(cy, &cy->recv_future, msg);
+    /* a receive() cancelled meanwhile (asyncio.wait_for) did not take it:
+     * the next receive() will */
+    if (celeris_cycle_resolve(cy, &cy->recv_future, msg))
         Py_DECREF(msg);
-    } else {
+    else
         Py_XSETREF(cy->ws_msg, msg);
-    }
 }
 
 PyObject *celeris_ws_receive(CycleObject *cy)
 {
     celeris_state *st = cy->server->st;
     if (cy->recv_future) {
-        PyErr_SetString(PyExc_RuntimeError, "receive() called while another receive() is pending");
-        return NULL;
+        /* the last receive() was cancelled (a timeout): its future is done */
+        PyObject *done = PyObject_CallMethodNoArgs(cy->recv_future, st->s_done);
+        if (!done)
+            return NULL;
+        int is_done = done == Py_True;
+        Py_DECREF(done);
+        if (!is_done) {
+            PyErr_SetString(PyExc_RuntimeError, "receive() called while another receive() is pending");
+            return NULL;
+        }
+        Py_CLEAR(cy->recv_future);
     }
     if (!cy->ws_connect_sent) {
         cy->ws_connect_sent = 1;
@@ -197,7 +206,7 @@ PyObject *celeris_ws_receive(CycleObject *cy)
         Py_DECREF(m);
         return r;
     }
-    PyObject *fut = PyObject_CallMethodNoArgs(cy->server->loop, st->s_create_future);
+    PyObject *fut = PyObject_CallNoArgs(cy->server->create_future);
     if (!fut)
         return NULL;
     cy->recv_future = Py_NewRef(fut);
@@ -206,8 +215,16 @@ PyObject *celeris_ws_receive(CycleObject *cy)
 
 /* ---- send ---- */
 
+/* msg[key], or None when missing; new reference.  An exact dict (what
+ * Starlette sends) is read without raising and clearing a KeyError. */
 static PyObject *item(PyObject *msg, PyObject *key)
 {
+    if (PyDict_CheckExact(msg)) {
+        PyObject *v = PyDict_GetItemWithError(msg, key);
+        if (v)
+            return Py_NewRef(v);
+        return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
+    }
     PyObject *v = PyObject_GetItem(msg, key);
     if (!v && PyErr_ExceptionMatches(PyExc_KeyError)) {
         PyErr_Clear();
@@ -485,7 +502,7 @@ static PyObject *send_data(CycleObject *cy, PyObject *msg)
     if (rc < 0 || !cy->conn)
         return client_disconnected(cy);
     if (c->out.len >= cy->server->cfg.write_high_water) {
-        PyObject *fut = PyObject_CallMethodNoArgs(cy->server->loop, st->s_create_future);
+        PyObject *fut = PyObject_CallNoArgs(cy->server->create_future);
         if (!fut)
             return NULL;
         Py_XSETREF(cy->drain_future, Py_NewRef(fut));
@@ -533,9 +550,10 @@ static PyObject *send_close(CycleObject *cy, PyObject *msg)
     return Py_NewRef(st->ready_none);
 }
 
+/* `s` is interned, as are the literals apps write: usually the same object. */
 static int type_is(PyObject *type, PyObject *s)
 {
-    return PyUnicode_Check(type) && PyUnicode_Compare(type, s) == 0;
+    return type == s || (PyUnicode_Check(type) && PyUnicode_Compare(type, s) == 0);
 }
 
 PyObject *celeris_ws_send(CycleObject *cy, PyObject *msg)
@@ -544,9 +562,18 @@ PyObject *celeris_ws_send(CycleObject *cy, PyObject *msg)
     celeris_ws_state *ws = &st->ws;
     if (cy->disconnected || !cy->conn)
         return client_disconnected(cy);
-    PyObject *type = PyObject_GetItem(msg, st->s_type);
-    if (!type)
+    PyObject *type;
+    if (PyDict_CheckExact(msg)) {
+        type = PyDict_GetItemWithError(msg, st->s_type);
+        if (!type) {
+            if (!PyErr_Occurred())
+                PyErr_SetObject(PyExc_KeyError, st->s_type);
+            return NULL;
+        }
+        Py_INCREF(type);
+    } else if (!(type = PyObject_GetItem(msg, st->s_type))) {
         return NULL;
+    }
     PyObject *r = NULL;
     switch (cy->ws_phase) {
     case WS_HANDSHAKE:

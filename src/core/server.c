@@ -1,4 +1,4 @@
-#include "server.h"
+#include "server_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -18,37 +18,9 @@
 #include "errors.h"
 #include "ws.h"
 
-#define MAX_LISTENERS 8
 #define MAX_EVENTS 256
 #define READ_CHUNK 16384
-#define POOL_MAX 256
 #define LINGER_MS 2000
-#define MAX_HEADERS_CAP 256
-
-typedef struct listener {
-    int fd;
-    int port;
-} listener;
-
-struct cel_server {
-    cel_server_config cfg;
-    cel_server_callbacks cb;
-    int epfd;
-    listener listeners[MAX_LISTENERS];
-    int nlisteners;
-    int accepting;
-    int draining;               /* stop_accepting was called: no more keep-alive */
-    cel_conn *conns;            /* all connections (doubly linked) */
-    size_t nconns;
-    cel_conn *pending;          /* connections with input to process */
-    cel_conn *pending_tail;
-    uint64_t turn;              /* poll/run_pending invocations */
-    uint64_t freed;             /* connections freed so far: tells a caller holding a
-                                   cel_conn* whether a call may have freed it */
-    char *pool[POOL_MAX];       /* free READ_CHUNK-sized buffers */
-    int npool;
-    cel_header headers[MAX_HEADERS_CAP];
-};
 
 void cel_server_config_default(cel_server_config *cfg)
 {
@@ -107,7 +79,7 @@ static void buf_acquire(cel_server *s, cel_buf *b)
     }
 }
 
-static void buf_release(cel_server *s, cel_buf *b)
+void cel__server_buf_release(cel_server *s, cel_buf *b)
 {
     if (b->len != 0 || b->cap == 0)
         return;
@@ -208,7 +180,7 @@ static void unlink_conn(cel_server *s, cel_conn *c)
     s->nconns--;
 }
 
-static void destroy(cel_server *s, cel_conn *c)
+void cel__server_destroy(cel_server *s, cel_conn *c)
 {
     notify_close(s, c);
     cel_conn_file_close(c);
@@ -238,11 +210,11 @@ static void destroy(cel_server *s, cel_conn *c)
 void cel_server_close(cel_server *s, cel_conn *c)
 {
     if (c->in_process) {
-        destroy(s, c);              /* deferred to the end of process() */
+        cel__server_destroy(s, c);  /* deferred to the end of process() */
         return;
     }
     if (c->fd < 0) {
-        destroy(s, c);
+        cel__server_destroy(s, c);
         if (c->prev || c->next || s->conns == c)
             unlink_conn(s, c);
         if (s->cb.on_free)
@@ -252,7 +224,7 @@ void cel_server_close(cel_server *s, cel_conn *c)
         s->freed++;
         return;
     }
-    destroy(s, c);
+    cel__server_destroy(s, c);
 }
 
 /* All output written: shut down our side and drain the peer's input for a
@@ -261,13 +233,13 @@ void cel_server_close(cel_server *s, cel_conn *c)
 static void begin_linger(cel_server *s, cel_conn *c)
 {
     if (c->fd < 0) {
-        destroy(s, c);
+        cel__server_destroy(s, c);
         return;
     }
     notify_close(s, c);
     pending_remove(s, c);
     if (c->in.len == 0 && c->read_eof) {
-        destroy(s, c);
+        cel__server_destroy(s, c);
         return;
     }
     shutdown(c->fd, SHUT_WR);
@@ -296,7 +268,7 @@ static int flush_memory(cel_server *s, cel_conn *c)
     if (cel_conn_file_pending(c) && c->out.len < s->cfg.write_high_water) {
         int rc = cel_conn_file_read(c, s->cfg.write_high_water - c->out.len);
         if (rc < 0) {
-            destroy(s, c);
+            cel__server_destroy(s, c);
             return CEL_ECLOSED;
         }
         finished = rc == 1;
@@ -306,7 +278,7 @@ static int flush_memory(cel_server *s, cel_conn *c)
     if (c->closed)
         return CEL_ECLOSED;
     if (c->state == CEL_CONN_CLOSING && !cel_conn_file_pending(c)) {
-        destroy(s, c);
+        cel__server_destroy(s, c);
         return CEL_ECLOSED;
     }
     if (finished)
@@ -339,7 +311,7 @@ int cel_server_flush(cel_server *s, cel_conn *c)
                 c->write_blocked = 1;
                 break;
             }
-            destroy(s, c);
+            cel__server_destroy(s, c);
             return CEL_ECLOSED;
         }
         if (c->out.len || !cel_conn_file_pending(c))
@@ -348,7 +320,7 @@ int cel_server_flush(cel_server *s, cel_conn *c)
         int rc = cel_conn_file_send(c, c->fd, READ_CHUNK * 4);
         c->last_write_ms = cel_server_now_ms();
         if (rc < 0) {
-            destroy(s, c);      /* the head promised bytes that cannot follow */
+            cel__server_destroy(s, c);  /* the head promised bytes that cannot follow */
             return CEL_ECLOSED;
         }
         if (rc == 0) {
@@ -360,7 +332,7 @@ int cel_server_flush(cel_server *s, cel_conn *c)
     }
     if (c->out.len == 0 && !cel_conn_file_pending(c)) {
         c->write_blocked = 0;
-        buf_release(s, &c->out);
+        cel__server_buf_release(s, &c->out);
         if (c->state == CEL_CONN_CLOSING) {
             begin_linger(s, c);
             return CEL_ECLOSED;
@@ -407,200 +379,6 @@ static int answer_error(cel_server *s, cel_conn *c, int err)
     return cel_server_flush(s, c);
 }
 
-/* ---- WebSocket ---- */
-
-static int process(cel_server *s, cel_conn *c);
-
-/* Fail the connection: close frame with `code` (the app will see it as the
- * disconnect code), then CLOSING. */
-static int ws_fail(cel_server *s, cel_conn *c, int code, const char *reason)
-{
-    cel_ws_conn *w = c->ws;
-    if (!w->close_sent) {
-        size_t rl = strlen(reason);
-        if (cel_ws_write_close(&c->out, code, reason, rl) == 0)
-            w->close_sent = 1;
-        if (!w->close_code) {
-            w->close_code = code;
-            w->close_reason_len = rl < sizeof w->close_reason ? rl : sizeof w->close_reason - 1;
-            memcpy(w->close_reason, reason, w->close_reason_len);
-        }
-    }
-    c->keep_alive = 0;
-    c->state = CEL_CONN_CLOSING;
-    return cel_server_flush(s, c);
-}
-
-static void ws_deliver(cel_server *s, cel_conn *c, int opcode, const char *p, size_t n)
-{
-    c->ws->want_msg = 0;
-    if (s->cb.on_ws_message)
-        s->cb.on_ws_message(s->cb.ud, c, opcode, p, n);
-}
-
-/* A control frame from the peer. */
-static int ws_control(cel_server *s, cel_conn *c, const cel_ws_event *ev)
-{
-    cel_ws_conn *w = c->ws;
-    if (ev->opcode == CEL_WS_PING) {
-        if (!w->close_sent && cel_ws_write_frame(&c->out, CEL_WS_PONG, ev->data, ev->len))
-            return CEL_ENOMEM;
-    } else if (ev->opcode == CEL_WS_PONG) {
-        unsigned char want[4] = { (unsigned char)(w->ping_seq >> 24), (unsigned char)(w->ping_seq >> 16),
-                                  (unsigned char)(w->ping_seq >> 8), (unsigned char)w->ping_seq };
-        if (w->ping_outstanding && ev->len == 4 && memcmp(ev->data, want, 4) == 0) {
-            w->ping_outstanding = 0;
-            w->pong_deadline_ms = 0;
-            if (s->cfg.ws_ping_interval_ms)
-                w->next_ping_ms = cel_server_now_ms() + s->cfg.ws_ping_interval_ms;
-        }
-    } else {
-        w->close_rcvd = 1;
-        if (!w->close_sent) {
-            /* echo the peer's close (RFC 6455 5.5.1); the app sees its code */
-            w->close_code = ev->close_code;
-            w->close_reason_len = ev->reason_len;
-            memcpy(w->close_reason, ev->reason, ev->reason_len);
-            if (cel_ws_write_frame(&c->out, CEL_WS_CLOSE, ev->data, ev->len) == 0)
-                w->close_sent = 1;
-        }
-        c->keep_alive = 0;
-        c->state = CEL_CONN_CLOSING;
-    }
-    return 0;
-}
-
-/* Parse buffered frames: answer pings, handle close, hand complete
- * messages to the app while it waits for them; stop at a complete message
- * it has not asked for yet (reading pauses, see update_events). */
-static int ws_process(cel_server *s, cel_conn *c)
-{
-    cel_ws_conn *w = c->ws;
-    while (c->state == CEL_CONN_WS) {
-        if (w->msg_ready) {
-            if (!w->want_msg)
-                break;
-            w->msg_ready = 0;
-            ws_deliver(s, c, w->msg_opcode, cel_buf_head(&w->msg), w->msg.len);
-            cel_buf_consume(&w->msg, w->msg.len);
-            cel_buf_shrink(&w->msg, 65536);
-            if (c->notified_close)
-                return CEL_ECLOSED;
-            continue;
-        }
-        cel_ws_event ev;
-        size_t used;
-        int rc = cel_ws_parse(&w->parser, cel_buf_head(&c->in), c->in.len, &used, &ev);
-        if (rc == 1 && ev.kind == CEL_WS_EV_DATA && ev.compressed) {
-            if (!w->close_sent) {
-                if (ev.first)
-                    w->msg_utf8 = 0;
-                size_t before = w->msg.len;
-                int zr = cel_ws_inflate(w->deflate, ev.data, ev.len, ev.last, &w->msg,
-                                        s->cfg.ws_max_message);
-                if (zr == 0 && ev.opcode == CEL_WS_TEXT
-                    && (cel_ws_utf8_step(&w->msg_utf8, cel_buf_head(&w->msg) + before,
-                                         w->msg.len - before) < 0
-                        || (ev.last && w->msg_utf8 != 0)))
-                    zr = CEL_EWSUTF8;
-                if (zr < 0) {
-                    cel_buf_consume(&c->in, used);
-                    rc = zr;
-                    goto failed;
-                }
-                if (ev.last) {
-                    w->msg_ready = 1;
-                    w->msg_opcode = ev.opcode;
-                }
-            }
-            cel_buf_consume(&c->in, used);
-            continue;
-        }
-        if (rc == 1 && ev.kind == CEL_WS_EV_DATA) {
-            if (w->close_sent) {
-                /* closing: messages are dropped */
-            } else if (ev.first && ev.last && w->want_msg) {
-                ws_deliver(s, c, ev.opcode, ev.data, ev.len);   /* zero-copy */
-            } else if (cel_buf_append(&w->msg, ev.data, ev.len)) {
-                return ws_fail(s, c, CEL_WS_CLOSE_INTERNAL, "out of memory");
-            } else if (ev.last) {
-                w->msg_ready = 1;
-                w->msg_opcode = ev.opcode;
-            }
-            cel_buf_consume(&c->in, used);
-            if (c->notified_close)
-                return CEL_ECLOSED;
-            continue;
-        }
-        if (rc == 1) {
-            if (ws_control(s, c, &ev) < 0)
-                return ws_fail(s, c, CEL_WS_CLOSE_INTERNAL, "out of memory");
-            cel_buf_consume(&c->in, used);
-            continue;
-        }
-        cel_buf_consume(&c->in, used);
-        if (rc == CEL_EAGAIN) {
-            if (c->read_eof) {
-                destroy(s, c);          /* dropped without a close frame */
-                return CEL_ECLOSED;
-            }
-            break;
-        }
-    failed:
-        if (rc == CEL_ENOMEM)
-            return ws_fail(s, c, CEL_WS_CLOSE_INTERNAL, "out of memory");
-        if (rc == CEL_EWSTOOBIG) {
-            char reason[80];
-            snprintf(reason, sizeof reason, "Message exceeds the maximum size (%llu bytes)",
-                     (unsigned long long)s->cfg.ws_max_message);
-            return ws_fail(s, c, CEL_WS_CLOSE_TOO_BIG, reason);
-        }
-        return ws_fail(s, c, cel_ws_error_close_code(rc), cel_strerror(rc));
-    }
-    if (c->state == CEL_CONN_WS && c->in.len == 0)
-        buf_release(s, &c->in);
-    return cel_server_flush(s, c);
-}
-
-/* Keepalive pings and the closing-handshake timeout (from the sweep). */
-static void ws_sweep(cel_server *s, cel_conn *c, uint64_t now)
-{
-    cel_ws_conn *w = c->ws;
-    if (w->close_sent) {
-        if (c->deadline_ms && now >= c->deadline_ms)
-            destroy(s, c);
-        return;
-    }
-    if (w->ping_outstanding && w->pong_deadline_ms && now >= w->pong_deadline_ms) {
-        ws_fail(s, c, CEL_WS_CLOSE_INTERNAL, "keepalive ping timeout");
-        return;
-    }
-    if (!w->ping_outstanding && w->next_ping_ms && now >= w->next_ping_ms) {
-        w->ping_seq++;
-        unsigned char pl[4] = { (unsigned char)(w->ping_seq >> 24), (unsigned char)(w->ping_seq >> 16),
-                                (unsigned char)(w->ping_seq >> 8), (unsigned char)w->ping_seq };
-        if (cel_ws_write_frame(&c->out, CEL_WS_PING, (const char *)pl, 4))
-            return;
-        w->ping_outstanding = 1;
-        w->next_ping_ms = 0;
-        w->pong_deadline_ms = s->cfg.ws_ping_timeout_ms ? now + s->cfg.ws_ping_timeout_ms : 0;
-        if (!s->cfg.ws_ping_timeout_ms) {
-            w->ping_outstanding = 0;
-            w->next_ping_ms = now + s->cfg.ws_ping_interval_ms;
-        }
-        cel_server_flush(s, c);
-    }
-}
-
-/* Go on with c's buffered input: now if no process() is running for it,
- * else process() picks it up itself. */
-static int kick(cel_server *s, cel_conn *c)
-{
-    if (c->in_process)
-        return 0;
-    return process(s, c);
-}
-
 /* The body of process(); runs with c->in_process set, so a close requested
  * from inside a callback is deferred until process() returns. */
 static int process_inner(cel_server *s, cel_conn *c)
@@ -615,7 +393,7 @@ static int process_inner(cel_server *s, cel_conn *c)
                  * request waits for it (responses stay in order); its
                  * completion puts c back on the pending list. */
                 if (c->in.len == 0)
-                    buf_release(s, &c->in);
+                    cel__server_buf_release(s, &c->in);
                 return cel_server_flush(s, c);
             }
             if (c->in.len == 0) {
@@ -623,14 +401,14 @@ static int process_inner(cel_server *s, cel_conn *c)
                     if (c->out.len)
                         c->state = CEL_CONN_CLOSING;
                     else {
-                        destroy(s, c);
+                        cel__server_destroy(s, c);
                         return CEL_ECLOSED;
                     }
                 } else {
                     c->head_started = 0;
                     c->deadline_ms = cel_server_now_ms() +
                         (c->requests ? s->cfg.keepalive_timeout_ms : s->cfg.header_timeout_ms);
-                    buf_release(s, &c->in);
+                    cel__server_buf_release(s, &c->in);
                 }
                 return cel_server_flush(s, c);
             }
@@ -641,7 +419,7 @@ static int process_inner(cel_server *s, cel_conn *c)
             rc = cel_conn_parse_head(c, &req, s->headers, MAX_HEADERS_CAP);
             if (rc == CEL_EAGAIN) {
                 if (c->read_eof) {
-                    destroy(s, c);
+                    cel__server_destroy(s, c);
                     return CEL_ECLOSED;
                 }
                 return cel_server_flush(s, c);
@@ -677,12 +455,12 @@ static int process_inner(cel_server *s, cel_conn *c)
         case CEL_CONN_ACTIVE:
             if (c->read_eof && c->ws && c->in.len == 0 && !c->resp_started) {
                 /* the client left during the handshake: the app sees 1006 */
-                destroy(s, c);
+                cel__server_destroy(s, c);
                 return CEL_ECLOSED;
             }
             if (c->read_eof && !c->body_done) {
                 /* The client went away mid-request: the app sees http.disconnect. */
-                destroy(s, c);
+                cel__server_destroy(s, c);
                 return CEL_ECLOSED;
             }
             if (c->want_body && (c->in.len || c->read_eof)) {
@@ -725,7 +503,7 @@ static int process_inner(cel_server *s, cel_conn *c)
             return cel_server_flush(s, c);
         }
         case CEL_CONN_WS:
-            return ws_process(s, c);
+            return cel__server_ws_process(s, c);
         default:
             return cel_server_flush(s, c);
         }
@@ -736,7 +514,7 @@ static int process_inner(cel_server *s, cel_conn *c)
  * ask to close c (cel_server_close, a failed flush): that is deferred to the
  * end, so c stays valid throughout.  Returns CEL_ECLOSED if c was closed (freed
  * or lingering), else 0. */
-static int process(cel_server *s, cel_conn *c)
+int cel__server_process(cel_server *s, cel_conn *c)
 {
     if (c->in_process)
         return 0;
@@ -745,7 +523,7 @@ static int process(cel_server *s, cel_conn *c)
     c->in_process = 0;
     if (c->close_pending) {
         c->close_pending = 0;
-        destroy(s, c);
+        cel__server_destroy(s, c);
         return CEL_ECLOSED;
     }
     return rc;
@@ -756,7 +534,7 @@ static void on_readable(cel_server *s, cel_conn *c)
     for (;;) {
         buf_acquire(s, &c->in);
         if (cel_buf_reserve(&c->in, c->in.cap ? 4096 : READ_CHUNK)) {
-            destroy(s, c);
+            cel__server_destroy(s, c);
             return;
         }
         size_t room = cel_buf_room(&c->in);
@@ -781,7 +559,7 @@ static void on_readable(cel_server *s, cel_conn *c)
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             break;
         if (c->lingering || n < 0) {
-            destroy(s, c);
+            cel__server_destroy(s, c);
             return;
         }
         c->read_eof = 1;
@@ -789,7 +567,7 @@ static void on_readable(cel_server *s, cel_conn *c)
     }
     if (c->lingering)
         return;
-    process(s, c);
+    cel__server_process(s, c);
 }
 
 static void accept_ready(cel_server *s, listener *l)
@@ -885,7 +663,7 @@ void cel_server_run_pending(cel_server *s)
         cel_conn *c = s->pending;
         int last = c == tail;
         pending_remove(s, c);
-        process(s, c);
+        cel__server_process(s, c);
         if (last)
             break;
     }
@@ -902,7 +680,7 @@ void cel_server_sweep(cel_server *s, uint64_t now_ms)
         cel_conn *next = c->next;
         if (c->fd >= 0 && c->deadline_ms && now_ms >= c->deadline_ms) {
             if (c->lingering)
-                destroy(s, c);
+                cel__server_destroy(s, c);
             else if (c->state == CEL_CONN_IDLE && (c->out.len || cel_conn_file_pending(c))
                      && now_ms - c->last_write_ms < s->cfg.body_timeout_ms)
                 /* Still sending the last response to a client that reads:
@@ -912,11 +690,11 @@ void cel_server_sweep(cel_server *s, uint64_t now_ms)
                 answer_error(s, c, CEL_ETIMEOUT);
             else if (c->state == CEL_CONN_IDLE || c->state == CEL_CONN_DRAIN
                      || (c->state == CEL_CONN_ACTIVE && c->want_body))
-                destroy(s, c);
+                cel__server_destroy(s, c);
             else if (c->state == CEL_CONN_WS)
-                ws_sweep(s, c, now_ms);
+                cel__server_ws_sweep(s, c, now_ms);
         } else if (c->fd >= 0 && c->state == CEL_CONN_WS && !c->lingering) {
-            ws_sweep(s, c, now_ms);
+            cel__server_ws_sweep(s, c, now_ms);
         }
         c = next;
     }
@@ -941,80 +719,11 @@ int cel_server_response_done(cel_server *s, cel_conn *c)
         c->head_started = 0;
         c->deadline_ms = cel_server_now_ms() + s->cfg.keepalive_timeout_ms;
         c->last_write_ms = cel_server_now_ms();
-        buf_release(s, &c->in);
+        cel__server_buf_release(s, &c->in);
     } else if (st == CEL_CONN_DRAIN) {
         c->deadline_ms = cel_server_now_ms() + s->cfg.body_timeout_ms;
     }
     return cel_server_flush(s, c);
-}
-
-int cel_server_ws_accept(cel_server *s, cel_conn *c, const char *subprotocol, size_t sublen,
-                         const cel_header *headers, size_t n)
-{
-    int rc = cel_conn_ws_accept(c, subprotocol, sublen, headers, n, cel_server_date(),
-                                s->cfg.ws_max_message);
-    if (rc < 0)
-        return rc;
-    c->deadline_ms = 0;
-    c->want_body = 0;
-    if (s->cfg.ws_ping_interval_ms)
-        c->ws->next_ping_ms = cel_server_now_ms() + s->cfg.ws_ping_interval_ms;
-    if (c->in_process)
-        return 0;
-    return process(s, c);       /* CEL_ECLOSED: c may be freed, do not touch it */
-}
-
-int cel_server_ws_want_message(cel_server *s, cel_conn *c)
-{
-    if (c->state != CEL_CONN_WS)
-        return 0;
-    c->ws->want_msg = 1;
-    return kick(s, c);
-}
-
-int cel_server_ws_send(cel_server *s, cel_conn *c, int opcode, const char *p, size_t n)
-{
-    int rc = cel_conn_ws_send(c, opcode, p, n);
-    if (rc < 0 || c->in_process)
-        return rc;
-    return cel_server_flush(s, c);
-}
-
-int cel_server_ws_close(cel_server *s, cel_conn *c, int code, const char *reason, size_t len)
-{
-    int rc = cel_conn_ws_close(c, code, reason, len);
-    if (rc < 0)
-        return rc;
-    cel_ws_conn *w = c->ws;
-    /* the app is done reading: drop a waiting message, read until the peer's close */
-    w->msg_ready = 0;
-    cel_buf_consume(&w->msg, w->msg.len);
-    w->want_msg = 0;
-    w->ping_outstanding = 0;
-    c->deadline_ms = cel_server_now_ms() + s->cfg.ws_close_timeout_ms;
-    if (c->in_process)
-        return 0;
-    return process(s, c);
-}
-
-size_t cel_server_ws_going_away(cel_server *s)
-{
-    size_t n = 0;
-    cel_conn *c = s->conns;
-    while (c) {
-        cel_conn *next = c->next;
-        if (c->state == CEL_CONN_WS && !c->ws->close_sent && !c->in_process) {
-            ws_fail(s, c, CEL_WS_CLOSE_RESTART, "");
-            n++;
-        } else if (c->state == CEL_CONN_ACTIVE && c->ws && !c->resp_started && !c->in_process) {
-            /* a handshake the app has not answered yet: 500, as uvicorn */
-            cel_conn_write_error(c, 500, "Internal Server Error", cel_server_date());
-            cel_server_flush(s, c);
-            n++;
-        }
-        c = next;
-    }
-    return n;
 }
 
 int cel_server_want_body(cel_server *s, cel_conn *c)
@@ -1183,10 +892,10 @@ size_t cel_server_close_idle(cel_server *s)
     while (c) {
         cel_conn *next = c->next;
         if (c->lingering)
-            destroy(s, c);
+            cel__server_destroy(s, c);
         else if (c->state == CEL_CONN_IDLE && c->in.len == 0 && c->out.len == 0
                  && !cel_conn_file_pending(c) && c->requests > 0 && !input_waiting(c))
-            destroy(s, c);
+            cel__server_destroy(s, c);
         c = next;
     }
     return s->nconns;
@@ -1226,7 +935,7 @@ int cel_server_feed(cel_server *s, cel_conn *c, const char *p, size_t n, int eof
     if (c->in_process)
         return 0;
     s->turn++;
-    process(s, c);
+    cel__server_process(s, c);
     return c->closed ? CEL_ECLOSED : 0;
 }
 

@@ -163,6 +163,39 @@ def test_many_messages_in_one_write(ws_server):
             assert ws.recv_frame() == (True, BINARY, str(i).encode())
 
 
+def test_burst_of_sends_arrives_in_order(ws_server):
+    """Sends write at once, without a loop turn each: 2000 of them back to
+    back still reach the client complete and in order."""
+    with RawWS(ws_server.addr, "/burst?n=2000") as ws:
+        for i in range(2000):
+            assert ws.recv_frame() == (True, TEXT, str(i).encode())
+        assert ws.recv_close()[0] == 1000
+
+
+def test_messages_sent_as_other_mappings(ws_server):
+    with RawWS(ws_server.addr, "/mapping-send") as ws:
+        assert ws.status == 101
+        assert ws.recv_frame() == (True, TEXT, b"proxy")
+        assert ws.recv_frame() == (True, BINARY, b"mapping")
+        assert ws.recv_close()[0] == 1000
+
+
+def test_cancelled_receive_loses_nothing(ws_server):
+    """A receive() cancelled by a timeout (asyncio.wait_for) leaves the
+    session usable: the next receive() gets the next message, none is lost."""
+    with RawWS(ws_server.addr, "/timeout-receive?tag=tmo") as ws:
+        assert wait_record(ws_server, "tmo") == ["timeout"]
+        ws.send(b"".join(frame(TEXT, m) for m in (b"a", b"b")))
+        assert ws.recv_frame() == (True, TEXT, b"a")
+        assert ws.recv_frame() == (True, TEXT, b"b")
+        ws.send_frame(TEXT, b"c")
+        assert ws.recv_frame() == (True, TEXT, b"c")
+        ws.send_frame(CLOSE, struct.pack("!H", 1000))
+        assert ws.recv_close()[0] == 1000
+    assert wait_record(ws_server, "tmo", 2)[1] == {"type": "websocket.disconnect", "code": 1000,
+                                                    "reason": ""}
+
+
 def test_large_messages_from_the_server(ws_server):
     with connect(url(ws_server, "/server-send?n=3&size=3000000"), max_size=None) as ws:
         for i in range(3):
@@ -415,6 +448,46 @@ def test_backpressure_stops_reading(ws_server):
     finally:
         ws.close()
     assert wait_record(ws_server, "bp") == [{"messages": sent, "code": 1000}]
+
+
+def test_close_behind_buffered_messages(ws_server):
+    """Messages and the close frame arrive in one write while the app is not
+    receiving: the app still gets every message, then the disconnect."""
+    ws = RawWS(ws_server.addr, "/stall?tag=cb")
+    try:
+        assert ws.recv_frame() == (True, TEXT, b"stalling")
+        ws.send(b"".join(frame(BINARY, bytes([i])) for i in range(50))
+                + frame(CLOSE, struct.pack("!H", 1000)))
+        with Conn(ws_server.addr) as c:
+            assert c.request("GET", "/go?tag=cb").status == 200
+        assert ws.recv_close()[0] == 1000
+    finally:
+        ws.close()
+    assert wait_record(ws_server, "cb") == [{"messages": 50, "code": 1000}]
+
+
+def test_send_waits_for_a_client_that_does_not_read(ws_server):
+    """A client that does not read: once the socket buffers and the 256 KiB
+    write high-water mark are full, the app's send() waits instead of the
+    server buffering the rest (32 MiB here); when the client reads, every
+    message arrives, in order."""
+    n, size = 512, 65536
+    ws = RawWS(ws_server.addr, f"/flood?tag=fl&n={n}&size={size}")
+    try:
+        ws.sock.settimeout(30)
+        # wait until the app stops making progress (each poll is a round trip, not a sleep)
+        last, still = -1, 0
+        while still < 50:
+            sent = len(record(ws_server, "fl"))
+            still = still + 1 if sent == last else 0
+            last = sent
+        assert sent < n, "every send() returned though the client read nothing"
+        for i in range(n):
+            assert ws.recv_frame() == (True, BINARY, bytes([i % 256]) * size)
+        assert ws.recv_close()[0] == 1000
+    finally:
+        ws.close()
+    assert len(record(ws_server, "fl")) == n
 
 
 # ---- shutdown ----

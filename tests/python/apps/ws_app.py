@@ -18,6 +18,12 @@ WebSocket routes (scope["path"]):
   /stall?tag=T           accept; wait for a "go" on /go?tag=T before receiving (backpressure);
                          then count messages until disconnect
   /server-send?n=N&size=S  accept, send N binary messages of S bytes, close
+  /burst?n=N             accept, send texts "0".."N-1" back to back, close 1000
+  /flood?tag=T&n=N&size=S  accept, send N binary messages of S bytes (byte i % 256), recording
+                         i under T after each send returned; close 1000
+  /mapping-send          accept, send messages that are Mappings but not dicts, close 1000
+  /timeout-receive?tag=T accept; receive() under asyncio.wait_for(0.05 s), recording "timeout"
+                         once it expired, and echo texts until disconnect (recorded)
 HTTP routes:
   /record?tag=T          the JSON list recorded under T
   /go?tag=T              release /stall
@@ -25,6 +31,7 @@ HTTP routes:
 """
 import asyncio
 import json
+from collections.abc import Mapping
 from urllib.parse import parse_qs
 
 RECORD: dict[str, list] = {}
@@ -174,5 +181,55 @@ async def app(scope, receive, send):
         for i in range(int(q.get("n", 1))):
             await send({"type": "websocket.send", "bytes": bytes([i % 256]) * size})
         await send({"type": "websocket.close", "code": 1000})
+    elif path == "/burst":
+        await send({"type": "websocket.accept"})
+        for i in range(int(q["n"])):
+            await send({"type": "websocket.send", "text": str(i)})
+        await send({"type": "websocket.close", "code": 1000})
+    elif path == "/flood":
+        await send({"type": "websocket.accept"})
+        size = int(q["size"])
+        for i in range(int(q["n"])):
+            await send({"type": "websocket.send", "bytes": bytes([i % 256]) * size})
+            rec.append(i)
+        await send({"type": "websocket.close", "code": 1000})
+    elif path == "/mapping-send":
+        from types import MappingProxyType
+
+        await send(MappingProxyType({"type": "websocket.accept"}))
+        await send(MappingProxyType({"type": "websocket.send", "text": "proxy"}))
+        await send(_Message(type="websocket.send", bytes=b"mapping"))
+        await send(_Message(type="websocket.close", code=1000))
+    elif path == "/timeout-receive":
+        await send({"type": "websocket.accept"})
+        timed_out = False
+        while True:
+            try:
+                msg = await asyncio.wait_for(receive(), 0.05)
+            except asyncio.TimeoutError:
+                if not timed_out:
+                    timed_out = True
+                    rec.append("timeout")
+                continue
+            if msg["type"] == "websocket.disconnect":
+                rec.append(msg)
+                return
+            await send({"type": "websocket.send", "text": msg["text"]})
     else:
         await send({"type": "websocket.close"})
+
+
+class _Message(Mapping):
+    """An ASGI message that is a Mapping but not a dict."""
+
+    def __init__(self, **items):
+        self._items = items
+
+    def __getitem__(self, key):
+        return self._items[key]
+
+    def __iter__(self):
+        return iter(self._items)
+
+    def __len__(self):
+        return len(self._items)
