@@ -394,6 +394,26 @@ def starlette_supported(route: Any, app: Any) -> str:
     return ""
 
 
+def routed_scope(app: Any, matches: Callable) -> Callable:
+    """routed(nc, stack) -> the request's scope as FastAPI's middleware stack
+    and router leave it for a matched route or mount (app, exception handlers,
+    the middleware exit stack `stack`, router, then the route's child scope),
+    keys in that order."""
+    handlers = exception_handlers_tuple(app)
+    router = app.router
+
+    def routed(nc: Any, stack: Any) -> dict:
+        scope = nc.scope()
+        scope["app"] = app
+        scope["starlette.exception_handlers"] = handlers
+        scope["fastapi_middleware_astack"] = stack
+        scope["router"] = router
+        scope.update(matches(scope)[1])
+        return scope
+
+    return routed
+
+
 def starlette_runner(route: Any, app: Any) -> Callable:
     """The runner of a Starlette Route with a function endpoint: the Request
     gets the scope FastAPI's middleware stack and router build (app,
@@ -409,18 +429,11 @@ def starlette_runner(route: Any, app: Any) -> Callable:
 
     endpoint = route.endpoint
     is_async = is_async_callable(endpoint)
-    handlers = exception_handlers_tuple(app)
-    router = app.router
-    matches = route.matches
+    routed = routed_scope(app, route.matches)
 
     async def runner(nc: Any) -> None:
-        scope = nc.scope()
-        scope["app"] = app
-        scope["starlette.exception_handlers"] = handlers
         async with AsyncExitStack() as stack:
-            scope["fastapi_middleware_astack"] = stack
-            scope["router"] = router
-            scope.update(matches(scope)[1])
+            scope = routed(nc, stack)
             cycle = nc.cycle
             request = Request(scope, cycle.receive, cycle.send)
             if is_async:
@@ -462,19 +475,12 @@ def mount_runner(mount: Any, app: Any) -> Callable:
     ASGI receive/send (files go out through path-send when offered).  Its
     HTTPExceptions (404/405) propagate to the NativeCall, which answers them
     with the app's handlers, as ExceptionMiddleware does."""
-    handlers = exception_handlers_tuple(app)
-    router = app.router
-    matches = mount.matches
     target = mount.app
+    routed = routed_scope(app, mount.matches)
 
     async def runner(nc: Any) -> None:
-        scope = nc.scope()
-        scope["app"] = app
-        scope["starlette.exception_handlers"] = handlers
         async with AsyncExitStack() as stack:
-            scope["fastapi_middleware_astack"] = stack
-            scope["router"] = router
-            scope.update(matches(scope)[1])
+            scope = routed(nc, stack)
             await target(scope, nc.cycle.receive, nc.asgi_send())
 
     return runner
