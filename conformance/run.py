@@ -37,7 +37,6 @@ import subprocess
 import sys
 import tarfile
 import time
-import tomllib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -212,6 +211,8 @@ def _req_name(req: str) -> str:
 
 def test_requirements(src: Path, version: str) -> tuple[list[str], str]:
     """The release's test dependencies and where they were read from."""
+    import tomllib  # Python >= 3.11 (the runner itself runs on 3.11+; its unit tests on 3.10 too)
+
     pyproject = tomllib.loads((src / "pyproject.toml").read_text())
     groups = pyproject.get("dependency-groups", {})
     if "tests" in groups:

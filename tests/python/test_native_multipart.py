@@ -343,9 +343,12 @@ def test_parse_form_big_files_in_any_chunking(sizes):
     assert ours == theirs
 
 
-def test_installed_starlette_is_the_reproduced_one():
+def test_the_reproduction_is_active_on_the_starlette_it_was_verified_against():
+    # other Starlette versions keep Starlette's own parser (next test)
+    import starlette
+
     from celeris.native.forms import starlette_matches
-    assert starlette_matches()
+    assert starlette_matches() or starlette.__version__ != "1.10.0"
 
 
 def test_unknown_starlette_keeps_its_own_parser(monkeypatch):
