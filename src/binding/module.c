@@ -3,6 +3,9 @@
 #include "binding.h"
 
 #include "alloc.h"
+#include "status.h"
+
+#include <string.h>
 
 /* ---- Ready: an awaitable that completes immediately with `value` ---- */
 
@@ -147,8 +150,50 @@ celeris_state *celeris_get_state_from_type(PyTypeObject *tp)
             return -1;                                        \
     } while (0)
 
+/* The core's reason phrases are Python 3.11's http.HTTPStatus; later
+ * Pythons renamed some (3.13: 413 Content Too Large, 416 Range Not
+ * Satisfiable, 422 Unprocessable Content), and uvicorn sends the running
+ * Python's.  Take those over, once per process (the copies live as long). */
+static int phrases_from_python(void)
+{
+    static int done;
+    if (done)
+        return 0;
+    PyObject *mod = PyImport_ImportModule("http");
+    PyObject *cls = mod ? PyObject_GetAttrString(mod, "HTTPStatus") : NULL;
+    Py_XDECREF(mod);
+    PyObject *it = cls ? PyObject_GetIter(cls) : NULL;
+    Py_XDECREF(cls);
+    if (!it)
+        return -1;
+    PyObject *member;
+    while ((member = PyIter_Next(it))) {
+        PyObject *value = PyObject_GetAttrString(member, "value");
+        PyObject *phrase = value ? PyObject_GetAttrString(member, "phrase") : NULL;
+        long code = value ? PyLong_AsLong(value) : -1;
+        const char *p = phrase && PyUnicode_Check(phrase) ? PyUnicode_AsUTF8(phrase) : NULL;
+        if (p && code >= 100 && code < 600 && strcmp(p, cel_status_phrase((int)code)) != 0) {
+            char *copy = strdup(p);
+            if (copy)
+                cel_status_set_phrase((int)code, copy);
+        }
+        Py_XDECREF(value);
+        Py_XDECREF(phrase);
+        Py_DECREF(member);
+        if (PyErr_Occurred())
+            break;
+    }
+    Py_DECREF(it);
+    if (PyErr_Occurred())
+        return -1;
+    done = 1;
+    return 0;
+}
+
 static int celeris_exec(PyObject *m)
 {
+    if (phrases_from_python() < 0)
+        return -1;
     celeris_state *st = PyModule_GetState(m);
     INTERN(s_type, "type");
     INTERN(s_asgi, "asgi");

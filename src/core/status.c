@@ -1,7 +1,24 @@
 /* Reason phrases, identical to Python's http.HTTPStatus (what uvicorn sends). */
 #include "status.h"
 
+static const char *overrides[600];
+
+void cel_status_set_phrase(int status, const char *phrase)
+{
+    if (status >= 100 && status < 600)
+        overrides[status] = phrase;
+}
+
+static const char *builtin_phrase(int status);
+
 const char *cel_status_phrase(int status)
+{
+    if (status >= 100 && status < 600 && overrides[status])
+        return overrides[status];
+    return builtin_phrase(status);
+}
+
+static const char *builtin_phrase(int status)
 {
     switch (status) {
     case 100: return "Continue";

@@ -170,3 +170,14 @@ def test_native_build_failure_still_serves_the_app():
         assert "not in the template" in srv.stderr
     finally:
         srv.stop()
+
+
+def test_reason_phrases_are_the_running_pythons(fastapi_server):
+    # uvicorn sends http.HTTPStatus's phrase, which Python 3.13 renamed for
+    # 413/416/422 ("Unprocessable Content"): the core takes them at import.
+    import http
+
+    with Conn(fastapi_server.addr) as c:
+        r = c.request("GET", "/items/not-an-int")
+        assert r.status == 422
+        assert r.reason == http.HTTPStatus(422).phrase
