@@ -413,6 +413,20 @@ static int respond_exception(NativeCallObject *nc)
     return rc;
 }
 
+/* An Exception nothing answered: logged as the server logs what
+ * ServerErrorMiddleware re-raises, then the Cycle's 500 (or a close when the
+ * response started).  Steals err; leaves no exception set. */
+static void log_app_failure(NativeCallObject *nc, PyObject *err)
+{
+    PyObject *r = PyObject_CallOneArg(nc->app->rt_server_error, err);
+    Py_XDECREF(r);
+    PyErr_Clear();
+    Py_DECREF(err);
+    r = celeris_cycle_app_failed(nc->cycle);
+    Py_XDECREF(r);
+    PyErr_Clear();
+}
+
 /* Advance the inner coroutine with `value` (or throw when exc is set).
  * Returns a yielded object (the Task awaits it), or NULL with StopIteration
  * (done) or another exception. */
@@ -465,13 +479,7 @@ static PyObject *ncall_step(NativeCallObject *nc, PyObject *value, PyObject *exc
                     /* After the response started (teardown of a yield
                      * dependency, a background task): logged, as Starlette's
                      * ServerErrorMiddleware re-raises it to the server. */
-                    PyObject *r = PyObject_CallOneArg(nc->app->rt_server_error, err);
-                    Py_XDECREF(r);
-                    PyErr_Clear();
-                    Py_DECREF(err);
-                    r = celeris_cycle_app_failed(cy);
-                    Py_XDECREF(r);
-                    PyErr_Clear();
+                    log_app_failure(nc, err);
                     goto finished;
                 }
                 PyErr_SetRaisedException_compat(err);
@@ -547,13 +555,7 @@ static PyObject *ncall_step(NativeCallObject *nc, PyObject *value, PyObject *exc
             if (done < 0) {
                 PyObject *err = PyErr_GetRaisedException_compat();
                 if (PyObject_TypeCheck(err, (PyTypeObject *)PyExc_Exception)) {
-                    PyObject *r = PyObject_CallOneArg(nc->app->rt_server_error, err);
-                    Py_XDECREF(r);
-                    PyErr_Clear();
-                    Py_DECREF(err);
-                    r = celeris_cycle_app_failed(cy);
-                    Py_XDECREF(r);
-                    PyErr_Clear();
+                    log_app_failure(nc, err);
                 } else {
                     PyObject *f = celeris_cycle_finish(cy);
                     Py_XDECREF(f);

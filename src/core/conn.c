@@ -186,26 +186,6 @@ static int name_is(const cel_slice *s, const char *lit, size_t len)
     return 1;
 }
 
-/* Does a comma-separated header value contain the token (case-insensitive)? */
-static int has_token(const cel_slice *v, const char *tok, size_t tlen)
-{
-    size_t i = 0;
-    while (i < v->len) {
-        while (i < v->len && (v->p[i] == ' ' || v->p[i] == '\t' || v->p[i] == ','))
-            i++;
-        size_t s = i;
-        while (i < v->len && v->p[i] != ',')
-            i++;
-        size_t e = i;
-        while (e > s && (v->p[e - 1] == ' ' || v->p[e - 1] == '\t'))
-            e--;
-        cel_slice t = { v->p + s, e - s };
-        if (name_is(&t, tok, tlen))
-            return 1;
-    }
-    return 0;
-}
-
 static int parse_u64(const cel_slice *v, uint64_t *out)
 {
     size_t i = 0, e = v->len;
@@ -262,7 +242,7 @@ int cel_conn_response_start(cel_conn *c, int status, const cel_header *headers,
             has_te_chunked = 1;
             has_cl = 0;
         } else if (name_is(&headers[i].name, "connection", 10)
-                   && has_token(&headers[i].value, "close", 5)) {
+                   && cel_header_list_has(&headers[i].value, "close", 0)) {
             c->keep_alive = 0;
         }
     }
@@ -300,7 +280,7 @@ int cel_conn_response_start(cel_conn *c, int status, const cel_header *headers,
         rc |= cel_buf_append(o, ": ", 2);
         rc |= cel_buf_append(o, headers[i].value.p, headers[i].value.len);
         rc |= cel_buf_append(o, "\r\n", 2);
-        if (name_is(&headers[i].name, "connection", 10) && has_token(&headers[i].value, "close", 5))
+        if (name_is(&headers[i].name, "connection", 10) && cel_header_list_has(&headers[i].value, "close", 0))
             has_close = 1;
     }
     int body_allowed = !c->is_head && status != 204 && status != 304 && status >= 200;

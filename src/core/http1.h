@@ -98,4 +98,9 @@ void cel_chunked_init(cel_chunked *c);
 int cel_chunked_decode(cel_chunked *c, const char *buf, size_t len,
                        size_t *consumed, const char **data, size_t *data_len);
 
+/* Does the comma-separated header value v contain tok (lower-case ASCII;
+ * compared ignoring case, OWS trimmed)?  With prefix set an element only has
+ * to start with tok followed by ';', OWS or its end (extension parameters). */
+int cel_header_list_has(const cel_slice *v, const char *tok, int prefix);
+
 #endif

@@ -153,6 +153,22 @@ static int list_next(const char **p, const char *end, cel_slice *elem)
     return 1;
 }
 
+int cel_header_list_has(const cel_slice *v, const char *tok, int prefix)
+{
+    const char *p = v->len ? v->p : NULL, *end = v->p + v->len;
+    size_t tlen = strlen(tok);
+    cel_slice e;
+    while (list_next(&p, end, &e)) {
+        size_t n = e.len;
+        if (prefix)
+            for (n = 0; n < e.len && e.p[n] != ';' && e.p[n] != ' ' && e.p[n] != '\t'; n++)
+                ;
+        if (ieq(e.p, n, tok, tlen))
+            return 1;
+    }
+    return 0;
+}
+
 /* Content-Length value: a list of identical 1*DIGIT values (RFC 9110 8.6).
  * Merges into *cl / *have_cl; returns 0 or CEL_EBADCL. */
 static int parse_content_length(const cel_slice *v, uint64_t *cl, int *have_cl)

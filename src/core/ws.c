@@ -358,40 +358,13 @@ static int ieq(const char *a, size_t n, const char *lit)
     return 1;
 }
 
-/* Does the comma-separated list v contain tok (case-insensitive)?  With
- * prefix set, an element only has to start with tok followed by ';' or its
- * end (extension parameters). */
-static int list_has(const cel_slice *v, const char *tok, int prefix)
-{
-    size_t i = 0;
-    while (i < v->len) {
-        while (i < v->len && (v->p[i] == ' ' || v->p[i] == '\t' || v->p[i] == ','))
-            i++;
-        size_t s = i;
-        while (i < v->len && v->p[i] != ',')
-            i++;
-        size_t e = i;
-        while (e > s && (v->p[e - 1] == ' ' || v->p[e - 1] == '\t'))
-            e--;
-        if (prefix) {
-            size_t k = s;
-            while (k < e && v->p[k] != ';' && v->p[k] != ' ' && v->p[k] != '\t')
-                k++;
-            e = k;
-        }
-        if (ieq(v->p + s, e - s, tok))
-            return 1;
-    }
-    return 0;
-}
-
 int cel_ws_is_upgrade(const cel_http_request *req)
 {
     if (!(req->flags & CEL_REQ_UPGRADE))
         return 0;
     for (size_t i = 0; i < req->num_headers; i++) {
         const cel_header *h = &req->headers[i];
-        if (ieq(h->name.p, h->name.len, "upgrade") && list_has(&h->value, "websocket", 0))
+        if (ieq(h->name.p, h->name.len, "upgrade") && cel_header_list_has(&h->value, "websocket", 0))
             return 1;
     }
     return 0;
@@ -435,7 +408,7 @@ int cel_ws_handshake_check(const cel_http_request *req, cel_ws_handshake *hs)
             version = &h->value;
             nversions++;
         } else if (ieq(h->name.p, h->name.len, "sec-websocket-extensions")) {
-            if (list_has(&h->value, "permessage-deflate", 1))
+            if (cel_header_list_has(&h->value, "permessage-deflate", 1))
                 hs->deflate_offered = 1;
         }
     }
