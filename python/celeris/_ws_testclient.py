@@ -85,7 +85,11 @@ class CoreWebSocketSession:
             try:
                 from celeris.native.websocket import ws_app
 
-                self.app = ws_app(transport.app)
+                cached = getattr(transport, "_ws_app", None)
+                if cached is None or cached[0] is not transport.app:
+                    cached = (transport.app, ws_app(transport.app))
+                    transport._ws_app = cached
+                self.app = cached[1]
             except Exception:
                 pass
         self.portal_factory = transport.portal_factory

@@ -196,6 +196,30 @@ def test_included_router_declined(clients):
     assert got[0][1]["text"] == "sub 7"
 
 
+def test_dependency_overrides(clients):
+    app = clients[0].app
+
+    def other_token(token: Optional[str] = None) -> str:
+        return "overridden"
+
+    tok = [d.call for d in app.router.routes[4].dependant.dependencies if d.call.__name__ == "token"][0]
+    app.dependency_overrides[tok] = other_token
+    try:
+        got, _ = both(clients, "/echo/r?token=bad")
+        assert '"tok":"overridden"' in got[0][1]["text"]
+    finally:
+        app.dependency_overrides.clear()
+
+
+def test_root_path():
+    app = make_app()
+    app.root_path = "/api"
+    c = (tc.TestClient(app, raise_server_exceptions=False),
+         tc.TestClient(app, native=False, raise_server_exceptions=False))
+    got, _ = both(c, "/api/echo/z")
+    assert '"room":"z"' in got[0][1]["text"]
+
+
 def test_unmatched_goes_to_asgi(clients):
     both(clients, "/nope", native_expected=False)
 
