@@ -105,11 +105,9 @@ def _included_ws(inc: Any) -> list:
 
 def ws_app(app: Any) -> Callable:
     """An ASGI callable for websocket scopes (see the module docstring)."""
-    from starlette.routing import Match
-    from starlette.routing import Route
     from fastapi.routing import APIRoute
-    from starlette.middleware.exceptions import ExceptionMiddleware  # noqa: F401
     from starlette._exception_handler import wrap_app_handling_exceptions
+    from starlette.routing import Match, Route
     from starlette.websockets import WebSocket
 
     from fastapi import routing as _fr
@@ -147,7 +145,6 @@ def ws_app(app: Any) -> Callable:
     except ImportError:
         _BODY_KEY = "\0celeris: no such key"
     router = app.router
-    root_path = app.root_path
 
     async def run(scope: dict, receive: Any, send: Any) -> None:
         global served
@@ -158,6 +155,7 @@ def ws_app(app: Any) -> Callable:
             await app(scope, receive, send)
             return
         exc_mw, routes = p
+        root_path = app.root_path
         probe = dict(scope)
         if root_path:
             probe["root_path"] = root_path
