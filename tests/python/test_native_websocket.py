@@ -292,3 +292,20 @@ def test_real_socket_websockets_client(tmp_path):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_celeris_routes_lists_ws(tmp_path):
+    (tmp_path / "wsapp2.py").write_text(APP_FILE + '''
+from fastapi import APIRouter
+r = APIRouter(prefix="/r")
+@r.websocket("/in")
+async def inner(websocket: WebSocket):
+    pass
+app.include_router(r)
+''')
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    out = subprocess.run([sys.executable, "-m", "celeris", "routes", "wsapp2:app", "--app-dir", str(tmp_path)],
+                         env=env, capture_output=True, text=True, timeout=60).stdout
+    rows = [line.split() for line in out.splitlines() if line.startswith("WS")]
+    assert rows[0][:3] == ["WS", "/ws/{room}", "native"]
+    assert rows[1][2] == "asgi" and "included router" in " ".join(rows[1])
