@@ -81,6 +81,17 @@ class CoreWebSocketSession:
     def __init__(self, transport: Any, request: Any, patch: dict, server_addr: list) -> None:
         self.transport = transport
         self.app = transport.app
+        if getattr(transport, "native", False) and os.environ.get("CELERIS_NATIVE_WS", "1") != "0":
+            try:
+                from celeris.native.websocket import ws_app
+
+                cached = getattr(transport, "_ws_app", None)
+                if cached is None or cached[0] is not transport.app:
+                    cached = (transport.app, ws_app(transport.app))
+                    transport._ws_app = cached
+                self.app = cached[1]
+            except Exception:
+                pass
         self.portal_factory = transport.portal_factory
         self.raw = handshake_bytes(request)
         self.patch = patch

@@ -132,6 +132,13 @@ def show_routes(app_spec: str, app_dir: str, factory: bool) -> int:
     for e in compiled.entries:
         tier = "native" if e.plan is not None else "asgi"
         rows.append((e.display_methods, e.display_path, tier, e.reason))
+    try:
+        from celeris.native.websocket import ws_report
+
+        for r, why in ws_report(app):
+            rows.append(("WS", getattr(r, "path", "?"), "asgi" if why else "native", why))
+    except Exception as exc:   # the report only: never fails the command
+        rows.append(("WS", "*", "asgi", f"compiler: {type(exc).__name__}: {exc}"))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     for r in rows:
         print(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}".rstrip())

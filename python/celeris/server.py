@@ -85,6 +85,19 @@ class Server:
 
         return run_asgi
 
+    def _ws_app(self, app: Any) -> Any:
+        """The app websocket scopes are run with: the native tier's websocket
+        dispatcher (celeris.native.websocket) when native is on, falling back
+        to the app for anything it does not take."""
+        if not self.config.native or os.environ.get("CELERIS_NATIVE_WS", "1") == "0":
+            return app
+        try:
+            from celeris.native.websocket import ws_app
+
+            return ws_app(app)
+        except Exception:
+            return app
+
     def _make_ws_handler(self, app: Any):
         """The coroutine function run for each WebSocket handshake (uvicorn's
         run_asgi of its websockets-sansio protocol)."""
@@ -181,7 +194,7 @@ class Server:
             proxy=self._proxy(),
             limit_concurrency=config.limit_concurrency or 0,
             accept_batch=self.accept_batch,
-            ws_handler=self._make_ws_handler(app),
+            ws_handler=self._make_ws_handler(self._ws_app(app)),
             ws_log=logs.make_ws_log() if logs.enabled(logger) else None,
             ws_max_size=config.ws_max_size,
             pathsend=pathsend_allowed(app),

@@ -1,0 +1,188 @@
+"""WebSocket routes on the native tier.
+
+`ws_app(app)` returns an ASGI callable for websocket scopes that skips
+FastAPI's middleware stack (ServerErrorMiddleware, ExceptionMiddleware,
+AsyncExitStackMiddleware) and the router's matching loop, and runs the
+matched route exactly as FastAPI's stack would: the same scope keys (app,
+root_path, starlette.exception_handlers, fastapi_middleware_astack, router,
+the route's child scope), ExceptionMiddleware's wrap_app_handling_exceptions
+around route.handle (APIWebSocketRoute's own solve_dependencies, validation
+errors, yield-dependency teardown and exception handlers all run as FastAPI's
+code).  Routes are matched with the route objects' own `matches`, in
+registration order; a websocket scope no compiled route takes, or an app the
+compiler does not understand, goes to the app itself (the ASGI tier).
+
+`ws_report(app)` lists (route, reason) for `celeris routes` ("" = native).
+`served` counts sessions run on the native tier (tests check it).
+"""
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+from typing import Any, Callable, Optional
+
+served = 0
+
+
+def _stack(app: Any) -> tuple[Optional[Any], str]:
+    """The ExceptionMiddleware of FastAPI's default stack, or a reason."""
+    from fastapi.middleware.asyncexitstack import AsyncExitStackMiddleware
+    from fastapi.routing import APIRouter
+    from starlette.middleware.errors import ServerErrorMiddleware
+    from starlette.middleware.exceptions import ExceptionMiddleware
+
+    if getattr(app, "user_middleware", None):
+        return None, "user middleware (websocket scopes kept on the ASGI tier)"
+    if type(app.router) is not APIRouter:
+        return None, "custom router class"
+    if type(app).__call__ is not _fastapi_call():
+        return None, "custom app __call__"
+    if app.middleware_stack is None:
+        app.middleware_stack = app.build_middleware_stack()
+    s = app.middleware_stack
+    if type(s) is not ServerErrorMiddleware:
+        return None, "middleware stack not reproduced"
+    e = s.app
+    # FastAPI >= 0.16x: ExceptionTelemetryMiddleware (re-raises; records only
+    # with "fastapi.telemetry" in the scope, which the native tier leaves to
+    # the ASGI tier) and AppBodyLimitMiddleware (a pass-through without
+    # max_body_size and without its scope key).
+    if type(e).__name__ == "ExceptionTelemetryMiddleware" \
+            and type(e).__module__ == "fastapi.telemetry._asgi":
+        e = e.app
+    if type(e).__name__ == "AppBodyLimitMiddleware" and type(e).__module__ == "fastapi._body_limit":
+        if getattr(app, "max_body_size", None) is not None:
+            return None, "max_body_size set on the app"
+        e = e.app
+    if type(e) is not ExceptionMiddleware:
+        return None, "middleware stack not reproduced"
+    a = e.app
+    if type(a) is not AsyncExitStackMiddleware or a.app is not app.router \
+            or a.context_name != "fastapi_middleware_astack":
+        return None, "middleware stack not reproduced"
+    return e, ""
+
+
+def _fastapi_call() -> Any:
+    from fastapi import FastAPI
+
+    return FastAPI.__call__
+
+
+def ws_report(app: Any) -> list[tuple[Any, str]]:
+    """(route, reason) for every route that may match a websocket scope."""
+    from fastapi.routing import APIRoute, APIWebSocketRoute
+    from starlette.routing import Route, WebSocketRoute
+
+    try:
+        _, why = _stack(app)
+    except Exception as exc:
+        why = f"compiler: {type(exc).__name__}: {exc}"
+    out = []
+    opaque = ""
+    for r in getattr(app.router, "routes", ()):
+        t = type(r)
+        if t in (Route, APIRoute):
+            continue                    # never match a websocket scope
+        if t in (APIWebSocketRoute, WebSocketRoute):
+            out.append((r, why or opaque))
+            continue
+        if not opaque:
+            opaque = f"follows a {t.__name__} (websocket matching not reproduced)"
+        if t.__name__ == "_IncludedRouter":
+            for sub in _included_ws(r):
+                out.append((sub, why or "route of an included router (FastAPI's inclusion context not reproduced)"))
+    return out
+
+
+def _included_ws(inc: Any) -> list:
+    router = getattr(inc, "router", None) or getattr(inc, "original_router", None)
+    routes = getattr(router, "routes", None) or ()
+    from fastapi.routing import APIWebSocketRoute
+    from starlette.routing import WebSocketRoute
+
+    return [r for r in routes if type(r) in (APIWebSocketRoute, WebSocketRoute)]
+
+
+def ws_app(app: Any) -> Callable:
+    """An ASGI callable for websocket scopes (see the module docstring)."""
+    from fastapi.routing import APIRoute
+    from starlette._exception_handler import wrap_app_handling_exceptions
+    from starlette.routing import Match, Route
+    from starlette.websockets import WebSocket
+
+    from fastapi import routing as _fr
+
+    from celeris import native
+
+    _update_scope = getattr(_fr, "_update_scope", None) or (lambda s, c: s.update(c))
+    _route_selected = getattr(_fr, "_route_selected", None)
+
+    state: dict = {"key": None, "plan": None}
+
+    def plan() -> Optional[tuple]:
+        key = native.routes_key(app)
+        if key != state["key"]:
+            state["key"] = key
+            try:
+                exc_mw, why = _stack(app)
+                routes = [r for r, w in ws_report(app) if not w] if not why else []
+                skip = (Route, APIRoute)
+                ordered = [r for r in app.router.routes if type(r) not in skip]
+                # only the leading run of native routes (registration order)
+                lead = []
+                for r in ordered:
+                    if r in routes:
+                        lead.append(r)
+                    else:
+                        break
+                state["plan"] = (exc_mw, lead) if lead else None
+            except Exception:
+                state["plan"] = None
+        return state["plan"]
+
+    try:
+        from fastapi._body_limit import MAX_BODY_SIZE_SCOPE_KEY as _BODY_KEY
+    except ImportError:
+        _BODY_KEY = "\0celeris: no such key"
+    router = app.router
+
+    async def run(scope: dict, receive: Any, send: Any) -> None:
+        global served
+        p = plan() if scope.get("type") == "websocket" and "fastapi.telemetry" not in scope \
+            and _BODY_KEY not in scope else None
+        tel = getattr(app, "_native_telemetry", None)
+        if p is None or (tel is not None and tel.enabled()):
+            await app(scope, receive, send)
+            return
+        exc_mw, routes = p
+        root_path = app.root_path
+        probe = dict(scope)
+        if root_path:
+            probe["root_path"] = root_path
+        for route in routes:
+            match, child = route.matches(probe)
+            if match == Match.FULL:
+                break
+        else:
+            await app(scope, receive, send)
+            return
+        served += 1
+        if root_path:
+            scope["root_path"] = root_path
+        scope["app"] = app
+        scope["starlette.exception_handlers"] = (exc_mw._exception_handlers, exc_mw._status_handlers)
+        conn = WebSocket(scope, receive, send)
+
+        async def inner(scope: dict, receive: Any, send: Any) -> None:
+            async with AsyncExitStack() as stack:
+                scope["fastapi_middleware_astack"] = stack
+                if "router" not in scope:
+                    scope["router"] = router
+                _update_scope(scope, child)
+                if _route_selected is not None:
+                    _route_selected(scope=scope, path=getattr(route, "path_format", None), mount=False)
+                await route.handle(scope, receive, send)
+
+        await wrap_app_handling_exceptions(inner, conn)(scope, receive, send)
+
+    return run

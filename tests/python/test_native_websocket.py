@@ -1,0 +1,311 @@
+"""WebSocket routes on the native tier (celeris.native.websocket) against
+FastAPI itself: every session runs through the C core twice -- native tier
+on and off -- and what the client sees (messages, close code and reason,
+denial responses) and the side effects the app records must be identical;
+the native run must really have been served by the native tier."""
+import os
+import subprocess
+import sys
+import time
+import warnings
+from typing import Annotated, Optional
+
+import pytest
+from fastapi import APIRouter, Depends, FastAPI, Query, WebSocket, WebSocketException, status
+from starlette.responses import PlainTextResponse
+from starlette.websockets import WebSocketDisconnect
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from celeris import testclient as tc
+    from celeris.native import websocket as nws
+
+EVENTS: list = []
+
+
+class Boom(Exception):
+    pass
+
+
+def make_app() -> FastAPI:
+    app = FastAPI()
+
+    async def settings() -> dict:
+        EVENTS.append("settings")
+        return {"prefix": "p"}
+
+    async def session(ws: WebSocket, s: Annotated[dict, Depends(settings)]):
+        EVENTS.append(("open", ws.scope["path"]))
+        try:
+            yield s["prefix"]
+        finally:
+            EVENTS.append("teardown")
+
+    def token(token: Optional[str] = None) -> str:
+        if token == "bad":
+            raise WebSocketException(code=status.WS_1008_POLICY_VIOLATION, reason="bad token")
+        return token or "anon"
+
+    @app.websocket("/echo/{room}")
+    async def echo(websocket: WebSocket, room: str, who: str = "x", n: int = 1,
+                   prefix: Annotated[str, Depends(session)] = "",
+                   tok: Annotated[str, Depends(token)] = ""):
+        await websocket.accept()
+        await websocket.send_json({"room": room, "who": who, "n": n, "prefix": prefix, "tok": tok,
+                                   "route": websocket.scope["route"].path,
+                                   "app": websocket.scope["app"] is app,
+                                   "router": websocket.scope["router"] is app.router,
+                                   "pp": websocket.scope["path_params"]})
+        try:
+            while True:
+                msg = await websocket.receive_text()
+                await websocket.send_text(f"{room}:{msg}")
+        except WebSocketDisconnect as exc:
+            EVENTS.append(("disconnect", exc.code))
+
+    @app.websocket("/need")
+    async def need(websocket: WebSocket, q: int = Query(...)):
+        await websocket.accept()
+        await websocket.send_text(str(q))
+        await websocket.close()
+
+    @app.websocket("/boom")
+    async def boom(websocket: WebSocket):
+        await websocket.accept()
+        raise RuntimeError("boom")
+
+    @app.websocket("/custom")
+    async def custom(websocket: WebSocket):
+        raise Boom()
+
+    @app.exception_handler(Boom)
+    async def on_boom(websocket: WebSocket, exc: Boom):
+        await websocket.close(code=4001, reason="boomed")
+
+    @app.websocket("/deny")
+    async def deny(websocket: WebSocket):
+        await websocket.send_denial_response(PlainTextResponse("nope", status_code=401))
+
+    @app.websocket("/reject")
+    async def reject(websocket: WebSocket):
+        await websocket.close(code=1008)
+
+    @app.get("/echo/{room}")
+    async def http_echo(room: str):
+        return {"http": room}
+
+    r = APIRouter(prefix="/sub")
+
+    @r.websocket("/ws/{x}")
+    async def sub(websocket: WebSocket, x: int):
+        await websocket.accept()
+        await websocket.send_text(f"sub {x}")
+        await websocket.close()
+
+    app.include_router(r)
+    return app
+
+
+@pytest.fixture(scope="module")
+def clients():
+    app = make_app()
+    return (tc.TestClient(app, raise_server_exceptions=False),
+            tc.TestClient(app, native=False, raise_server_exceptions=False))
+
+
+def session(client, url, sends=(), receive=1, **kw):
+    """Everything the client sees of one session, as comparable data."""
+    out = []
+    try:
+        with client.websocket_connect(url, **kw) as ws:
+            for _ in range(receive):
+                out.append(("recv", ws.receive()))
+            for s in sends:
+                ws.send_text(s)
+                out.append(("recv", ws.receive()))
+    except Exception as exc:
+        if hasattr(exc, "status_code"):   # denial: starlette's WebSocketDenialResponse
+            out.append((type(exc).__name__, exc.status_code, exc.content))
+        elif isinstance(exc, WebSocketDisconnect):
+            out.append(("closed", exc.code, exc.reason))
+        else:
+            out.append((type(exc).__name__, str(exc)[:200]))
+    return out
+
+
+def both(clients, url, native_expected=True, **kw):
+    n, a = clients
+    EVENTS.clear()
+    before = nws.served
+    got_n = session(n, url, **kw)
+    ev_n = list(EVENTS)
+    served = nws.served - before
+    EVENTS.clear()
+    before_a = nws.served
+    got_a = session(a, url, **kw)
+    ev_a = list(EVENTS)
+    assert nws.served == before_a          # native=False never takes the native tier
+    assert got_n == got_a
+    assert ev_n == ev_a
+    assert served == (1 if native_expected else 0)
+    return got_n, ev_n
+
+
+def test_echo_path_query_depends_yield(clients):
+    got, ev = both(clients, "/echo/lobby?who=ann&n=3", sends=("hi", "yo"))
+    assert got[0][1]["text"].startswith('{"room":"lobby"')
+    assert ev[0] == "settings" and ev[-1] == "teardown"
+
+
+def test_dependency_raises_websocket_exception(clients):
+    got, ev = both(clients, "/echo/r?token=bad")
+    assert got[-1][:2] == ("closed", 1008) and got[-1][2] == "bad token"
+    assert ev[-1] == "teardown"
+
+
+def test_invalid_query(clients):
+    got, _ = both(clients, "/echo/r?n=abc")
+    assert got[-1][:2] == ("closed", 1008) and "int_parsing" in str(got[-1][2])
+
+
+def test_missing_query(clients):
+    got, _ = both(clients, "/need")
+    assert got[-1][:2] == ("closed", 1008) and "missing" in str(got[-1][2])
+    got, _ = both(clients, "/need?q=5", receive=1)
+    assert got[0][1]["text"] == "5"
+
+
+def test_endpoint_raises(clients):
+    got, _ = both(clients, "/boom")
+
+
+def test_custom_exception_handler(clients):
+    got, _ = both(clients, "/custom")
+    assert got[-1] == ("closed", 4001, "boomed")
+
+
+def test_denial_and_reject(clients):
+    got, _ = both(clients, "/deny")
+    assert got[-1][1:] == (401, b"nope")
+    got, _ = both(clients, "/reject")
+    assert got[-1][:2] == ("closed", 1008)
+
+
+def test_included_router_declined(clients):
+    got, _ = both(clients, "/sub/ws/7", native_expected=False, receive=1)
+    assert got[0][1]["text"] == "sub 7"
+
+
+def test_dependency_overrides(clients):
+    app = clients[0].app
+
+    def other_token(token: Optional[str] = None) -> str:
+        return "overridden"
+
+    tok = [d.call for d in app.router.routes[4].dependant.dependencies if d.call.__name__ == "token"][0]
+    app.dependency_overrides[tok] = other_token
+    try:
+        got, _ = both(clients, "/echo/r?token=bad")
+        assert '"tok":"overridden"' in got[0][1]["text"]
+    finally:
+        app.dependency_overrides.clear()
+
+
+def test_root_path():
+    app = make_app()
+    app.root_path = "/api"
+    c = (tc.TestClient(app, raise_server_exceptions=False),
+         tc.TestClient(app, native=False, raise_server_exceptions=False))
+    got, _ = both(c, "/api/echo/z")
+    assert '"room":"z"' in got[0][1]["text"]
+
+
+def test_unmatched_goes_to_asgi(clients):
+    both(clients, "/nope", native_expected=False)
+
+
+def test_user_middleware_declined():
+    from starlette.middleware.gzip import GZipMiddleware
+
+    app = make_app()
+    app.add_middleware(GZipMiddleware)
+    reps = nws.ws_report(app)
+    assert reps and all(why for _, why in reps)
+    c = (tc.TestClient(app, raise_server_exceptions=False),
+         tc.TestClient(app, native=False, raise_server_exceptions=False))
+    both(c, "/echo/a", native_expected=False)
+
+
+def test_report():
+    app = make_app()
+    rep = {r.path: why for r, why in nws.ws_report(app)}
+    assert rep["/echo/{room}"] == "" and rep["/need"] == ""
+    assert rep["/sub/ws/{x}"]
+
+
+APP_FILE = '''
+from fastapi import FastAPI, WebSocket, Depends
+app = FastAPI()
+def dep(n: int = 1):
+    return n
+@app.websocket("/ws/{room}")
+async def ws(websocket: WebSocket, room: str, n: int = Depends(dep)):
+    await websocket.accept()
+    msg = await websocket.receive_text()
+    await websocket.send_text(f"{room}:{n}:{msg}")
+    await websocket.close()
+'''
+
+
+def test_real_socket_websockets_client(tmp_path):
+    websockets = pytest.importorskip("websockets")
+    from websockets.sync.client import connect
+
+    (tmp_path / "wsapp.py").write_text(APP_FILE)
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    proc = subprocess.Popen([sys.executable, "-m", "celeris", "run", "wsapp:app", "--port", str(port),
+                             "--app-dir", str(tmp_path)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise
+                time.sleep(0.1)
+        with connect(f"ws://127.0.0.1:{port}/ws/lobby?n=4") as ws:
+            ws.send("hi")
+            assert ws.recv() == "lobby:4:hi"
+        # a validation error closes before accept: the handshake is refused (403)
+        with pytest.raises(websockets.exceptions.InvalidStatus) as ei:
+            connect(f"ws://127.0.0.1:{port}/ws/lobby?n=x")
+        assert ei.value.response.status_code == 403
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_celeris_routes_lists_ws(tmp_path):
+    (tmp_path / "wsapp2.py").write_text(APP_FILE + '''
+from fastapi import APIRouter
+r = APIRouter(prefix="/r")
+@r.websocket("/in")
+async def inner(websocket: WebSocket):
+    pass
+app.include_router(r)
+''')
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    out = subprocess.run([sys.executable, "-m", "celeris", "routes", "wsapp2:app", "--app-dir", str(tmp_path)],
+                         env=env, capture_output=True, text=True, timeout=60).stdout
+    rows = [line.split() for line in out.splitlines() if line.startswith("WS")]
+    assert rows[0][:3] == ["WS", "/ws/{room}", "native"]
+    assert rows[1][2] == "asgi" and "included router" in " ".join(rows[1])
