@@ -9,7 +9,7 @@ FUZZERS = $(patsubst fuzz/%.c,build/fuzz/%,$(wildcard fuzz/fuzz_*.c))
 FUZZ_SECONDS ?= 60
 
 .PHONY: test-pyversions conformance differential-docs all install run test ctest ctest-asan pytest pytest-asan ext-asan fuzz fuzz-build bench clean \
-	ext-debug valgrind soak
+	ext-debug valgrind soak fuzz-regress malformed
 
 all: install
 
@@ -81,10 +81,24 @@ build/fuzz/%: fuzz/%.c $(CORE_SRC)
 
 fuzz-build: $(FUZZERS)
 
+# Generated inputs go to build/corpus/<driver> (libFuzzer writes to its first
+# directory); the committed seeds and the regression inputs are read as well.
 fuzz: fuzz-build
 	@set -e; for f in $(FUZZERS); do n=$$(basename $$f); mkdir -p build/corpus/$$n; \
 	  echo "== $$n $(FUZZ_SECONDS)s"; \
-	  ./$$f -max_total_time=$(FUZZ_SECONDS) -dict=fuzz/$$n.dict build/corpus/$$n fuzz/corpus/$$n; done
+	  ./$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -dict=fuzz/$$n.dict build/corpus/$$n fuzz/corpus/$$n \
+	    $$(test -d fuzz/regressions/$$n && echo fuzz/regressions/$$n); done
+
+# Every committed input (seed corpus and fuzz/regressions/<driver>, the
+# reproducers of past findings) replayed once through its driver with the
+# invariants and sanitizers on; no fuzzing, no new inputs written.
+fuzz-regress: fuzz-build
+	@set -e; for f in $(FUZZERS); do n=$$(basename $$f); \
+	  files=$$(find fuzz/corpus/$$n fuzz/regressions/$$n -type f 2>/dev/null | sort); \
+	  echo "== $$n: $$(echo $$files | wc -w) inputs"; \
+	  ./$$f -runs=0 $$files 2>&1 | grep -E 'Running:|Executed|ERROR|SUMMARY|==[0-9]+==' | grep -v 'Running:' || true; \
+	  ./$$f -runs=0 $$files >/dev/null 2>&1 || { echo "$$n: FAILED"; ./$$f -runs=0 $$files 2>&1 | tail -40; exit 1; }; \
+	done
 
 # FastAPI's own test suite, stock vs. through Celeris (see docs/conformance.md).
 # FASTAPI_VERSION=0.115.14 for the oldest supported release; CONFORMANCE_ARGS
