@@ -118,6 +118,15 @@ DIFFERENTIAL_ARGS ?=
 differential-docs:
 	$(PYTHON) tests/differential/docs_apps.py $(DIFFERENTIAL_ARGS)
 
+# The malformed/abusive input matrix over real sockets (tests/malformed/matrix.py):
+# every case with its expected answer, then a fresh request must be served.
+# Writes docs/reliability-matrix.md and build/malformed.json; exit status 1 on
+# a mismatch.  Uses the installed celeris, or the one an existing PYTHONPATH
+# points at.  MALFORMED_ARGS: e.g. "-k chunk" (no .md written then).
+MALFORMED_ARGS ?=
+malformed:
+	$(PYTHON) tests/malformed/matrix.py $(MALFORMED_ARGS)
+
 bench: install
 	$(PYTHON) bench/run.py
 
