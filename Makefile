@@ -9,7 +9,7 @@ FUZZERS = $(patsubst fuzz/%.c,build/fuzz/%,$(wildcard fuzz/fuzz_*.c))
 FUZZ_SECONDS ?= 60
 
 .PHONY: test-pyversions conformance differential-docs all install run test ctest ctest-asan pytest pytest-asan ext-asan fuzz fuzz-build bench clean \
-	ext-debug valgrind soak
+	ext-debug valgrind soak fuzz-regress malformed
 
 all: install
 
@@ -81,10 +81,24 @@ build/fuzz/%: fuzz/%.c $(CORE_SRC)
 
 fuzz-build: $(FUZZERS)
 
+# Generated inputs go to build/corpus/<driver> (libFuzzer writes to its first
+# directory); the committed seeds and the regression inputs are read as well.
 fuzz: fuzz-build
 	@set -e; for f in $(FUZZERS); do n=$$(basename $$f); mkdir -p build/corpus/$$n; \
 	  echo "== $$n $(FUZZ_SECONDS)s"; \
-	  ./$$f -max_total_time=$(FUZZ_SECONDS) -dict=fuzz/$$n.dict build/corpus/$$n fuzz/corpus/$$n; done
+	  ./$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -dict=fuzz/$$n.dict build/corpus/$$n fuzz/corpus/$$n \
+	    $$(test -d fuzz/regressions/$$n && echo fuzz/regressions/$$n); done
+
+# Every committed input (seed corpus and fuzz/regressions/<driver>, the
+# reproducers of past findings) replayed once through its driver with the
+# invariants and sanitizers on; no fuzzing, no new inputs written.
+fuzz-regress: fuzz-build
+	@set -e; mkdir -p build/fuzz-regress; for f in $(FUZZERS); do n=$$(basename $$f); \
+	  files=$$(find fuzz/corpus/$$n fuzz/regressions/$$n -type f 2>/dev/null | sort); \
+	  if ./$$f -runs=0 $$files > build/fuzz-regress/$$n.log 2>&1; then \
+	    echo "== $$n: $$(echo $$files | wc -w) inputs replayed, ok"; \
+	  else echo "== $$n: FAILED"; tail -40 build/fuzz-regress/$$n.log; exit 1; fi; \
+	done
 
 # FastAPI's own test suite, stock vs. through Celeris (see docs/conformance.md).
 # FASTAPI_VERSION=0.115.14 for the oldest supported release; CONFORMANCE_ARGS
@@ -103,6 +117,15 @@ conformance:
 DIFFERENTIAL_ARGS ?=
 differential-docs:
 	$(PYTHON) tests/differential/docs_apps.py $(DIFFERENTIAL_ARGS)
+
+# The malformed/abusive input matrix over real sockets (tests/malformed/matrix.py):
+# every case with its expected answer, then a fresh request must be served.
+# Writes docs/reliability-matrix.md and build/malformed.json; exit status 1 on
+# a mismatch.  Uses the installed celeris, or the one an existing PYTHONPATH
+# points at.  MALFORMED_ARGS: e.g. "-k chunk" (no .md written then).
+MALFORMED_ARGS ?=
+malformed:
+	$(PYTHON) tests/malformed/matrix.py $(MALFORMED_ARGS)
 
 bench: install
 	$(PYTHON) bench/run.py

@@ -11,6 +11,7 @@
 #include <sys/un.h>
 
 #include "alloc.h"
+#include "urlcode.h"
 
 typedef struct {
     PyObject *client;           /* (host, port) or None */
@@ -225,14 +226,6 @@ static PyObject *method_str(celeris_state *st, const cel_slice *m)
     return PyUnicode_DecodeASCII(m->p, (Py_ssize_t)m->len, "strict");
 }
 
-static int hexval(char ch)
-{
-    if (ch >= '0' && ch <= '9') return ch - '0';
-    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
-    return -1;
-}
-
 /* A WebSocket scope's scheme: "ws", or from X-Forwarded-Proto as uvicorn's
  * proxy middleware maps it ("https" -> "wss", "http" -> "ws").  Borrowed. */
 static PyObject *ws_scheme(celeris_state *st, PyObject *pscheme)
@@ -257,17 +250,7 @@ static PyObject *decode_path(ServerObject *self, const char *p, size_t n)
     char *buf = n <= sizeof small ? small : PyMem_Malloc(n);
     if (!buf)
         return PyErr_NoMemory();
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        int h, l;
-        if (p[i] == '%' && i + 2 < n &&
-            (h = hexval(p[i + 1])) >= 0 && (l = hexval(p[i + 2])) >= 0) {
-            buf[o++] = (char)(h * 16 + l);
-            i += 2;
-        } else {
-            buf[o++] = p[i];
-        }
-    }
+    size_t o = cel_url_decode(p, n, buf, 0);   /* '+' kept: a path */
     PyObject *path = PyUnicode_DecodeUTF8(buf, (Py_ssize_t)o, "replace");
     if (buf != small)
         PyMem_Free(buf);

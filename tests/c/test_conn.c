@@ -298,6 +298,21 @@ TEST(pipelined_inline_responses_in_order)
     cel_server_free(s);
 }
 
+/* Regression (UBSan under the Python suite): taking the output of a connection
+ * with nothing pending used to memcpy from the empty buffer's NULL head. */
+TEST(take_output_with_nothing_pending)
+{
+    harness h = { 0 };
+    cel_server *s = new_server(&h);
+    CHECK(s != NULL);
+    cel_conn *c = cel_server_memory_conn(s, NULL, 0);
+    char out[16];
+    CHECK_EQ_INT(cel_server_take_output(s, c, out, sizeof out), 0);
+    CHECK_EQ_INT(cel_server_take_output(s, c, NULL, 0), 0);
+    cel_server_close(s, c);
+    cel_server_free(s);
+}
+
 TEST(bad_request_answers_400_and_closes)
 {
     harness h = { 0 };

@@ -493,6 +493,16 @@ TEST(urlencoded_fields)
     FORM("k=%FF%", "k=\xef\xbf\xbd%;");
 }
 
+/* Regression (fuzz_multipart's first minute, UBSan): a field with an empty
+ * name and value used to do pointer arithmetic on a NULL decode buffer.  The
+ * same input is fuzz/regressions/fuzz_multipart/empty-urlencoded-fields. */
+TEST(urlencoded_empty_fields_regression)
+{
+    FORM("a=&=b&&", "a=;=b;");
+    FORM("=", "=;");
+    FORM("=&=", "=;=;");
+}
+
 TEST(urlencoded_limits)
 {
     cel_form_limits lim = { 2, 5 };
