@@ -37,9 +37,9 @@ def test_reload_picks_up_a_changed_file(tmp_path):
                         "--reload-delay", "0.1", app_dir=tmp_path).wait_started()
     try:
         assert get(srv.addr, "/").body == b"one"
-        assert "Started reloader process" in srv.stderr and "using StatReload" in srv.stderr
+        assert "Started reloader process" in srv.stderr and "using inotify" in srv.stderr
         write_app(app_file, "second version")
-        srv.wait_for(r"StatReload detected changes in '.*reload_app\.py'\. Reloading\.\.\.")
+        srv.wait_for(r"inotify detected changes in '.*reload_app\.py'\. Reloading\.\.\.")
         wait_until(lambda: get(srv.addr, "/").body == b"second version", timeout=20)
         # a broken edit: the old worker keeps serving, the next good edit is picked up
         app_file.write_text("this is not python(\n")
