@@ -477,6 +477,10 @@ class Supervisor:
         if self.watcher is not None:
             if self.reload_at is None or now < self.reload_at:
                 return
+            if self.pending is not None:
+                # a restart is still coming up: these changes make the next one
+                self.reload_at = now + self.config.reload_delay
+                return
             changed = list(self.pending_changes)
             self.pending_changes.clear()
             self.reload_at = None
