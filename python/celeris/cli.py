@@ -48,11 +48,20 @@ def build_parser() -> argparse.ArgumentParser:
                      help="With --workers: each worker listens on its own SO_REUSEPORT socket instead of "
                           "sharing one accept queue (see docs/workers.md: connections queued at a worker "
                           "that dies or restarts are reset).")
-    run.add_argument("--reload", action="store_true", help="Enable auto-reload (polls *.py files).")
+    run.add_argument("--reload", action="store_true", help="Enable auto-reload (inotify on the reload directories; CELERIS_RELOAD=stat polls instead).")
     run.add_argument("--reload-dir", dest="reload_dirs", action="append", default=None,
                      help="Watch this directory for changes instead of the current directory (repeatable).")
+    run.add_argument("--reload-include", dest="reload_includes", action="append", default=None,
+                     help="Set glob patterns to include while watching for files. Includes '*.py' by "
+                          "default; these defaults can be overridden with `--reload-exclude`. "
+"(repeatable)")
+    run.add_argument("--reload-exclude", dest="reload_excludes", action="append", default=None,
+                     help="Set glob patterns to exclude while watching for files. Includes '.*, .py[cod], "
+                          ".sw.*, ~*' by default; these defaults can be overridden with `--reload-include`. "
+                          "(repeatable)")
     run.add_argument("--reload-delay", type=float, default=0.25,
-                     help="Seconds between two checks for changed files (default: 0.25).")
+                     help="Delay between previous and next check if application needs to be reloaded; "
+                          "changes within it coalesce into one restart (default: 0.25).")
     run.add_argument("--app-dir", default=".", help="Look for APP in this directory, by adding it to sys.path (default: .).")
     run.add_argument("--factory", action="store_true", help="Treat APP as an application factory: call it to get the app.")
     run.add_argument("--root-path", default="", help="ASGI root_path for applications mounted below a path prefix.")

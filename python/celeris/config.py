@@ -88,6 +88,8 @@ class Config:
     reload: bool = False
     reload_dirs: list[str] | str | None = None
     reload_delay: float = 0.25
+    reload_includes: list[str] | str | None = None
+    reload_excludes: list[str] | str | None = None
     timeout_worker_healthcheck: float = 5.0
     reuse_port: bool = False
     native: bool = True

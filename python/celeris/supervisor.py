@@ -117,6 +117,10 @@ class Supervisor:
         self.mtimes: dict[Path, float] = {}
         self.next_scan = 0.0
         self.reload_dirs = [Path(d).resolve() for d in _as_list(config.reload_dirs)] or [Path.cwd()]
+        self.watcher = None                         # _celeris.Inotify, or None: StatReload polling
+        self.watch_filter = FileFilter(_as_list(config.reload_includes), _as_list(config.reload_excludes))
+        self.pending_changes: dict[Path, None] = {}   # inotify: changes seen, not yet acted on
+        self.reload_at: float | None = None         # inotify: restart at (end of the debounce window)
         self.parent_pid = os.getpid()
 
     # ---- signals ----
@@ -217,6 +221,8 @@ class Supervisor:
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         os.close(self.sig_r)
         os.close(self.sig_w)
+        if self.watcher is not None:
+            self.watcher.close()
         for other in self.by_pid.values():
             if other.ready_fd is not None:
                 os.close(other.ready_fd)
@@ -432,15 +438,63 @@ class Supervisor:
                 changed.append(f)
         return changed
 
-    def _reload_tick(self, now: float) -> None:
-        if now < self.next_scan:
+    def _start_watcher(self) -> str:
+        """inotify unless CELERIS_RELOAD=stat or it is unavailable (no inotify,
+        the watch limit reached: a warning, then StatReload).  The reloader name."""
+        if os.environ.get("CELERIS_RELOAD", "").lower() != "stat":
+            try:
+                from celeris._celeris import Inotify
+                self.watcher = Inotify([str(d) for d in self.reload_dirs])
+                return "inotify"
+            except (ImportError, OSError) as exc:
+                logger.warning("inotify is not available (%s); falling back to polling with StatReload.", exc)
+                self.watcher = None
+        self._changed()             # the baseline
+        return "StatReload"
+
+    def _on_watcher(self, now: float) -> None:
+        assert self.watcher is not None
+        try:
+            paths, overflow = self.watcher.read()
+        except OSError as exc:
+            logger.warning("inotify failed (%s); falling back to polling with StatReload.", exc)
+            self.watcher.close()
+            self.watcher = None
+            self._changed()
             return
-        self.next_scan = now + self.config.reload_delay
-        changed = self._changed()
+        if overflow:
+            # events were lost: whatever changed, the code must be reloaded
+            logger.warning("inotify event queue overflowed; reloading.")
+            self.pending_changes[self.reload_dirs[0]] = None
+        for p in paths:
+            path = Path(p)
+            if self.watch_filter(path):
+                self.pending_changes[path] = None
+        if self.pending_changes and self.reload_at is None:
+            self.reload_at = now + self.config.reload_delay
+
+    def _reload_tick(self, now: float) -> None:
+        if self.watcher is not None:
+            if self.reload_at is None or now < self.reload_at:
+                return
+            if self.pending is not None:
+                # a restart is still coming up: these changes make the next one
+                self.reload_at = now + self.config.reload_delay
+                return
+            changed = list(self.pending_changes)
+            self.pending_changes.clear()
+            self.reload_at = None
+            name = "inotify"
+        else:
+            if now < self.next_scan:
+                return
+            self.next_scan = now + self.config.reload_delay
+            changed = self._changed()
+            name = "StatReload"
         if not changed:
             return
-        logger.warning("StatReload detected changes in %s. Reloading...",
-                       ", ".join(_display_path(p) for p in changed))
+        logger.warning("%s detected changes in %s. Reloading...",
+                       name, ", ".join(_display_path(p) for p in changed))
         w = self.slots[0]
         if w is None:                   # the last start failed: try the new code
             self.respawn_at.pop(0, None)
@@ -456,8 +510,8 @@ class Supervisor:
         if self.reload:
             logger.info("Will watch for changes in these directories: %s",
                         sorted(str(d) for d in self.reload_dirs))
-            logger.info("Started reloader process [%d] using StatReload", pid)
-            self._changed()             # the baseline
+            name = self._start_watcher()
+            logger.info("Started reloader process [%d] using %s", pid, name)
         else:
             logger.info("Started parent process [%d]", pid)
         self._install_signals()
@@ -490,11 +544,19 @@ class Supervisor:
         fds = [self.sig_r] + [w.ready_fd for w in self.by_pid.values() if w.ready_fd is not None]
         health = {w.health.fileno(): w for w in self.by_pid.values() if w.health is not None}
         fds += list(health)
+        watch_fd = self.watcher.fileno() if self.watcher is not None else -1
+        if watch_fd >= 0:
+            fds.append(watch_fd)
+            if self.reload_at is not None:
+                timeout = max(0.0, min(timeout, self.reload_at - time.monotonic()))
         try:
             readable, _, _ = select.select(fds, [], [], timeout)
         except InterruptedError:
             return
         for fd in readable:
+            if fd == watch_fd:
+                self._on_watcher(time.monotonic())
+                continue
             if fd == self.sig_r:
                 try:
                     while os.read(self.sig_r, 512):
@@ -575,6 +637,44 @@ def _as_list(v: list[str] | str | None) -> list[str]:
     if v is None:
         return []
     return [v] if isinstance(v, str) else list(v)
+
+
+class FileFilter:
+    """uvicorn's WatchFilesReload filter (uvicorn/supervisors/watchfilesreload.py):
+    --reload-include patterns (default *.py) minus --reload-exclude patterns
+    (default .*, .py[cod], .sw.*, ~*); an exclude naming a directory excludes
+    everything below it."""
+
+    def __init__(self, includes: list[str], excludes: list[str]) -> None:
+        includes = [x for x in includes if x not in excludes]     # uvicorn's Config does this
+        self.includes = list({*(x for x in ["*.py"] if x not in excludes), *includes})
+        self.excludes = [x for x in [".*", ".py[cod]", ".sw.*", "~*"] if x not in includes]
+        self.exclude_dirs: list[Path] = []
+        for e in excludes:
+            p = Path(e)
+            try:
+                is_dir = p.is_dir()
+            except OSError:
+                is_dir = False
+            if is_dir:
+                self.exclude_dirs.append(p.resolve())
+            else:
+                self.excludes.append(e)
+        self.excludes = list(set(self.excludes))
+
+    def __call__(self, path: Path) -> bool:
+        for include in self.includes:
+            if path.match(include):
+                if str(path).endswith(include):
+                    return True
+                for d in self.exclude_dirs:
+                    if d in path.parents:
+                        return False
+                for exclude in self.excludes:
+                    if path.match(exclude):
+                        return False
+                return True
+        return False
 
 
 def _display_path(path: Path) -> str:

@@ -273,6 +273,14 @@ static int celeris_exec(PyObject *m)
         return -1;
     if (celeris_form_add_types(m) < 0)
         return -1;
+    /* Inotify needs no module state: the module's reference keeps it alive. */
+    PyObject *inotify_type = PyType_FromModuleAndSpec(m, &celeris_inotify_spec, NULL);
+    if (!inotify_type)
+        return -1;
+    int inotify_rc = PyModule_AddObjectRef(m, "Inotify", inotify_type);
+    Py_DECREF(inotify_type);
+    if (inotify_rc < 0)
+        return -1;
     ReadyObject *none = PyObject_GC_New(ReadyObject, st->Ready_Type);
     if (!none)
         return -1;
