@@ -484,9 +484,25 @@ def ws_sanity_check(sc: Scenario, port: int) -> None:
             raise RuntimeError(f"sanity check: no echo: {rest[:50]!r}")
 
 
+WS_LOAD_C = BENCH_DIR / "ws_load.c"
+WS_LOAD_BIN = BENCH_DIR.parent / "build" / "bench" / "ws_load"
+
+
+def build_ws_load() -> Path:
+    """Compile bench/ws_load.c into build/bench/ws_load when missing or older than the source."""
+    if not WS_LOAD_BIN.exists() or WS_LOAD_BIN.stat().st_mtime < WS_LOAD_C.stat().st_mtime:
+        WS_LOAD_BIN.parent.mkdir(parents=True, exist_ok=True)
+        cc = shutil.which("cc") or shutil.which("gcc") or "cc"
+        subprocess.run([cc, "-O2", "-std=c11", "-Wall", "-Wextra", "-o", str(WS_LOAD_BIN),
+                        str(WS_LOAD_C)], check=True)
+    return WS_LOAD_BIN
+
+
 def ws_load_argv(sc: Scenario, port: int, args, opts: "Options", duration: int,
                  warmup: int) -> list[str]:
-    cmd = [opts.python, str(BENCH_DIR / "ws_load.py"), "--host", HOST, "--port", str(port),
+    client = ([str(build_ws_load())] if getattr(args, "ws_client", "c") == "c"
+              else [opts.python, str(BENCH_DIR / "ws_load.py")])
+    cmd = [*client, "--host", HOST, "--port", str(port),
            "--path", sc.path, "--connections", str(sc.ws_conns), "--duration", str(duration),
            "--warmup", str(warmup)]
     if args.wrk_cpu is not None:
@@ -1086,6 +1102,9 @@ def parse_args(argv=None):
                         "as many CPUs, e.g. --workers 2 --server-cpu 0,1 (see docs/workers.md)")
     p.add_argument("--server-cpu", default="0", help="taskset CPU list for the server (0)")
     p.add_argument("--wrk-cpu", default="1", help="taskset CPU list for wrk and the idle client (1)")
+    p.add_argument("--ws-client", choices=("c", "python"), default="c",
+                   help="ws scenarios' load client: bench/ws_load.c (built on demand into "
+                        "build/bench/ws_load) or bench/ws_load.py (c)")
     p.add_argument("--no-pin", action="store_true", help="do not use taskset")
     p.add_argument("--busy-threshold", type=float, default=15.0,
                    help="warn when other processes use more than this %% of a core during a "
@@ -1152,7 +1171,7 @@ def main(argv=None) -> int:
                    "idle_conns": args.idle_conns, "workers": args.workers,
                    "server_cpu": args.server_cpu,
                    "wrk_cpu": args.wrk_cpu, "nofile": nofile,
-                   "busy_threshold": args.busy_threshold,
+                   "busy_threshold": args.busy_threshold, "ws_client": args.ws_client,
                    "celeris_args": opts.celeris_args, "argv": sys.argv[1:]},
         "scenarios": {},
     }
