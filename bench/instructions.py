@@ -12,6 +12,7 @@ counted.
     python3 bench/instructions.py /plain /chain            # bench/apps/fastapi_app.py
     python3 bench/instructions.py --app fastapi_mw:app /mw -H "Origin: http://example.com"
     python3 bench/instructions.py --json out.json /plain
+    python3 bench/instructions.py --pipeline 16 /plain     # 16 requests per write
 
 Each path is measured in turn on the same server; output: one line per path
 (instructions per request) and, with --json, the figures as JSON.
@@ -58,12 +59,14 @@ def _read_response(sock: socket.socket, buf: bytearray) -> None:
         buf += chunk
 
 
-def _send_many(port: int, raw: bytes, n: int) -> None:
+def _send_many(port: int, raw: bytes, n: int, depth: int = 1) -> None:
+    """n requests over one connection, `depth` of them per write (pipelining)."""
     with socket.create_connection(("127.0.0.1", port)) as sock:
         buf = bytearray()
-        for _ in range(n):
-            sock.sendall(raw)
-            _read_response(sock, buf)
+        for _ in range(n // depth):
+            sock.sendall(raw * depth)
+            for _ in range(depth):
+                _read_response(sock, buf)
 
 
 def _ctl(pid: int, *args: str) -> None:
@@ -91,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-X", "--method", default="GET")
     p.add_argument("-H", "--header", action="append", default=[])
     p.add_argument("-d", "--data", default="", help="request body (sets Content-Length)")
+    p.add_argument("--pipeline", type=int, default=1, metavar="K",
+                   help="K requests per write, K responses read back (1); -n is rounded down to a multiple")
     p.add_argument("--json", type=Path, help="write the figures here")
     p.add_argument("--celeris-args", default="", help="extra `celeris run` arguments")
     args = p.parse_args(argv)
@@ -121,15 +126,15 @@ def main(argv: list[str] | None = None) -> int:
         body = args.data.encode()
         for path in args.paths:
             raw = _request(path, args.method, args.header, body)
-            _send_many(port, raw, args.warmup)
+            _send_many(port, raw, args.warmup, args.pipeline)
             before = set(tmp.glob("callgrind.out*"))
             _ctl(server.pid, "-z")
             _ctl(server.pid, "-i", "on")
-            _send_many(port, raw, args.requests)
+            _send_many(port, raw, args.requests, args.pipeline)
             _ctl(server.pid, "-i", "off")
             _ctl(server.pid, "-d")
             time.sleep(0.5)
-            per = _total(tmp, before) / args.requests
+            per = _total(tmp, before) / (args.requests // args.pipeline * args.pipeline)
             results[path] = round(per)
             print(f"{args.method} {path}: {per:,.0f} instructions per request")
     finally:
