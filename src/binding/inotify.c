@@ -50,14 +50,21 @@ static int add_tree(InotifyObject *self, const char *path, PyObject *found, int 
     DIR *d = opendir(path);
     if (!d)
         return 0;               /* gone or unreadable: the watch stays */
+    /* On the heap: a tree nested ~PATH_MAX/2 deep would otherwise put a
+     * PATH_MAX buffer per level on the C stack. */
+    char *sub = PyMem_Malloc(PATH_MAX);
+    if (!sub) {
+        closedir(d);
+        PyErr_NoMemory();
+        return -1;
+    }
     struct dirent *e;
     int ret = 0;
     while ((e = readdir(d)) != NULL) {
         if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
             continue;
-        char sub[PATH_MAX];
-        int n = snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
-        if (n < 0 || (size_t)n >= sizeof sub)
+        int n = snprintf(sub, PATH_MAX, "%s/%s", path, e->d_name);
+        if (n < 0 || n >= PATH_MAX)
             continue;
         if (found) {
             PyObject *p = PyUnicode_DecodeFSDefault(sub);
@@ -79,6 +86,7 @@ static int add_tree(InotifyObject *self, const char *path, PyObject *found, int 
         }
     }
     closedir(d);
+    PyMem_Free(sub);
     return ret;
 }
 
