@@ -184,6 +184,7 @@ extern PyType_Spec celeris_nativecall_spec;
 extern PyType_Spec celeris_threadpool_spec;
 extern PyType_Spec celeris_driver_spec;
 extern PyType_Spec celeris_inotify_spec;
+extern PyType_Spec celeris_excsender_spec;
 
 /* form_parse.c: adds MultipartParser and UrlencodedParser to the module; 0 or -1. */
 int celeris_form_add_types(PyObject *m);

@@ -281,6 +281,13 @@ static int celeris_exec(PyObject *m)
     Py_DECREF(inotify_type);
     if (inotify_rc < 0)
         return -1;
+    PyObject *sender_type = PyType_FromModuleAndSpec(m, &celeris_excsender_spec, NULL);
+    if (!sender_type)
+        return -1;
+    int sender_rc = PyModule_AddObjectRef(m, "ExcSender", sender_type);
+    Py_DECREF(sender_type);
+    if (sender_rc < 0)
+        return -1;
     ReadyObject *none = PyObject_GC_New(ReadyObject, st->Ready_Type);
     if (!none)
         return -1;

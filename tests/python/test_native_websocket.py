@@ -309,3 +309,122 @@ app.include_router(r)
     rows = [line.split() for line in out.splitlines() if line.startswith("WS")]
     assert rows[0][:3] == ["WS", "/ws/{room}", "native"]
     assert rows[1][2] == "asgi" and "included router" in " ".join(rows[1])
+
+
+class Late(Exception):
+    pass
+
+
+class Raw(Exception):
+    pass
+
+
+def make_handler_app() -> FastAPI:
+    """Exception handlers around the dispatcher's copy of Starlette's
+    wrap_app_handling_exceptions: async and sync handlers, a handler that
+    closes an accepted session, and the response_started flag (an endpoint
+    pushing `http.response.start` into the raw ASGI send)."""
+    app = FastAPI()
+
+    @app.websocket("/late")
+    async def late(websocket: WebSocket):
+        await websocket.accept()
+        await websocket.send_text("before")
+        raise Late()
+
+    @app.exception_handler(Late)
+    async def on_late(websocket: WebSocket, exc: Late):
+        EVENTS.append(("late", type(exc).__name__))
+        await websocket.close(code=4002, reason="late")
+
+    @app.websocket("/sync-handler")
+    async def sync_handler(websocket: WebSocket):
+        raise Boom()
+
+    @app.exception_handler(Boom)
+    def on_boom_sync(websocket: WebSocket, exc: Boom):
+        EVENTS.append("sync handler")
+        return None
+
+    @app.websocket("/raw-start")
+    async def raw_start(websocket: WebSocket):
+        try:
+            await websocket._send({"type": "http.response.start", "status": 200, "headers": []})
+        except Exception as exc:
+            EVENTS.append(("send refused", type(exc).__name__))
+        raise Raw()
+
+    @app.exception_handler(Raw)
+    async def on_raw(websocket: WebSocket, exc: Raw):
+        # Handled by the route's own wrapper (websocket_session); raising
+        # Late from here reaches the outer (ExceptionMiddleware's) wrapper,
+        # whose sender saw the http.response.start: it refuses to run on_late.
+        EVENTS.append("raw handler")
+        raise Late()
+
+    return app
+
+
+@pytest.fixture(scope="module")
+def handler_clients():
+    app = make_handler_app()
+    return (tc.TestClient(app, raise_server_exceptions=False),
+            tc.TestClient(app, native=False, raise_server_exceptions=False))
+
+
+def test_handler_closes_an_accepted_session(handler_clients):
+    got, ev = both(handler_clients, "/late", receive=1)
+    assert got[0][1]["text"] == "before"
+    assert ev == [("late", "Late")]
+
+
+def test_sync_exception_handler(handler_clients):
+    got, ev = both(handler_clients, "/sync-handler", receive=0)
+    assert ev == ["sync handler"]
+
+
+def test_response_started_flag(handler_clients):
+    got, ev = both(handler_clients, "/raw-start", receive=0)
+    assert ev == [("send refused", "RuntimeError"), "raw handler"]   # on_late never ran
+
+
+def test_without_the_flag_the_outer_handler_runs(handler_clients, monkeypatch):
+    # The same app, the route not touching the raw send: on_late runs.
+    app = make_handler_app()
+
+    @app.websocket("/no-start")
+    async def no_start(websocket: WebSocket):
+        raise Raw()
+
+    app.router.routes.insert(0, app.router.routes.pop())
+    clients = (tc.TestClient(app, raise_server_exceptions=False),
+               tc.TestClient(app, native=False, raise_server_exceptions=False))
+    got, ev = both(clients, "/no-start", receive=0)
+    assert ev == ["raw handler", ("late", "Late")]
+
+
+def test_exc_sender_is_starlettes_sender():
+    from celeris import _celeris
+
+    assert nws._WRAP_IS_KNOWN()
+    seen = []
+    s = _celeris.ExcSender(lambda m: seen.append(m) or "awaitable")
+    assert s({"type": "websocket.send", "text": "x"}) == "awaitable"
+    assert s.response_started is False
+    assert s({"type": "http.response.start"}) == "awaitable"
+    assert s.response_started is True
+    assert [m["type"] for m in seen] == ["websocket.send", "http.response.start"]
+    with pytest.raises(KeyError):
+        s({})
+    with pytest.raises(TypeError):
+        s()
+    with pytest.raises(TypeError):
+        s({"type": "x"}, 1)
+
+
+def test_unknown_starlette_wrapper_runs_starlettes_own(handler_clients, monkeypatch):
+    monkeypatch.setattr(nws, "_wrap_known", False)
+    got, ev = both(handler_clients, "/raw-start", receive=0)
+    assert ev == [("send refused", "RuntimeError"), "raw handler"]
+    got, ev = both(handler_clients, "/late", receive=1)
+    assert ev == [("late", "Late")]

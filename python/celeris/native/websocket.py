@@ -12,6 +12,12 @@ code).  Routes are matched with the route objects' own `matches`, in
 registration order; a websocket scope no compiled route takes, or an app the
 compiler does not understand, goes to the app itself (the ASGI tier).
 
+ExceptionMiddleware's wrapper runs as `_handling_exceptions` below, a copy of
+Starlette's `wrap_app_handling_exceptions` whose per-message `sender`
+coroutine is the C callable `_celeris.ExcSender` (same `response_started`
+flag), used only when the installed Starlette's function is the one copied
+(`_WRAP_IS_KNOWN`); otherwise Starlette's own wrapper runs.
+
 `ws_report(app)` lists (route, reason) for `celeris routes` ("" = native).
 `served` counts sessions run on the native tier (tests check it).
 """
@@ -21,6 +27,120 @@ from contextlib import AsyncExitStack
 from typing import Any, Callable, Optional
 
 served = 0
+
+# Starlette's wrap_app_handling_exceptions as copied into _handling_exceptions
+# (Starlette 1.x; whitespace-insensitive).  Any other text: Starlette's own runs.
+_KNOWN_WRAP = """
+def wrap_app_handling_exceptions(app: ASGIApp, conn: Request | WebSocket) -> ASGIApp:
+    exception_handlers: ExceptionHandlers
+    status_handlers: StatusHandlers
+    try:
+        exception_handlers, status_handlers = conn.scope["starlette.exception_handlers"]
+    except KeyError:
+        exception_handlers, status_handlers = {}, {}
+
+    async def wrapped_app(scope: Scope, receive: Receive, send: Send) -> None:
+        response_started = False
+
+        async def sender(message: Message) -> None:
+            nonlocal response_started
+
+            if message["type"] == "http.response.start":
+                response_started = True
+            await send(message)
+
+        try:
+            await app(scope, receive, sender)
+        except Exception as exc:
+            handler = None
+
+            if isinstance(exc, HTTPException):
+                handler = status_handlers.get(exc.status_code)
+
+            if handler is None:
+                handler = _lookup_exception_handler(exception_handlers, exc)
+
+            if handler is None:
+                raise exc
+
+            if response_started:
+                raise RuntimeError("Caught handled exception, but response already started.") from exc
+
+            if is_async_callable(handler):
+                response = await handler(conn, exc)  # type: ignore[arg-type]
+            else:
+                response = await run_in_threadpool(handler, conn, exc)  # type: ignore[arg-type]
+            if response is not None:
+                await response(scope, receive, sender)
+            # Reused exception instances accumulate tracebacks across requests.
+            exc.__traceback__ = None
+
+    return wrapped_app
+"""
+
+_wrap_known: Optional[bool] = None
+
+
+def _WRAP_IS_KNOWN() -> bool:
+    """Whether the installed Starlette's wrap_app_handling_exceptions is the
+    function _handling_exceptions copies (checked once, by its source)."""
+    global _wrap_known
+    if _wrap_known is None:
+        try:
+            import inspect
+
+            from starlette import _exception_handler as eh
+
+            def norm(text: str) -> str:
+                return " ".join(text.split())
+
+            _wrap_known = norm(inspect.getsource(eh.wrap_app_handling_exceptions)) == norm(_KNOWN_WRAP) \
+                and hasattr(eh, "_lookup_exception_handler")
+        except Exception:
+            _wrap_known = False
+    return _wrap_known
+
+
+async def _handling_exceptions(app: Any, conn: Any, scope: dict, receive: Any, send: Any) -> None:
+    """Starlette's wrap_app_handling_exceptions(app, conn)(scope, receive, send)
+    (the text in _KNOWN_WRAP), with the sender as _celeris.ExcSender."""
+    from starlette._exception_handler import _lookup_exception_handler
+    from starlette._utils import is_async_callable
+    from starlette.concurrency import run_in_threadpool
+    from starlette.exceptions import HTTPException
+
+    from celeris import _celeris
+
+    try:
+        exception_handlers, status_handlers = conn.scope["starlette.exception_handlers"]
+    except KeyError:
+        exception_handlers, status_handlers = {}, {}
+    sender = _celeris.ExcSender(send)
+    try:
+        await app(scope, receive, sender)
+    except Exception as exc:
+        handler = None
+
+        if isinstance(exc, HTTPException):
+            handler = status_handlers.get(exc.status_code)
+
+        if handler is None:
+            handler = _lookup_exception_handler(exception_handlers, exc)
+
+        if handler is None:
+            raise exc
+
+        if sender.response_started:
+            raise RuntimeError("Caught handled exception, but response already started.") from exc
+
+        if is_async_callable(handler):
+            response = await handler(conn, exc)
+        else:
+            response = await run_in_threadpool(handler, conn, exc)
+        if response is not None:
+            await response(scope, receive, sender)
+        # Reused exception instances accumulate tracebacks across requests.
+        exc.__traceback__ = None
 
 
 def _stack(app: Any) -> tuple[Optional[Any], str]:
@@ -183,6 +303,9 @@ def ws_app(app: Any) -> Callable:
                     _route_selected(scope=scope, path=getattr(route, "path_format", None), mount=False)
                 await route.handle(scope, receive, send)
 
-        await wrap_app_handling_exceptions(inner, conn)(scope, receive, send)
+        if _WRAP_IS_KNOWN():
+            await _handling_exceptions(inner, conn, scope, receive, send)
+        else:
+            await wrap_app_handling_exceptions(inner, conn)(scope, receive, send)
 
     return run
