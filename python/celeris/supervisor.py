@@ -48,6 +48,9 @@ BACKOFF_MAX = 30.0
 STABLE_AFTER = 10.0     # a worker up this long resets its slot's back-off
 
 SIGNAL_NAMES = {getattr(signal, f"SIG{x}"): x for x in "INT TERM HUP TTIN TTOU".split()}
+# What the supervisor handles itself; a worker resets them to the default
+# (SIGHUP is ignored there: a terminal hangup is the supervisor's business).
+_SUPERVISOR_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGTTIN, signal.SIGTTOU, signal.SIGCHLD)
 
 
 class Worker:
@@ -180,13 +183,23 @@ class Supervisor:
     def _spawn(self, slot: int, replaces: Worker | None = None) -> Worker:
         r, w = os.pipe2(os.O_CLOEXEC)
         health, child_health = socket.socketpair()
-        pid = os.fork()
+        # Signals stay blocked across fork() until the child has its own
+        # dispositions: a SIGTERM sent right after the fork (a shutdown or a
+        # restart racing with the spawn) would otherwise run the supervisor's
+        # inherited handler in the child, be lost, and leave it serving.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _SUPERVISOR_SIGNALS + (signal.SIGHUP,))
+        try:
+            pid = os.fork()
+        except BaseException:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+            raise
         if pid == 0:                                    # the worker
             code = 1
             try:
                 os.close(r)
                 health.close()
                 self._child_setup()
+                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
                 _start_pong_thread(child_health)
                 code = self._worker_main(w)
             except SystemExit as exc:
@@ -199,6 +212,7 @@ class Supervisor:
                     sys.stderr.flush()
                 finally:
                     os._exit(code)
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         os.close(w)
         child_health.close()
         health.setblocking(False)
@@ -215,7 +229,7 @@ class Supervisor:
     def _child_setup(self) -> None:
         _die_with_parent(self.parent_pid)
         signal.set_wakeup_fd(-1)
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGTTIN, signal.SIGTTOU, signal.SIGCHLD):
+        for sig in _SUPERVISOR_SIGNALS:
             signal.signal(sig, signal.SIG_DFL)
         # a terminal hangup is the supervisor's business (rolling restart)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
