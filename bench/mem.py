@@ -16,8 +16,8 @@ scenario through /proc/PID/clear_refs ("5"), with a 5 ms VmRSS sampler as a
 cross-check (the larger of the two is reported).  The client checks every
 byte (length and sha256) so a server cannot look lean by dropping data.
 
-Celeris runs from this checkout (python/ is put first on PYTHONPATH, so an
-in-place build is what is measured).  The 1 GB file is made under /tmp and
+Celeris runs from this checkout when it has an in-place build (python/ is
+then put first on PYTHONPATH), else the installed package (`make install`).  The 1 GB file is made under /tmp and
 deleted afterwards.
 
     python bench/mem.py                     # writes bench/results/mem.json and mem.md
@@ -65,7 +65,9 @@ class Server:
         self.name = name
         self.port = free_port()
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "python"), env.get("PYTHONPATH")]))
+        if list((REPO / "python" / "celeris").glob("_celeris*.so")):
+            # an in-place build (python setup.py build_ext --inplace) is what is measured
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "python"), env.get("PYTHONPATH")]))
         self.proc = subprocess.Popen(server_cmd(name, self.port), stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, env=env)
         deadline = time.monotonic() + 30
