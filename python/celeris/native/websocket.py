@@ -145,7 +145,10 @@ async def _handling_exceptions(app: Any, conn: Any, scope: dict, receive: Any, s
 
 def _stack(app: Any) -> tuple[Optional[Any], str]:
     """The ExceptionMiddleware of FastAPI's default stack, or a reason."""
-    from fastapi.middleware.asyncexitstack import AsyncExitStackMiddleware
+    try:
+        from fastapi.middleware.asyncexitstack import AsyncExitStackMiddleware
+    except ImportError:         # FastAPI < 0.1xx: its stack is not the one reproduced here
+        return None, "FastAPI version without AsyncExitStackMiddleware (stack not reproduced)"
     from fastapi.routing import APIRouter
     from starlette.middleware.errors import ServerErrorMiddleware
     from starlette.middleware.exceptions import ExceptionMiddleware
