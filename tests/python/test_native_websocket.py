@@ -406,7 +406,12 @@ def test_without_the_flag_the_outer_handler_runs(handler_clients, monkeypatch):
 def test_exc_sender_is_starlettes_sender():
     from celeris import _celeris
 
-    assert nws._WRAP_IS_KNOWN()
+    import inspect
+
+    from starlette import _exception_handler as eh
+
+    assert nws._WRAP_IS_KNOWN()         # Starlette 1.7 and 1.10 (the versions tested here)
+    assert nws._wrap_resets_tb == ("exc.__traceback__ = None" in inspect.getsource(eh))
     seen = []
     s = _celeris.ExcSender(lambda m: seen.append(m) or "awaitable")
     assert s({"type": "websocket.send", "text": "x"}) == "awaitable"

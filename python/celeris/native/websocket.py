@@ -29,7 +29,7 @@ from typing import Any, Callable, Optional
 served = 0
 
 # Starlette's wrap_app_handling_exceptions as copied into _handling_exceptions
-# (Starlette 1.x; whitespace-insensitive).  Any other text: Starlette's own runs.
+# (Starlette 1.10; whitespace-insensitive; 1.7's lacks the traceback reset).  Any other text: Starlette's own runs.
 _KNOWN_WRAP = """
 def wrap_app_handling_exceptions(app: ASGIApp, conn: Request | WebSocket) -> ASGIApp:
     exception_handlers: ExceptionHandlers
@@ -78,13 +78,19 @@ def wrap_app_handling_exceptions(app: ASGIApp, conn: Request | WebSocket) -> ASG
     return wrapped_app
 """
 
+# Starlette < 1.8 (e.g. 1.7) has the same function without the traceback reset.
+_TB_RESET = """
+            # Reused exception instances accumulate tracebacks across requests.
+            exc.__traceback__ = None
+"""
 _wrap_known: Optional[bool] = None
+_wrap_resets_tb = True
 
 
 def _WRAP_IS_KNOWN() -> bool:
     """Whether the installed Starlette's wrap_app_handling_exceptions is the
     function _handling_exceptions copies (checked once, by its source)."""
-    global _wrap_known
+    global _wrap_known, _wrap_resets_tb
     if _wrap_known is None:
         try:
             import inspect
@@ -94,8 +100,14 @@ def _WRAP_IS_KNOWN() -> bool:
             def norm(text: str) -> str:
                 return " ".join(text.split())
 
-            _wrap_known = norm(inspect.getsource(eh.wrap_app_handling_exceptions)) == norm(_KNOWN_WRAP) \
-                and hasattr(eh, "_lookup_exception_handler")
+            src = norm(inspect.getsource(eh.wrap_app_handling_exceptions))
+            ok = hasattr(eh, "_lookup_exception_handler")
+            if ok and src == norm(_KNOWN_WRAP):
+                _wrap_known, _wrap_resets_tb = True, True
+            elif ok and src == norm(_KNOWN_WRAP.replace(_TB_RESET, "\n")):
+                _wrap_known, _wrap_resets_tb = True, False
+            else:
+                _wrap_known = False
         except Exception:
             _wrap_known = False
     return _wrap_known
@@ -139,8 +151,9 @@ async def _handling_exceptions(app: Any, conn: Any, scope: dict, receive: Any, s
             response = await run_in_threadpool(handler, conn, exc)
         if response is not None:
             await response(scope, receive, sender)
-        # Reused exception instances accumulate tracebacks across requests.
-        exc.__traceback__ = None
+        if _wrap_resets_tb:
+            # Reused exception instances accumulate tracebacks across requests.
+            exc.__traceback__ = None
 
 
 def _stack(app: Any) -> tuple[Optional[Any], str]:
