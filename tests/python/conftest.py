@@ -227,3 +227,13 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("timeout") is None:
             item.add_marker(pytest.mark.timeout(120))
+
+
+def native_and_asgi_clients(app):
+    """(TestClient with the native tier, TestClient with native=False) for one
+    app, server exceptions answered as 500s: the pair the differential tests
+    compare."""
+    from celeris import testclient as tc
+
+    return (tc.TestClient(app, raise_server_exceptions=False),
+            tc.TestClient(app, native=False, raise_server_exceptions=False))

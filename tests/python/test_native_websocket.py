@@ -11,6 +11,7 @@ import warnings
 from typing import Annotated, Optional
 
 import pytest
+from conftest import native_and_asgi_clients
 from fastapi import APIRouter, Depends, FastAPI, Query, WebSocket, WebSocketException, status
 from starlette.responses import PlainTextResponse
 from starlette.websockets import WebSocketDisconnect
@@ -109,8 +110,7 @@ def make_app() -> FastAPI:
 @pytest.fixture(scope="module")
 def clients():
     app = make_app()
-    return (tc.TestClient(app, raise_server_exceptions=False),
-            tc.TestClient(app, native=False, raise_server_exceptions=False))
+    return native_and_asgi_clients(app)
 
 
 def session(client, url, sends=(), receive=1, **kw):
@@ -214,8 +214,7 @@ def test_dependency_overrides(clients):
 def test_root_path():
     app = make_app()
     app.root_path = "/api"
-    c = (tc.TestClient(app, raise_server_exceptions=False),
-         tc.TestClient(app, native=False, raise_server_exceptions=False))
+    c = native_and_asgi_clients(app)
     got, _ = both(c, "/api/echo/z")
     assert '"room":"z"' in got[0][1]["text"]
 
@@ -231,8 +230,7 @@ def test_user_middleware_declined():
     app.add_middleware(GZipMiddleware)
     reps = nws.ws_report(app)
     assert reps and all(why for _, why in reps)
-    c = (tc.TestClient(app, raise_server_exceptions=False),
-         tc.TestClient(app, native=False, raise_server_exceptions=False))
+    c = native_and_asgi_clients(app)
     both(c, "/echo/a", native_expected=False)
 
 
@@ -368,8 +366,7 @@ def make_handler_app() -> FastAPI:
 @pytest.fixture(scope="module")
 def handler_clients():
     app = make_handler_app()
-    return (tc.TestClient(app, raise_server_exceptions=False),
-            tc.TestClient(app, native=False, raise_server_exceptions=False))
+    return native_and_asgi_clients(app)
 
 
 def test_handler_closes_an_accepted_session(handler_clients):
@@ -397,8 +394,7 @@ def test_without_the_flag_the_outer_handler_runs(handler_clients, monkeypatch):
         raise Raw()
 
     app.router.routes.insert(0, app.router.routes.pop())
-    clients = (tc.TestClient(app, raise_server_exceptions=False),
-               tc.TestClient(app, native=False, raise_server_exceptions=False))
+    clients = native_and_asgi_clients(app)
     got, ev = both(clients, "/no-start", receive=0)
     assert ev == ["raw handler", ("late", "Late")]
 

@@ -13,6 +13,7 @@ from typing import Annotated, Optional
 
 import anyio
 import pytest
+from conftest import native_and_asgi_clients
 from fastapi import Depends, FastAPI, HTTPException, Request
 
 with warnings.catch_warnings():
@@ -163,8 +164,7 @@ def _run(client, url):
 @pytest.fixture(scope="module")
 def clients():
     app = make_app()
-    return (tc.TestClient(app, raise_server_exceptions=False),
-            tc.TestClient(app, native=False, raise_server_exceptions=False))
+    return native_and_asgi_clients(app)
 
 
 @pytest.mark.parametrize("url", REQUESTS)
