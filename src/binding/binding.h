@@ -54,6 +54,8 @@ typedef struct ServerObject {
     PyObject *module;
     PyObject *handler;          /* handler(scope, cycle) -> coroutine running the app */
     PyObject *create_task;      /* loop.create_task */
+    PyObject *enter_task;       /* asyncio.tasks._enter_task, or NULL: no eager Driver steps */
+    PyObject *leave_task;       /* asyncio.tasks._leave_task (set together with enter_task) */
     struct CycleObject *live;   /* cycles whose task has not finished (strong refs) */
     Py_ssize_t live_count;
     PyObject *loop;             /* the asyncio loop */

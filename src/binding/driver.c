@@ -42,6 +42,11 @@ typedef struct {
     int closing;                /* the connection closed: end when parked */
     int cancelled;              /* the park was cancelled: result() raises */
     int dead;                   /* ended (StopIteration or an exception) */
+    int eager;                  /* inside the eager first step of a request (celeris_drive) */
+    int has_pending;            /* the eager step yielded `pending`: the Task's next step returns it */
+    PyObject *pending;          /* that yielded object (may be None), owned */
+    PyObject *pending_err;      /* a BaseException (not Exception) the eager step raised: the
+                                   Task's next step ends with it; owned */
 } DriverObject;
 
 static PyTypeObject *Driver_Type(celeris_state *st) { return st->Driver_Type; }
@@ -54,6 +59,9 @@ static void drv_release(DriverObject *d)
     Py_CLEAR(d->wakeup);
     Py_CLEAR(d->wakeup_ctx);
     Py_CLEAR(d->task);
+    Py_CLEAR(d->pending);
+    Py_CLEAR(d->pending_err);
+    d->has_pending = 0;
 }
 
 /* One step of the Driver: advance the request coroutine (value None, or
@@ -64,6 +72,24 @@ static PyObject *drv_step(DriverObject *d, PyObject *exc)
     if (d->running) {
         PyErr_SetString(PyExc_RuntimeError, "celeris Driver re-entered");
         return NULL;
+    }
+    if (d->pending_err) {                       /* the eager step raised a BaseException */
+        PyObject *err = d->pending_err;
+        d->pending_err = NULL;
+        drv_release(d);
+        PyErr_SetRaisedException_compat(err);
+        return NULL;
+    }
+    if (d->has_pending) {
+        /* The eager step's first await: the Task now waits on what it yielded.
+         * Thrown into meanwhile (cancelled during the eager step): the
+         * exception goes to the coroutine at that await instead. */
+        PyObject *y = d->pending;
+        d->pending = NULL;
+        d->has_pending = 0;
+        if (!exc)
+            return y;
+        Py_DECREF(y);
     }
     for (;;) {
         if (!d->coro) {
@@ -243,6 +269,13 @@ static PyObject *drv_cancel(PyObject *op, PyObject *args, PyObject *kw)
     (void)args;
     (void)kw;
     DriverObject *d = (DriverObject *)op;
+    if (d->eager) {
+        /* Task.cancel() while the eager step runs (the Task is parked on this
+         * Driver): accepted here and delivered when celeris_drive wakes the
+         * Task after the step (drv_result raises CancelledError). */
+        d->cancelled = 1;
+        Py_RETURN_TRUE;
+    }
     if (d->coro || !d->wakeup)
         Py_RETURN_FALSE;
     d->cancelled = 1;
@@ -298,6 +331,8 @@ static int drv_traverse(PyObject *op, visitproc visit, void *arg)
     Py_VISIT(d->task);
     Py_VISIT(d->wakeup);
     Py_VISIT(d->wakeup_ctx);
+    Py_VISIT(d->pending);
+    Py_VISIT(d->pending_err);
     Py_VISIT(Py_TYPE(op));
     return 0;
 }
@@ -369,28 +404,95 @@ static void track(CycleObject *cy, PyObject *task)
     }
 }
 
+/* The eager first step of a request handed to an idle (parked) Driver: the
+ * request coroutine is advanced here, inside server.poll()/run_pending(),
+ * with the Driver's Task entered as the loop's current task (as the Task's
+ * own step would: asyncio.current_task(), sniffio and anyio see it) and in
+ * the request's Context -- without waking the Task.  A request that finishes
+ * without suspending (most native requests) never costs a Task step: the
+ * Task stays parked on the Driver with its wake-up callback.
+ *
+ * Returns 1 when the Task must be woken now (the caller calls its callback):
+ * the coroutine yielded (kept in d->pending: the Task's step hands it to the
+ * Task, which then waits on it as if the coroutine had yielded it in that
+ * step), it raised a BaseException (d->pending_err: the Task ends with it),
+ * the Task was cancelled during the step (drv_cancel accepted it), the
+ * connection closed meanwhile, or the current task could not be entered
+ * (then nothing ran: the Task's step runs the request as before).  Returns 0
+ * when the request finished (its coroutine and Context released).  Never
+ * leaves an exception set. */
+static int drv_eager(ServerObject *self, DriverObject *d, PyObject *task)
+{
+    PyObject *args[2] = {self->loop, task};
+    PyObject *r = PyObject_Vectorcall(self->enter_task, args, 2, NULL);
+    if (!r) {
+        PyErr_Clear();
+        return 1;
+    }
+    Py_DECREF(r);
+    PyObject *result = NULL, *err = NULL;
+    PySendResult st = PYGEN_ERROR;
+    d->running = d->eager = 1;
+    if (PyContext_Enter(d->ctx) == 0) {
+        st = PyIter_Send(d->coro, Py_None, &result);
+        if (st == PYGEN_ERROR)
+            err = PyErr_GetRaisedException_compat();
+        if (PyContext_Exit(d->ctx) < 0)
+            PyErr_Clear();
+    } else {
+        err = PyErr_GetRaisedException_compat();
+    }
+    d->running = d->eager = 0;
+    if (!(r = PyObject_Vectorcall(self->leave_task, args, 2, NULL)))
+        PyErr_WriteUnraisable(self->leave_task);    /* the app swapped the current task */
+    Py_XDECREF(r);
+    if (st == PYGEN_NEXT) {
+        d->pending = result;
+        d->has_pending = 1;
+        return 1;
+    }
+    Py_XDECREF(result);
+    Py_CLEAR(d->coro);
+    Py_CLEAR(d->ctx);
+    if (err) {
+        if (!PyObject_TypeCheck(err, (PyTypeObject *)PyExc_Exception)) {
+            d->pending_err = err;   /* cancellation, KeyboardInterrupt...: as drv_step */
+            return 1;
+        }
+        PyErr_SetRaisedException_compat(err);
+        PyErr_WriteUnraisable((PyObject *)d);
+    }
+    return d->cancelled || d->closing;
+}
+
 int celeris_drive(ServerObject *self, cel_conn *c, CycleObject *cy, PyObject *coro)
 {
     DriverObject *d = c->driver;
     if (self->drivers && self->in_loop_callback && c->fd >= 0) {
         if (d && !d->dead && !d->coro && !d->running && d->wakeup && !d->closing) {
-            /* An idle Driver: hand it the request and run its Task's step now. */
+            /* An idle Driver: hand it the request and run its first step now. */
             PyObject *ctx = PyContext_CopyCurrent();
             if (!ctx)
                 return -1;
             d->coro = Py_NewRef(coro);
             d->ctx = ctx;
-            PyObject *cb = d->wakeup;
-            d->wakeup = NULL;
-            Py_CLEAR(d->wakeup_ctx);
+            Py_INCREF(d);               /* the step may close the connection (c->driver) */
             PyObject *task = Py_NewRef(d->task);
             track(cy, task);
-            PyObject *r = PyObject_CallOneArg(cb, (PyObject *)d);
-            Py_DECREF(cb);
+            if (!self->enter_task || drv_eager(self, d, task)) {
+                PyObject *cb = d->wakeup;
+                d->wakeup = NULL;
+                Py_CLEAR(d->wakeup_ctx);
+                if (cb) {
+                    PyObject *r = PyObject_CallOneArg(cb, (PyObject *)d);
+                    if (!r)
+                        PyErr_WriteUnraisable((PyObject *)d);
+                    Py_XDECREF(r);
+                    Py_DECREF(cb);
+                }
+            }
             Py_DECREF(task);
-            if (!r)
-                PyErr_WriteUnraisable((PyObject *)d);
-            Py_XDECREF(r);
+            Py_DECREF(d);
             return 0;
         }
         if (!d || d->dead) {
@@ -404,6 +506,8 @@ int celeris_drive(ServerObject *self, cel_conn *c, CycleObject *cy, PyObject *co
             nd->coro = Py_NewRef(coro);
             nd->ctx = nd->task = nd->wakeup = nd->wakeup_ctx = NULL;
             nd->blocking = nd->running = nd->closing = nd->cancelled = nd->dead = 0;
+            nd->eager = nd->has_pending = 0;
+            nd->pending = nd->pending_err = NULL;
             PyObject_GC_Track(nd);
             if (!(nd->ctx = PyContext_CopyCurrent())) {
                 Py_DECREF(nd);

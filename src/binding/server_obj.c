@@ -296,6 +296,20 @@ static PyObject *server_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
                                                 : PyObject_GetAttrString(loop, "create_task");
     if (!self->create_task)
         goto error;
+    /* Eager Driver steps (driver.c) need asyncio's current-task bookkeeping;
+     * CELERIS_DRIVER_EAGER=0 turns them off (every request a Task step). */
+    {
+        const char *e = getenv("CELERIS_DRIVER_EAGER");
+        PyObject *tasks = e && strcmp(e, "0") == 0 ? NULL : PyImport_ImportModule("asyncio.tasks");
+        if (tasks) {
+            self->enter_task = PyObject_GetAttrString(tasks, "_enter_task");
+            self->leave_task = self->enter_task ? PyObject_GetAttrString(tasks, "_leave_task") : NULL;
+            if (!self->leave_task)
+                Py_CLEAR(self->enter_task);
+            Py_DECREF(tasks);
+        }
+        PyErr_Clear();
+    }
     self->run_pending = PyObject_GetAttrString((PyObject *)self, "run_pending");
     if (!self->root_path || !self->scheme || !self->call_soon || !self->create_future
         || !self->run_pending)
@@ -540,6 +554,8 @@ static int server_traverse(PyObject *op, visitproc visit, void *arg)
     Py_VISIT(self->call_soon);
     Py_VISIT(self->create_future);
     Py_VISIT(self->create_task);
+    Py_VISIT(self->enter_task);
+    Py_VISIT(self->leave_task);
     Py_VISIT(self->call_soon_kw);
     Py_VISIT(self->native_app);
     Py_VISIT(self->proxy_trusts);
@@ -568,6 +584,8 @@ static int server_clear(PyObject *op)
         celeris_server_pool_close(self);
     Py_CLEAR(self->pool);
     Py_CLEAR(self->create_task);
+    Py_CLEAR(self->enter_task);
+    Py_CLEAR(self->leave_task);
     Py_CLEAR(self->call_soon_kw);
     Py_CLEAR(self->native_app);
     Py_CLEAR(self->proxy_trusts);

@@ -29,6 +29,7 @@ def test_requests_on_a_connection_share_a_task_but_not_contextvars(driver_server
     assert first["var_before"] == second["var_before"] == third["var_before"] == "unset"
     assert first["task"] == second["task"] == third["task"]     # the connection's Task
     assert elsewhere["task"] != first["task"]
+    assert first["library"] == "asyncio" and first["anyio_task"]
     assert get(Conn(driver_server.addr), "/sync-task") == {"var": "unset"}
 
 
@@ -69,6 +70,25 @@ def test_connection_tasks_end_with_their_connections(driver_server):
             with Conn(driver_server.addr) as c:
                 get(c, "/task")
         wait_until(lambda: get(probe, "/tasks")["tasks"] <= base, timeout=10)
+
+
+@pytest.mark.parametrize("eager", ["0", "1"])
+def test_cancel_of_the_running_request_reaches_its_next_await(eager):
+    # With eager steps (the default) a request runs inside server.poll()
+    # before its Task is woken; Task.cancel() there must still arrive at the
+    # request's next await, and leave the connection's Task usable.
+    srv = start_server("driver_app:app", env={"CELERIS_DRIVER_EAGER": eager})
+    try:
+        with Conn(srv.addr) as c:
+            before = get(c, "/task")
+            assert get(c, "/cancel-now") == {"caught": True}
+            after = get(c, "/task")
+            assert get(c, "/cancel-now") == {"caught": True}
+            assert get(c, "/sleep") == {"slept": True}
+        assert after["cancelling"] == 0
+        assert after["task"] == before["task"]
+    finally:
+        srv.stop()
 
 
 @pytest.mark.parametrize("flag", ["0", "1"])

@@ -4,6 +4,7 @@ import asyncio
 import contextvars
 
 import anyio
+import sniffio
 from fastapi import BackgroundTasks, FastAPI
 
 app = FastAPI()
@@ -19,7 +20,24 @@ async def task_info(set: str = ""):
         VAR.set(set)
     t = asyncio.current_task()
     return {"task": t.get_name(), "is_task": isinstance(t, asyncio.Task), "var_before": before,
-            "cancelling": t.cancelling() if hasattr(t, "cancelling") else 0}
+            "cancelling": t.cancelling() if hasattr(t, "cancelling") else 0,
+            "library": sniffio.current_async_library(),
+            "anyio_task": anyio.get_current_task().id == id(t)}
+
+
+@app.get("/cancel-now")
+async def cancel_now():
+    # Task.cancel() on the running request (no await yet): delivered at the
+    # next await, as asyncio does for a running Task
+    t = asyncio.current_task()
+    t.cancel()
+    try:
+        await asyncio.sleep(0)
+    except asyncio.CancelledError:
+        if hasattr(t, "uncancel"):
+            t.uncancel()
+        return {"caught": True}
+    return {"caught": False}
 
 
 @app.get("/sync-task")
