@@ -428,10 +428,13 @@ static void log_app_failure(NativeCallObject *nc, PyObject *err)
 }
 
 /* Advance the inner coroutine with `value` (or throw when exc is set).
- * Returns a yielded object (the Task awaits it), or NULL with StopIteration
- * (done) or another exception. */
-static PyObject *ncall_step(NativeCallObject *nc, PyObject *value, PyObject *exc)
+ * Returns a yielded object (the Task awaits it), or NULL: with *finished set
+ * and no exception when the call is done, else with an exception.  (No
+ * StopIteration is raised here: am_send reports the end without creating
+ * one; the Python-level send/throw raise it themselves.) */
+static PyObject *ncall_step(NativeCallObject *nc, PyObject *value, PyObject *exc, int *finished)
 {
+    *finished = 0;
     for (;;) {
         PyObject *result = NULL;
         int done;
@@ -573,25 +576,49 @@ static PyObject *ncall_step(NativeCallObject *nc, PyObject *value, PyObject *exc
             PyObject *f = celeris_cycle_finish(cy);
             Py_XDECREF(f);
         }
-        PyErr_SetNone(PyExc_StopIteration);
+        *finished = 1;
         return NULL;
     }
 }
 
-static PyObject *ncall_send(PyObject *op, PyObject *value)
+/* coro.send(value) / throw(): the end raises StopIteration (value None). */
+static PyObject *ncall_step_raising(NativeCallObject *nc, PyObject *value, PyObject *exc)
 {
-    return ncall_step((NativeCallObject *)op, value, NULL);
+    int finished;
+    PyObject *r = ncall_step(nc, value, exc, &finished);
+    if (!r && finished)
+        PyErr_SetNone(PyExc_StopIteration);
+    return r;
 }
 
+static PyObject *ncall_send(PyObject *op, PyObject *value)
+{
+    return ncall_step_raising((NativeCallObject *)op, value, NULL);
+}
+
+/* iternext: NULL without an exception is the end. */
 static PyObject *ncall_next(PyObject *op)
 {
-    PyObject *r = ncall_step((NativeCallObject *)op, Py_None, NULL);
-    if (!r && PyErr_ExceptionMatches(PyExc_StopIteration)) {
-        PyObject *e = PyErr_GetRaisedException_compat();
-        Py_XDECREF(e);
-        return NULL;                    /* iternext: no exception = StopIteration */
+    int finished;
+    return ncall_step((NativeCallObject *)op, Py_None, NULL, &finished);
+}
+
+/* am_send (PyIter_Send: the Driver, and Tasks on 3.12+): the end is
+ * PYGEN_RETURN with None, no StopIteration created. */
+static PySendResult ncall_am_send(PyObject *op, PyObject *arg, PyObject **presult)
+{
+    int finished;
+    PyObject *r = ncall_step((NativeCallObject *)op, arg, NULL, &finished);
+    if (r) {
+        *presult = r;
+        return PYGEN_NEXT;
     }
-    return r;
+    if (finished) {
+        *presult = Py_NewRef(Py_None);
+        return PYGEN_RETURN;
+    }
+    *presult = NULL;
+    return PYGEN_ERROR;
 }
 
 static PyObject *ncall_throw(PyObject *op, PyObject *args)
@@ -607,7 +634,7 @@ static PyObject *ncall_throw(PyObject *op, PyObject *args)
         if (!exc)
             return NULL;
     }
-    PyObject *r = ncall_step((NativeCallObject *)op, NULL, exc);
+    PyObject *r = ncall_step_raising((NativeCallObject *)op, NULL, exc);
     Py_DECREF(exc);
     return r;
 }
@@ -784,6 +811,7 @@ static PyMethodDef ncall_methods[] = {
 
 static PyType_Slot ncall_slots[] = {
     {Py_am_await, ncall_await},
+    {Py_am_send, ncall_am_send},
     {Py_tp_iter, ncall_await},
     {Py_tp_iternext, ncall_next},
     {Py_tp_methods, ncall_methods},

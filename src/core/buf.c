@@ -5,7 +5,7 @@
 #include "alloc.h"
 #include "errors.h"
 
-int cel_buf_reserve(cel_buf *b, size_t extra)
+int cel_buf_grow(cel_buf *b, size_t extra)
 {
     if (cel_buf_room(b) >= extra)
         return 0;
@@ -35,18 +35,6 @@ int cel_buf_reserve(cel_buf *b, size_t extra)
     }
     b->data = p;
     b->cap = cap;
-    return 0;
-}
-
-int cel_buf_append(cel_buf *b, const void *p, size_t n)
-{
-    if (n == 0)
-        return 0;
-    int rc = cel_buf_reserve(b, n);
-    if (rc)
-        return rc;
-    memcpy(cel_buf_tail(b), p, n);
-    b->len += n;
     return 0;
 }
 

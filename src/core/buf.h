@@ -6,6 +6,7 @@
 #define CEL_BUF_H
 
 #include <stddef.h>
+#include <string.h>
 
 typedef struct cel_buf {
     char *data;
@@ -14,18 +15,37 @@ typedef struct cel_buf {
     size_t cap;
 } cel_buf;
 
-/* Ensure at least `extra` writable bytes after the valid bytes.  May move
- * the data (compaction or realloc).  Returns 0 or CEL_ENOMEM (buffer
- * unchanged on failure). */
-int cel_buf_reserve(cel_buf *b, size_t extra);
-
-/* Append n bytes; 0 or CEL_ENOMEM. */
-int cel_buf_append(cel_buf *b, const void *p, size_t n);
-
 /* Pointer to the first valid byte and to the first writable byte. */
 static inline char *cel_buf_head(const cel_buf *b) { return b->data + b->start; }
 static inline char *cel_buf_tail(const cel_buf *b) { return b->data + b->start + b->len; }
 static inline size_t cel_buf_room(const cel_buf *b) { return b->cap - b->start - b->len; }
+
+/* The slow path of cel_buf_reserve: compact or grow so that `extra` bytes
+ * fit after the valid bytes.  Returns 0 or CEL_ENOMEM (buffer unchanged). */
+int cel_buf_grow(cel_buf *b, size_t extra);
+
+/* Ensure at least `extra` writable bytes after the valid bytes.  May move
+ * the data (compaction or realloc).  Returns 0 or CEL_ENOMEM (buffer
+ * unchanged on failure).  Inline: most calls find the room already there. */
+static inline int cel_buf_reserve(cel_buf *b, size_t extra)
+{
+    return cel_buf_room(b) >= extra ? 0 : cel_buf_grow(b, extra);
+}
+
+/* Append n bytes; 0 or CEL_ENOMEM (buffer unchanged). */
+static inline int cel_buf_append(cel_buf *b, const void *p, size_t n)
+{
+    if (n == 0)
+        return 0;
+    if (cel_buf_room(b) < n) {
+        int rc = cel_buf_grow(b, n);
+        if (rc)
+            return rc;
+    }
+    memcpy(cel_buf_tail(b), p, n);
+    b->len += n;
+    return 0;
+}
 
 /* Drop n (<= len) bytes from the front. */
 void cel_buf_consume(cel_buf *b, size_t n);

@@ -134,16 +134,25 @@ int cel_conn_send_continue(cel_conn *c)
 
 /* RFC 9110 tchar, as uvicorn's HEADER_RE rejects everything else: visible
  * ASCII except the separators "(),/:;<=>?@[\\]{}" and DQUOTE.  A table, as
- * every response header name goes through it. */
+ * every response header name goes through it.  Non-zero for a tchar; the
+ * upper-case letters hold 0x21, so ch | (TCHAR[ch] & 0x20) lower-cases. */
 static const unsigned char TCHAR[256] = {
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 1, 0, 1, 1, 1, 1, 1, 0, 0, 1, 1, 0, 1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0,
-    0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1, 1,
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 0, 1, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x01, 0x00, 0x01, 0x01, 0x01, 0x01, 0x01, 0x00, 0x00, 0x01, 0x01, 0x00, 0x01, 0x01, 0x00,
+    0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x21, 0x21, 0x21, 0x21, 0x21, 0x21, 0x21, 0x21, 0x21, 0x21, 0x21, 0x21, 0x21, 0x21, 0x21,
+    0x21, 0x21, 0x21, 0x21, 0x21, 0x21, 0x21, 0x21, 0x21, 0x21, 0x21, 0x00, 0x00, 0x00, 0x01, 0x01,
+    0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01,
+    0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x00, 0x01, 0x00, 0x01, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
 };
 
 static int is_tchar(unsigned char ch)
@@ -164,12 +173,18 @@ static int valid_name(const cel_slice *s)
 /* uvicorn's HEADER_VALUE_RE: no CTL except HTAB. */
 static int valid_value(const cel_slice *s)
 {
-    for (size_t i = 0; i < s->len; i++) {
-        unsigned char ch = (unsigned char)s->p[i];
-        if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
-            return 0;
-    }
-    return 1;
+    /* 1 for the bytes a value may not hold: CTLs but HTAB, and DEL */
+    static const unsigned char CTL[256] = {
+        [0x00] = 1, [0x01] = 1, [0x02] = 1, [0x03] = 1, [0x04] = 1, [0x05] = 1, [0x06] = 1,
+        [0x07] = 1, [0x08] = 1, [0x0a] = 1, [0x0b] = 1, [0x0c] = 1, [0x0d] = 1, [0x0e] = 1,
+        [0x0f] = 1, [0x10] = 1, [0x11] = 1, [0x12] = 1, [0x13] = 1, [0x14] = 1, [0x15] = 1,
+        [0x16] = 1, [0x17] = 1, [0x18] = 1, [0x19] = 1, [0x1a] = 1, [0x1b] = 1, [0x1c] = 1,
+        [0x1d] = 1, [0x1e] = 1, [0x1f] = 1, [0x7f] = 1,
+    };
+    unsigned bad = 0;
+    for (size_t i = 0; i < s->len; i++)
+        bad |= CTL[(unsigned char)s->p[i]];
+    return !bad;
 }
 
 static int name_is(const cel_slice *s, const char *lit, size_t len)
@@ -219,70 +234,105 @@ static int append_lower(cel_buf *b, const cel_slice *s)
     return 0;
 }
 
+/* Copy a header name into t lower-cased; 0 if it is empty or holds a byte
+ * that is not a tchar (nothing else is promised about t then). */
+static int put_name(char *t, const cel_slice *s)
+{
+    if (s->len == 0)
+        return 0;
+    for (size_t i = 0; i < s->len; i++) {
+        unsigned char ch = (unsigned char)s->p[i], v = TCHAR[ch];
+        if (!v)
+            return 0;
+        t[i] = (char)(ch | (v & 0x20));
+    }
+    return 1;
+}
+
+static char *put_lit(char *t, const char *lit, size_t n)
+{
+    memcpy(t, lit, n);
+    return t + n;
+}
+
+/* One pass: the whole head is measured, room reserved once, and every header
+ * validated as it is written into the reserved tail of `out`.  The bytes are
+ * committed (out.len moved) only at the end, so an invalid header leaves
+ * `out` as it was and the connection able to answer 500 instead. */
 int cel_conn_response_start(cel_conn *c, int status, const cel_header *headers,
                             size_t n, const char *date)
 {
     if (c->resp_started)
         return CEL_ESTATE;
-    /* Validate everything before writing a byte, so a bad header leaves the
-     * connection able to answer 500 instead. */
-    int has_cl = 0, has_te_chunked = 0;
+    const char *phrase = cel_status_phrase(status);
+    size_t plen = strlen(phrase);
+    int with_date = c->cfg->date_header && date;
+    /* status line (at most "HTTP/1.1 " + 11 digits + " "), phrase, CRLF,
+     * date, server, connection (24), transfer-encoding (28), final CRLF */
+    size_t need = 21 + plen + 2 + (with_date ? 8 + CEL_DATE_LEN : 0) + 17 + 24 + 28 + 2;
+    for (size_t i = 0; i < n; i++) {
+        size_t h = headers[i].name.len + headers[i].value.len + 4;
+        if (h > (size_t)-1 / 2 - need)
+            return CEL_ENOMEM;
+        need += h;
+    }
+    cel_buf *o = &c->out;
+    if (cel_buf_reserve(o, need))
+        return CEL_ENOMEM;
+    char *t = cel_buf_tail(o), *w = t;
+    if (status >= 100 && status <= 999) {
+        w = put_lit(w, "HTTP/1.1 ", 9);
+        w[0] = (char)('0' + status / 100);
+        w[1] = (char)('0' + status / 10 % 10);
+        w[2] = (char)('0' + status % 10);
+        w[3] = ' ';
+        w += 4;
+    } else {
+        char line[32];
+        int ln = snprintf(line, sizeof line, "HTTP/1.1 %d ", status);
+        w = put_lit(w, line, (size_t)ln);
+    }
+    w = put_lit(w, phrase, plen);
+    w = put_lit(w, "\r\n", 2);
+    if (with_date) {
+        w = put_lit(w, "date: ", 6);
+        w = put_lit(w, date, CEL_DATE_LEN);
+        w = put_lit(w, "\r\n", 2);
+    }
+    if (c->cfg->server_header)
+        w = put_lit(w, "server: celeris\r\n", 17);
+    int has_cl = 0, has_te_chunked = 0, has_close = 0;
     uint64_t cl = 0;
     for (size_t i = 0; i < n; i++) {
-        if (!valid_name(&headers[i].name))
+        const cel_slice *name = &headers[i].name, *value = &headers[i].value;
+        if (!put_name(w, name))
             return CEL_EHDRNAME;
-        if (!valid_value(&headers[i].value))
+        if (!valid_value(value))
             return CEL_EHDRVALUE;
-        if (!has_cl && !has_te_chunked && name_is(&headers[i].name, "content-length", 14)) {
-            if (parse_u64(&headers[i].value, &cl))
+        w += name->len;
+        w = put_lit(w, ": ", 2);
+        if (value->len)
+            w = put_lit(w, value->p, value->len);
+        w = put_lit(w, "\r\n", 2);
+        /* names compared through the lower-cased copy just written */
+        const char *lname = w - 4 - value->len - name->len;
+        if (name->len == 14 && !has_cl && !has_te_chunked
+            && memcmp(lname, "content-length", 14) == 0) {
+            if (parse_u64(value, &cl))
                 return CEL_EBADCL;
             has_cl = 1;
-        } else if (name_is(&headers[i].name, "transfer-encoding", 17)
-                   && name_is(&headers[i].value, "chunked", 7)) {
+        } else if (name->len == 17 && memcmp(lname, "transfer-encoding", 17) == 0
+                   && name_is(value, "chunked", 7)) {
             has_te_chunked = 1;
             has_cl = 0;
-        } else if (name_is(&headers[i].name, "connection", 10)
-                   && cel_header_list_has(&headers[i].value, "close", 0)) {
+        } else if (name->len == 10 && memcmp(lname, "connection", 10) == 0
+                   && cel_header_list_has(value, "close", 0)) {
             c->keep_alive = 0;
+            has_close = 1;
         }
     }
     if (c->expect_continue && !c->body_done)
         c->keep_alive = 0;      /* the body never came: its bytes cannot be framed later */
-    size_t mark = c->out.len;
-    char line[64];
-    const char *phrase = cel_status_phrase(status);
-    int ln;
-    if (status >= 100 && status <= 999) {
-        memcpy(line, "HTTP/1.1 ", 9);
-        line[9] = (char)('0' + status / 100);
-        line[10] = (char)('0' + status / 10 % 10);
-        line[11] = (char)('0' + status % 10);
-        line[12] = ' ';
-        ln = 13;
-    } else {
-        ln = snprintf(line, sizeof line, "HTTP/1.1 %d ", status);
-    }
-    cel_buf *o = &c->out;
-    int rc = 0;
-    rc |= cel_buf_append(o, line, (size_t)ln);
-    rc |= cel_buf_append(o, phrase, strlen(phrase));
-    rc |= cel_buf_append(o, "\r\n", 2);
-    if (c->cfg->date_header && date) {
-        rc |= cel_buf_append(o, "date: ", 6);
-        rc |= cel_buf_append(o, date, CEL_DATE_LEN);
-        rc |= cel_buf_append(o, "\r\n", 2);
-    }
-    if (c->cfg->server_header)
-        rc |= cel_buf_append(o, "server: celeris\r\n", 17);
-    int has_close = 0;
-    for (size_t i = 0; i < n && !rc; i++) {
-        rc |= append_lower(o, &headers[i].name);
-        rc |= cel_buf_append(o, ": ", 2);
-        rc |= cel_buf_append(o, headers[i].value.p, headers[i].value.len);
-        rc |= cel_buf_append(o, "\r\n", 2);
-        if (name_is(&headers[i].name, "connection", 10) && cel_header_list_has(&headers[i].value, "close", 0))
-            has_close = 1;
-    }
     int body_allowed = !c->is_head && status != 204 && status != 304 && status >= 200;
     int chunked = 0;
     if (!has_cl && !has_te_chunked && body_allowed) {
@@ -292,16 +342,13 @@ int cel_conn_response_start(cel_conn *c, int status, const cel_header *headers,
             chunked = 1;
     }
     if (!c->keep_alive && !has_close)
-        rc |= cel_buf_append(o, "connection: close\r\n", 19);
+        w = put_lit(w, "connection: close\r\n", 19);
     else if (c->keep_alive && c->http10)
-        rc |= cel_buf_append(o, "connection: keep-alive\r\n", 24);
+        w = put_lit(w, "connection: keep-alive\r\n", 24);
     if (chunked)
-        rc |= cel_buf_append(o, "transfer-encoding: chunked\r\n", 28);
-    rc |= cel_buf_append(o, "\r\n", 2);
-    if (rc) {
-        o->len = mark;
-        return CEL_ENOMEM;
-    }
+        w = put_lit(w, "transfer-encoding: chunked\r\n", 28);
+    w = put_lit(w, "\r\n", 2);
+    o->len += (size_t)(w - t);
     c->resp_started = 1;
     c->resp_status = status;
     c->resp_chunked = (unsigned)(chunked || has_te_chunked);

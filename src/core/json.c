@@ -258,6 +258,10 @@ static int put_string(cel_json_writer *w, int is_key, const void *s, size_t n, i
     cel_buf *b = w->out;
     size_t mark = b->len;
     size_t surrogates = 0;
+    /* Room for a short string, its quotes and separator at once: the body
+     * writers then never grow the buffer (one reserve per string). */
+    if (n <= STRING_CHUNK && cel_buf_reserve(b, n * 6 + 3))
+        return CEL_ENOMEM;
     rc = put_token(w, sep, "\"", 1);
     if (rc == 0) {
         switch (width) {

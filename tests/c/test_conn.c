@@ -193,6 +193,46 @@ TEST(invalid_response_headers)
     cel_conn_release(&c);
 }
 
+/* Every byte as a header-name and a header-value byte, checked against the
+ * rule (tchar names, lower-cased; values without CTLs but HTAB), and a bad
+ * header after good ones leaves `out` untouched. */
+TEST(response_header_bytes)
+{
+    static const char sep[] = "(),/:;<=>?@[\\]{}\"";
+    for (int b = 0; b < 256; b++) {
+        cel_conn c;
+        cel_http_request req;
+        cel_header h[16];
+        conn_with(&c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+        cel_conn_parse_head(&c, &req, h, 16);
+        char name[3] = {'x', (char)b, 'Y'}, value[3] = {'v', (char)b, 'w'};
+        int tchar = b > 0x20 && b < 0x7f && !memchr(sep, b, sizeof sep - 1);
+        int vok = !((b < 0x20 && b != '\t') || b == 0x7f);
+        cel_header good = hdr("Content-Type", "text/plain");
+        cel_header hs[2] = { good, { { name, 3 }, { "v", 1 } } };
+        int rc = cel_conn_response_start(&c, 200, hs, 2, NULL);
+        CHECK_EQ_INT(rc, tchar ? 0 : CEL_EHDRNAME);
+        if (rc == 0) {
+            char want[64];
+            char lower = (char)(b >= 'A' && b <= 'Z' ? b + 32 : b);
+            snprintf(want, sizeof want, "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nx%cy: v\r\n", lower);
+            CHECK(c.out.len > strlen(want) && memcmp(cel_buf_head(&c.out), want, strlen(want)) == 0);
+        } else {
+            CHECK_EQ_INT(c.out.len, 0);
+            CHECK_EQ_INT(c.resp_started, 0);
+        }
+        cel_conn_release(&c);
+        conn_with(&c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+        cel_conn_parse_head(&c, &req, h, 16);
+        cel_header vs[2] = { good, { { "x", 1 }, { value, 3 } } };
+        rc = cel_conn_response_start(&c, 200, vs, 2, NULL);
+        CHECK_EQ_INT(rc, vok ? 0 : CEL_EHDRVALUE);
+        if (rc)
+            CHECK_EQ_INT(c.out.len, 0);
+        cel_conn_release(&c);
+    }
+}
+
 TEST(continue_only_when_body_wanted)
 {
     cel_conn c;
