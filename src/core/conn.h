@@ -132,6 +132,7 @@ typedef struct cel_conn {
     unsigned lingering : 1;     /* write side shut down; discarding input until EOF */
     unsigned notified_close : 1;/* on_close has been called */
     unsigned closed : 1;        /* in-memory connection: closed, output still takeable */
+    unsigned dead : 1;          /* destroyed inside a server batch; freed at its end */
     uint64_t dispatch_turn;     /* server turn in which the active request was dispatched */
     struct cel_conn *pending_next;
     struct cel_conn *pending_prev;

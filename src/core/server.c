@@ -203,8 +203,35 @@ void cel__server_destroy(cel_server *s, cel_conn *c)
     epoll_ctl(s->epfd, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
     cel_conn_release(c);
-    cel_free(c);
     s->freed++;
+    if (s->batch_depth) {
+        c->dead = 1;
+        c->next = s->graveyard;
+        s->graveyard = c;
+        return;
+    }
+    cel_free(c);
+}
+
+/* A batch: poll, run_pending and sweep walk connections while callbacks run
+ * the app's code, which may close any connection (a write to another
+ * client's socket failing, a broadcast...).  Connections destroyed meanwhile
+ * are freed when the outermost batch ends, so the walk never touches freed
+ * memory; it skips those marked dead. */
+void cel__server_batch_begin(cel_server *s)
+{
+    s->batch_depth++;
+}
+
+void cel__server_batch_end(cel_server *s)
+{
+    if (--s->batch_depth)
+        return;
+    while (s->graveyard) {
+        cel_conn *c = s->graveyard;
+        s->graveyard = c->next;
+        cel_free(c);
+    }
 }
 
 void cel_server_close(cel_server *s, cel_conn *c)
@@ -629,6 +656,7 @@ int cel_server_poll(cel_server *s)
     struct epoll_event ev[MAX_EVENTS];
     s->turn++;
     int n = epoll_wait(s->epfd, ev, MAX_EVENTS, 0);
+    cel__server_batch_begin(s);
     for (int i = 0; i < n; i++) {
         listener *l = as_listener(s, ev[i].data.ptr);
         if (l) {
@@ -636,6 +664,8 @@ int cel_server_poll(cel_server *s)
             continue;
         }
         cel_conn *c = ev[i].data.ptr;
+        if (c->dead)
+            continue;                   /* closed by an earlier event's callbacks */
         if (ev[i].events & EPOLLOUT) {
             uint64_t freed = s->freed;
             int rc = cel_server_flush(s, c);
@@ -650,14 +680,18 @@ int cel_server_poll(cel_server *s)
             on_readable(s, c);
     }
     cel_server_run_pending(s);
+    cel__server_batch_end(s);
     return n < 0 ? 0 : n;
 }
 
 void cel_server_run_pending(cel_server *s)
 {
     s->turn++;
+    cel__server_batch_begin(s);
     /* Only the connections queued before this call: ones re-queued by
-     * process() wait for the next turn. */
+     * process() wait for the next turn.  (tail may be destroyed meanwhile:
+     * it stays allocated for the batch and leaves the list, so the walk
+     * then ends when the list is empty.) */
     cel_conn *tail = s->pending_tail;
     while (s->pending) {
         cel_conn *c = s->pending;
@@ -667,6 +701,7 @@ void cel_server_run_pending(cel_server *s)
         if (last)
             break;
     }
+    cel__server_batch_end(s);
     /* Connections re-queued above did not ask for a turn (the list was not
      * empty when they joined it): ask once for all of them. */
     if (s->pending && s->cb.on_pending)
@@ -675,6 +710,7 @@ void cel_server_run_pending(cel_server *s)
 
 void cel_server_sweep(cel_server *s, uint64_t now_ms)
 {
+    cel__server_batch_begin(s);
     cel_conn *c = s->conns;
     while (c) {
         cel_conn *next = c->next;
@@ -696,8 +732,11 @@ void cel_server_sweep(cel_server *s, uint64_t now_ms)
         } else if (c->fd >= 0 && c->state == CEL_CONN_WS && !c->lingering) {
             cel__server_ws_sweep(s, c, now_ms);
         }
-        c = next;
+        /* next closed by the callbacks just run: it left the list (its
+         * `next` is the graveyard's link now); the rest waits a sweep */
+        c = next && !next->dead ? next : NULL;
     }
+    cel__server_batch_end(s);
 }
 
 int cel_server_response_done(cel_server *s, cel_conn *c)
@@ -888,6 +927,7 @@ static int input_waiting(const cel_conn *c)
 
 size_t cel_server_close_idle(cel_server *s)
 {
+    cel__server_batch_begin(s);
     cel_conn *c = s->conns;
     while (c) {
         cel_conn *next = c->next;
@@ -896,8 +936,11 @@ size_t cel_server_close_idle(cel_server *s)
         else if (c->state == CEL_CONN_IDLE && c->in.len == 0 && c->out.len == 0
                  && !cel_conn_file_pending(c) && c->requests > 0 && !input_waiting(c))
             cel__server_destroy(s, c);
-        c = next;
+        /* next closed by the callbacks (on_close) just run: restart the
+         * walk; the connections closed so far are off the list */
+        c = next && next->dead ? s->conns : next;
     }
+    cel__server_batch_end(s);
     return s->nconns;
 }
 
@@ -965,6 +1008,8 @@ void cel_server_free(cel_server *s)
         return;
     while (s->conns)
         cel_server_close(s, s->conns);
+    s->batch_depth = 1;         /* (freed inside a batch: release what it deferred) */
+    cel__server_batch_end(s);
     for (int i = 0; i < s->nlisteners; i++)
         if (s->listeners[i].fd >= 0)
             close(s->listeners[i].fd);

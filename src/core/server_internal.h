@@ -29,6 +29,9 @@ struct cel_server {
     uint64_t turn;              /* poll/run_pending invocations */
     uint64_t freed;             /* connections freed so far: tells a caller holding a
                                    cel_conn* whether a call may have freed it */
+    int batch_depth;            /* inside poll/run_pending/sweep: frees are deferred */
+    cel_conn *graveyard;        /* connections destroyed during the batch (linked by
+                                   next, c->dead set); freed when the batch ends */
     char *pool[POOL_MAX];       /* free READ_CHUNK-sized buffers */
     int npool;
     cel_header headers[MAX_HEADERS_CAP];
@@ -40,8 +43,18 @@ void cel__server_buf_release(cel_server *s, cel_buf *b);
 
 /* Close c: notify the owner, release the socket and free c (deferred to the
  * end of cel__server_process while it runs for c; an in-memory connection is
- * only marked closed).  c must not be used afterwards unless in_process. */
+ * only marked closed).  Inside a batch (poll, run_pending, sweep) the struct
+ * itself stays allocated, marked dead, until the batch ends: the batch's own
+ * pointers to it (epoll events, list cursors) stay valid even when a
+ * callback -- the app's code -- closed a connection other than the one being
+ * processed.  c must not be used afterwards unless in_process or, within
+ * the batch, to read c->dead. */
 void cel__server_destroy(cel_server *s, cel_conn *c);
+
+/* Open / close a batch (nestable): connections destroyed while one is open
+ * are freed when the outermost closes (see cel__server_destroy). */
+void cel__server_batch_begin(cel_server *s);
+void cel__server_batch_end(cel_server *s);
 
 /* Drive c as far as its buffered input allows (server.c).  Returns
  * CEL_ECLOSED if c was closed (freed or lingering), else 0. */

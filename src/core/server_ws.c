@@ -251,6 +251,7 @@ int cel_server_ws_close(cel_server *s, cel_conn *c, int code, const char *reason
 size_t cel_server_ws_going_away(cel_server *s)
 {
     size_t n = 0;
+    cel__server_batch_begin(s);
     cel_conn *c = s->conns;
     while (c) {
         cel_conn *next = c->next;
@@ -263,7 +264,10 @@ size_t cel_server_ws_going_away(cel_server *s)
             cel_server_flush(s, c);
             n++;
         }
-        c = next;
+        /* next closed by the callbacks just run: restart the walk (those
+         * already told are skipped by the conditions above) */
+        c = next && next->dead ? s->conns : next;
     }
+    cel__server_batch_end(s);
     return n;
 }
