@@ -47,10 +47,14 @@ def close_normally(ws):
     assert ws.recv_close()[0] == 1000
 
 
+# asyncio.timeout() is 3.11+
+CANCEL_PATHS = ["/wait-for", "/wait-for-coro", "/task-cancel",
+                pytest.param("/timeout-cm", marks=pytest.mark.skipif(sys.version_info < (3, 11),
+                                                                     reason="asyncio.timeout is 3.11+"))]
 DISCONNECT_1000 = {"type": "websocket.disconnect", "code": 1000, "reason": ""}
 
 
-@pytest.mark.parametrize("path", ["/wait-for", "/wait-for-coro", "/timeout-cm", "/task-cancel"])
+@pytest.mark.parametrize("path", CANCEL_PATHS)
 def test_cancelled_receive_then_next_message(waiter_server, path):
     """A receive() cancelled while it waits (wait_for timeout on the bare
     awaitable or on a coroutine, asyncio.timeout, Task.cancel) raises in the
@@ -174,7 +178,7 @@ def client():
         yield c
 
 
-@pytest.mark.parametrize("path", ["/wait-for", "/wait-for-coro", "/timeout-cm", "/task-cancel"])
+@pytest.mark.parametrize("path", CANCEL_PATHS)
 def test_testclient_cancelled_receive_then_next_message(client, path):
     tag = "tc" + path.replace("/", "-")
     with client.websocket_connect(f"{path}?tag={tag}") as ws:
