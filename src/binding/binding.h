@@ -32,6 +32,7 @@ typedef struct {
     PyTypeObject *NativeCall_Type;
     PyTypeObject *ThreadPool_Type;
     PyTypeObject *Driver_Type;
+    PyTypeObject *Waiter_Type;
     PyObject *ready_none;           /* awaitable resolving to None */
     PyObject *disconnect_msg_proto; /* {"type": "http.disconnect"} (copied per use) */
     /* interned strings */
@@ -82,6 +83,10 @@ typedef struct ServerObject {
     PyObject *ws_handler;       /* ws_handler(scope, cycle) -> coroutine, for websocket scopes */
     PyObject *ws_log;           /* ws_log(scope, status or None for accepted) or None */
     PyObject *pool;             /* ThreadPool for def endpoints, or NULL until first use */
+    struct WaiterObject *wakes;     /* receive() waiters resolved inside poll()/run_pending(),
+                                       woken when it returns (waiter.c; the first, strong, each
+                                       holding the next) */
+    struct WaiterObject *wakes_tail;/* borrowed: the last of them */
     int pending_scheduled;
     int in_loop_callback;       /* inside poll()/run_pending(): no Task is running */
     int drivers;                /* one Driver Task per connection (CELERIS_CONN_DRIVER != "0") */
@@ -111,6 +116,7 @@ typedef struct CycleObject {
     int ws_connect_sent;        /* websocket.connect was received */
     PyObject *ws_scope;         /* for ws_log, or NULL */
     PyObject *ws_msg;           /* a websocket.receive that arrived with no receive() waiting */
+    PyObject *ws_waiter;        /* the Waiter every waiting receive() returns, or NULL until one */
     PyObject *ws_disconnect;    /* the websocket.disconnect message once known, or NULL */
     PyObject *ws_denial_headers;/* denial response: headers as sent, body so far */
     PyObject *ws_denial_body;   /* bytearray */
@@ -126,6 +132,31 @@ void celeris_ws_on_message(CycleObject *cy, int opcode, const char *p, size_t n)
 void celeris_ws_on_close(CycleObject *cy, cel_conn *c);
 /* The ASGI websocket.disconnect message for cy as things stand (new reference). */
 PyObject *celeris_ws_disconnect_msg(CycleObject *cy);
+
+/* waiter.c: the awaitable a WebSocket receive() that must wait returns (one
+ * per Cycle, reused).  Functions taking `w` accept NULL where noted. */
+/* A new Waiter for cy (new reference; cy borrowed, see celeris_waiter_detach). */
+PyObject *celeris_waiter_new(CycleObject *cy);
+/* cy is being cleared: forget it (w may be NULL). */
+void celeris_waiter_detach(PyObject *w);
+/* Before a new receive(): 0, or -1 with RuntimeError if one is waiting.  A
+ * message left in w by a receive() never awaited goes to cy->ws_msg. */
+int celeris_waiter_arm(PyObject *w);
+/* Hand w out for a receive() that waits (after celeris_waiter_arm). */
+void celeris_waiter_wait(PyObject *w);
+/* 1 while a receive() waits on w for a message (w may be NULL). */
+int celeris_waiter_waiting(PyObject *w);
+/* Give the waiting receive() `value` (borrowed; kept as a new reference) and
+ * wake its Task: after the core returns when called inside poll()/
+ * run_pending(), else through loop.call_soon.  1 if w took it, 0 if w is NULL
+ * or not waiting (cancelled: the caller keeps the value).  Never leaves an
+ * exception set (a failed call_soon is reported as unraisable). */
+int celeris_waiter_resolve(PyObject *w, PyObject *value);
+/* Wake the Tasks of the waiters resolved inside poll()/run_pending(); called
+ * when the core has returned, with no Task running.  Never raises. */
+void celeris_waiter_run_wakes(ServerObject *srv);
+/* Release the wake list without waking anyone (the server is going away). */
+void celeris_waiter_drop_wakes(ServerObject *srv);
 /* scope.c: websocket scope extras (subprotocols from the request headers) */
 PyObject *celeris_ws_subprotocols(const cel_http_request *req);
 
@@ -185,6 +216,7 @@ extern PyType_Spec celeris_nativeapp_spec;
 extern PyType_Spec celeris_nativecall_spec;
 extern PyType_Spec celeris_threadpool_spec;
 extern PyType_Spec celeris_driver_spec;
+extern PyType_Spec celeris_waiter_spec;
 extern PyType_Spec celeris_inotify_spec;
 extern PyType_Spec celeris_excsender_spec;
 

@@ -69,13 +69,16 @@ static void close_after_output(cel_conn *c)
 
 static void resolve_disconnect(CycleObject *cy)
 {
-    if (cy->recv_future) {
+    if (cy->recv_future || celeris_waiter_waiting(cy->ws_waiter)) {
         PyObject *msg = cy->ws ? celeris_ws_disconnect_msg(cy) : disconnect_msg(ST(cy));
         if (!msg) {
             PyErr_WriteUnraisable((PyObject *)cy);
             return;
         }
-        celeris_cycle_resolve(cy, &cy->recv_future, msg);
+        if (cy->ws)
+            celeris_waiter_resolve(cy->ws_waiter, msg);
+        else
+            celeris_cycle_resolve(cy, &cy->recv_future, msg);
         Py_DECREF(msg);
     }
     celeris_cycle_resolve(cy, &cy->drain_future, Py_None);
@@ -770,6 +773,7 @@ PyObject *celeris_cycle_new(ServerObject *server, cel_conn *c, PyObject *scope)
     cy->ws_connect_sent = 0;
     cy->ws_scope = NULL;
     cy->ws_msg = NULL;
+    cy->ws_waiter = NULL;
     cy->ws_disconnect = NULL;
     cy->ws_denial_headers = NULL;
     cy->ws_denial_body = NULL;
@@ -789,6 +793,7 @@ static int cycle_traverse(PyObject *self, visitproc visit, void *arg)
     Py_VISIT(cy->task);
     Py_VISIT(cy->ws_scope);
     Py_VISIT(cy->ws_msg);
+    Py_VISIT(cy->ws_waiter);
     Py_VISIT(cy->ws_disconnect);
     Py_VISIT(cy->ws_denial_headers);
     Py_VISIT(cy->ws_denial_body);
@@ -807,6 +812,8 @@ static int cycle_clear(PyObject *self)
     Py_CLEAR(cy->task);
     Py_CLEAR(cy->ws_scope);
     Py_CLEAR(cy->ws_msg);
+    celeris_waiter_detach(cy->ws_waiter);
+    Py_CLEAR(cy->ws_waiter);
     Py_CLEAR(cy->ws_disconnect);
     Py_CLEAR(cy->ws_denial_headers);
     Py_CLEAR(cy->ws_denial_body);

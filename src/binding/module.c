@@ -266,6 +266,9 @@ static int celeris_exec(PyObject *m)
     st->Driver_Type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &celeris_driver_spec, NULL);
     if (!st->Driver_Type)
         return -1;
+    st->Waiter_Type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &celeris_waiter_spec, NULL);
+    if (!st->Waiter_Type)
+        return -1;
     if (PyModule_AddObjectRef(m, "Driver", (PyObject *)st->Driver_Type) < 0
         || PyModule_AddObjectRef(m, "ThreadPool", (PyObject *)st->ThreadPool_Type) < 0
         || PyModule_AddObjectRef(m, "NativeApp", (PyObject *)st->NativeApp_Type) < 0
@@ -313,6 +316,7 @@ static int celeris_traverse(PyObject *m, visitproc visit, void *arg)
     Py_VISIT(st->NativeCall_Type);
     Py_VISIT(st->ThreadPool_Type);
     Py_VISIT(st->Driver_Type);
+    Py_VISIT(st->Waiter_Type);
     Py_VISIT(st->ready_none);
     Py_VISIT(st->ws.ClientDisconnected);
     return 0;
@@ -329,6 +333,7 @@ static int celeris_clear(PyObject *m)
     Py_CLEAR(st->NativeCall_Type);
     Py_CLEAR(st->ThreadPool_Type);
     Py_CLEAR(st->Driver_Type);
+    Py_CLEAR(st->Waiter_Type);
     Py_CLEAR(st->ready_none);
     PyObject **strs[] = {
         &st->s_type, &st->s_asgi, &st->s_http_version, &st->s_server, &st->s_client,

@@ -428,6 +428,8 @@ static PyObject *server_poll(PyObject *op, PyObject *Py_UNUSED(a))
         self->in_loop_callback = 1;
         cel_server_poll(self->srv);
         self->in_loop_callback = 0;
+        if (self->wakes)
+            celeris_waiter_run_wakes(self);     /* the core is out of the way now */
     }
     Py_RETURN_NONE;
 }
@@ -440,6 +442,8 @@ static PyObject *server_run_pending(PyObject *op, PyObject *Py_UNUSED(a))
         self->in_loop_callback = 1;
         cel_server_run_pending(self->srv);
         self->in_loop_callback = 0;
+        if (self->wakes)
+            celeris_waiter_run_wakes(self);     /* the core is out of the way now */
     }
     Py_RETURN_NONE;
 }
@@ -571,6 +575,7 @@ static int server_traverse(PyObject *op, visitproc visit, void *arg)
     Py_VISIT(self->scope_patch);
     Py_VISIT(self->debug_sink);
     Py_VISIT(self->pool);
+    Py_VISIT((PyObject *)self->wakes);
     Py_VISIT(Py_TYPE(op));
     return 0;
 }
@@ -583,6 +588,7 @@ static int server_clear(PyObject *op)
     if (self->loop)
         celeris_server_pool_close(self);
     Py_CLEAR(self->pool);
+    celeris_waiter_drop_wakes(self);
     Py_CLEAR(self->create_task);
     Py_CLEAR(self->enter_task);
     Py_CLEAR(self->leave_task);

@@ -118,8 +118,8 @@ static void set_disconnect(CycleObject *cy, PyObject *msg)
     }
     if (!cy->ws_disconnect)
         cy->ws_disconnect = Py_NewRef(msg);
-    if (cy->recv_future && !cy->ws_msg)
-        celeris_cycle_resolve(cy, &cy->recv_future, cy->ws_disconnect);
+    if (!cy->ws_msg)
+        celeris_waiter_resolve(cy->ws_waiter, cy->ws_disconnect);
     Py_DECREF(msg);
 }
 
@@ -134,8 +134,8 @@ void celeris_ws_on_close(CycleObject *cy, cel_conn *c)
                                               (Py_ssize_t)w->close_reason_len));
         else
             set_disconnect(cy, celeris_ws_disconnect_msg(cy));
-    } else if (cy->recv_future && !cy->ws_msg) {
-        celeris_cycle_resolve(cy, &cy->recv_future, cy->ws_disconnect);
+    } else if (!cy->ws_msg) {
+        celeris_waiter_resolve(cy->ws_waiter, cy->ws_disconnect);
     }
     celeris_cycle_resolve(cy, &cy->drain_future, Py_None);
 }
@@ -156,7 +156,7 @@ void celeris_ws_on_message(CycleObject *cy, int opcode, const char *p, size_t n)
     Py_DECREF(data);
     /* a receive() cancelled meanwhile (asyncio.wait_for) did not take it:
      * the next receive() will */
-    if (celeris_cycle_resolve(cy, &cy->recv_future, msg))
+    if (celeris_waiter_resolve(cy->ws_waiter, msg))
         Py_DECREF(msg);
     else
         Py_XSETREF(cy->ws_msg, msg);
@@ -165,19 +165,10 @@ void celeris_ws_on_message(CycleObject *cy, int opcode, const char *p, size_t n)
 PyObject *celeris_ws_receive(CycleObject *cy)
 {
     celeris_state *st = cy->server->st;
-    if (cy->recv_future) {
-        /* the last receive() was cancelled (a timeout): its future is done */
-        PyObject *done = PyObject_CallMethodNoArgs(cy->recv_future, st->s_done);
-        if (!done)
-            return NULL;
-        int is_done = done == Py_True;
-        Py_DECREF(done);
-        if (!is_done) {
-            PyErr_SetString(PyExc_RuntimeError, "receive() called while another receive() is pending");
-            return NULL;
-        }
-        Py_CLEAR(cy->recv_future);
-    }
+    /* refused while a receive() waits; one cancelled (a timeout) is over, and
+     * a message it held comes back to cy->ws_msg */
+    if (cy->ws_waiter && celeris_waiter_arm(cy->ws_waiter) < 0)
+        return NULL;
     if (!cy->ws_connect_sent) {
         cy->ws_connect_sent = 1;
         PyObject *m = Py_BuildValue("{OO}", st->s_type, st->ws.s_websocket_connect);
@@ -206,11 +197,11 @@ PyObject *celeris_ws_receive(CycleObject *cy)
         Py_DECREF(m);
         return r;
     }
-    PyObject *fut = PyObject_CallNoArgs(cy->server->create_future);
-    if (!fut)
+    /* wait: on the Cycle's Waiter (waiter.c), made once and reused */
+    if (!cy->ws_waiter && !(cy->ws_waiter = celeris_waiter_new(cy)))
         return NULL;
-    cy->recv_future = Py_NewRef(fut);
-    return fut;
+    celeris_waiter_wait(cy->ws_waiter);
+    return Py_NewRef(cy->ws_waiter);
 }
 
 /* ---- send ---- */
@@ -324,7 +315,7 @@ static PyObject *send_accept(CycleObject *cy, PyObject *msg)
     Py_DECREF(sub);
     Py_DECREF(headers);
     /* a receive() that waited since before the accept now waits for messages */
-    if (cy->recv_future && cy->conn)
+    if (celeris_waiter_waiting(cy->ws_waiter) && cy->conn)
         cel_server_ws_want_message(cy->server->srv, cy->conn);
     return Py_NewRef(st->ready_none);
 fail:

@@ -1,0 +1,157 @@
+"""Instructions per echoed WebSocket message of a Celeris server, counted by callgrind.
+
+The WebSocket counterpart of bench/instructions.py.  The server
+(`python -m celeris run ws_echo:app`, bench/apps/ws_echo.py) runs under
+`valgrind --tool=callgrind --instr-atstart=no`; this script (outside valgrind,
+so none of its work is counted) opens C connections to /ws, warms them up,
+switches collection on (`callgrind_control -i on`), runs N rounds, switches
+it off, dumps, and divides the server's user-space instructions by the number
+of messages echoed.  A round sends one masked text message on every
+connection, then reads every echo back, so with -c 16 the server sees up to
+16 messages per loop turn, as under load.
+
+    python3 bench/ws_instructions.py                 # 1 connection, 2000 messages
+    python3 bench/ws_instructions.py -c 1 -c 16      # one figure per connection count
+    python3 bench/ws_instructions.py --json out.json --size 64
+
+Output: one line per connection count (instructions per message).
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH_DIR))
+from instructions import _ctl, _total  # noqa: E402
+
+
+def _connect(port: int, path: str) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall((f"GET {path} HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\n"
+                  f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                  "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise SystemExit("server closed the connection during the handshake")
+        head += chunk
+    if not head.startswith(b"HTTP/1.1 101"):
+        raise SystemExit(f"handshake refused: {head.splitlines()[0]!r}")
+    return sock
+
+
+def _frame(payload: bytes) -> bytes:
+    """A masked text frame (mask 0: the payload is sent as is)."""
+    n = len(payload)
+    if n < 126:
+        head = struct.pack("!BB", 0x81, 0x80 | n)
+    elif n < 65536:
+        head = struct.pack("!BBH", 0x81, 0x80 | 126, n)
+    else:
+        head = struct.pack("!BBQ", 0x81, 0x80 | 127, n)
+    return head + b"\0\0\0\0" + payload
+
+
+def _read_echo(sock: socket.socket, want: int) -> None:
+    """Reads one unmasked server frame of `want` payload bytes (no deflate: it is off)."""
+    hdr = 2 + (2 if want >= 126 else 0) + (6 if want >= 65536 else 0)
+    need, got = hdr + want, b""
+    while len(got) < need:
+        chunk = sock.recv(need - len(got))
+        if not chunk:
+            raise SystemExit("server closed the connection")
+        got += chunk
+
+
+def _rounds(socks: list[socket.socket], frame: bytes, size: int, n: int) -> None:
+    for _ in range(n):
+        for s in socks:
+            s.sendall(frame)
+        for s in socks:
+            _read_echo(s, size)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-c", "--connections", type=int, action="append",
+                   help="connections (repeatable; default 1)")
+    p.add_argument("-n", "--messages", type=int, default=2000,
+                   help="messages counted per connection count (2000; rounded down to a multiple of -c)")
+    p.add_argument("--warmup", type=int, default=300, help="messages before counting (300)")
+    p.add_argument("--size", type=int, default=13, help="payload bytes (13)")
+    p.add_argument("--app", default="ws_echo:app", help="APP in bench/apps (ws_echo:app)")
+    p.add_argument("--path", default="/ws")
+    p.add_argument("--json", type=Path, help="write the figures here")
+    p.add_argument("--celeris-args", default="", help="extra `celeris run` arguments")
+    args = p.parse_args(argv)
+    counts = args.connections or [1]
+
+    tmp = Path(tempfile.mkdtemp(prefix="celeris-callgrind-ws-"))
+    port_sock = socket.socket()
+    port_sock.bind(("127.0.0.1", 0))
+    port = port_sock.getsockname()[1]
+    port_sock.close()
+    cmd = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
+           f"--callgrind-out-file={tmp}/callgrind.out.%p",
+           sys.executable, "-m", "celeris", "run", args.app, "--app-dir", str(BENCH_DIR / "apps"),
+           "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
+           "--ws-per-message-deflate", "false", "--ws-ping-interval", "0",
+           *args.celeris_args.split()]
+    env = dict(os.environ, PYTHONMALLOC=os.environ.get("PYTHONMALLOC", "pymalloc"))
+    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    results = {}
+    frame = _frame(b"x" * args.size)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit("server did not start:\n" + server.stderr.read().decode())
+                time.sleep(0.5)
+        for k in counts:
+            socks = [_connect(port, args.path) for _ in range(k)]
+            _rounds(socks, frame, args.size, max(1, args.warmup // k))
+            rounds = max(1, args.messages // k)
+            before = set(tmp.glob("callgrind.out*"))
+            _ctl(server.pid, "-z")
+            _ctl(server.pid, "-i", "on")
+            _rounds(socks, frame, args.size, rounds)
+            _ctl(server.pid, "-i", "off")
+            _ctl(server.pid, "-d")
+            time.sleep(0.5)
+            per = _total(tmp, before) / (rounds * k)
+            results[k] = round(per)
+            print(f"{k} connection(s): {per:,.0f} instructions per echoed message")
+            for s in socks:
+                s.close()
+            time.sleep(0.5)
+    finally:
+        server.terminate()
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    if args.json:
+        args.json.write_text(json.dumps({"app": args.app, "messages": args.messages, "size": args.size,
+                                         "instructions_per_message": results}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
