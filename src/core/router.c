@@ -33,6 +33,9 @@ typedef struct route {
     size_t methods_off;         /* upper-cased "GET,HEAD" at text + methods_off */
     size_t methods_len;
     int any_method;
+    unsigned method_bits;       /* the list's methods among KNOWN_METHODS, one bit each */
+    int other_methods;          /* the list names a method outside KNOWN_METHODS */
+    int is_static;              /* a path route without parameters: one literal */
     unsigned char nparts;
     unsigned char nparams;
     unsigned char param_part[CEL_ROUTER_MAX_PARAMS];
@@ -231,6 +234,39 @@ static int copy_methods(cel_router *r, char *dst, const char *src, size_t n)
 
 static const char MOUNT_TAIL[] = "/{path:path}";
 
+/* The methods routes name most: membership by one bit per route instead of
+ * a walk over its list (method_allowed). */
+static const char *const KNOWN_METHODS[] = {
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT",
+};
+#define NKNOWN (sizeof KNOWN_METHODS / sizeof KNOWN_METHODS[0])
+
+/* The KNOWN_METHODS bit of method m (exact, case-sensitive), 0 for others. */
+static unsigned method_bit(const char *m, size_t n)
+{
+    for (unsigned k = 0; k < NKNOWN; k++)
+        if (strlen(KNOWN_METHODS[k]) == n && memcmp(KNOWN_METHODS[k], m, n) == 0)
+            return 1u << k;
+    return 0;
+}
+
+/* Fill method_bits / other_methods from the upper-cased list. */
+static void index_methods(route *rt)
+{
+    const char *list = rt->text + rt->methods_off;
+    size_t n = rt->methods_len, item = 0;
+    for (size_t i = 0; i <= n; i++) {
+        if (i == n || list[i] == ',') {
+            unsigned b = method_bit(list + item, i - item);
+            if (b)
+                rt->method_bits |= b;
+            else
+                rt->other_methods = 1;
+            item = i + 1;
+        }
+    }
+}
+
 int cel_router_add(cel_router *r, int kind, const char *tpl, size_t len,
                    const char *methods, int id)
 {
@@ -288,6 +324,10 @@ int cel_router_add(cel_router *r, int kind, const char *tpl, size_t len,
         cel_free(rt->text);
         return rc;
     }
+    if (!rt->any_method)
+        index_methods(rt);
+    rt->is_static = kind == CEL_ROUTE_PATH && rt->nparams == 0 && rt->nparts == 1
+                    && rt->parts[0].type == PART_LIT;
     r->n++;
     return 0;
 }
@@ -485,11 +525,14 @@ static int match_from(mctx *c, unsigned i, size_t s)
     return 0;
 }
 
-static int method_allowed(const route *rt, const char *m, size_t mlen)
+/* bit: method_bit(m) (0 for a method outside KNOWN_METHODS). */
+static int method_allowed(const route *rt, unsigned bit, const char *m, size_t mlen)
 {
     if (rt->any_method)
         return 1;
-    if (mlen == 0)
+    if (bit)
+        return (rt->method_bits & bit) != 0;
+    if (!rt->other_methods || mlen == 0)
         return 0;               /* the list has no empty names */
     const char *list = rt->text + rt->methods_off;
     size_t n = rt->methods_len, item = 0;
@@ -532,6 +575,7 @@ int cel_router_match(const cel_router *r, const char *method, size_t mlen,
     m->partial_id = -1;
     m->nparams = 0;
     m->mount_prefix_len = 0;
+    unsigned bit = method_bit(method, mlen);
 
     for (size_t k = 0; k < r->n; k++) {
         const route *rt = &r->routes[k];
@@ -541,17 +585,25 @@ int cel_router_match(const cel_router *r, const char *method, size_t mlen,
             m->index = k;
             return CEL_ROUTER_OPAQUE;
         }
-        int allowed = rt->kind == CEL_ROUTE_MOUNT || method_allowed(rt, method, mlen);
+        int allowed = rt->kind == CEL_ROUTE_MOUNT || method_allowed(rt, bit, method, mlen);
         if (!allowed && m->partial_seen)
             continue;           /* could only be another PARTIAL */
-        if (!may_match(rt, path, plen))
-            continue;
-        c.rt = rt;
-        int rc = match_from(&c, 0, 0);
-        if (rc < 0)
-            return CEL_ROUTER_EBUDGET;
-        if (rc == 0)
-            continue;
+        if (rt->is_static) {
+            /* the literal itself, or followed by one "\n" ("$" allows it) */
+            size_t len = rt->parts[0].len;
+            if (!(plen == len || (plen == len + 1 && path[len] == '\n'))
+                || memcmp(path, rt->text + rt->parts[0].off, len) != 0)
+                continue;
+        } else {
+            if (!may_match(rt, path, plen))
+                continue;
+            c.rt = rt;
+            int rc = match_from(&c, 0, 0);
+            if (rc < 0)
+                return CEL_ROUTER_EBUDGET;
+            if (rc == 0)
+                continue;
+        }
         if (!allowed) {
             m->partial_seen = 1;
             m->partial_id = rt->id;

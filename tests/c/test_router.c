@@ -126,6 +126,39 @@ TEST(methods_full_partial_and_order)
     CHECK_EQ_INT(o.m.partial_id, -1);
     cel_router_free(r);
 
+    /* Methods outside the common set (kept as a list) beside common ones (one
+     * bit each), and static routes checked by their literal: a parameter route
+     * registered before a static one still wins, in order. */
+    r = cel_router_new();
+    CHECK_EQ_INT(cel_router_add(r, CEL_ROUTE_PATH, S("/dav"), "propfind,GET", 1), 0);
+    CHECK_EQ_INT(cel_router_add(r, CEL_ROUTE_PATH, S("/{any}"), "DELETE", 2), 0);
+    CHECK_EQ_INT(cel_router_add(r, CEL_ROUTE_PATH, S("/dav"), "POST,MKCOL", 3), 0);
+    CHECK_EQ_INT(cel_router_add(r, CEL_ROUTE_PATH, S("/plain"), "GET", 4), 0);
+    o = match_at(r, "PROPFIND", S("/dav"));
+    CHECK_EQ_INT(o.rc, CEL_ROUTER_FULL);
+    CHECK_EQ_INT(o.m.id, 1);
+    o = match_at(r, "MKCOL", S("/dav"));
+    CHECK_EQ_INT(o.m.id, 3);
+    CHECK_EQ_INT(o.m.partial_id, 1);
+    o = match_at(r, "POST", S("/dav"));
+    CHECK_EQ_INT(o.m.id, 3);
+    o = match_at(r, "DELETE", S("/dav"));              /* the parameter route, in order */
+    CHECK_EQ_INT(o.m.id, 2);
+    o = match_at(r, "PROPPATCH", S("/dav"));
+    CHECK_EQ_INT(o.rc, CEL_ROUTER_NONE);
+    CHECK_EQ_INT(o.m.partial_id, 1);
+    o = match_at(r, "propfind", S("/dav"));            /* compared as sent */
+    CHECK_EQ_INT(o.rc, CEL_ROUTER_NONE);
+    o = match_at(r, "GET", S("/plain\n"));             /* "$" before a final newline */
+    CHECK_EQ_INT(o.m.id, 4);
+    o = match_at(r, "GET", S("/plai"));
+    CHECK_EQ_INT(o.rc, CEL_ROUTER_NONE);
+    o = match_at(r, "GET", S("/plainx"));
+    CHECK_EQ_INT(o.rc, CEL_ROUTER_NONE);
+    o = match_at(r, "GET", S("/plain\n\n"));
+    CHECK_EQ_INT(o.rc, CEL_ROUTER_NONE);
+    cel_router_free(r);
+
     /* Only partial matches: NONE, with the first partial reported. */
     r = cel_router_new();
     CHECK_EQ_INT(cel_router_add(r, CEL_ROUTE_PATH, S("/x"), "PUT", 10), 0);
