@@ -142,7 +142,11 @@ static int prepare_result(NativeCallObject *nc, PyObject *result)
     NPlan *plan = nc->plan;
     Py_CLEAR(nc->prep_body);
     Py_CLEAR(nc->prep_resp);
-    int is_resp = PyObject_IsInstance(result, app->response_type);
+    /* the exact JSON types are never a Response: no isinstance walk for them */
+    PyTypeObject *rt = Py_TYPE(result);
+    int is_resp = rt == &PyDict_Type || rt == &PyList_Type || rt == &PyUnicode_Type
+                  || rt == &PyLong_Type || result == Py_None
+                  ? 0 : PyObject_IsInstance(result, app->response_type);
     if (is_resp < 0)
         return -1;
     if (is_resp) {
