@@ -263,13 +263,25 @@ static void raise_surrogate_error(const cel_buf *out)
 
 /* METH_O.  obj is borrowed; returns a new bytes object, or NULL with the
  * exception json.dumps(...).encode("utf-8") would raise. */
+/* The output buffer, kept per thread between calls so that a response body
+ * costs no malloc/free: emptied after each use, released when a large body
+ * grew it past SCRATCH_KEEP.  A call made while the thread's buffer is in
+ * use (re-entered from Python code run by an error path) takes a buffer of
+ * its own. */
+#define SCRATCH_KEEP (64 * 1024)
+static _Thread_local cel_buf scratch;
+static _Thread_local int scratch_busy;
+
 PyObject *celeris_json_dumps(PyObject *Py_UNUSED(module), PyObject *obj)
 {
-    cel_buf out = { 0 };
+    cel_buf local = { 0 };
+    int mine = !scratch_busy;
+    cel_buf *out = mine ? &scratch : &local;
     encoder e;
     PyObject *result = NULL;
+    scratch_busy = 1;
     /* Depth is bounded by the interpreter's recursion limit, as in json. */
-    cel_json_writer_init(&e.w, &out, CEL_JSON_MAX_DEPTH);
+    cel_json_writer_init(&e.w, out, CEL_JSON_MAX_DEPTH);
     e.surrogates = 0;
     e.circular = 0;
     if (encode_value(&e, obj, NULL) < 0) {
@@ -280,12 +292,20 @@ PyObject *celeris_json_dumps(PyObject *Py_UNUSED(module), PyObject *obj)
         goto done;
     }
     if (e.surrogates) {
-        raise_surrogate_error(&out);
+        raise_surrogate_error(out);
         goto done;
     }
-    result = PyBytes_FromStringAndSize(cel_buf_head(&out), (Py_ssize_t)out.len);
+    result = PyBytes_FromStringAndSize(cel_buf_head(out), (Py_ssize_t)out->len);
 done:
     cel_json_writer_free(&e.w);
-    cel_buf_free(&out);
+    if (mine) {
+        scratch_busy = 0;
+        if (scratch.cap > SCRATCH_KEEP)
+            cel_buf_free(&scratch);
+        else
+            scratch.start = scratch.len = 0;
+    } else {
+        cel_buf_free(&local);
+    }
     return result;
 }

@@ -91,11 +91,16 @@ static int put_token(cel_json_writer *w, char sep, const char *s, size_t n)
     cel_buf *b = w->out;
     if (cel_buf_reserve(b, n + 1))
         return CEL_ENOMEM;
-    char *o = cel_buf_tail(b);
+    char *start = cel_buf_tail(b), *o = start;
     if (sep)
         *o++ = sep;
-    memcpy(o, s, n);
-    b->len += (size_t)(o - cel_buf_tail(b)) + n;
+    if (n == 1) {               /* brackets and quotes: no memcpy call */
+        *o++ = *s;
+    } else {
+        memcpy(o, s, n);
+        o += n;
+    }
+    b->len += (size_t)(o - start);
     return 0;
 }
 
@@ -259,10 +264,20 @@ static int put_string(cel_json_writer *w, int is_key, const void *s, size_t n, i
     size_t mark = b->len;
     size_t surrogates = 0;
     /* Room for a short string, its quotes and separator at once: the body
-     * writers then never grow the buffer (one reserve per string). */
-    if (n <= STRING_CHUNK && cel_buf_reserve(b, n * 6 + 3))
-        return CEL_ENOMEM;
-    rc = put_token(w, sep, "\"", 1);
+     * writers then never grow the buffer and the closing quote needs no
+     * check (one reserve per string). */
+    int short_str = n <= STRING_CHUNK;
+    if (short_str) {
+        if (cel_buf_reserve(b, n * 6 + 3))
+            return CEL_ENOMEM;
+        char *start = cel_buf_tail(b), *o = start;
+        if (sep)
+            *o++ = sep;
+        *o++ = '"';
+        b->len += (size_t)(o - start);
+    } else {
+        rc = put_token(w, sep, "\"", 1);
+    }
     if (rc == 0) {
         switch (width) {
         case 0: rc = put_utf8_body(b, s, n); break;
@@ -271,8 +286,12 @@ static int put_string(cel_json_writer *w, int is_key, const void *s, size_t n, i
         default: rc = put_ucs4_body(b, s, n, &surrogates); break;
         }
     }
-    if (rc == 0)
+    if (rc == 0 && short_str) {
+        *cel_buf_tail(b) = '"';
+        b->len++;
+    } else if (rc == 0) {
         rc = put_token(w, 0, "\"", 1);
+    }
     if (rc) {
         b->len = mark;
         return rc;
