@@ -244,7 +244,17 @@ PyObject *celeris_json_dumps(PyObject *module, PyObject *obj);
 /* The bytes FastAPI's JSONResponse(jsonable_encoder(obj)) renders, for
  * values where jsonable_encoder is the identity (exact JSON types, no "_sa"
  * keys); NULL with an exception otherwise (the caller falls back). */
-PyObject *celeris_json_dumps_fastapi(PyObject *obj);
+/* json_encode.c: celeris_json_dumps with modes, for the native tier.
+ * CELERIS_JSON_FASTAPI: also decline (TypeError) dicts with a str key
+ * starting with "_sa" (jsonable_encoder drops those) and trees deeper than
+ * 200.  CELERIS_JSON_PLAIN: only exact dict (str keys) / list / str without
+ * lone surrogates / int / bool / None, at most 64 deep -- trees for which a
+ * dict/list/Any response model's pydantic JSON is these very bytes; floats
+ * and tuples decline.  A declined tree is FastAPI's to answer: the caller
+ * clears the error and falls back.  New reference, or NULL with an error. */
+#define CELERIS_JSON_FASTAPI 1
+#define CELERIS_JSON_PLAIN 2
+PyObject *celeris_json_dumps_mode(PyObject *obj, int flags);
 
 /* 3.12's PyErr_GetRaisedException/SetRaisedException on every version. */
 static inline PyObject *PyErr_GetRaisedException_compat(void)

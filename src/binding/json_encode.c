@@ -29,7 +29,17 @@ typedef struct encoder {
     cel_json_writer w;
     Py_ssize_t surrogates;      /* lone surrogates written */
     int circular;               /* the recursion error came from a cycle */
+    int flags;                  /* CELERIS_JSON_FASTAPI / CELERIS_JSON_PLAIN (binding.h) */
+    int depth;                  /* open containers */
 } encoder;
+
+/* The TypeError that makes a caller of the FastAPI modes fall back to
+ * FastAPI's own path (it never reaches the app: the caller clears it). */
+static int decline(const char *why)
+{
+    PyErr_Format(PyExc_TypeError, "json_dumps: %s", why);
+    return -1;
+}
 
 static int encode_value(encoder *e, PyObject *obj, const frame *up);
 
@@ -158,11 +168,23 @@ static int too_deep(encoder *e, PyObject *obj, const frame *up)
     return -1;
 }
 
+/* A str key jsonable_encoder drops (SQLAlchemy's "_sa..." state)? */
+static int is_sa_key(PyObject *k)
+{
+    return PyUnicode_GET_LENGTH(k) >= 3 && PyUnicode_READ_CHAR(k, 0) == '_'
+           && PyUnicode_READ_CHAR(k, 1) == 's' && PyUnicode_READ_CHAR(k, 2) == 'a';
+}
+
 static int put_key(encoder *e, PyObject *key)
 {
     PyTypeObject *tp = Py_TYPE(key);
-    if (tp == &PyUnicode_Type)
+    if (tp == &PyUnicode_Type) {
+        if ((e->flags & CELERIS_JSON_FASTAPI) && is_sa_key(key))
+            return decline("jsonable_encoder drops '_sa' keys");
         return put_str(e, key, 1);
+    }
+    if (e->flags & CELERIS_JSON_PLAIN)
+        return decline("a key that is not a str");
     if (tp == &PyFloat_Type)
         return put_float(e, key, 1);
     if (key == Py_True)
@@ -215,10 +237,16 @@ static int put_list(encoder *e, PyObject *seq, const frame *f)
 /* A container, inside the same recursion guard json.dumps uses. */
 static int put_container(encoder *e, PyObject *obj, const frame *up, int is_dict)
 {
+    /* the FastAPI modes leave deep trees to FastAPI (as the tree walks they
+     * replace did: 64 levels for plain, 200 for the "_sa" check) */
+    if (e->flags && e->depth >= ((e->flags & CELERIS_JSON_PLAIN) ? 64 : 200))
+        return decline("deep tree");
     if (Py_EnterRecursiveCall(" while encoding a JSON object"))
         return too_deep(e, obj, up);
     frame f = { obj, up };
+    e->depth++;
     int rc = is_dict ? put_dict(e, obj, &f) : put_list(e, obj, &f);
+    e->depth--;
     Py_LeaveRecursiveCall();
     return rc;
 }
@@ -232,14 +260,14 @@ static int encode_value(encoder *e, PyObject *obj, const frame *up)
     if (tp == &PyLong_Type)
         return put_int(e, obj, 0);
     if (tp == &PyFloat_Type)
-        return put_float(e, obj, 0);
+        return e->flags & CELERIS_JSON_PLAIN ? decline("a float") : put_float(e, obj, 0);
     if (obj == Py_None)
         return check(e, cel_json_null(&e->w));
     if (obj == Py_True || obj == Py_False)
         return check(e, cel_json_bool(&e->w, obj == Py_True));
     if (tp == &PyDict_Type)
         return put_container(e, obj, up, 1);
-    if (tp == &PyList_Type || tp == &PyTuple_Type)
+    if (tp == &PyList_Type || (tp == &PyTuple_Type && !(e->flags & CELERIS_JSON_PLAIN)))
         return put_container(e, obj, up, 0);
     return not_serializable(obj);
 }
@@ -274,6 +302,11 @@ static _Thread_local int scratch_busy;
 
 PyObject *celeris_json_dumps(PyObject *Py_UNUSED(module), PyObject *obj)
 {
+    return celeris_json_dumps_mode(obj, 0);
+}
+
+PyObject *celeris_json_dumps_mode(PyObject *obj, int flags)
+{
     cel_buf local = { 0 };
     int mine = !scratch_busy;
     cel_buf *out = mine ? &scratch : &local;
@@ -284,6 +317,8 @@ PyObject *celeris_json_dumps(PyObject *Py_UNUSED(module), PyObject *obj)
     cel_json_writer_init(&e.w, out, CEL_JSON_MAX_DEPTH);
     e.surrogates = 0;
     e.circular = 0;
+    e.flags = flags;
+    e.depth = 0;
     if (encode_value(&e, obj, NULL) < 0) {
         if (e.circular) {
             PyErr_Clear();
@@ -292,7 +327,10 @@ PyObject *celeris_json_dumps(PyObject *Py_UNUSED(module), PyObject *obj)
         goto done;
     }
     if (e.surrogates) {
-        raise_surrogate_error(out);
+        if (flags & CELERIS_JSON_PLAIN)
+            decline("a lone surrogate");    /* pydantic refuses it */
+        else
+            raise_surrogate_error(out);
         goto done;
     }
     result = PyBytes_FromStringAndSize(cel_buf_head(out), (Py_ssize_t)out->len);

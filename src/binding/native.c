@@ -504,42 +504,6 @@ static PyObject *param_value(NativeAppObject *app, NParam *q, const char *raw, s
 
 /* ---- fast JSON ---- */
 
-/* Does a JSON-typed tree hold a str dict key starting with "_sa" (which
- * jsonable_encoder drops, for SQLAlchemy)?  -1 on a recursion error. */
-static int has_sa_key(PyObject *o, int depth)
-{
-    if (depth > 200)
-        return 1;                       /* let FastAPI's own path decide */
-    PyTypeObject *tp = Py_TYPE(o);
-    if (tp == &PyDict_Type) {
-        Py_ssize_t pos = 0;
-        PyObject *k, *v;
-        while (PyDict_Next(o, &pos, &k, &v)) {
-            if (PyUnicode_CheckExact(k) && PyUnicode_GET_LENGTH(k) >= 3
-                && PyUnicode_READ_CHAR(k, 0) == '_' && PyUnicode_READ_CHAR(k, 1) == 's'
-                && PyUnicode_READ_CHAR(k, 2) == 'a')
-                return 1;
-            if (has_sa_key(v, depth + 1))
-                return 1;
-        }
-    } else if (tp == &PyList_Type || tp == &PyTuple_Type) {
-        Py_ssize_t n = PySequence_Fast_GET_SIZE(o);
-        for (Py_ssize_t i = 0; i < n; i++)
-            if (has_sa_key(PySequence_Fast_GET_ITEM(o, i), depth + 1))
-                return 1;
-    }
-    return 0;
-}
-
-PyObject *celeris_json_dumps_fastapi(PyObject *obj)
-{
-    if (has_sa_key(obj, 0)) {
-        PyErr_SetString(PyExc_TypeError, "jsonable_encoder drops '_sa' keys");
-        return NULL;
-    }
-    return celeris_json_dumps(NULL, obj);
-}
-
 /* ---- dispatch ---- */
 
 #define NATIVE_MAX_ARGS 64

@@ -49,48 +49,6 @@ static int fmt_size(char *dst, size_t v)
     return n;
 }
 
-/* Is `o` a tree of exact dict (str keys) / list / str / int / bool / None?
- * For such values pydantic-core's JSON (a response model of type dict, list
- * or Any) and the C writer's JSONResponse bytes are identical, and
- * validating them against those types returns equal values.  Floats are
- * left out: pydantic and Python format some of them differently. */
-static int plain_tree(PyObject *o, int depth)
-{
-    if (depth > 64)
-        return 0;
-    PyTypeObject *tp = Py_TYPE(o);
-    if (o == Py_None || o == Py_True || o == Py_False || tp == &PyLong_Type)
-        return 1;
-    if (tp == &PyUnicode_Type) {
-        if (PyUnicode_KIND(o) == PyUnicode_1BYTE_KIND)
-            return 1;
-        Py_ssize_t n = PyUnicode_GET_LENGTH(o);
-        int kind = PyUnicode_KIND(o);
-        const void *d = PyUnicode_DATA(o);
-        for (Py_ssize_t i = 0; i < n; i++) {
-            Py_UCS4 ch = PyUnicode_READ(kind, d, i);
-            if (ch >= 0xD800 && ch <= 0xDFFF)
-                return 0;               /* lone surrogate: pydantic refuses it */
-        }
-        return 1;
-    }
-    if (tp == &PyDict_Type) {
-        Py_ssize_t pos = 0;
-        PyObject *k, *v;
-        while (PyDict_Next(o, &pos, &k, &v))
-            if (Py_TYPE(k) != &PyUnicode_Type || !plain_tree(k, depth + 1) || !plain_tree(v, depth + 1))
-                return 0;
-        return 1;
-    }
-    if (tp == &PyList_Type) {
-        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(o); i++)
-            if (!plain_tree(PyList_GET_ITEM(o, i), depth + 1))
-                return 0;
-        return 1;
-    }
-    return 0;
-}
-
 /* The request's ASGI scope (the ASGI tier's, built from the kept head).
  * New reference, or NULL with an exception (also when the client is gone). */
 static PyObject *ncall_scope(PyObject *op, PyObject *Py_UNUSED(a));
@@ -153,10 +111,11 @@ static int prepare_result(NativeCallObject *nc, PyObject *result)
         nc->prep_resp = Py_NewRef(result);
         return 0;
     }
-    if (plan->serializer && plan->model_plain && plan->fast_json && plain_tree(result, 0)) {
+    if (plan->serializer && plan->model_plain && plan->fast_json) {
         /* A dict/list/Any response model and a plain JSON tree: pydantic
-         * would return the same bytes the C writer makes. */
-        PyObject *body = celeris_json_dumps_fastapi(result);
+         * would return the same bytes the C writer makes (any other tree
+         * is declined and goes to the serializer below). */
+        PyObject *body = celeris_json_dumps_mode(result, CELERIS_JSON_FASTAPI | CELERIS_JSON_PLAIN);
         if (body) {
             nc->prep_body = body;
             return 0;
@@ -184,7 +143,7 @@ static int prepare_result(NativeCallObject *nc, PyObject *result)
         return nc->prep_resp ? 0 : -1;
     }
     if (plan->fast_json) {
-        PyObject *body = celeris_json_dumps_fastapi(result);
+        PyObject *body = celeris_json_dumps_mode(result, CELERIS_JSON_FASTAPI);
         if (body) {
             nc->prep_body = body;
             return 0;

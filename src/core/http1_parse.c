@@ -275,6 +275,11 @@ static const char *parse_version(const char *p, const char *end, int *minor, int
 {
     static const char pat[] = "HTTP/0.0\r\n";
     const char *start = p;
+    /* the versions served, whole: one comparison of ten bytes */
+    if (end - p >= 10 && (memcmp(p, "HTTP/1.1\r\n", 10) == 0 || memcmp(p, "HTTP/1.0\r\n", 10) == 0)) {
+        *minor = p[7] - '0';
+        return p + 10;
+    }
     for (size_t i = 0; i < sizeof(pat) - 1; i++, p++) {
         if (p == end) {
             *err = CEL_EAGAIN;

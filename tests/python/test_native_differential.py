@@ -443,11 +443,39 @@ def make_plain_model_app() -> FastAPI:
     async def surrogate() -> dict:
         return {"s": "\ud800"}
 
+    @app.get("/sa")
+    async def sa_keys() -> dict:
+        return {"_sa_instance_state": 1, "kept": {"_sa": 2}}
+
+    @app.get("/deep")
+    async def deep(n: int = 70) -> list:
+        tree: list = [1]
+        for _ in range(n):
+            tree = [tree]
+        return tree
+
+    @app.get("/deep-dict")
+    async def deep_dict(n: int = 70) -> dict:
+        tree: dict = {"x": "y"}
+        for _ in range(n):
+            tree = {"d": tree}
+        return tree
+
+    @app.get("/deep-untyped")
+    async def deep_untyped(n: int = 250):
+        tree: dict = {"_sa": 1} if n < 0 else {"x": 1.5}
+        for _ in range(abs(n)):
+            tree = {"d": [tree]}
+        return tree
+
     return app
 
 
 @pytest.mark.parametrize("url", ["/dict", "/dict-any", "/list", "/floats", "/tuple", "/excluded",
-                                 "/surrogate"])
+                                 "/surrogate", "/sa", "/deep", "/deep?n=62", "/deep?n=63",
+                                 "/deep?n=64", "/deep?n=250", "/deep-dict", "/deep-dict?n=63",
+                                 "/deep-dict?n=199", "/deep-dict?n=201", "/deep-untyped",
+                                 "/deep-untyped?n=99", "/deep-untyped?n=100", "/deep-untyped?n=-50"])
 def test_plain_response_models_match_asgi(url):
     app = make_plain_model_app()
     n = tc.TestClient(app, raise_server_exceptions=False)
