@@ -238,6 +238,12 @@ static int append_lower(cel_buf *b, const cel_slice *s)
  * that is not a tchar (nothing else is promised about t then). */
 static int put_name(char *t, const cel_slice *s)
 {
+    /* the two names nearly every response has, already valid and lower-case */
+    if ((s->len == 14 && memcmp(s->p, "content-length", 14) == 0)
+        || (s->len == 12 && memcmp(s->p, "content-type", 12) == 0)) {
+        memcpy(t, s->p, s->len);
+        return 1;
+    }
     if (s->len == 0)
         return 0;
     for (size_t i = 0; i < s->len; i++) {
