@@ -10,9 +10,14 @@ executed, its ``TestClient`` is replaced before any importer sees the module,
 so ``from starlette.testclient import TestClient`` and ``fastapi.testclient``
 (which re-exports it) both get Celeris's.
 
-Each request the ASGI tier serves is attributed to the reason the native tier
-did not take it (the route's decline reason from the compiler, the app's, "no
-route", ...) in ``asgi_reasons``; written with the stats as "asgi_reason:<why>".
+Each HTTP request the ASGI tier serves is attributed to the reason the native
+tier did not take it (the route's decline reason from the compiler, the app's,
+"no route", ...) in ``asgi_reasons``; written with the stats as
+"asgi_reason:<why>".  WebSocket sessions through the core are counted apart
+(celeris.testclient.stats "websocket", of which "websocket_native" run by the
+native WebSocket dispatcher); each one the dispatcher leaves to the app is
+attributed to the dispatcher's own reason in ``ws_asgi_reasons``
+("ws_asgi_reason:<why>").
 
 Environment:
   CELERIS_CONFORMANCE_NATIVE=0     diagnosis: TestClient(native=False), every
@@ -37,8 +42,10 @@ TARGET = "starlette.testclient"
 
 _client: Any = None
 
-#: ASGI-tier requests by why the native tier did not serve them.
+#: ASGI-tier HTTP requests by why the native tier did not serve them.
 asgi_reasons: dict[str, int] = {}
+#: WebSocket sessions on the ASGI tier, by why the native dispatcher left them.
+ws_asgi_reasons: dict[str, int] = {}
 _compiled: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
 
 
@@ -139,11 +146,14 @@ def _count_tiers(transport_cls: Any) -> None:
     native_pkg.build = recording_build
 
     def handle_request(self: Any, request: Any) -> Any:
-        core, native = ct.stats["core"], ct.stats["native"]
+        core, native, ws = ct.stats["core"], ct.stats["native"], ct.stats["websocket"]
         try:
             return original(self, request)
         finally:
-            if ct.stats["core"] > core and ct.stats["native"] == native:
+            # A WebSocket session (counted in "core" and "websocket") is
+            # attributed by its session (_ws_tier below), once it has run.
+            if ct.stats["core"] > core and ct.stats["native"] == native \
+                    and ct.stats["websocket"] == ws:
                 try:
                     why = _why_asgi(self, request)
                 except Exception as exc:  # attribution must never fail a test
@@ -153,6 +163,18 @@ def _count_tiers(transport_cls: Any) -> None:
     handle_request._celeris_attributed = True  # type: ignore[attr-defined]
     transport_cls.handle_request = handle_request
 
+    from celeris._ws_testclient import CoreWebSocketSession
+
+    note = CoreWebSocketSession._note_tier
+
+    def _ws_tier(self: Any, why: str) -> None:
+        first = self.tier is None
+        note(self, why)
+        if first and why:
+            ws_asgi_reasons[why] = ws_asgi_reasons.get(why, 0) + 1
+
+    CoreWebSocketSession._note_tier = _ws_tier
+
 
 def stats_snapshot() -> dict:
     """celeris.testclient.stats and the ASGI-tier reasons, as one flat dict of ints."""
@@ -160,6 +182,7 @@ def stats_snapshot() -> dict:
 
     out = dict(ct.stats)
     out.update({"asgi_reason:" + k: v for k, v in asgi_reasons.items()})
+    out.update({"ws_asgi_reason:" + k: v for k, v in ws_asgi_reasons.items()})
     return out
 
 

@@ -527,19 +527,35 @@ def _causes(regressions: list[str], details: dict) -> list[dict]:
             for k, v in sorted(groups.items(), key=lambda kv: -len(kv[1]))]
 
 
+def _by_count(reasons: dict) -> dict:
+    return dict(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
 def _request_split(stats: dict, files: int | None) -> dict:
     """Requests of the Celeris run by where they were served: "native" (native
-    tier), "asgi" (C core, ASGI tier), "fallback" (Starlette's own transport:
-    WebSockets, the trio backend)."""
+    tier: HTTP requests "native_http" + WebSocket sessions the native dispatcher
+    ran "websocket_native"), "asgi" (C core, ASGI tier: HTTP requests "asgi_http"
+    + WebSocket sessions "websocket_asgi"), "fallback" (Starlette's own
+    transport: the trio backend).  A WebSocket session counts as one request."""
     reasons = {k.split(":", 1)[1]: v for k, v in stats.items() if k.startswith("asgi_reason:")}
-    stats = {k: v for k, v in stats.items() if not k.startswith("asgi_reason:")}
-    core, native, fallback = stats.get("core", 0), stats.get("native", 0), stats.get("fallback", 0)
+    ws_reasons = {k.split(":", 1)[1]: v for k, v in stats.items()
+                  if k.startswith("ws_asgi_reason:")}
+    stats = {k: v for k, v in stats.items() if ":" not in k}
+    core, fallback = stats.get("core", 0), stats.get("fallback", 0)
+    native_http, ws = stats.get("native", 0), stats.get("websocket", 0)
+    ws_native = stats.get("websocket_native", 0)
+    native = native_http + ws_native
     total = core + fallback
     return {**stats, "core": core, "native": native, "asgi": core - native,
+            "native_http": native_http, "asgi_http": core - ws - native_http,
+            "websocket": ws, "websocket_native": ws_native, "websocket_asgi": ws - ws_native,
             # why the native tier did not serve them (celeris_autopatch), most first
-            "asgi_by_reason": dict(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))),
+            "asgi_by_reason": _by_count(reasons),
+            "websocket_asgi_by_reason": _by_count(ws_reasons),
             "fallback": fallback, "total": total,
             "native_share": round(100.0 * native / total, 1) if total else None,
+            "native_http_share": round(100.0 * native_http / (total - ws), 1)
+            if total - ws else None,
             "core_share": round(100.0 * core / total, 1) if total else None,
             "worker_stats_files": files}
 
@@ -662,11 +678,21 @@ def print_summary(r: dict, vdir: Path) -> None:
     rq = r["requests"]
     print(f"  requests             {rq['total']}: native tier {rq['native']} "
           f"({rq['native_share']}%), ASGI tier {rq['asgi']}, Starlette fallback "
-          f"(WebSocket/trio) {rq['fallback']}")
+          f"(trio) {rq['fallback']}")
+    if "native_http" in rq:
+        print(f"    HTTP requests      {rq['total'] - rq['websocket']}: native tier "
+              f"{rq['native_http']} ({rq['native_http_share']}%), ASGI tier {rq['asgi_http']}")
+        print(f"    WebSocket sessions {rq['websocket']} through the core: native dispatcher "
+              f"{rq['websocket_native']}, ASGI tier {rq['websocket_asgi']}")
     by = rq.get("asgi_by_reason") or {}
     if by:
-        print("  ASGI-tier requests by why the native tier did not take them:")
+        print("  ASGI-tier HTTP requests by why the native tier did not take them:")
         for why, n in list(by.items())[:12]:
+            print(f"    {n:6d}  {why[:110]}")
+    by = rq.get("websocket_asgi_by_reason") or {}
+    if by:
+        print("  ASGI-tier WebSocket sessions by why the native dispatcher left them:")
+        for why, n in list(by.items())[:8]:
             print(f"    {n:6d}  {why[:110]}")
     nb = r.get("native_build_errors") or []
     if nb:

@@ -81,7 +81,14 @@ class CoreWebSocketSession:
     def __init__(self, transport: Any, request: Any, patch: dict, server_addr: list) -> None:
         self.transport = transport
         self.app = transport.app
-        if getattr(transport, "native", False) and os.environ.get("CELERIS_NATIVE_WS", "1") != "0":
+        #: The session's tier: None until known, "" native, else why the ASGI tier.
+        self.tier: str | None = None
+        self._why_asgi = ""     # when the native dispatcher is not used at all
+        if not getattr(transport, "native", False):
+            self._why_asgi = "native tier off (TestClient(native=False))"
+        elif os.environ.get("CELERIS_NATIVE_WS", "1") == "0":
+            self._why_asgi = "native WebSocket dispatcher off (CELERIS_NATIVE_WS=0)"
+        else:
             try:
                 from celeris.native.websocket import ws_app
 
@@ -90,8 +97,8 @@ class CoreWebSocketSession:
                     cached = (transport.app, ws_app(transport.app))
                     transport._ws_app = cached
                 self.app = cached[1]
-            except Exception:
-                pass
+            except Exception as exc:
+                self._why_asgi = f"native WebSocket dispatcher not built ({type(exc).__name__}: {exc})"
         self.portal_factory = transport.portal_factory
         self.raw = handshake_bytes(request)
         self.patch = patch
@@ -135,6 +142,11 @@ class CoreWebSocketSession:
                 app_msgs.append(dict(message))
             await core_send(message)
 
+        from celeris.native.websocket import tier_note
+
+        token = tier_note.set(self._note_tier)
+        if self._why_asgi:
+            self._note_tier(self._why_asgi)
         try:
             try:
                 await self.app(scope, cycle.receive, send)
@@ -154,6 +166,18 @@ class CoreWebSocketSession:
             cycle.finish()
             if not self._done.done():
                 self._done.set_result(None)
+            with contextlib.suppress(ValueError):
+                tier_note.reset(token)
+
+    def _note_tier(self, why: str) -> None:
+        """The tier the session runs on ("" native, else why the ASGI tier)."""
+        if self.tier is not None:
+            return
+        self.tier = why
+        if not why:
+            from celeris.testclient import stats
+
+            stats["websocket_native"] += 1
 
     def _parse(self) -> None:
         """Turn the bytes the core wrote into client-side ASGI messages."""
@@ -317,6 +341,8 @@ class CoreWebSocketSession:
 
     def _finish(self) -> None:
         self.portal.call(self._stop)
+        if self.tier is None:
+            self._note_tier("the app was never called (the core answered the handshake)")
         if self.exc is not None and not self._exc_raised:
             self._exc_raised = True
             raise self.exc

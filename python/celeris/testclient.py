@@ -34,12 +34,14 @@ from celeris.logs import logger
 
 __all__ = ["TestClient", "stats"]
 
-#: Requests served: "core" (through the C core; of which "native" on the
-#: native tier, "websocket" WebSocket sessions, the rest on the ASGI tier),
-#: "fallback" (Starlette's own transport: the trio backend) and
-#: "native_build_errors" (apps whose native tier failed to build: served on the
-#: ASGI tier instead, as `celeris run` does).
-stats: dict[str, int] = {"core": 0, "native": 0, "websocket": 0, "fallback": 0, "native_build_errors": 0}
+#: Requests served: "core" (through the C core; of which "native" HTTP
+#: requests on the native tier, "websocket" WebSocket sessions -- of those
+#: "websocket_native" run by the native WebSocket dispatcher -- and the rest
+#: HTTP requests on the ASGI tier), "fallback" (Starlette's own transport: the
+#: trio backend) and "native_build_errors" (apps whose native tier failed to
+#: build: served on the ASGI tier instead, as `celeris run` does).
+stats: dict[str, int] = {"core": 0, "native": 0, "websocket": 0, "websocket_native": 0,
+                         "fallback": 0, "native_build_errors": 0}
 
 
 _exchange: contextvars.ContextVar["_Exchange | None"] = contextvars.ContextVar(

@@ -160,6 +160,80 @@ def test_asgi_requests_are_attributed_to_the_native_tier_decline_reason(tmp_path
     assert list(app_level)[0].startswith("app: ")
 
 
+WEBSOCKETS = r"""
+import json
+from fastapi import FastAPI, WebSocket
+from fastapi.testclient import TestClient
+from starlette.middleware.gzip import GZipMiddleware
+from starlette.websockets import WebSocketDisconnect
+import celeris_autopatch
+from celeris import testclient as ct
+
+
+def make():
+    app = FastAPI()
+
+    @app.websocket("/ws")
+    async def ws(websocket: WebSocket):
+        await websocket.accept()
+        await websocket.send_text("hi")
+        await websocket.close()
+
+    @app.get("/")
+    async def root():
+        return 1
+
+    return app
+
+
+def hello(client, url="/ws"):
+    try:
+        with client.websocket_connect(url) as w:
+            return w.receive_text()
+    except WebSocketDisconnect as exc:
+        return exc.code
+
+
+app = make()
+client = TestClient(app)
+assert hello(client) == "hi"        # before any HTTP request: the native dispatcher
+assert client.get("/").json() == 1
+assert hello(client) == "hi"
+assert hello(client, "/nope") == 1000
+mw = make()
+mw.add_middleware(GZipMiddleware)
+assert hello(TestClient(mw)) == "hi"
+assert hello(TestClient(make(), native=False)) == "hi"
+print("WS", json.dumps([dict(ct.stats), celeris_autopatch.asgi_reasons,
+                        celeris_autopatch.ws_asgi_reasons]))
+"""
+
+
+def test_websocket_sessions_are_counted_and_attributed_apart(tmp_path):
+    # A WebSocket session is no HTTP request: it is never attributed to an
+    # HTTP reason (it used to be "native tier failed to build" when no HTTP
+    # request had built the client's native tier); the sessions the native
+    # dispatcher runs count as native, the others by the dispatcher's reason.
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(CONF / "autopatch"), str(CONF)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    res = subprocess.run([sys.executable, "-W", "ignore", "-c", WEBSOCKETS], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+    line = [ln for ln in res.stdout.splitlines() if ln.startswith("WS ")][-1]
+    stats, http, ws = json.loads(line[len("WS "):])
+    assert (stats["core"], stats["native"], stats["websocket"], stats["websocket_native"]) == (6, 1, 5, 2)
+    assert http == {}
+    assert ws == {"no websocket route matches": 1,
+                  "app: user middleware (websocket scopes kept on the ASGI tier)": 1,
+                  "native tier off (TestClient(native=False))": 1}
+    run = _load_run()
+    split = run._request_split({**stats, **{"ws_asgi_reason:" + k: v for k, v in ws.items()}}, 1)
+    assert (split["native"], split["asgi"], split["asgi_http"]) == (3, 3, 0)
+    assert (split["websocket_native"], split["websocket_asgi"]) == (2, 3)
+    assert sum(split["websocket_asgi_by_reason"].values()) == split["websocket_asgi"]
+
+
 def _load_run():
     spec = importlib.util.spec_from_file_location("conformance_run", CONF / "run.py")
     mod = importlib.util.module_from_spec(spec)
@@ -195,6 +269,17 @@ def test_request_split():
     assert not any(k.startswith("asgi_reason:") for k in split)
     assert split["total"] == 100 and split["native_share"] == 72.0
     assert run._request_split({}, 0)["native_share"] is None
+    # WebSocket sessions through the core: apart from the HTTP requests
+    split = run._request_split({"core": 90, "native": 60, "websocket": 20, "websocket_native": 12,
+                                "fallback": 10, "asgi_reason:app: x": 10,
+                                "ws_asgi_reason:no websocket route matches": 8}, 3)
+    assert (split["native"], split["asgi"]) == (72, 18)
+    assert (split["native_http"], split["asgi_http"]) == (60, 10)
+    assert (split["websocket_native"], split["websocket_asgi"]) == (12, 8)
+    assert split["asgi_by_reason"] == {"app: x": 10}
+    assert split["websocket_asgi_by_reason"] == {"no websocket route matches": 8}
+    assert split["native_share"] == 72.0 and split["native_http_share"] == 75.0
+    assert not any(":" in k for k in split)
 
 
 def test_report_compares_only_tests_both_runs_selected(tmp_path):

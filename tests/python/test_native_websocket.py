@@ -113,11 +113,16 @@ def clients():
     return native_and_asgi_clients(app)
 
 
+TIERS: list = []     # each session's tier: "" native, else why the ASGI tier
+
+
 def session(client, url, sends=(), receive=1, **kw):
     """Everything the client sees of one session, as comparable data."""
     out = []
+    sess = None
     try:
-        with client.websocket_connect(url, **kw) as ws:
+        sess = client.websocket_connect(url, **kw)
+        with sess as ws:
             for _ in range(receive):
                 out.append(("recv", ws.receive()))
             for s in sends:
@@ -130,24 +135,32 @@ def session(client, url, sends=(), receive=1, **kw):
             out.append(("closed", exc.code, exc.reason))
         else:
             out.append((type(exc).__name__, str(exc)[:200]))
+    TIERS.append(getattr(sess, "tier", "no session"))
     return out
 
 
 def both(clients, url, native_expected=True, **kw):
     n, a = clients
     EVENTS.clear()
-    before = nws.served
+    TIERS.clear()
+    before, counted = nws.served, tc.stats["websocket_native"]
     got_n = session(n, url, **kw)
     ev_n = list(EVENTS)
     served = nws.served - before
+    # the TestClient counts what the dispatcher served
+    assert tc.stats["websocket_native"] - counted == served
     EVENTS.clear()
-    before_a = nws.served
+    before_a, counted = nws.served, tc.stats["websocket_native"]
     got_a = session(a, url, **kw)
     ev_a = list(EVENTS)
     assert nws.served == before_a          # native=False never takes the native tier
+    assert tc.stats["websocket_native"] == counted
     assert got_n == got_a
     assert ev_n == ev_a
     assert served == (1 if native_expected else 0)
+    # each session knows its tier: "" native, else the reason it was left to the app
+    assert (TIERS[0] == "") == native_expected, TIERS
+    assert TIERS[1] == "native tier off (TestClient(native=False))"
     return got_n, ev_n
 
 
@@ -194,6 +207,7 @@ def test_denial_and_reject(clients):
 def test_included_router_declined(clients):
     got, _ = both(clients, "/sub/ws/7", native_expected=False, receive=1)
     assert got[0][1]["text"] == "sub 7"
+    assert TIERS[0] == "route: route of an included router (FastAPI's inclusion context not reproduced)"
 
 
 def test_dependency_overrides(clients):
@@ -221,6 +235,7 @@ def test_root_path():
 
 def test_unmatched_goes_to_asgi(clients):
     both(clients, "/nope", native_expected=False)
+    assert TIERS[0] == "no websocket route matches"
 
 
 def test_user_middleware_declined():
@@ -232,6 +247,7 @@ def test_user_middleware_declined():
     assert reps and all(why for _, why in reps)
     c = native_and_asgi_clients(app)
     both(c, "/echo/a", native_expected=False)
+    assert TIERS[0] == "app: user middleware (websocket scopes kept on the ASGI tier)"
 
 
 def test_report():

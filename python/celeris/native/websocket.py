@@ -20,13 +20,21 @@ flag), used only when the installed Starlette's function is the one copied
 
 `ws_report(app)` lists (route, reason) for `celeris routes` ("" = native).
 `served` counts sessions run on the native tier (tests check it).
+`tier_note`: when it holds a callable, each session reports its tier to it:
+``note("")`` on the native tier, ``note(reason)`` when the session goes to
+the app (the ASGI tier) -- the TestClient counts and attributes sessions so.
 """
 from __future__ import annotations
 
 from contextlib import AsyncExitStack
+from contextvars import ContextVar
 from typing import Any, Callable, Optional
 
 served = 0
+
+#: A callable the current session reports its tier to ("" = native, else why not).
+tier_note: "ContextVar[Optional[Callable[[str], None]]]" = ContextVar("celeris_ws_tier_note",
+                                                                     default=None)
 
 # Starlette's wrap_app_handling_exceptions as copied into _handling_exceptions
 # (Starlette 1.10; whitespace-insensitive; 1.7's lacks the traceback reset).  Any other text: Starlette's own runs.
@@ -253,7 +261,7 @@ def ws_app(app: Any) -> Callable:
     _update_scope = getattr(_fr, "_update_scope", None) or (lambda s, c: s.update(c))
     _route_selected = getattr(_fr, "_route_selected", None)
 
-    state: dict = {"key": None, "plan": None}
+    state: dict = {"key": None, "plan": None, "why": ""}
 
     def plan() -> Optional[tuple]:
         key = native.routes_key(app)
@@ -272,9 +280,24 @@ def ws_app(app: Any) -> Callable:
                     else:
                         break
                 state["plan"] = (exc_mw, lead) if lead else None
-            except Exception:
+                state["why"] = ("app: " + why) if why else "" if lead else \
+                    "no leading websocket route the native tier runs"
+            except Exception as exc:
                 state["plan"] = None
+                state["why"] = f"compiler: {type(exc).__name__}: {exc}"
         return state["plan"]
+
+    def unmatched(probe: dict) -> str:
+        """Why no native route took this scope (only asked when a note is set)."""
+        try:
+            for route, why in ws_report(app):
+                match, _ = route.matches(probe)
+                if match == Match.FULL:
+                    return "route: " + why if why else \
+                        "route: follows a route the native tier does not run"
+        except Exception as exc:
+            return f"unmatched ({type(exc).__name__})"
+        return "no websocket route matches"
 
     try:
         from fastapi._body_limit import MAX_BODY_SIZE_SCOPE_KEY as _BODY_KEY
@@ -288,6 +311,11 @@ def ws_app(app: Any) -> Callable:
             and _BODY_KEY not in scope else None
         tel = getattr(app, "_native_telemetry", None)
         if p is None or (tel is not None and tel.enabled()):
+            note = tier_note.get()
+            if note is not None:
+                note(("app: FastAPI telemetry enabled" if p is not None else state["why"])
+                     if scope.get("type") == "websocket" and "fastapi.telemetry" not in scope
+                     and _BODY_KEY not in scope else "scope not taken by the native tier")
             await app(scope, receive, send)
             return
         exc_mw, routes = p
@@ -300,9 +328,15 @@ def ws_app(app: Any) -> Callable:
             if match == Match.FULL:
                 break
         else:
+            note = tier_note.get()
+            if note is not None:
+                note(unmatched(probe))
             await app(scope, receive, send)
             return
         served += 1
+        note = tier_note.get()
+        if note is not None:
+            note("")
         if root_path:
             scope["root_path"] = root_path
         scope["app"] = app
