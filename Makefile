@@ -68,7 +68,7 @@ test-pyversions:
 	    if $$c -c pass 2>/dev/null; then py=$$c; break; fi; done; \
 	  if [ -z "$$py" ]; then echo "== python$$v: not installed on this machine"; continue; fi; \
 	  echo "== python$$v ($$py)"; \
-	  $$py -m pip install -q setuptools wheel fastapi httpx pytest pytest-timeout uvloop uvicorn hypothesis python-multipart websockets pyyaml; \
+	  $$py -m pip install -q setuptools wheel fastapi httpx pytest pytest-timeout uvloop uvicorn hypothesis python-multipart websockets pyyaml sniffio; \
 	  rm -rf build/py$$v && $$py setup.py -q build_ext --build-lib build/py$$v --build-temp build/py$$v-tmp; \
 	  cp -r python/celeris/*.py python/celeris/py.typed python/celeris/native build/py$$v/celeris/; \
 	  PYTHONPATH=$(CURDIR)/build/py$$v $$py -m pytest -q -p no:cacheprovider tests/python \
