@@ -89,6 +89,8 @@ typedef struct ServerObject {
     struct WaiterObject *wakes_tail;/* borrowed: the last of them */
     int pending_scheduled;
     int in_loop_callback;       /* inside poll()/run_pending(): no Task is running */
+    int eager_depth;            /* inside a Driver's eager step (driver.c): a Task IS current,
+                                   so no other Task's step may be run directly */
     int drivers;                /* one Driver Task per connection (CELERIS_CONN_DRIVER != "0") */
     int pathsend;               /* offer the ASGI path-send extension in HTTP scopes */
     int stopped;                /* stop_accepting() was called */

@@ -41,6 +41,7 @@ typedef struct {
     int running;                /* inside a step */
     int closing;                /* the connection closed: end when parked */
     int cancelled;              /* the park was cancelled: result() raises */
+    PyObject *cancel_msg;       /* cancel(msg)'s msg while cancelled, or NULL; owned */
     int dead;                   /* ended (StopIteration or an exception) */
     int eager;                  /* inside the eager first step of a request (celeris_drive) */
     int has_pending;            /* the eager step yielded `pending`: the Task's next step returns it */
@@ -61,6 +62,7 @@ static void drv_release(DriverObject *d)
     Py_CLEAR(d->task);
     Py_CLEAR(d->pending);
     Py_CLEAR(d->pending_err);
+    Py_CLEAR(d->cancel_msg);
     d->has_pending = 0;
 }
 
@@ -264,21 +266,27 @@ static int drv_wake_soon(DriverObject *d)
     return 0;
 }
 
+/* cancel(msg=None): the Task's cancel() passes its message on. */
 static PyObject *drv_cancel(PyObject *op, PyObject *args, PyObject *kw)
 {
-    (void)args;
-    (void)kw;
+    static char *kwlist[] = {"msg", NULL};
+    PyObject *msg = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|O:cancel", kwlist, &msg))
+        return NULL;
     DriverObject *d = (DriverObject *)op;
     if (d->eager) {
         /* Task.cancel() while the eager step runs (the Task is parked on this
-         * Driver): accepted here and delivered when celeris_drive wakes the
-         * Task after the step (drv_result raises CancelledError). */
+         * Driver): accepted here and delivered after the step -- to what the
+         * step awaits (drv_eager), else at its next await, as asyncio does
+         * for a running Task (drv_result raises CancelledError). */
         d->cancelled = 1;
+        Py_XSETREF(d->cancel_msg, msg != Py_None ? Py_NewRef(msg) : NULL);
         Py_RETURN_TRUE;
     }
     if (d->coro || !d->wakeup)
         Py_RETURN_FALSE;
     d->cancelled = 1;
+    Py_XSETREF(d->cancel_msg, msg != Py_None ? Py_NewRef(msg) : NULL);
     if (drv_wake_soon(d) < 0)
         return NULL;
     Py_RETURN_TRUE;
@@ -289,13 +297,19 @@ static PyObject *drv_result(PyObject *op, PyObject *Py_UNUSED(a))
     DriverObject *d = (DriverObject *)op;
     if (d->cancelled) {
         d->cancelled = 0;
+        PyObject *msg = d->cancel_msg;
+        d->cancel_msg = NULL;
         PyObject *mod = PyImport_ImportModule("asyncio");
         PyObject *ce = mod ? PyObject_GetAttrString(mod, "CancelledError") : NULL;
         Py_XDECREF(mod);
         if (ce) {
-            PyErr_SetNone(ce);
+            if (msg)
+                PyErr_SetObject(ce, msg);
+            else
+                PyErr_SetNone(ce);
             Py_DECREF(ce);
         }
+        Py_XDECREF(msg);
         return NULL;
     }
     Py_RETURN_NONE;
@@ -333,6 +347,7 @@ static int drv_traverse(PyObject *op, visitproc visit, void *arg)
     Py_VISIT(d->wakeup_ctx);
     Py_VISIT(d->pending);
     Py_VISIT(d->pending_err);
+    Py_VISIT(d->cancel_msg);
     Py_VISIT(Py_TYPE(op));
     return 0;
 }
@@ -433,6 +448,7 @@ static int drv_eager(ServerObject *self, DriverObject *d, PyObject *task)
     PyObject *result = NULL, *err = NULL;
     PySendResult st = PYGEN_ERROR;
     d->running = d->eager = 1;
+    self->eager_depth++;
     if (PyContext_Enter(d->ctx) == 0) {
         st = PyIter_Send(d->coro, Py_None, &result);
         if (st == PYGEN_ERROR)
@@ -442,11 +458,26 @@ static int drv_eager(ServerObject *self, DriverObject *d, PyObject *task)
     } else {
         err = PyErr_GetRaisedException_compat();
     }
+    self->eager_depth--;
     d->running = d->eager = 0;
     if (!(r = PyObject_Vectorcall(self->leave_task, args, 2, NULL)))
         PyErr_WriteUnraisable(self->leave_task);    /* the app swapped the current task */
     Py_XDECREF(r);
     if (st == PYGEN_NEXT) {
+        if (d->cancelled && result != Py_None) {
+            /* Cancelled during the step, which then awaited `result`: as
+             * Task.__step does with _must_cancel, cancel what it awaits; if
+             * that takes it, the Task just waits on it (its result() raises
+             * into the request at that await) and the park is not cancelled. */
+            PyObject *msg = d->cancel_msg ? d->cancel_msg : Py_None;
+            PyObject *r = PyObject_CallMethod(result, "cancel", "O", msg);
+            if (r == Py_True) {
+                d->cancelled = 0;
+                Py_CLEAR(d->cancel_msg);
+            }
+            Py_XDECREF(r);
+            PyErr_Clear();
+        }
         d->pending = result;
         d->has_pending = 1;
         return 1;
@@ -468,7 +499,9 @@ static int drv_eager(ServerObject *self, DriverObject *d, PyObject *task)
 int celeris_drive(ServerObject *self, cel_conn *c, CycleObject *cy, PyObject *coro)
 {
     DriverObject *d = c->driver;
-    if (self->drivers && self->in_loop_callback && c->fd >= 0) {
+    /* (not inside another Driver's eager step: its Task is current there, so
+     * this connection's Task could not be stepped: a Task of its own) */
+    if (self->drivers && self->in_loop_callback && !self->eager_depth && c->fd >= 0) {
         if (d && !d->dead && !d->coro && !d->running && d->wakeup && !d->closing) {
             /* An idle Driver: hand it the request and run its first step now. */
             PyObject *ctx = PyContext_CopyCurrent();
@@ -507,7 +540,7 @@ int celeris_drive(ServerObject *self, cel_conn *c, CycleObject *cy, PyObject *co
             nd->ctx = nd->task = nd->wakeup = nd->wakeup_ctx = NULL;
             nd->blocking = nd->running = nd->closing = nd->cancelled = nd->dead = 0;
             nd->eager = nd->has_pending = 0;
-            nd->pending = nd->pending_err = NULL;
+            nd->pending = nd->pending_err = nd->cancel_msg = NULL;
             PyObject_GC_Track(nd);
             if (!(nd->ctx = PyContext_CopyCurrent())) {
                 Py_DECREF(nd);
@@ -545,7 +578,7 @@ void celeris_driver_close(ServerObject *self, cel_conn *c)
     if (!d->coro && !d->running && d->wakeup) {
         /* Parked: let its Task end now (or on the next loop turn). */
         PyObject *exc = PyErr_GetRaisedException_compat();
-        if (self->in_loop_callback) {
+        if (self->in_loop_callback && !self->eager_depth) {   /* no Task is current */
             PyObject *cb = d->wakeup;
             d->wakeup = NULL;
             Py_CLEAR(d->wakeup_ctx);

@@ -13,6 +13,8 @@
 #include "binding.h"
 
 #include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "errors.h"
@@ -42,6 +44,7 @@ static int decline(const char *why)
 }
 
 static int encode_value(encoder *e, PyObject *obj, const frame *up);
+static int too_deep_for_mode(const encoder *e);
 
 /* Python exception for a writer error; returns -1. */
 static int writer_error(int rc)
@@ -178,6 +181,8 @@ static int is_sa_key(PyObject *k)
 static int put_key(encoder *e, PyObject *key)
 {
     PyTypeObject *tp = Py_TYPE(key);
+    if ((e->flags & CELERIS_JSON_PLAIN) && too_deep_for_mode(e))
+        return decline("deep tree");
     if (tp == &PyUnicode_Type) {
         if ((e->flags & CELERIS_JSON_FASTAPI) && is_sa_key(key))
             return decline("jsonable_encoder drops '_sa' keys");
@@ -237,10 +242,6 @@ static int put_list(encoder *e, PyObject *seq, const frame *f)
 /* A container, inside the same recursion guard json.dumps uses. */
 static int put_container(encoder *e, PyObject *obj, const frame *up, int is_dict)
 {
-    /* the FastAPI modes leave deep trees to FastAPI (as the tree walks they
-     * replace did: 64 levels for plain, 200 for the "_sa" check) */
-    if (e->flags && e->depth >= ((e->flags & CELERIS_JSON_PLAIN) ? 64 : 200))
-        return decline("deep tree");
     if (Py_EnterRecursiveCall(" while encoding a JSON object"))
         return too_deep(e, obj, up);
     frame f = { obj, up };
@@ -252,8 +253,18 @@ static int put_container(encoder *e, PyObject *obj, const frame *up, int is_dict
 }
 
 /* Write obj; 0 or -1 with an exception set. */
+/* The FastAPI modes leave deep trees to FastAPI, as the tree walks they
+ * replaced did: a value (or, for plain, a key) below more than 64 (plain)
+ * or 200 (the "_sa" check) containers. */
+static int too_deep_for_mode(const encoder *e)
+{
+    return e->flags && e->depth > ((e->flags & CELERIS_JSON_PLAIN) ? 64 : 200);
+}
+
 static int encode_value(encoder *e, PyObject *obj, const frame *up)
 {
+    if (too_deep_for_mode(e))
+        return decline("deep tree");
     PyTypeObject *tp = Py_TYPE(obj);
     if (tp == &PyUnicode_Type)
         return put_str(e, obj, 0);
@@ -293,12 +304,48 @@ static void raise_surrogate_error(const cel_buf *out)
  * exception json.dumps(...).encode("utf-8") would raise. */
 /* The output buffer, kept per thread between calls so that a response body
  * costs no malloc/free: emptied after each use, released when a large body
- * grew it past SCRATCH_KEEP.  A call made while the thread's buffer is in
- * use (re-entered from Python code run by an error path) takes a buffer of
- * its own. */
+ * grew it past SCRATCH_KEEP, and freed when its thread exits (a pthread key
+ * with a destructor).  A call made while the thread's buffer is in use
+ * (re-entered from Python code run by an error path), or when there is no
+ * such buffer, takes a buffer of its own. */
 #define SCRATCH_KEEP (64 * 1024)
-static _Thread_local cel_buf scratch;
-static _Thread_local int scratch_busy;
+typedef struct scratch {
+    cel_buf buf;
+    int busy;
+} scratch;
+
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+static int scratch_key_ok;
+
+static void scratch_destroy(void *p)
+{
+    scratch *sc = p;
+    cel_buf_free(&sc->buf);
+    free(sc);
+}
+
+static void scratch_key_init(void)
+{
+    scratch_key_ok = pthread_key_create(&scratch_key, scratch_destroy) == 0;
+}
+
+/* This thread's scratch, created on first use; NULL if none can be had. */
+static scratch *scratch_get(void)
+{
+    pthread_once(&scratch_once, scratch_key_init);
+    if (!scratch_key_ok)
+        return NULL;
+    scratch *sc = pthread_getspecific(scratch_key);
+    if (!sc) {
+        sc = calloc(1, sizeof *sc);
+        if (sc && pthread_setspecific(scratch_key, sc) != 0) {
+            free(sc);
+            sc = NULL;
+        }
+    }
+    return sc;
+}
 
 PyObject *celeris_json_dumps(PyObject *Py_UNUSED(module), PyObject *obj)
 {
@@ -308,11 +355,13 @@ PyObject *celeris_json_dumps(PyObject *Py_UNUSED(module), PyObject *obj)
 PyObject *celeris_json_dumps_mode(PyObject *obj, int flags)
 {
     cel_buf local = { 0 };
-    int mine = !scratch_busy;
-    cel_buf *out = mine ? &scratch : &local;
+    scratch *sc = scratch_get();
+    int mine = sc && !sc->busy;
+    cel_buf *out = mine ? &sc->buf : &local;
     encoder e;
     PyObject *result = NULL;
-    scratch_busy = 1;
+    if (mine)
+        sc->busy = 1;
     /* Depth is bounded by the interpreter's recursion limit, as in json. */
     cel_json_writer_init(&e.w, out, CEL_JSON_MAX_DEPTH);
     e.surrogates = 0;
@@ -337,11 +386,11 @@ PyObject *celeris_json_dumps_mode(PyObject *obj, int flags)
 done:
     cel_json_writer_free(&e.w);
     if (mine) {
-        scratch_busy = 0;
-        if (scratch.cap > SCRATCH_KEEP)
-            cel_buf_free(&scratch);
+        sc->busy = 0;
+        if (sc->buf.cap > SCRATCH_KEEP)
+            cel_buf_free(&sc->buf);
         else
-            scratch.start = scratch.len = 0;
+            sc->buf.start = sc->buf.len = 0;
     } else {
         cel_buf_free(&local);
     }

@@ -144,6 +144,8 @@ static void pending_remove(cel_server *s, cel_conn *c)
 {
     if (!c->in_pending)
         return;
+    if (c == s->run_last)
+        s->run_last = c->pending_prev;  /* (NULL when it was the first: the walk is over) */
     if (c->pending_prev)
         c->pending_prev->pending_next = c->pending_next;
     else
@@ -180,6 +182,19 @@ static void unlink_conn(cel_server *s, cel_conn *c)
     s->nconns--;
 }
 
+/* Free c (released, off every list) now, or at the end of the batch
+ * running now (see cel__server_batch_begin). */
+static void bury(cel_server *s, cel_conn *c)
+{
+    if (s->batch_depth) {
+        c->dead = 1;
+        c->next = s->graveyard;
+        s->graveyard = c;
+        return;
+    }
+    cel_free(c);
+}
+
 void cel__server_destroy(cel_server *s, cel_conn *c)
 {
     notify_close(s, c);
@@ -204,13 +219,7 @@ void cel__server_destroy(cel_server *s, cel_conn *c)
     close(c->fd);
     cel_conn_release(c);
     s->freed++;
-    if (s->batch_depth) {
-        c->dead = 1;
-        c->next = s->graveyard;
-        s->graveyard = c;
-        return;
-    }
-    cel_free(c);
+    bury(s, c);
 }
 
 /* A batch: poll, run_pending and sweep walk connections while callbacks run
@@ -247,8 +256,8 @@ void cel_server_close(cel_server *s, cel_conn *c)
         if (s->cb.on_free)
             s->cb.on_free(s->cb.ud, c);
         cel_conn_release(c);
-        cel_free(c);
         s->freed++;
+        bury(s, c);
         return;
     }
     cel__server_destroy(s, c);
@@ -689,18 +698,21 @@ void cel_server_run_pending(cel_server *s)
     s->turn++;
     cel__server_batch_begin(s);
     /* Only the connections queued before this call: ones re-queued by
-     * process() wait for the next turn.  (tail may be destroyed meanwhile:
-     * it stays allocated for the batch and leaves the list, so the walk
-     * then ends when the list is empty.) */
-    cel_conn *tail = s->pending_tail;
-    while (s->pending) {
+     * process() wait for the next turn.  The walk ends at run_last, which
+     * pending_remove moves back when that connection leaves the list (a
+     * callback closed it): without that, a connection re-queued behind it
+     * would be taken again and again, in one call. */
+    cel_conn *outer = s->run_last;      /* (not nested in practice; kept safe) */
+    s->run_last = s->pending_tail;
+    while (s->pending && s->run_last) {
         cel_conn *c = s->pending;
-        int last = c == tail;
+        int last = c == s->run_last;
         pending_remove(s, c);
         cel__server_process(s, c);
         if (last)
             break;
     }
+    s->run_last = outer;
     cel__server_batch_end(s);
     /* Connections re-queued above did not ask for a turn (the list was not
      * empty when they joined it): ask once for all of them. */

@@ -30,6 +30,8 @@ struct cel_server {
     uint64_t freed;             /* connections freed so far: tells a caller holding a
                                    cel_conn* whether a call may have freed it */
     int batch_depth;            /* inside poll/run_pending/sweep: frees are deferred */
+    cel_conn *run_last;         /* run_pending: the last connection of this turn's walk;
+                                   moved to its predecessor when it leaves the list */
     cel_conn *graveyard;        /* connections destroyed during the batch (linked by
                                    next, c->dead set); freed when the batch ends */
     char *pool[POOL_MAX];       /* free READ_CHUNK-sized buffers */

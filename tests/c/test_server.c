@@ -213,3 +213,68 @@ TEST(close_of_another_connection_inside_the_batch)
     close(fds[1]);
     cel_server_free(s);
 }
+
+/* run_pending's walk ends at the connection that was last when it began.
+ * When a callback closes that one while an earlier connection is re-queued
+ * behind it (a request dispatched and still running), the walk must still
+ * end: before, it took the re-queued connection again and again, forever. */
+typedef struct {
+    cel_server *srv;
+    cel_conn *conns[2];
+    int n;
+    cel_conn *victim;           /* closed by the next request, then cleared */
+} hold_ctx;
+
+static int hold_request(void *ud, cel_conn *c, const cel_http_request *req)
+{
+    (void)req;
+    hold_ctx *x = ud;
+    if (x->n < 2 && (x->n == 0 || x->conns[0] != c))
+        x->conns[x->n++] = c;
+    if (x->victim) {
+        cel_conn *v = x->victim;
+        x->victim = NULL;
+        cel_server_close(x->srv, v);
+    }
+    cel_header h[1] = { { { "content-length", 14 }, { "2", 1 } } };
+    cel_conn_response_start(c, 200, h, 1, cel_server_date());   /* the app still runs */
+    return 0;
+}
+
+TEST(run_pending_ends_when_its_last_connection_is_closed)
+{
+    hold_ctx x = { 0 };
+    cel_server_config cfg;
+    cel_server_config_default(&cfg);
+    cel_server_callbacks cb = { .ud = &x, .on_request = hold_request };
+    cel_server *s = cel_server_new(&cfg, &cb);
+    x.srv = s;
+    CHECK_EQ_INT(cel_server_listen_tcp(s, "127.0.0.1", 0), 0);
+    int port = cel_server_bound_port(s);
+    int a = client(port);
+    send_str(a, REQ REQ);                       /* two pipelined requests each */
+    for (int i = 0; i < 200 && x.n < 1; i++) {
+        cel_server_poll(s);
+        usleep(1000);
+    }
+    int b = client(port);
+    send_str(b, REQ REQ);
+    for (int i = 0; i < 200 && x.n < 2; i++) {
+        cel_server_poll(s);
+        usleep(1000);
+    }
+    CHECK_EQ_INT(x.n, 2);
+    /* both first responses finish outside any batch: both connections go on
+     * the pending list (their second request is buffered), a then b */
+    for (int k = 0; k < 2; k++) {
+        cel_conn_response_body(x.conns[k], "ok", 2, 0);
+        cel_server_response_done(s, x.conns[k]);
+    }
+    x.victim = x.conns[1];
+    cel_server_run_pending(s);                  /* hung here before the fix */
+    CHECK(x.victim == NULL);
+    CHECK_EQ_INT((int)cel_server_num_connections(s), 1);
+    close(a);
+    close(b);
+    cel_server_free(s);
+}

@@ -81,9 +81,10 @@ def test_cancel_of_the_running_request_reaches_its_next_await(eager):
     try:
         with Conn(srv.addr) as c:
             before = get(c, "/task")
-            assert get(c, "/cancel-now") == {"caught": True}
+            assert get(c, "/cancel-now") == {"caught": True, "args": ["bye"]}
             after = get(c, "/task")
-            assert get(c, "/cancel-now") == {"caught": True}
+            assert get(c, "/cancel-now") == {"caught": True, "args": ["bye"]}
+            assert get(c, "/cancel-awaited") == {"caught": True, "inner_cancelled": True}
             assert get(c, "/sleep") == {"slept": True}
         assert after["cancelling"] == 0
         assert after["task"] == before["task"]

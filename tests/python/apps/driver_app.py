@@ -30,13 +30,30 @@ async def cancel_now():
     # Task.cancel() on the running request (no await yet): delivered at the
     # next await, as asyncio does for a running Task
     t = asyncio.current_task()
-    t.cancel()
+    t.cancel("bye")
     try:
         await asyncio.sleep(0)
+    except asyncio.CancelledError as exc:
+        if hasattr(t, "uncancel"):
+            t.uncancel()
+        return {"caught": True, "args": list(exc.args)}
+    return {"caught": False}
+
+
+@app.get("/cancel-awaited")
+async def cancel_awaited():
+    # Task.cancel() on the running request, which then awaits another task:
+    # asyncio cancels what the request awaits (that task ends cancelled), and
+    # the request sees CancelledError at its await
+    t = asyncio.current_task()
+    inner = asyncio.ensure_future(asyncio.sleep(30))
+    t.cancel()
+    try:
+        await inner
     except asyncio.CancelledError:
         if hasattr(t, "uncancel"):
             t.uncancel()
-        return {"caught": True}
+        return {"caught": True, "inner_cancelled": inner.cancelled()}
     return {"caught": False}
 
 
