@@ -135,6 +135,13 @@ void celeris_ws_on_close(CycleObject *cy, cel_conn *c);
 /* The ASGI websocket.disconnect message for cy as things stand (new reference). */
 PyObject *celeris_ws_disconnect_msg(CycleObject *cy);
 
+/* module.c: the arguments of add_done_callback(fn, *, context=None) as a
+ * vectorcall method receives them (the Driver's and the Waiter's Future
+ * protocol).  Sets *fn and *ctx (borrowed; *ctx NULL for None) and returns
+ * 0, or -1 with asyncio's TypeError for anything else. */
+int celeris_parse_done_callback(PyObject *const *args, Py_ssize_t nargsf, PyObject *kwnames,
+                                PyObject **fn, PyObject **ctx);
+
 /* waiter.c: the awaitable a WebSocket receive() that must wait returns (one
  * per Cycle, reused).  Functions taking `w` accept NULL where noted. */
 /* A new Waiter for cy (new reference; cy borrowed, see celeris_waiter_detach). */

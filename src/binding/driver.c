@@ -213,25 +213,15 @@ static PyObject *drv_add_done_callback(PyObject *op, PyObject *const *args, Py_s
                                        PyObject *kwnames)
 {
     DriverObject *d = (DriverObject *)op;
-    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
-    PyObject *fn = nargs == 1 ? args[0] : NULL, *ctx = Py_None;
-    for (Py_ssize_t i = 0; fn && i < nkw; i++) {
-        if (PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, i), "context") == 0)
-            ctx = args[nargs + i];
-        else
-            fn = NULL;
-    }
-    if (!fn) {
-        PyErr_SetString(PyExc_TypeError, "add_done_callback(fn, *, context=None)");
+    PyObject *fn, *ctx;
+    if (celeris_parse_done_callback(args, nargsf, kwnames, &fn, &ctx) < 0)
         return NULL;
-    }
     if (d->wakeup) {
         PyErr_SetString(PyExc_RuntimeError, "celeris Driver: one waiter only");
         return NULL;
     }
     d->wakeup = Py_NewRef(fn);
-    d->wakeup_ctx = ctx != Py_None ? Py_NewRef(ctx) : NULL;
+    d->wakeup_ctx = Py_XNewRef(ctx);
     Py_RETURN_NONE;
 }
 

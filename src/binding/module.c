@@ -2,6 +2,27 @@
  * Ready awaitable used to hand results back to `await` without a loop turn. */
 #include "binding.h"
 
+int celeris_parse_done_callback(PyObject *const *args, Py_ssize_t nargsf, PyObject *kwnames,
+                                PyObject **fn, PyObject **ctx)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    PyObject *f = nargs == 1 ? args[0] : NULL, *c = Py_None;
+    for (Py_ssize_t i = 0; f && i < nkw; i++) {
+        if (PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, i), "context") == 0)
+            c = args[nargs + i];
+        else
+            f = NULL;
+    }
+    if (!f) {
+        PyErr_SetString(PyExc_TypeError, "add_done_callback(fn, *, context=None)");
+        return -1;
+    }
+    *fn = f;
+    *ctx = c != Py_None ? c : NULL;
+    return 0;
+}
+
 #include "alloc.h"
 #include "status.h"
 

@@ -336,25 +336,15 @@ static PyObject *wt_add_done_callback(PyObject *op, PyObject *const *args, Py_ss
                                       PyObject *kwnames)
 {
     WaiterObject *w = W(op);
-    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
-    PyObject *fn = nargs == 1 ? args[0] : NULL, *ctx = Py_None;
-    for (Py_ssize_t i = 0; fn && i < nkw; i++) {
-        if (PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, i), "context") == 0)
-            ctx = args[nargs + i];
-        else
-            fn = NULL;
-    }
-    if (!fn) {
-        PyErr_SetString(PyExc_TypeError, "add_done_callback(fn, *, context=None)");
+    PyObject *fn, *ctx;
+    if (celeris_parse_done_callback(args, nargsf, kwnames, &fn, &ctx) < 0)
         return NULL;
-    }
     if (w->wakeup) {
         PyErr_SetString(PyExc_RuntimeError, "celeris receive() waiter: one waiting Task only");
         return NULL;
     }
     w->wakeup = Py_NewRef(fn);
-    w->wakeup_ctx = ctx != Py_None ? Py_NewRef(ctx) : NULL;
+    w->wakeup_ctx = Py_XNewRef(ctx);
     if (w->state != W_WAITING && wake_soon(w) < 0)     /* done already: as a Future does */
         return NULL;
     Py_RETURN_NONE;
