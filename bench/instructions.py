@@ -85,6 +85,52 @@ def _total(out_dir: Path, before: set) -> int:
     return total
 
 
+def start_server(app: str, extra: list[str], prefix: str) -> tuple[subprocess.Popen, int, Path]:
+    """`python -m celeris run APP` under callgrind (collection off), on a free
+    port; returns (process, port, callgrind output dir) once it accepts."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    port_sock = socket.socket()
+    port_sock.bind(("127.0.0.1", 0))
+    port = port_sock.getsockname()[1]
+    port_sock.close()
+    cmd = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
+           f"--callgrind-out-file={tmp}/callgrind.out.%p",
+           sys.executable, "-m", "celeris", "run", app, "--app-dir", str(BENCH_DIR / "apps"),
+           "--host", "127.0.0.1", "--port", str(port), "--no-access-log", *extra]
+    env = dict(os.environ, PYTHONMALLOC=os.environ.get("PYTHONMALLOC", "pymalloc"))
+    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return server, port, tmp
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                raise SystemExit("server did not start:\n" + server.stderr.read().decode())
+            time.sleep(0.5)
+
+
+def count(server: subprocess.Popen, tmp: Path, work) -> int:
+    """Instructions the server spends while work() runs (collection on only then)."""
+    before = set(tmp.glob("callgrind.out*"))
+    _ctl(server.pid, "-z")
+    _ctl(server.pid, "-i", "on")
+    work()
+    _ctl(server.pid, "-i", "off")
+    _ctl(server.pid, "-d")
+    time.sleep(0.5)
+    return _total(tmp, before)
+
+
+def stop_server(server: subprocess.Popen) -> None:
+    server.terminate()
+    try:
+        server.wait(30)
+    except subprocess.TimeoutExpired:
+        server.kill()
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("paths", nargs="+")
@@ -100,49 +146,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--celeris-args", default="", help="extra `celeris run` arguments")
     args = p.parse_args(argv)
 
-    tmp = Path(tempfile.mkdtemp(prefix="celeris-callgrind-"))
-    port_sock = socket.socket()
-    port_sock.bind(("127.0.0.1", 0))
-    port = port_sock.getsockname()[1]
-    port_sock.close()
-    cmd = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
-           f"--callgrind-out-file={tmp}/callgrind.out.%p",
-           sys.executable, "-m", "celeris", "run", args.app, "--app-dir", str(BENCH_DIR / "apps"),
-           "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
-           *args.celeris_args.split()]
-    env = dict(os.environ, PYTHONMALLOC=os.environ.get("PYTHONMALLOC", "pymalloc"))
-    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    server, port, tmp = start_server(args.app, args.celeris_args.split(), "celeris-callgrind-")
     results = {}
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit("server did not start:\n" + server.stderr.read().decode())
-                time.sleep(0.5)
         body = args.data.encode()
         for path in args.paths:
             raw = _request(path, args.method, args.header, body)
             _send_many(port, raw, args.warmup, args.pipeline)
-            before = set(tmp.glob("callgrind.out*"))
-            _ctl(server.pid, "-z")
-            _ctl(server.pid, "-i", "on")
-            _send_many(port, raw, args.requests, args.pipeline)
-            _ctl(server.pid, "-i", "off")
-            _ctl(server.pid, "-d")
-            time.sleep(0.5)
-            per = _total(tmp, before) / (args.requests // args.pipeline * args.pipeline)
+            total = count(server, tmp, lambda: _send_many(port, raw, args.requests, args.pipeline))
+            per = total / (args.requests // args.pipeline * args.pipeline)
             results[path] = round(per)
             print(f"{args.method} {path}: {per:,.0f} instructions per request")
     finally:
-        server.terminate()
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_server(server)
     if args.json:
         args.json.write_text(json.dumps({"app": args.app, "requests": args.requests,
                                          "instructions_per_request": results}, indent=2) + "\n")

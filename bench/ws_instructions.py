@@ -24,15 +24,13 @@ import json
 import os
 import socket
 import struct
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
-from instructions import _ctl, _total  # noqa: E402
+from instructions import count, start_server, stop_server  # noqa: E402
 
 
 def _connect(port: int, path: str) -> socket.socket:
@@ -99,54 +97,25 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     counts = args.connections or [1]
 
-    tmp = Path(tempfile.mkdtemp(prefix="celeris-callgrind-ws-"))
-    port_sock = socket.socket()
-    port_sock.bind(("127.0.0.1", 0))
-    port = port_sock.getsockname()[1]
-    port_sock.close()
-    cmd = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
-           f"--callgrind-out-file={tmp}/callgrind.out.%p",
-           sys.executable, "-m", "celeris", "run", args.app, "--app-dir", str(BENCH_DIR / "apps"),
-           "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
-           "--ws-per-message-deflate", "false", "--ws-ping-interval", "0",
-           *args.celeris_args.split()]
-    env = dict(os.environ, PYTHONMALLOC=os.environ.get("PYTHONMALLOC", "pymalloc"))
-    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    server, port, tmp = start_server(
+        args.app, ["--ws-per-message-deflate", "false", "--ws-ping-interval", "0",
+                   *args.celeris_args.split()], "celeris-callgrind-ws-")
     results = {}
     frame = _frame(b"x" * args.size)
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit("server did not start:\n" + server.stderr.read().decode())
-                time.sleep(0.5)
         for k in counts:
             socks = [_connect(port, args.path) for _ in range(k)]
             _rounds(socks, frame, args.size, max(1, args.warmup // k))
             rounds = max(1, args.messages // k)
-            before = set(tmp.glob("callgrind.out*"))
-            _ctl(server.pid, "-z")
-            _ctl(server.pid, "-i", "on")
-            _rounds(socks, frame, args.size, rounds)
-            _ctl(server.pid, "-i", "off")
-            _ctl(server.pid, "-d")
-            time.sleep(0.5)
-            per = _total(tmp, before) / (rounds * k)
+            total = count(server, tmp, lambda: _rounds(socks, frame, args.size, rounds))
+            per = total / (rounds * k)
             results[k] = round(per)
             print(f"{k} connection(s): {per:,.0f} instructions per echoed message")
             for s in socks:
                 s.close()
             time.sleep(0.5)
     finally:
-        server.terminate()
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_server(server)
     if args.json:
         args.json.write_text(json.dumps({"app": args.app, "messages": args.messages, "size": args.size,
                                          "instructions_per_message": results}, indent=2) + "\n")
