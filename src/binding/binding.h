@@ -91,6 +91,13 @@ typedef struct ServerObject {
     int in_loop_callback;       /* inside poll()/run_pending(): no Task is running */
     int eager_depth;            /* inside a Driver's eager step (driver.c): a Task IS current,
                                    so no other Task's step may be run directly */
+    PyObject *held_task;        /* strong, or NULL: a Driver Task left entered as the loop's
+                                   current task after its eager step finished a request of
+                                   held_conn with more input buffered (the next pipelined
+                                   request's eager step then needs no enter/leave); left by
+                                   celeris_release_held() before any other Task is stepped or
+                                   entered and before poll()/run_pending() return */
+    cel_conn *held_conn;        /* borrowed: held_task's connection (compared only) */
     int drivers;                /* one Driver Task per connection (CELERIS_CONN_DRIVER != "0") */
     int pathsend;               /* offer the ASGI path-send extension in HTTP scopes */
     int stopped;                /* stop_accepting() was called */
@@ -238,6 +245,10 @@ int celeris_form_add_types(PyObject *m);
 int celeris_drive(ServerObject *self, cel_conn *c, struct CycleObject *cy, PyObject *coro);
 /* The connection closed: release its Driver (its Task ends when parked). */
 void celeris_driver_close(ServerObject *self, cel_conn *c);
+/* Leaves self->held_task (the loop has no current task afterwards); no-op
+ * when none is held.  Keeps any exception set by the caller; a failing
+ * _leave_task is reported as unraisable. */
+void celeris_release_held(ServerObject *self);
 
 /* threadpool.c: the Server's pool for def endpoints (borrowed; started on
  * first use, NULL with an exception on failure) and its shutdown. */

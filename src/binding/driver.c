@@ -425,16 +425,30 @@ static void track(CycleObject *cy, PyObject *task)
  * connection closed meanwhile, or the current task could not be entered
  * (then nothing ran: the Task's step runs the request as before).  Returns 0
  * when the request finished (its coroutine and Context released).  Never
- * leaves an exception set. */
-static int drv_eager(ServerObject *self, DriverObject *d, PyObject *task)
+ * leaves an exception set.
+ *
+ * Entering and leaving the current task is ~640 instructions of asyncio's
+ * per request: when the request finished and c has more input buffered (a
+ * pipelined request), the Task is left current as self->held_task, and the
+ * next eager step of the same Task skips both; whatever else would step,
+ * enter or create a Task first calls celeris_release_held(), and so do
+ * poll()/run_pending() before they return to the loop. */
+static int drv_eager(ServerObject *self, DriverObject *d, PyObject *task, cel_conn *c)
 {
     PyObject *args[2] = {self->loop, task};
-    PyObject *r = PyObject_Vectorcall(self->enter_task, args, 2, NULL);
-    if (!r) {
-        PyErr_Clear();
-        return 1;
+    PyObject *r;
+    if (self->held_task == task) {
+        /* Still current since this connection's previous request. */
+        Py_CLEAR(self->held_task);
+        self->held_conn = NULL;
+    } else {
+        celeris_release_held(self);
+        if (!(r = PyObject_Vectorcall(self->enter_task, args, 2, NULL))) {
+            PyErr_Clear();
+            return 1;
+        }
+        Py_DECREF(r);
     }
-    Py_DECREF(r);
     PyObject *result = NULL, *err = NULL;
     PySendResult st = PYGEN_ERROR;
     d->running = d->eager = 1;
@@ -450,9 +464,17 @@ static int drv_eager(ServerObject *self, DriverObject *d, PyObject *task)
     }
     self->eager_depth--;
     d->running = d->eager = 0;
-    if (!(r = PyObject_Vectorcall(self->leave_task, args, 2, NULL)))
-        PyErr_WriteUnraisable(self->leave_task);    /* the app swapped the current task */
-    Py_XDECREF(r);
+    if (st == PYGEN_RETURN && !d->cancelled && !d->closing && c->fd >= 0 && c->in.len > 0) {
+        /* Finished, and the client has sent more: most likely the next
+         * pipelined request, which this same Task runs next -- it stays
+         * current until then (or until celeris_release_held()). */
+        self->held_task = Py_NewRef(task);
+        self->held_conn = c;
+    } else {
+        if (!(r = PyObject_Vectorcall(self->leave_task, args, 2, NULL)))
+            PyErr_WriteUnraisable(self->leave_task);    /* the app swapped the current task */
+        Py_XDECREF(r);
+    }
     if (st == PYGEN_NEXT) {
         if (d->cancelled && result != Py_None) {
             /* Cancelled during the step, which then awaited `result`: as
@@ -502,7 +524,7 @@ int celeris_drive(ServerObject *self, cel_conn *c, CycleObject *cy, PyObject *co
             Py_INCREF(d);               /* the step may close the connection (c->driver) */
             PyObject *task = Py_NewRef(d->task);
             track(cy, task);
-            if (!self->enter_task || drv_eager(self, d, task)) {
+            if (!self->enter_task || drv_eager(self, d, task, c)) {
                 PyObject *cb = d->wakeup;
                 d->wakeup = NULL;
                 Py_CLEAR(d->wakeup_ctx);
@@ -521,6 +543,7 @@ int celeris_drive(ServerObject *self, cel_conn *c, CycleObject *cy, PyObject *co
         if (!d || d->dead) {
             /* The connection's first request (or its Driver ended): a new
              * Driver, started as an ordinary Task with the request. */
+            celeris_release_held(self);
             DriverObject *nd = PyObject_GC_New(DriverObject, Driver_Type(self->st));
             if (!nd)
                 return -1;
@@ -549,7 +572,9 @@ int celeris_drive(ServerObject *self, cel_conn *c, CycleObject *cy, PyObject *co
             return 0;
         }
     }
-    /* Busy Driver, or not called from the loop's callbacks: a Task of its own. */
+    /* Busy Driver, or not called from the loop's callbacks: a Task of its own
+     * (created with no Task current: an eager task factory may step it). */
+    celeris_release_held(self);
     PyObject *task = PyObject_CallOneArg(self->create_task, coro);
     if (!task)
         return -1;
@@ -569,6 +594,7 @@ void celeris_driver_close(ServerObject *self, cel_conn *c)
         /* Parked: let its Task end now (or on the next loop turn). */
         PyObject *exc = PyErr_GetRaisedException_compat();
         if (self->in_loop_callback && !self->eager_depth) {   /* no Task is current */
+            celeris_release_held(self);
             PyObject *cb = d->wakeup;
             d->wakeup = NULL;
             Py_CLEAR(d->wakeup_ctx);
@@ -582,4 +608,21 @@ void celeris_driver_close(ServerObject *self, cel_conn *c)
         PyErr_SetRaisedException_compat(exc);
     }
     Py_DECREF(d);
+}
+
+void celeris_release_held(ServerObject *self)
+{
+    PyObject *task = self->held_task;
+    if (!task)
+        return;
+    self->held_task = NULL;
+    self->held_conn = NULL;
+    PyObject *exc = PyErr_GetRaisedException_compat();
+    PyObject *args[2] = {self->loop, task};
+    PyObject *r = PyObject_Vectorcall(self->leave_task, args, 2, NULL);
+    if (!r)
+        PyErr_WriteUnraisable(self->leave_task);    /* the app swapped the current task */
+    Py_XDECREF(r);
+    Py_DECREF(task);
+    PyErr_SetRaisedException_compat(exc);
 }

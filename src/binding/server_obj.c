@@ -427,6 +427,7 @@ static PyObject *server_poll(PyObject *op, PyObject *Py_UNUSED(a))
     if (self->srv) {
         self->in_loop_callback = 1;
         cel_server_poll(self->srv);
+        celeris_release_held(self);             /* back to the loop: no Task current */
         self->in_loop_callback = 0;
         if (self->wakes)
             celeris_waiter_run_wakes(self);     /* the core is out of the way now */
@@ -441,6 +442,7 @@ static PyObject *server_run_pending(PyObject *op, PyObject *Py_UNUSED(a))
     if (self->srv) {
         self->in_loop_callback = 1;
         cel_server_run_pending(self->srv);
+        celeris_release_held(self);             /* back to the loop: no Task current */
         self->in_loop_callback = 0;
         if (self->wakes)
             celeris_waiter_run_wakes(self);     /* the core is out of the way now */
@@ -559,6 +561,7 @@ static int server_traverse(PyObject *op, visitproc visit, void *arg)
     Py_VISIT(self->create_future);
     Py_VISIT(self->create_task);
     Py_VISIT(self->enter_task);
+    Py_VISIT(self->held_task);
     Py_VISIT(self->leave_task);
     Py_VISIT(self->call_soon_kw);
     Py_VISIT(self->native_app);
@@ -591,6 +594,7 @@ static int server_clear(PyObject *op)
     celeris_waiter_drop_wakes(self);
     Py_CLEAR(self->create_task);
     Py_CLEAR(self->enter_task);
+    Py_CLEAR(self->held_task);
     Py_CLEAR(self->leave_task);
     Py_CLEAR(self->call_soon_kw);
     Py_CLEAR(self->native_app);

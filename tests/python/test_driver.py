@@ -102,3 +102,42 @@ def test_switch_off_and_on(flag):
         assert (a["task"] == b["task"]) == (flag == "1")
     finally:
         srv.stop()
+
+
+def _pipelined(c: Conn, paths: list, tail: bytes = b"") -> list:
+    c.send(b"".join(f"GET {p} HTTP/1.1\r\nHost: x\r\n\r\n".encode() for p in paths) + tail)
+    return [c.read_response() for _ in paths]
+
+
+def test_pipelined_requests_see_their_task_and_leave_none_current(driver_server):
+    # A pipelined burst keeps the connection's Task current from one request
+    # to the next (driver.c held_task): every kind of request in the burst --
+    # finishing at once, suspending, a def endpoint, raising, spawning a Task
+    # -- and another connection's burst in the same poll must still see the
+    # right task, and the loop must have no current task afterwards (else the
+    # next Task step anywhere raises "Cannot enter into task ...").
+    burst = ["/task?set=a", "/task", "/spawn?tag=a1", "/sync-task", "/task", "/boom",
+             "/task?set=b", "/sleep", "/spawn?tag=a2", "/task"] * 2
+    with Conn(driver_server.addr, timeout=10) as c, Conn(driver_server.addr, timeout=10) as o:
+        o.send(b"GET /task HTTP/1.1\r\nHost: x\r\n\r\n" * 8)
+        # (ends with the start of one more request: the poll ends with input
+        # buffered after a finished request)
+        answers = _pipelined(c, burst, b"GET /task HTTP/1.1\r\nHo")
+        others = [json.loads(o.read_response().body) for _ in range(8)]
+        assert [r.status for r in answers] == [500 if p == "/boom" else 200 for p in burst]
+        bodies = [json.loads(r.body) for r, p in zip(answers, burst) if p != "/boom"]
+        tasks = {b["task"] for b in bodies if "task" in b}
+        assert len(tasks) == 1                  # the connection's Task, every time
+        assert all(b.get("same", True) for b in bodies)
+        assert all(b.get("var_before", "unset") == "unset" and b.get("var", "unset") == "unset"
+                   for b in bodies)
+        assert all(b["is_task"] and b["library"] == "asyncio" and b["anyio_task"]
+                   for b in bodies if "is_task" in b)
+        assert {o_["task"] for o_ in others} != tasks and len({o_["task"] for o_ in others}) == 1
+        # the spawned Tasks ran as Tasks of their own, and the loop still steps Tasks
+        wait_until(lambda: len(get(o, "/spawned")["spawned"]) >= 4, timeout=10)
+        assert get(o, "/spawned")["spawned"] == [["a1", True], ["a1", True], ["a2", True], ["a2", True]]
+        assert get(o, "/sleep") == {"slept": True}
+        c.send(b"st: x\r\n\r\n")
+        assert json.loads(c.read_response().body)["task"] in tasks
+        assert get(c, "/sleep") == {"slept": True}

@@ -111,3 +111,30 @@ async def tasks():
 async def sleep():
     await asyncio.sleep(0.01)
     return {"slept": True}
+
+
+SPAWNED: list = []
+
+
+@app.get("/spawn")
+async def spawn(tag: str):
+    # A Task created by a request (possibly in the middle of a pipelined
+    # burst): it must run as a Task of its own, and the request's own Task
+    # stays what asyncio.current_task() reports afterwards.
+    me = asyncio.current_task()
+
+    async def child():
+        SPAWNED.append((tag, asyncio.current_task() is not me))
+
+    asyncio.get_running_loop().create_task(child())
+    return {"task": me.get_name(), "same": asyncio.current_task() is me}
+
+
+@app.get("/spawned")
+async def spawned():
+    return {"spawned": sorted(SPAWNED)}
+
+
+@app.get("/boom")
+async def boom():
+    raise RuntimeError("boom")
