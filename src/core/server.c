@@ -483,6 +483,13 @@ static int process_inner(cel_server *s, cel_conn *c)
             c->dispatch_turn = s->turn;
             c->user = NULL;
             c->notified_close = 0;
+            /* The response goes into a pool-sized buffer (back to the pool once
+             * written), not one realloc'ed up from 1 KiB per pipelined batch.
+             * (An allocation failure here is left to the response's own
+             * reserve to report.) */
+            buf_acquire(s, &c->out);
+            if (c->out.cap == 0)
+                (void)cel_buf_reserve(&c->out, READ_CHUNK);
             rc = s->cb.on_request(s->cb.ud, c, &req);
             if (rc < 0 && c->state == CEL_CONN_ACTIVE && !c->resp_started) {
                 return answer_error(s, c, CEL_ENOMEM);
