@@ -750,6 +750,19 @@ error:
     return 0;
 }
 
+/* 1 when p[0..n) has no '%' and no byte >= 0x80: its percent-decoding is
+ * itself and it is valid UTF-8. */
+static int plain_ascii(const char *p, size_t n)
+{
+    unsigned char acc = 0, pct = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)p[i];
+        acc |= ch;
+        pct |= ch == '%';
+    }
+    return acc < 0x80 && !pct;
+}
+
 int celeris_native_dispatch(ServerObject *self, cel_conn *c, const cel_http_request *req)
 {
     NativeAppObject *app = (NativeAppObject *)self->native_app;
@@ -761,11 +774,16 @@ int celeris_native_dispatch(ServerObject *self, cel_conn *c, const cel_http_requ
     if (pn == 0 || pp[0] != '/' || pn > 4096)
         return 0;                               /* absolute-form, asterisk, huge: ASGI */
     char pathbuf[4096], fullbuf[8192];
-    size_t plen = cel_url_decode(pp, pn, pathbuf, 0);
-    if (!cel_url_utf8_valid(pathbuf, plen))
-        return 0;
+    const char *dec = pp;                       /* no '%' and all ASCII: decodes to itself */
+    size_t plen = pn;
+    if (!plain_ascii(pp, pn)) {
+        plen = cel_url_decode(pp, pn, pathbuf, 0);
+        if (!cel_url_utf8_valid(pathbuf, plen))
+            return 0;
+        dec = pathbuf;
+    }
     celeris_npath path;
-    if (!celeris__native_route_path(self, pathbuf, plen, fullbuf, sizeof fullbuf, &path))
+    if (!celeris__native_route_path(self, dec, plen, fullbuf, sizeof fullbuf, &path))
         return 0;
     cel_route_match m;
     int mr = cel_router_match(app->router, req->method.p, req->method.len, path.rp, path.rp_len, &m);

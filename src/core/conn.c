@@ -181,9 +181,23 @@ static int valid_value(const cel_slice *s)
         [0x16] = 1, [0x17] = 1, [0x18] = 1, [0x19] = 1, [0x1a] = 1, [0x1b] = 1, [0x1c] = 1,
         [0x1d] = 1, [0x1e] = 1, [0x1f] = 1, [0x7f] = 1,
     };
+    const unsigned char *p = (const unsigned char *)s->p;
+    size_t n = s->len, i = 0;
     unsigned bad = 0;
-    for (size_t i = 0; i < s->len; i++)
-        bad |= CTL[(unsigned char)s->p[i]];
+    /* 8 bytes at a time: a word with no byte < 0x20 and none == 0x7f is
+     * clean (both tests are exact about whether such a byte exists); a word
+     * that fails (an HTAB, say) is decided byte by byte. */
+    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t x, d;
+        memcpy(&x, p + i, 8);
+        d = x ^ (0x7f * ones);
+        if ((((x - 0x20 * ones) & ~x) | ((d - ones) & ~d)) & highs)
+            for (size_t k = i; k < i + 8; k++)
+                bad |= CTL[p[k]];
+    }
+    for (; i < n; i++)
+        bad |= CTL[p[i]];
     return !bad;
 }
 
@@ -270,8 +284,8 @@ int cel_conn_response_start(cel_conn *c, int status, const cel_header *headers,
 {
     if (c->resp_started)
         return CEL_ESTATE;
-    const char *phrase = cel_status_phrase(status);
-    size_t plen = strlen(phrase);
+    const char *phrase = status == 200 ? "OK" : cel_status_phrase(status);
+    size_t plen = status == 200 ? 2 : strlen(phrase);
     int with_date = c->cfg->date_header && date;
     /* status line (at most "HTTP/1.1 " + 11 digits + " "), phrase, CRLF,
      * date, server, connection (24), transfer-encoding (28), final CRLF */
@@ -286,7 +300,9 @@ int cel_conn_response_start(cel_conn *c, int status, const cel_header *headers,
     if (cel_buf_reserve(o, need))
         return CEL_ENOMEM;
     char *t = cel_buf_tail(o), *w = t;
-    if (status >= 100 && status <= 999) {
+    if (status == 200) {
+        w = put_lit(w, "HTTP/1.1 200 OK\r\n", 17);    /* most responses: no phrase lookup */
+    } else if (status >= 100 && status <= 999) {
         w = put_lit(w, "HTTP/1.1 ", 9);
         w[0] = (char)('0' + status / 100);
         w[1] = (char)('0' + status / 10 % 10);
@@ -298,8 +314,10 @@ int cel_conn_response_start(cel_conn *c, int status, const cel_header *headers,
         int ln = snprintf(line, sizeof line, "HTTP/1.1 %d ", status);
         w = put_lit(w, line, (size_t)ln);
     }
-    w = put_lit(w, phrase, plen);
-    w = put_lit(w, "\r\n", 2);
+    if (status != 200) {
+        w = put_lit(w, phrase, plen);
+        w = put_lit(w, "\r\n", 2);
+    }
     if (with_date) {
         w = put_lit(w, "date: ", 6);
         w = put_lit(w, date, CEL_DATE_LEN);

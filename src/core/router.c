@@ -44,14 +44,39 @@ typedef struct route {
     size_t prefix_len;          /* leading literal (parts[0]), 0 if none */
     size_t suffix_len;          /* trailing literal, 0 if none */
     size_t suffix_off;
+    uint64_t hash;              /* static routes: path_hash of the literal */
+    size_t next_same;           /* static routes: index + 1 of the next static
+                                   route with the same literal, 0 if none */
 } route;
 
+/* Static routes are also indexed by their literal: an open-addressing table
+ * maps a literal to the first static route spelling it (whose next_same
+ * chain lists the others in insertion order), and `nonstatic` lists every
+ * other route in insertion order.  A static route whose literal differs from
+ * the path can match neither fully nor partially, so trying only the merge
+ * of the path's chain and `nonstatic`, in insertion order, decides exactly
+ * what trying every route in order decides. */
 struct cel_router {
     route *routes;
     size_t n, cap;
+    size_t *slots;              /* index + 1 of a chain head, 0 = empty; nslots a power of 2 */
+    size_t nslots, nstatic_texts;
+    size_t *nonstatic;          /* indices of non-static routes, ascending */
+    size_t n_nonstatic, cap_nonstatic;
     unsigned long budget;
     char err[160];
 };
+
+/* FNV-1a, 64 bits. */
+static uint64_t path_hash(const char *p, size_t n)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)p[i];
+        h *= 1099511628211ull;
+    }
+    return h;
+}
 
 cel_router *cel_router_new(void)
 {
@@ -68,6 +93,8 @@ void cel_router_free(cel_router *r)
     for (size_t i = 0; i < r->n; i++)
         cel_free(r->routes[i].text);
     cel_free(r->routes);
+    cel_free(r->slots);
+    cel_free(r->nonstatic);
     cel_free(r);
 }
 
@@ -244,6 +271,8 @@ static const char *const KNOWN_METHODS[] = {
 /* The KNOWN_METHODS bit of method m (exact, case-sensitive), 0 for others. */
 static unsigned method_bit(const char *m, size_t n)
 {
+    if (n == 3 && m[0] == 'G' && m[1] == 'E' && m[2] == 'T')
+        return 1u;              /* KNOWN_METHODS[0], most requests */
     for (unsigned k = 0; k < NKNOWN; k++)
         if (strlen(KNOWN_METHODS[k]) == n && memcmp(KNOWN_METHODS[k], m, n) == 0)
             return 1u << k;
@@ -265,6 +294,84 @@ static void index_methods(route *rt)
             item = i + 1;
         }
     }
+}
+
+/* The slot holding the chain head for literal (p, n) with hash h, or the
+ * empty slot where it would go.  Needs nslots > 0. */
+static size_t *find_slot(const cel_router *r, uint64_t h, const char *p, size_t n)
+{
+    size_t mask = r->nslots - 1;
+    for (size_t i = (size_t)h & mask;; i = (i + 1) & mask) {
+        size_t *slot = &r->slots[i];
+        if (*slot == 0)
+            return slot;
+        const route *rt = &r->routes[*slot - 1];
+        if (rt->hash == h && rt->parts[0].len == n
+            && memcmp(rt->text + rt->parts[0].off, p, n) == 0)
+            return slot;
+    }
+}
+
+/* Rebuilds the table with `nslots` slots from the chain heads.  0 or CEL_ENOMEM
+ * (table unchanged). */
+static int rehash(cel_router *r, size_t nslots)
+{
+    size_t *slots = cel_calloc(nslots, sizeof(*slots));
+    if (!slots)
+        return CEL_ENOMEM;
+    size_t *old = r->slots, old_n = r->nslots;
+    r->slots = slots;
+    r->nslots = nslots;
+    for (size_t i = 0; i < old_n; i++) {
+        if (old[i]) {
+            const route *rt = &r->routes[old[i] - 1];
+            *find_slot(r, rt->hash, rt->text + rt->parts[0].off, rt->parts[0].len) = old[i];
+        }
+    }
+    cel_free(old);
+    return 0;
+}
+
+/* Indexes static route k (not yet counted in r->n): heads a new chain or
+ * ends an existing one.  0 or CEL_ENOMEM (index unchanged). */
+static int index_static(cel_router *r, size_t k)
+{
+    route *rt = &r->routes[k];
+    const char *lit = rt->text + rt->parts[0].off;
+    size_t len = rt->parts[0].len;
+    rt->hash = path_hash(lit, len);
+    rt->next_same = 0;
+    if ((r->nstatic_texts + 1) * 2 > r->nslots) {
+        int rc = rehash(r, r->nslots ? r->nslots * 2 : 16);
+        if (rc)
+            return rc;
+    }
+    size_t *slot = find_slot(r, rt->hash, lit, len);
+    if (*slot == 0) {
+        *slot = k + 1;
+        r->nstatic_texts++;
+        return 0;
+    }
+    size_t j = *slot - 1;
+    while (r->routes[j].next_same)
+        j = r->routes[j].next_same - 1;
+    r->routes[j].next_same = k + 1;
+    return 0;
+}
+
+/* Appends route k to the non-static list.  0 or CEL_ENOMEM (unchanged). */
+static int index_nonstatic(cel_router *r, size_t k)
+{
+    if (r->n_nonstatic == r->cap_nonstatic) {
+        size_t cap = r->cap_nonstatic ? r->cap_nonstatic * 2 : 16;
+        size_t *nn = cel_realloc(r->nonstatic, cap * sizeof(*nn));
+        if (!nn)
+            return CEL_ENOMEM;
+        r->nonstatic = nn;
+        r->cap_nonstatic = cap;
+    }
+    r->nonstatic[r->n_nonstatic++] = k;
+    return 0;
 }
 
 int cel_router_add(cel_router *r, int kind, const char *tpl, size_t len,
@@ -328,6 +435,11 @@ int cel_router_add(cel_router *r, int kind, const char *tpl, size_t len,
         index_methods(rt);
     rt->is_static = kind == CEL_ROUTE_PATH && rt->nparams == 0 && rt->nparts == 1
                     && rt->parts[0].type == PART_LIT;
+    rc = rt->is_static ? index_static(r, r->n) : index_nonstatic(r, r->n);
+    if (rc) {
+        cel_free(rt->text);
+        return rc;
+    }
     r->n++;
     return 0;
 }
@@ -564,6 +676,67 @@ static int may_match(const route *rt, const char *p, size_t n)
     return 1;
 }
 
+/* Route k against the path: CEL_ROUTER_FULL / CEL_ROUTER_OPAQUE (m filled
+ * in), CEL_ROUTER_EBUDGET, or -1 to go on with the next route (a PARTIAL
+ * recorded in m).  `literal_equal`: k is static and its literal is known to
+ * equal the path. */
+static int try_route(const cel_router *r, size_t k, mctx *c, unsigned bit,
+                     const char *method, size_t mlen, int literal_equal, cel_route_match *m)
+{
+    const route *rt = &r->routes[k];
+    const char *path = c->p;
+    size_t plen = c->n;
+    if (rt->kind == CEL_ROUTE_OPAQUE) {
+        m->id = rt->id;
+        m->kind = rt->kind;
+        m->index = k;
+        return CEL_ROUTER_OPAQUE;
+    }
+    int allowed = rt->kind == CEL_ROUTE_MOUNT || method_allowed(rt, bit, method, mlen);
+    if (!allowed && m->partial_seen)
+        return -1;              /* could only be another PARTIAL */
+    if (literal_equal) {
+        /* matched by the index */
+    } else if (rt->is_static) {
+        /* the literal itself, or followed by one "\n" ("$" allows it) */
+        size_t len = rt->parts[0].len;
+        if (!(plen == len || (plen == len + 1 && path[len] == '\n'))
+            || memcmp(path, rt->text + rt->parts[0].off, len) != 0)
+            return -1;
+    } else {
+        if (!may_match(rt, path, plen))
+            return -1;
+        c->rt = rt;
+        int rc = match_from(c, 0, 0);
+        if (rc < 0)
+            return CEL_ROUTER_EBUDGET;
+        if (rc == 0)
+            return -1;
+    }
+    if (!allowed) {
+        m->partial_seen = 1;
+        m->partial_id = rt->id;
+        return -1;
+    }
+    m->id = rt->id;
+    m->kind = rt->kind;
+    m->index = k;
+    m->nparams = rt->nparams;
+    for (unsigned j = 0; j < rt->nparams; j++) {
+        unsigned pi = rt->param_part[j];
+        const part *p = &rt->parts[pi];
+        cel_route_param *o = &m->params[j];
+        o->name.p = rt->text + p->off;
+        o->name.len = p->len;
+        o->value.p = path + c->start[pi];
+        o->value.len = c->end[pi] - c->start[pi];
+        o->conv = p->type;
+    }
+    if (rt->kind == CEL_ROUTE_MOUNT)
+        m->mount_prefix_len = plen - 1 - m->params[rt->nparams - 1].value.len;
+    return CEL_ROUTER_FULL;
+}
+
 int cel_router_match(const cel_router *r, const char *method, size_t mlen,
                      const char *path, size_t plen, cel_route_match *m)
 {
@@ -577,55 +750,32 @@ int cel_router_match(const cel_router *r, const char *method, size_t mlen,
     m->mount_prefix_len = 0;
     unsigned bit = method_bit(method, mlen);
 
-    for (size_t k = 0; k < r->n; k++) {
-        const route *rt = &r->routes[k];
-        if (rt->kind == CEL_ROUTE_OPAQUE) {
-            m->id = rt->id;
-            m->kind = rt->kind;
-            m->index = k;
-            return CEL_ROUTER_OPAQUE;
+    if (plen && path[plen - 1] == '\n') {
+        /* a static literal may match with its "\n" dropped: try every route */
+        for (size_t k = 0; k < r->n; k++) {
+            int rc = try_route(r, k, &c, bit, method, mlen, 0, m);
+            if (rc != -1)
+                return rc;
         }
-        int allowed = rt->kind == CEL_ROUTE_MOUNT || method_allowed(rt, bit, method, mlen);
-        if (!allowed && m->partial_seen)
-            continue;           /* could only be another PARTIAL */
-        if (rt->is_static) {
-            /* the literal itself, or followed by one "\n" ("$" allows it) */
-            size_t len = rt->parts[0].len;
-            if (!(plen == len || (plen == len + 1 && path[len] == '\n'))
-                || memcmp(path, rt->text + rt->parts[0].off, len) != 0)
-                continue;
+        return CEL_ROUTER_NONE;
+    }
+    /* the static routes spelling the path, merged with the non-static ones */
+    size_t same = 0;            /* index + 1 of the next static candidate */
+    if (r->nslots)
+        same = *find_slot(r, path_hash(path, plen), path, plen);
+    size_t j = 0;
+    while (same || j < r->n_nonstatic) {
+        size_t k;
+        int literal_equal = same && (j == r->n_nonstatic || same - 1 < r->nonstatic[j]);
+        if (literal_equal) {
+            k = same - 1;
+            same = r->routes[k].next_same;
         } else {
-            if (!may_match(rt, path, plen))
-                continue;
-            c.rt = rt;
-            int rc = match_from(&c, 0, 0);
-            if (rc < 0)
-                return CEL_ROUTER_EBUDGET;
-            if (rc == 0)
-                continue;
+            k = r->nonstatic[j++];
         }
-        if (!allowed) {
-            m->partial_seen = 1;
-            m->partial_id = rt->id;
-            continue;
-        }
-        m->id = rt->id;
-        m->kind = rt->kind;
-        m->index = k;
-        m->nparams = rt->nparams;
-        for (unsigned j = 0; j < rt->nparams; j++) {
-            unsigned pi = rt->param_part[j];
-            const part *p = &rt->parts[pi];
-            cel_route_param *o = &m->params[j];
-            o->name.p = rt->text + p->off;
-            o->name.len = p->len;
-            o->value.p = path + c.start[pi];
-            o->value.len = c.end[pi] - c.start[pi];
-            o->conv = p->type;
-        }
-        if (rt->kind == CEL_ROUTE_MOUNT)
-            m->mount_prefix_len = plen - 1 - m->params[rt->nparams - 1].value.len;
-        return CEL_ROUTER_FULL;
+        int rc = try_route(r, k, &c, bit, method, mlen, literal_equal, m);
+        if (rc != -1)
+            return rc;
     }
     return CEL_ROUTER_NONE;
 }

@@ -230,6 +230,18 @@ TEST(response_header_bytes)
         if (rc)
             CHECK_EQ_INT(c.out.len, 0);
         cel_conn_release(&c);
+        /* the byte at every position of a 20-byte value: the 8-byte words
+         * and the tail are checked alike */
+        for (int pos = 0; pos < 20; pos++) {
+            char longv[20];
+            memcpy(longv, "abcdefghijklmnopqrst", 20);
+            longv[pos] = (char)b;
+            conn_with(&c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+            cel_conn_parse_head(&c, &req, h, 16);
+            cel_header ls[1] = { { { "x", 1 }, { longv, 20 } } };
+            CHECK_EQ_INT(cel_conn_response_start(&c, 200, ls, 1, NULL), vok ? 0 : CEL_EHDRVALUE);
+            cel_conn_release(&c);
+        }
     }
 }
 

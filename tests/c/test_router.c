@@ -407,15 +407,106 @@ TEST(many_routes_and_empty_inputs)
     cel_router_free(r);
 }
 
+/* The static-literal index must decide exactly what trying every route in
+ * insertion order decides.  Oracle: each route alone in its own router gives
+ * FULL / PARTIAL (NONE with partial_seen) / NONE for (method, path); the
+ * expected answer is then Starlette's loop over those verdicts in order. */
+typedef struct spec_route {
+    int kind;
+    const char *tpl;
+    const char *methods;
+} spec_route;
+
+TEST(static_index_matches_in_insertion_order)
+{
+    static const spec_route routes[] = {
+        {CEL_ROUTE_PATH, "/a", "POST"},
+        {CEL_ROUTE_PATH, "/{x}", "PUT"},
+        {CEL_ROUTE_PATH, "/a", "GET"},
+        {CEL_ROUTE_PATH, "/a", "GET,DELETE"},
+        {CEL_ROUTE_MOUNT, "/m", NULL},
+        {CEL_ROUTE_PATH, "/m/x", "GET"},
+        {CEL_ROUTE_PATH, "/b/{n:int}", "GET"},
+        {CEL_ROUTE_PATH, "/b/1", "GET"},
+        {CEL_ROUTE_PATH, "/b/2", "PATCH"},
+        {CEL_ROUTE_PATH, "/c", NULL},
+        {CEL_ROUTE_PATH, "/d\n", "GET"},
+        {CEL_ROUTE_PATH, "/d", "POST"},
+        {CEL_ROUTE_PATH, "/e", "GET"},
+        {CEL_ROUTE_OPAQUE, NULL, NULL},
+        {CEL_ROUTE_PATH, "/f", "GET"},
+    };
+    enum { NR = sizeof(routes) / sizeof(routes[0]) };
+    static const char *const paths[] = {
+        "/a", "/a\n", "/b/1", "/b/2", "/b/3", "/c", "/d", "/d\n", "/d\n\n", "/e", "/f",
+        "/m/x", "/m", "/zz", "/", "", "/a/", "/aa",
+    };
+    static const char *const methods[] = {"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "BREW"};
+    /* 40 filler static routes first, so the table rehashes and probes collide */
+    cel_router *all = cel_router_new();
+    char tpl[16];
+    for (int i = 0; i < 40; i++) {
+        int n = snprintf(tpl, sizeof(tpl), "/s%d", i);
+        CHECK_EQ_INT(cel_router_add(all, CEL_ROUTE_PATH, tpl, (size_t)n, "GET", 100 + i), 0);
+    }
+    cel_router *one[NR];
+    for (int i = 0; i < NR; i++) {
+        const spec_route *sr = &routes[i];
+        size_t len = sr->tpl ? strlen(sr->tpl) : 0;
+        CHECK_EQ_INT(cel_router_add(all, sr->kind, sr->tpl, len, sr->methods, i), 0);
+        int rc;
+        one[i] = one_route(sr->kind, sr->tpl ? sr->tpl : "", len, sr->methods, &rc);
+        CHECK_EQ_INT(rc, 0);
+    }
+    for (size_t pi = 0; pi < sizeof(paths) / sizeof(paths[0]); pi++) {
+        for (size_t mi = 0; mi < sizeof(methods) / sizeof(methods[0]); mi++) {
+            const char *path = paths[pi];
+            int want = CEL_ROUTER_NONE, want_id = -1, want_partial = -1;
+            for (int i = 0; i < NR && want == CEL_ROUTER_NONE; i++) {
+                outcome o = match_at(one[i], methods[mi], path, strlen(path));
+                if (o.rc != CEL_ROUTER_NONE) {
+                    want = o.rc;
+                    want_id = i;
+                } else if (o.m.partial_seen && want_partial < 0) {
+                    want_partial = i;
+                }
+            }
+            outcome got = match_at(all, methods[mi], path, strlen(path));
+            int ok = got.rc == want
+                     && (want == CEL_ROUTER_NONE || (got.m.id == want_id
+                                                     && got.m.index == (size_t)want_id + 40))
+                     && got.m.partial_id == (want == CEL_ROUTER_NONE ? want_partial
+                                             : got.m.partial_id)
+                     && (want != CEL_ROUTER_NONE || got.m.partial_seen == (want_partial >= 0));
+            CHECK(ok);
+            if (!ok)
+                fprintf(stderr, "  %s %s: got rc %d id %d partial %d, want rc %d id %d partial %d\n",
+                        methods[mi], path, got.rc, got.m.id, got.m.partial_id,
+                        want, want_id, want_partial);
+        }
+    }
+    for (int i = 0; i < 40; i++) {
+        int n = snprintf(tpl, sizeof(tpl), "/s%d", i);
+        outcome o = match_at(all, "GET", tpl, (size_t)n);
+        CHECK(o.rc == CEL_ROUTER_FULL && o.m.id == 100 + i);
+    }
+    for (int i = 0; i < NR; i++)
+        cel_router_free(one[i]);
+    cel_router_free(all);
+}
+
 TEST(allocation_failures)
 {
-    for (unsigned long n = 1; n < 10; n++) {
+    for (unsigned long n = 1; n < 40; n++) {
         cel_alloc_fail_after(n);
         cel_router *r = cel_router_new();
         int rc = 0, added = 0;
         if (r) {
-            for (int i = 0; i < 20 && rc == 0; i++) {
-                rc = cel_router_add(r, CEL_ROUTE_PATH, S("/a/{b}"), "GET", i);
+            for (int i = 0; i < 40 && rc == 0; i++) {
+                char tpl[16];   /* static routes (indexed by literal) between dynamic ones */
+                int n = snprintf(tpl, sizeof(tpl), "/s%d", i);
+                rc = i % 2 ? cel_router_add(r, CEL_ROUTE_PATH, tpl, (size_t)n, "GET", i)
+                           : cel_router_add(r, CEL_ROUTE_PATH, S("/a/{b}"), "GET", i);
                 added += rc == 0;
             }
         }
@@ -425,6 +516,12 @@ TEST(allocation_failures)
             CHECK_EQ_INT(cel_router_count(r), (size_t)added);
             outcome o = match_at(r, "GET", S("/a/x"));
             CHECK_EQ_INT(o.rc, added ? CEL_ROUTER_FULL : CEL_ROUTER_NONE);
+            for (int i = 1; i < added; i += 2) {
+                char path[16];
+                int n = snprintf(path, sizeof(path), "/s%d", i);
+                o = match_at(r, "GET", path, (size_t)n);
+                CHECK(o.rc == CEL_ROUTER_FULL && o.m.id == i);
+            }
             CHECK_EQ_INT(cel_router_add(r, CEL_ROUTE_PATH, S("/c"), NULL, 99), 0);
         }
         cel_router_free(r);
