@@ -254,6 +254,69 @@ DEFINE_PUT_UCS(put_ucs4_body, uint32_t)
 
 /* One quoted string in key or value position; width 0 means UTF-8.
  * Returns the surrogate count or a negative cel_err (buffer rolled back). */
+/* Nonzero when the 8 bytes of x hold one that is not copied verbatim: below
+ * 0x20, '"', '\\' or from 0x80 up (each test exact about existence). */
+static uint64_t needs_care(uint64_t x)
+{
+    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+    uint64_t q = x ^ ('"' * ones), bs = x ^ ('\\' * ones);
+    return (x | ((x - 0x20 * ones) & ~x) | ((q - ones) & ~q) | ((bs - ones) & ~bs)) & highs;
+}
+
+/* 1 when every byte of s[0..n) is copied verbatim (0x20..0x7f but '"' and
+ * '\\').  Words of 8 (the last one overlapping), or two overlapping words
+ * of 4 padded with 'a'. */
+static int verbatim_ascii(const unsigned char *s, size_t n)
+{
+    if (n >= 8) {
+        uint64_t x;
+        for (size_t i = 0; i + 8 <= n; i += 8) {
+            memcpy(&x, s + i, 8);
+            if (needs_care(x))
+                return 0;
+        }
+        memcpy(&x, s + n - 8, 8);
+        return !needs_care(x);
+    }
+    if (n >= 4) {
+        uint32_t a, b;
+        memcpy(&a, s, 4);
+        memcpy(&b, s + n - 4, 4);
+        return !needs_care(((uint64_t)b << 32) | a);
+    }
+    for (size_t i = 0; i < n; i++)
+        if (s[i] >= 0x80 || escape_of[s[i]])
+            return 0;
+    return 1;
+}
+
+/* A string needing no escapes or validation: one reserve, one copy.
+ * Returns 1 (not such a string: nothing done), else put_string's result. */
+static int put_verbatim(cel_json_writer *w, int is_key, const char *s, size_t n)
+{
+    if (n > STRING_CHUNK || !verbatim_ascii((const unsigned char *)s, n))
+        return 1;
+    char sep;
+    int rc = check_next(w, is_key, &sep);
+    if (rc)
+        return rc;
+    cel_buf *b = w->out;
+    if (cel_buf_reserve(b, n + 3))
+        return CEL_ENOMEM;
+    char *t = cel_buf_tail(b), *o = t;
+    if (sep)
+        *o++ = sep;
+    *o++ = '"';
+    memcpy(o, s, n);
+    o[n] = '"';
+    b->len += (size_t)(o + n + 1 - t);
+    if (is_key)
+        w->after_key = 1;
+    else
+        value_written(w);
+    return 0;
+}
+
 static int put_string(cel_json_writer *w, int is_key, const void *s, size_t n, int width)
 {
     char sep;
@@ -305,12 +368,14 @@ static int put_string(cel_json_writer *w, int is_key, const void *s, size_t n, i
 
 int cel_json_key(cel_json_writer *w, const char *s, size_t n)
 {
-    return put_string(w, 1, s, n, 0);
+    int rc = put_verbatim(w, 1, s, n);
+    return rc != 1 ? rc : put_string(w, 1, s, n, 0);
 }
 
 int cel_json_string(cel_json_writer *w, const char *s, size_t n)
 {
-    return put_string(w, 0, s, n, 0);
+    int rc = put_verbatim(w, 0, s, n);
+    return rc != 1 ? rc : put_string(w, 0, s, n, 0);
 }
 
 int cel_json_key_ucs(cel_json_writer *w, const void *units, size_t n, int width)

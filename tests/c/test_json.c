@@ -70,6 +70,46 @@ TEST(string_control_bytes_match_python)
     }
 }
 
+/* Every byte at every position of strings of 1..20 bytes, so that the
+ * word-at-a-time test for "nothing to escape" sees it in every lane of its
+ * 4- and 8-byte (overlapping) loads. */
+TEST(string_any_byte_at_any_position)
+{
+    static const char *ctl[32] = {
+        "\\u0000", "\\u0001", "\\u0002", "\\u0003", "\\u0004", "\\u0005", "\\u0006", "\\u0007",
+        "\\b", "\\t", "\\n", "\\u000b", "\\f", "\\r", "\\u000e", "\\u000f",
+        "\\u0010", "\\u0011", "\\u0012", "\\u0013", "\\u0014", "\\u0015", "\\u0016", "\\u0017",
+        "\\u0018", "\\u0019", "\\u001a", "\\u001b", "\\u001c", "\\u001d", "\\u001e", "\\u001f",
+    };
+    int failures = 0;
+    for (int c = 0; c < 256; c++) {
+        for (size_t n = 1; n <= 20; n++) {
+            for (size_t pos = 0; pos < n; pos++) {
+                char in[20], exp[64];
+                size_t e = 0;
+                memset(in, 'k', n);
+                in[pos] = (char)c;
+                exp[e++] = '"';
+                for (size_t i = 0; i < n; i++) {
+                    unsigned char ch = (unsigned char)in[i];
+                    const char *esc = ch < 32 ? ctl[ch] : ch == '"' ? "\\\"" : ch == '\\' ? "\\\\" : NULL;
+                    if (esc) {
+                        memcpy(exp + e, esc, strlen(esc));
+                        e += strlen(esc);
+                    } else {
+                        exp[e++] = (char)ch;
+                    }
+                }
+                exp[e++] = '"';
+                int ok = string_is(in, n, exp, e);
+                CHECK(ok);
+                if (!ok && failures++ < 5)
+                    fprintf(stderr, "  byte 0x%02x at %zu of %zu\n", (unsigned)c, pos, n);
+            }
+        }
+    }
+}
+
 TEST(string_utf8_copied_through)
 {
     CHECK(string_is(IN("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"),
