@@ -229,11 +229,20 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.timeout(120))
 
 
-def native_and_asgi_clients(app):
+def native_and_asgi_clients(app, *, asgi_app=None, raise_server_exceptions: bool = False, **kw):
     """(TestClient with the native tier, TestClient with native=False) for one
-    app, server exceptions answered as 500s: the pair the differential tests
-    compare."""
+    app -- or, with `asgi_app`, the ASGI-tier client on that other instance of
+    it -- server exceptions answered as 500s unless told otherwise, other
+    TestClient arguments (follow_redirects, root_path, base_url, ...) passed
+    to both: the pair the differential tests compare."""
     from celeris import testclient as tc
 
-    return (tc.TestClient(app, raise_server_exceptions=False),
-            tc.TestClient(app, native=False, raise_server_exceptions=False))
+    kw["raise_server_exceptions"] = raise_server_exceptions
+    return (tc.TestClient(app, **kw),
+            tc.TestClient(app if asgi_app is None else asgi_app, native=False, **kw))
+
+
+def answer(r) -> tuple:
+    """(status, raw headers, body) of a TestClient response: what the
+    differential tests compare between the tiers."""
+    return r.status_code, r.headers.raw, r.content

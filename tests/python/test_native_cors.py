@@ -10,6 +10,8 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
+from conftest import answer, native_and_asgi_clients
+
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from celeris import testclient as tc
@@ -74,18 +76,12 @@ PATHS = ["/plain", "/vary", "/http-error", "/boom", "/stream", "/nope"]
 
 
 def _send(client, method, url, headers, content=None):
-    r = client.request(method, url, headers=headers, content=content)
-    return r.status_code, r.headers.raw, r.content
+    return answer(client.request(method, url, headers=headers, content=content))
 
 
 @pytest.fixture(scope="module")
 def clients():
-    out = {}
-    for name, cfg in CONFIGS.items():
-        app = make_app(cfg)
-        out[name] = (tc.TestClient(app, raise_server_exceptions=False),
-                     tc.TestClient(app, native=False, raise_server_exceptions=False))
-    return out
+    return {name: native_and_asgi_clients(make_app(cfg)) for name, cfg in CONFIGS.items()}
 
 
 @pytest.mark.parametrize("config", list(CONFIGS))

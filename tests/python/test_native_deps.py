@@ -13,6 +13,8 @@ from fastapi.security import (APIKeyHeader, HTTPBasic, HTTPBasicCredentials, OAu
                               SecurityScopes)
 from pydantic import BaseModel
 
+from conftest import answer, native_and_asgi_clients
+
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from celeris import testclient as tc
@@ -269,14 +271,12 @@ BODIES = [
 def _run(client, method, url, headers=None, content=None):
     EVENTS.clear()
     r = client.request(method, url, headers=headers, content=content)
-    return r.status_code, r.headers.raw, r.content, list(EVENTS)
+    return (*answer(r), list(EVENTS))
 
 
 @pytest.fixture(scope="module")
 def clients():
-    app = make_app()
-    return (tc.TestClient(app, raise_server_exceptions=False),
-            tc.TestClient(app, native=False, raise_server_exceptions=False))
+    return native_and_asgi_clients(make_app())
 
 
 @pytest.mark.parametrize("method,url,headers", REQUESTS)
@@ -352,8 +352,7 @@ def test_background_tasks_run_after_response(clients):
 
 def test_request_scope_follows_testclient_base_url_and_root_path():
     app = make_app()
-    kw = dict(base_url="https://example.com:8443", root_path="/api", raise_server_exceptions=False)
-    n, a = tc.TestClient(app, **kw), tc.TestClient(app, native=False, **kw)
+    n, a = native_and_asgi_clients(app, base_url="https://example.com:8443", root_path="/api")
     body = b'{"name":"w","price":1}'
     h = {"content-type": "application/json"}
     before = tc.stats["native"]
@@ -404,9 +403,7 @@ MODEL_PARAM_REQUESTS = [
 
 @pytest.mark.parametrize("method,url,headers,body", MODEL_PARAM_REQUESTS)
 def test_parameter_models_match_asgi(method, url, headers, body):
-    app = make_model_param_app()
-    n = tc.TestClient(app, raise_server_exceptions=False)
-    a = tc.TestClient(app, native=False, raise_server_exceptions=False)
+    n, a = native_and_asgi_clients(make_model_param_app())
     before = tc.stats["native"]
     assert _run(n, method, url, headers, body) == _run(a, method, url, headers, body)
     assert tc.stats["native"] == before + 1

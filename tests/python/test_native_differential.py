@@ -16,6 +16,8 @@ from fastapi import FastAPI, HTTPException, Path, Query
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel
 
+from conftest import answer, native_and_asgi_clients
+
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from celeris import testclient as tc
@@ -169,16 +171,12 @@ REQUESTS = [
 
 
 def _send(client, method: str, url: str):
-    r = client.request(method, url)
-    return r.status_code, r.headers.raw, r.content
+    return answer(client.request(method, url))
 
 
 @pytest.fixture(scope="module")
 def clients():
-    app = make_app()
-    native = tc.TestClient(app, native=True, raise_server_exceptions=False)
-    asgi = tc.TestClient(app, native=False, raise_server_exceptions=False)
-    return native, asgi
+    return native_and_asgi_clients(make_app())
 
 
 @pytest.mark.parametrize("method,url", REQUESTS)
@@ -203,8 +201,7 @@ def test_invalid_parameters_are_answered_natively_by_fastapis_validation(clients
         before = tc.stats["native"]
         r = native.get(url)
         assert tc.stats["native"] == before + 1, url
-        a = asgi.get(url)
-        assert (r.status_code, r.headers.raw, r.content) == (a.status_code, a.headers.raw, a.content)
+        assert answer(r) == answer(asgi.get(url))
 
 
 def test_exceptions_propagate_from_native_routes():
@@ -251,7 +248,7 @@ def test_route_order_first_match_wins():
     async def user(uid: str):
         return {"who": uid}
 
-    n, a = tc.TestClient(app), tc.TestClient(app, native=False)
+    n, a = native_and_asgi_clients(app, raise_server_exceptions=True)
     for url in ("/users/me", "/users/42"):
         assert _send(n, "GET", url) == _send(a, "GET", url)
 
@@ -301,7 +298,7 @@ def test_custom_convertor_route_is_opaque_not_fatal():
     async def late():
         return {"late": True}
 
-    n, a = tc.TestClient(app), tc.TestClient(app, native=False)
+    n, a = native_and_asgi_clients(app, raise_server_exceptions=True)
     for url in ("/early", "/h/ff", "/h/zz", "/late"):
         assert _send(n, "GET", url) == _send(a, "GET", url)
     before = tc.stats["native"]
@@ -388,9 +385,7 @@ MODEL_REQUESTS = ["/annotated", "/model", "/model-obj", "/invalid", "/exclude", 
 
 @pytest.mark.parametrize("url", MODEL_REQUESTS)
 def test_response_model_native_matches_asgi(url):
-    app = make_model_app()
-    n = tc.TestClient(app, raise_server_exceptions=False)
-    a = tc.TestClient(app, native=False, raise_server_exceptions=False)
+    n, a = native_and_asgi_clients(make_model_app())
     assert _send(n, "GET", url) == _send(a, "GET", url)
 
 
@@ -477,7 +472,5 @@ def make_plain_model_app() -> FastAPI:
                                  "/deep-dict?n=199", "/deep-dict?n=201", "/deep-untyped",
                                  "/deep-untyped?n=99", "/deep-untyped?n=100", "/deep-untyped?n=-50"])
 def test_plain_response_models_match_asgi(url):
-    app = make_plain_model_app()
-    n = tc.TestClient(app, raise_server_exceptions=False)
-    a = tc.TestClient(app, native=False, raise_server_exceptions=False)
+    n, a = native_and_asgi_clients(make_plain_model_app())
     assert _send(n, "GET", url) == _send(a, "GET", url)

@@ -6,6 +6,8 @@ from typing import Annotated, Optional
 import pytest
 from fastapi import Depends, FastAPI, File, Form, UploadFile
 
+from conftest import answer, native_and_asgi_clients
+
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from celeris import testclient as tc
@@ -68,14 +70,11 @@ CASES = [
 
 @pytest.fixture(scope="module")
 def clients():
-    app = make_app()
-    return (tc.TestClient(app, raise_server_exceptions=False),
-            tc.TestClient(app, native=False, raise_server_exceptions=False))
+    return native_and_asgi_clients(make_app())
 
 
 def _send(client, url, kw):
-    r = client.post(url, **kw)
-    return r.status_code, r.headers.raw, r.content
+    return answer(client.post(url, **kw))
 
 
 @pytest.mark.parametrize("i", range(len(CASES)))

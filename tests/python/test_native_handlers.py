@@ -14,6 +14,8 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from conftest import answer, native_and_asgi_clients
+
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from celeris import testclient as tc
@@ -171,14 +173,12 @@ REQUESTS = [
 def _run(client, method, url, headers=None, content=None):
     SEEN.clear()
     r = client.request(method, url, headers=headers, content=content)
-    return r.status_code, r.headers.raw, r.content, list(SEEN)
+    return (*answer(r), list(SEEN))
 
 
 @pytest.fixture(scope="module", params=[False, True], ids=["plain", "cors"])
 def clients(request):
-    app = make_app(cors=request.param)
-    return (tc.TestClient(app, raise_server_exceptions=False),
-            tc.TestClient(app, native=False, raise_server_exceptions=False))
+    return native_and_asgi_clients(make_app(cors=request.param))
 
 
 @pytest.mark.parametrize("method,url,headers,body", REQUESTS)
@@ -200,12 +200,11 @@ def test_apps_with_custom_handlers_are_native(clients):
 
 def test_server_error_handler_answers_and_the_error_still_propagates():
     app = make_500_app()
-    n = tc.TestClient(app, raise_server_exceptions=False)
-    a = tc.TestClient(app, native=False, raise_server_exceptions=False)
+    n, a = native_and_asgi_clients(app)
     assert _run(n, "GET", "/boom") == _run(a, "GET", "/boom")
     assert _run(n, "GET", "/boom")[2] == b'{"oops":"ValueError"}'
     assert _run(n, "GET", "/fine") == _run(a, "GET", "/fine")
     # ServerErrorMiddleware re-raises after its handler answered: the test sees it
-    for client in (tc.TestClient(app), tc.TestClient(app, native=False)):
+    for client in native_and_asgi_clients(app, raise_server_exceptions=True):
         with pytest.raises(ValueError):
             client.get("/boom")

@@ -9,6 +9,8 @@ from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel
 
+from conftest import answer, native_and_asgi_clients
+
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from celeris import testclient as tc
@@ -87,15 +89,13 @@ REQUESTS = [
 
 @pytest.fixture(scope="module")
 def clients():
-    app = make_app()
-    return (tc.TestClient(app, raise_server_exceptions=False),
-            tc.TestClient(app, native=False, raise_server_exceptions=False))
+    return native_and_asgi_clients(make_app())
 
 
 def _run(client, method, url, headers=None, content=None):
     CALLS.clear()
     r = client.request(method, url, headers=headers, content=content)
-    return r.status_code, r.headers.raw, r.content, list(CALLS)
+    return (*answer(r), list(CALLS))
 
 
 @pytest.mark.parametrize("method,url,headers", REQUESTS)

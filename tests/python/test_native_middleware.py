@@ -16,6 +16,8 @@ from fastapi.middleware.trustedhost import TrustedHostMiddleware
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel
 
+from conftest import native_and_asgi_clients
+
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from celeris import testclient as tc
@@ -125,9 +127,7 @@ def _run(client, method, url, headers, body):
 
 @pytest.fixture(scope="module", params=STACKS)
 def clients(request):
-    app = make_app(request.param)
-    return (tc.TestClient(app, raise_server_exceptions=False, follow_redirects=False),
-            tc.TestClient(app, native=False, raise_server_exceptions=False, follow_redirects=False))
+    return native_and_asgi_clients(make_app(request.param), follow_redirects=False)
 
 
 @pytest.mark.parametrize("method,url,headers,body", REQUESTS)

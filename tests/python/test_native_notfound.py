@@ -19,6 +19,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware import Middleware
 from starlette.routing import Mount, Route
 
+from conftest import answer, native_and_asgi_clients
+
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from celeris import testclient as tc
@@ -28,7 +30,7 @@ with warnings.catch_warnings():
 def _send(client, method: str, url: str, **kw: Any):
     before = tc.stats["native"]
     r = client.request(method, url, follow_redirects=False, **kw)
-    return (r.status_code, r.headers.raw, r.content), tc.stats["native"] - before
+    return answer(r), tc.stats["native"] - before
 
 
 def check(factory: Callable[[], FastAPI], method: str, url: str, *, native: bool | None = True,
@@ -36,9 +38,7 @@ def check(factory: Callable[[], FastAPI], method: str, url: str, *, native: bool
     """Same request through a native-tier and an ASGI-tier client, each on a
     fresh app from `factory`; native=True/False asserts the tier, None
     leaves it open."""
-    ckw = dict(raise_server_exceptions=False, **(client_kw or {}))
-    n = tc.TestClient(factory(), native=True, **ckw)
-    a = tc.TestClient(factory(), native=False, **ckw)
+    n, a = native_and_asgi_clients(factory(), asgi_app=factory(), **(client_kw or {}))
     got, served = _send(n, method, url, **kw)
     want, _ = _send(a, method, url, **kw)
     assert got == want
@@ -507,8 +507,8 @@ def test_openapi_servers_across_requests():
     # changed app.servers): later requests must see the same state in both tiers.
     n_app, a_app = starlette_app(), starlette_app()
     for rp in ("/one", "/two", "/one", ""):
-        n = tc.TestClient(n_app, root_path=rp)
-        a = tc.TestClient(a_app, root_path=rp, native=False)
+        n, a = native_and_asgi_clients(n_app, asgi_app=a_app, raise_server_exceptions=True,
+                                       root_path=rp)
         got, served = _send(n, "GET", "/openapi.json")
         want, _ = _send(a, "GET", "/openapi.json")
         assert got == want and served == 1

@@ -11,6 +11,8 @@ import pytest
 from fastapi import FastAPI, HTTPException
 from fastapi.responses import FileResponse, Response, StreamingResponse
 
+from conftest import answer, native_and_asgi_clients
+
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from celeris import testclient as tc
@@ -51,8 +53,7 @@ def make_app(tmp_path) -> FastAPI:
 
 
 def _send(client, url):
-    r = client.get(url)
-    return r.status_code, r.headers.raw, r.content
+    return answer(client.get(url))
 
 
 URLS = ["/missing-file", "/sync-missing-file", "/refused"]
@@ -60,9 +61,7 @@ URLS = ["/missing-file", "/sync-missing-file", "/refused"]
 
 @pytest.mark.parametrize("url", URLS)
 def test_failing_response_matches_asgi_tier(tmp_path, url):
-    app = make_app(tmp_path)
-    native = tc.TestClient(app, raise_server_exceptions=False)
-    asgi = tc.TestClient(app, native=False, raise_server_exceptions=False)
+    native, asgi = native_and_asgi_clients(make_app(tmp_path))
     before = tc.stats["native"]
     got = _send(native, url)
     assert tc.stats["native"] == before + 1        # really served by the native tier
@@ -95,7 +94,5 @@ def test_exception_reaches_the_test_like_starlette(tmp_path, native):
 
 
 def test_failure_after_start_still_matches(tmp_path):
-    app = make_app(tmp_path)
-    native = tc.TestClient(app, raise_server_exceptions=False)
-    asgi = tc.TestClient(app, native=False, raise_server_exceptions=False)
+    native, asgi = native_and_asgi_clients(make_app(tmp_path))
     assert _send(native, "/stream-fails-late") == _send(asgi, "/stream-fails-late")

@@ -109,8 +109,7 @@ def make_app() -> FastAPI:
 
 @pytest.fixture(scope="module")
 def clients():
-    app = make_app()
-    return native_and_asgi_clients(app)
+    return native_and_asgi_clients(make_app())
 
 
 TIERS: list = []     # each session's tier: "" native, else why the ASGI tier
@@ -381,8 +380,7 @@ def make_handler_app() -> FastAPI:
 
 @pytest.fixture(scope="module")
 def handler_clients():
-    app = make_handler_app()
-    return native_and_asgi_clients(app)
+    return native_and_asgi_clients(make_handler_app())
 
 
 def test_handler_closes_an_accepted_session(handler_clients):

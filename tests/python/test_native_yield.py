@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 
 import anyio
 import pytest
-from conftest import native_and_asgi_clients
+from conftest import answer, native_and_asgi_clients
 from fastapi import Depends, FastAPI, HTTPException, Request
 
 with warnings.catch_warnings():
@@ -158,13 +158,12 @@ REQUESTS = [
 def _run(client, url):
     EVENTS.clear()
     r = client.get(url)
-    return r.status_code, r.headers.raw, r.content, list(EVENTS)
+    return (*answer(r), list(EVENTS))
 
 
 @pytest.fixture(scope="module")
 def clients():
-    app = make_app()
-    return native_and_asgi_clients(app)
+    return native_and_asgi_clients(make_app())
 
 
 @pytest.mark.parametrize("url", REQUESTS)
