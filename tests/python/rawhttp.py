@@ -228,3 +228,20 @@ def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05):
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         time.sleep(interval)
+
+
+def record(addr, tag: str):
+    """What the test app recorded under `tag` (GET /record?tag=...: raw_app,
+    ws_app and ws_waiter_app all answer it), as decoded JSON."""
+    return get(addr, f"/record?tag={tag}").json()
+
+
+def wait_record(addr, tag: str, n: int = 1):
+    """The app records asynchronously: poll until `tag` has n entries (each
+    poll a round trip, not a sleep)."""
+    for _ in range(500):
+        r = record(addr, tag)
+        if len(r) >= n:
+            return r
+        socket.create_connection(addr).close()
+    raise AssertionError(f"record {tag!r} has {record(addr, tag)}")
