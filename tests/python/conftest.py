@@ -45,6 +45,12 @@ def subprocess_env() -> dict[str, str]:
     return env
 
 
+def run_celeris(*args: str, timeout: float = 30, cwd: str | None = None) -> subprocess.CompletedProcess:
+    """`python -m celeris ARGS` in the foreground, to its exit, output captured as text."""
+    return subprocess.run(celeris_cmd(*args), capture_output=True, text=True, timeout=timeout,
+                          env=subprocess_env(), stdin=subprocess.DEVNULL, cwd=cwd)
+
+
 class _Pump(threading.Thread):
     """Copies one pipe into a list of lines, forever, so the child never blocks."""
 
