@@ -535,7 +535,8 @@ def test_routes_report_starlette():
 
 # ---- routes added while the app runs ----
 
-def test_routes_added_later_are_found():
+def router_app() -> tuple:
+    """(app, router, TestClient): a router with GET /items included at /api."""
     router = APIRouter()
 
     @router.get("/items")
@@ -544,12 +545,20 @@ def test_routes_added_later_are_found():
 
     app = FastAPI()
     app.include_router(router, prefix="/api")
-    client = tc.TestClient(app)
-    assert client.get("/api/later").status_code == 404
+    return app, router, tc.TestClient(app)
 
+
+def add_later_route(router: APIRouter) -> None:
+    """GET /later on the router, after the app has served requests."""
     @router.get("/later")
     async def later():
         return "later"
+
+
+def test_routes_added_later_are_found():
+    app, router, client = router_app()
+    assert client.get("/api/later").status_code == 404
+    add_later_route(router)
 
     @app.get("/top")
     async def top():
@@ -566,22 +575,11 @@ def test_stale_native_tier_leaves_new_routes_to_fastapi():
     # The server builds the native tier once: a route added afterwards (to an
     # included router, which the app's own route list does not show) must
     # not get the native tier's 404.
-    router = APIRouter()
-
-    @router.get("/items")
-    async def items():
-        return "items"
-
-    app = FastAPI()
-    app.include_router(router, prefix="/api")
-    client = tc.TestClient(app)
+    app, router, client = router_app()
     transport = client._transport
     assert client.get("/api/later").status_code == 404
     stale = transport._native_app
-
-    @router.get("/later")
-    async def later():
-        return "later"
+    add_later_route(router)
 
     from celeris import native
 
