@@ -17,6 +17,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,13 @@ RUNNING_RE = re.compile(r"Celeris running on http://(\[[^\]]+\]|[^:\s]+):(\d+)")
 # pytest's import mode.
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
+
+# celeris.testclient imports starlette.testclient, whose first import warns
+# (StarletteDeprecationWarning about httpx).  Imported here, quietly, before
+# any test module is: the test modules import it plainly.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from celeris import testclient as tc
 
 
 def celeris_cmd(*args: str) -> list[str]:
@@ -241,8 +249,6 @@ def native_and_asgi_clients(app, *, asgi_app=None, raise_server_exceptions: bool
     it -- server exceptions answered as 500s unless told otherwise, other
     TestClient arguments (follow_redirects, root_path, base_url, ...) passed
     to both: the pair the differential tests compare."""
-    from celeris import testclient as tc
-
     kw["raise_server_exceptions"] = raise_server_exceptions
     return (tc.TestClient(app, **kw),
             tc.TestClient(app if asgi_app is None else asgi_app, native=False, **kw))

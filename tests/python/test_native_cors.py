@@ -2,7 +2,6 @@
 middleware itself does under FastAPI (native tier on vs off), for several
 configurations, with and without Origin, cookies, preflights, errors and
 streaming responses."""
-import warnings
 
 import pytest
 from fastapi import Depends, FastAPI, HTTPException, Response
@@ -10,12 +9,9 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
+from celeris import testclient as tc
+from celeris.native import compile_app
 from conftest import answer, native_and_asgi_clients
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    from celeris import testclient as tc
-    from celeris.native import compile_app
 
 CONFIGS = {
     "star": dict(allow_origins=["*"]),

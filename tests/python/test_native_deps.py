@@ -3,7 +3,6 @@ Response/BackgroundTasks injection) against FastAPI itself: every request is
 sent through the C core twice -- native tier on and off -- and status, raw
 headers, body and the side effects the app records (dependency calls,
 teardown order, background tasks) must be identical."""
-import warnings
 from typing import Annotated, Optional
 
 import pytest
@@ -13,12 +12,9 @@ from fastapi.security import (APIKeyHeader, HTTPBasic, HTTPBasicCredentials, OAu
                               SecurityScopes)
 from pydantic import BaseModel
 
+from celeris import testclient as tc
+from celeris.native import compile_app
 from conftest import answer, native_and_asgi_clients
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    from celeris import testclient as tc
-    from celeris.native import compile_app
 
 EVENTS: list = []
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import enum
 import uuid
-import warnings
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Optional
@@ -16,12 +15,9 @@ from fastapi import FastAPI, HTTPException, Path, Query
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel
 
+from celeris import testclient as tc
+from celeris.native import compile_app
 from conftest import answer, native_and_asgi_clients
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    from celeris import testclient as tc
-    from celeris.native import compile_app
 
 
 class Color(str, enum.Enum):

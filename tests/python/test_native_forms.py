@@ -1,17 +1,13 @@
 """Form and file bodies on the native tier (Starlette's form parser inside a
 compiled runner) against FastAPI itself, byte for byte."""
-import warnings
 from typing import Annotated, Optional
 
 import pytest
 from fastapi import Depends, FastAPI, File, Form, UploadFile
 
+from celeris import testclient as tc
+from celeris.native import compile_app
 from conftest import answer, native_and_asgi_clients
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    from celeris import testclient as tc
-    from celeris.native import compile_app
 
 
 def make_app() -> FastAPI:

@@ -2,7 +2,6 @@
 handlers.py) against FastAPI itself: each request goes through the C core
 with the native tier on and off; status, raw headers, body and what the
 handlers saw must be identical, and the routes must really be native."""
-import warnings
 from typing import Annotated
 
 import pytest
@@ -14,12 +13,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from celeris import testclient as tc
+from celeris.native import compile_app
 from conftest import answer, native_and_asgi_clients
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    from celeris import testclient as tc
-    from celeris.native import compile_app
 
 SEEN: list = []
 

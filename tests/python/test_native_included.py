@@ -1,7 +1,6 @@
 """Routes of included routers (FastAPI keeps `_IncludedRouter` entries) are
 compiled from their effective inclusion contexts, in FastAPI's matching
 order, and answer byte-for-byte what FastAPI does."""
-import warnings
 from typing import Annotated, Optional
 
 import pytest
@@ -9,12 +8,9 @@ from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel
 
+from celeris import testclient as tc
+from celeris.native import compile_app
 from conftest import answer, native_and_asgi_clients
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    from celeris import testclient as tc
-    from celeris.native import compile_app
 
 CALLS: list = []
 

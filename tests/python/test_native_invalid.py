@@ -2,7 +2,6 @@
 are answered natively with FastAPI's own validation (native/invalid.py):
 same status, headers and body as FastAPI's, and served by the native tier."""
 import enum
-import warnings
 from typing import Annotated, Optional
 
 import pytest
@@ -11,11 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
+from celeris import testclient as tc
 from conftest import answer, native_and_asgi_clients
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    from celeris import testclient as tc
 
 
 class Color(str, enum.Enum):

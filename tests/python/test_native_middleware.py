@@ -4,7 +4,6 @@ CORS -- Starlette's own classes around the native call -- against FastAPI
 itself: same status, headers and body (gzip bodies decompressed: GZip writes
 a timestamp), same side effects, and the requests really served natively."""
 import gzip
-import warnings
 from typing import Annotated
 
 import pytest
@@ -16,12 +15,9 @@ from fastapi.middleware.trustedhost import TrustedHostMiddleware
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel
 
+from celeris import testclient as tc
+from celeris.native import compile_app
 from conftest import native_and_asgi_clients
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    from celeris import testclient as tc
-    from celeris.native import compile_app
 
 EVENTS: list = []
 

@@ -18,7 +18,6 @@ import os
 import re
 import socket
 import time
-import warnings
 from typing import Annotated, Optional
 
 import pytest
@@ -27,13 +26,10 @@ from starlette.datastructures import UploadFile as StarletteUploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request as StarletteRequest
 
+from celeris import testclient as tc
+from celeris.native.forms import parse_form
 from conftest import ServerProcess, answer, native_and_asgi_clients
 from rawhttp import Conn
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    from celeris import testclient as tc
-    from celeris.native.forms import parse_form
 
 MiB = 1024 * 1024
 

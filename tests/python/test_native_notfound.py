@@ -6,7 +6,6 @@ instance of the app -- and status, raw headers and body must be identical;
 the test also checks which tier served it."""
 from __future__ import annotations
 
-import warnings
 from typing import Any, Callable
 
 import pytest
@@ -19,12 +18,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware import Middleware
 from starlette.routing import Mount, Route
 
+from celeris import testclient as tc
+from celeris.native import compile_app
 from conftest import answer, native_and_asgi_clients
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    from celeris import testclient as tc
-    from celeris.native import compile_app
 
 
 def _send(client, method: str, url: str, **kw: Any):

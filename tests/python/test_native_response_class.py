@@ -1,6 +1,5 @@
 """Routes with a response_class (route, router or app default) on the native
 tier answer byte-for-byte what FastAPI does."""
-import warnings
 from typing import Optional
 
 import pytest
@@ -8,12 +7,9 @@ from fastapi import APIRouter, FastAPI, Response
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse
 from pydantic import BaseModel
 
+from celeris import testclient as tc
+from celeris.native import compile_app
 from conftest import answer, native_and_asgi_clients
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    from celeris import testclient as tc
-    from celeris.native import compile_app
 
 
 class Out(BaseModel):

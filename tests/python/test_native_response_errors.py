@@ -5,17 +5,13 @@ wrap_app_handling_exceptions and ServerErrorMiddleware, so the answer is
 FastAPI's 500 (or the HTTPException's response), on a kept-alive connection."""
 from __future__ import annotations
 
-import warnings
 
 import pytest
 from fastapi import FastAPI, HTTPException
 from fastapi.responses import FileResponse, Response, StreamingResponse
 
+from celeris import testclient as tc
 from conftest import answer, native_and_asgi_clients
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    from celeris import testclient as tc
 
 
 class RefusingResponse(Response):

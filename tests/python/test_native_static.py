@@ -3,7 +3,6 @@ mounted app called by native/runner.py mount_runner with the scope FastAPI's
 stack and the Mount build) -- against FastAPI itself: same status, headers and
 body for files, HEAD, ranges, conditional requests, missing files, traversal
 attempts and directories, and the requests really served natively."""
-import warnings
 
 import pytest
 from fastapi import FastAPI, Request
@@ -12,12 +11,9 @@ from fastapi.responses import PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from celeris import testclient as tc
+from celeris.native import compile_app
 from conftest import answer, native_and_asgi_clients
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    from celeris import testclient as tc
-    from celeris.native import compile_app
 
 
 @pytest.fixture(scope="module")

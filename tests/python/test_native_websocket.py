@@ -7,19 +7,16 @@ import os
 import subprocess
 import sys
 import time
-import warnings
 from typing import Annotated, Optional
 
 import pytest
-from conftest import native_and_asgi_clients
 from fastapi import APIRouter, Depends, FastAPI, Query, WebSocket, WebSocketException, status
 from starlette.responses import PlainTextResponse
 from starlette.websockets import WebSocketDisconnect
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    from celeris import testclient as tc
-    from celeris.native import websocket as nws
+from celeris import testclient as tc
+from celeris.native import websocket as nws
+from conftest import native_and_asgi_clients
 
 EVENTS: list = []
 

@@ -8,19 +8,16 @@ dependency scopes, exceptions swallowed / re-raised / replaced in teardown,
 generators that do not yield or yield twice, cancel scopes inside a
 generator, sync generators mixed in, and Request injection (which keeps
 FastAPI's own `_solve_generator`)."""
-import warnings
 from typing import Annotated, Optional
 
 import anyio
 import pytest
-from conftest import answer, native_and_asgi_clients
 from fastapi import Depends, FastAPI, HTTPException, Request
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    from celeris import testclient as tc
-    from celeris.native import compile_app
-    from celeris.native import runner as native_runner
+from celeris import testclient as tc
+from celeris.native import compile_app
+from celeris.native import runner as native_runner
+from conftest import answer, native_and_asgi_clients
 
 EVENTS: list = []
 
