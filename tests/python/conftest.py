@@ -254,6 +254,19 @@ def native_and_asgi_clients(app, *, asgi_app=None, raise_server_exceptions: bool
             tc.TestClient(app if asgi_app is None else asgi_app, native=False, **kw))
 
 
+def add_tagging_middleware(app) -> None:
+    """Wrap `app` in Starlette's BaseHTTPMiddleware (a middleware the native
+    tier does not run), marking each response with x-tag: 1."""
+    from starlette.middleware.base import BaseHTTPMiddleware
+
+    async def tag(request, call_next):
+        response = await call_next(request)
+        response.headers["x-tag"] = "1"
+        return response
+
+    app.add_middleware(BaseHTTPMiddleware, dispatch=tag)
+
+
 def answer(r) -> tuple:
     """(status, raw headers, body) of a TestClient response: what the
     differential tests compare between the tiers."""

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from celeris import testclient as tc
 from celeris.native import compile_app
-from conftest import answer, native_and_asgi_clients
+from conftest import add_tagging_middleware, answer, native_and_asgi_clients
 
 CONFIGS = {
     "star": dict(allow_origins=["*"]),
@@ -112,14 +112,10 @@ def test_cors_app_is_native():
 
 
 def test_other_middleware_keeps_app_on_asgi_tier():
-    from starlette.middleware.base import BaseHTTPMiddleware
     from starlette.middleware.gzip import GZipMiddleware
-
-    async def passthrough(request, call_next):
-        return await call_next(request)
 
     app = make_app(CONFIGS["star"])
     app.add_middleware(GZipMiddleware)
     assert compile_app(app).app_reason == ""        # stack mode (test_native_middleware.py)
-    app.add_middleware(BaseHTTPMiddleware, dispatch=passthrough)
+    add_tagging_middleware(app)
     assert "BaseHTTPMiddleware" in compile_app(app).app_reason

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from celeris import testclient as tc
 from celeris.native import compile_app
-from conftest import answer, native_and_asgi_clients
+from conftest import add_tagging_middleware, answer, native_and_asgi_clients
 
 
 class Color(str, enum.Enum):
@@ -215,15 +215,8 @@ def test_routes_report():
 
 
 def test_middleware_app_stays_on_asgi_tier():
-    from starlette.middleware.base import BaseHTTPMiddleware
-
-    async def tag(request, call_next):
-        response = await call_next(request)
-        response.headers["x-tag"] = "1"
-        return response
-
     app = make_app()
-    app.add_middleware(BaseHTTPMiddleware, dispatch=tag)
+    add_tagging_middleware(app)
     compiled = compile_app(app)
     assert "middleware" in compiled.app_reason
     client = tc.TestClient(app)

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from celeris import testclient as tc
 from celeris.native import compile_app
-from conftest import native_and_asgi_clients
+from conftest import add_tagging_middleware, native_and_asgi_clients
 
 EVENTS: list = []
 
@@ -148,12 +148,7 @@ def test_gzip_really_compresses_natively():
 
 
 def test_unknown_middleware_keeps_the_app_on_the_asgi_tier():
-    from starlette.middleware.base import BaseHTTPMiddleware
-
-    async def tag(request, call_next):
-        return await call_next(request)
-
     app = make_app("gzip")
-    app.add_middleware(BaseHTTPMiddleware, dispatch=tag)
+    add_tagging_middleware(app)
     assert "BaseHTTPMiddleware" in compile_app(app).app_reason
     assert compile_app(make_app("gzip+cors+trusted+https")).app_reason == ""

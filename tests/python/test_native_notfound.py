@@ -20,7 +20,7 @@ from starlette.routing import Mount, Route
 
 from celeris import testclient as tc
 from celeris.native import compile_app
-from conftest import answer, native_and_asgi_clients
+from conftest import add_tagging_middleware, answer, native_and_asgi_clients
 
 
 def _send(client, method: str, url: str, **kw: Any):
@@ -222,16 +222,9 @@ def test_custom_http_exception_handler_runs_natively():
 
 
 def test_user_middleware_stays_asgi():
-    from starlette.middleware.base import BaseHTTPMiddleware
-
-    async def tag(request, call_next):
-        response = await call_next(request)
-        response.headers["x-tag"] = "1"
-        return response
-
     def factory():
         app = basic_app()
-        app.add_middleware(BaseHTTPMiddleware, dispatch=tag)
+        add_tagging_middleware(app)
         return app
 
     check(factory, "GET", "/nope", native=False)
