@@ -271,3 +271,10 @@ def answer(r) -> tuple:
     """(status, raw headers, body) of a TestClient response: what the
     differential tests compare between the tiers."""
     return r.status_code, r.headers.raw, r.content
+
+
+def answer_with_events(events: list, client, method: str, url: str, **kw) -> tuple:
+    """answer() of one request, then what the app appended to `events`
+    (cleared first) while serving it."""
+    events.clear()
+    return (*answer(client.request(method, url, **kw)), list(events))

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from celeris import testclient as tc
 from celeris.native import compile_app
-from conftest import answer, native_and_asgi_clients
+from conftest import answer_with_events, native_and_asgi_clients
 
 EVENTS: list = []
 
@@ -265,9 +265,7 @@ BODIES = [
 
 
 def _run(client, method, url, headers=None, content=None):
-    EVENTS.clear()
-    r = client.request(method, url, headers=headers, content=content)
-    return (*answer(r), list(EVENTS))
+    return answer_with_events(EVENTS, client, method, url, headers=headers, content=content)
 
 
 @pytest.fixture(scope="module")

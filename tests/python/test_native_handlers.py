@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from celeris import testclient as tc
 from celeris.native import compile_app
-from conftest import answer, native_and_asgi_clients
+from conftest import answer_with_events, native_and_asgi_clients
 
 SEEN: list = []
 
@@ -167,9 +167,7 @@ REQUESTS = [
 
 
 def _run(client, method, url, headers=None, content=None):
-    SEEN.clear()
-    r = client.request(method, url, headers=headers, content=content)
-    return (*answer(r), list(SEEN))
+    return answer_with_events(SEEN, client, method, url, headers=headers, content=content)
 
 
 @pytest.fixture(scope="module", params=[False, True], ids=["plain", "cors"])

@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from celeris import testclient as tc
 from celeris.native import compile_app
-from conftest import answer, native_and_asgi_clients
+from conftest import answer_with_events, native_and_asgi_clients
 
 CALLS: list = []
 
@@ -89,9 +89,7 @@ def clients():
 
 
 def _run(client, method, url, headers=None, content=None):
-    CALLS.clear()
-    r = client.request(method, url, headers=headers, content=content)
-    return (*answer(r), list(CALLS))
+    return answer_with_events(CALLS, client, method, url, headers=headers, content=content)
 
 
 @pytest.mark.parametrize("method,url,headers", REQUESTS)

@@ -17,7 +17,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from celeris import testclient as tc
 from celeris.native import compile_app
 from celeris.native import runner as native_runner
-from conftest import answer, native_and_asgi_clients
+from conftest import answer_with_events, native_and_asgi_clients
 
 EVENTS: list = []
 
@@ -153,9 +153,7 @@ REQUESTS = [
 
 
 def _run(client, url):
-    EVENTS.clear()
-    r = client.get(url)
-    return (*answer(r), list(EVENTS))
+    return answer_with_events(EVENTS, client, "GET", url)
 
 
 @pytest.fixture(scope="module")
