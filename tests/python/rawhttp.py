@@ -22,6 +22,23 @@ def connect(addr, timeout: float = DEFAULT_TIMEOUT) -> socket.socket:
     return s
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (the kernel's pick)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def recv_to_eof(sock: socket.socket) -> bytes:
+    """Everything the peer sends on `sock` until it closes its side."""
+    out = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return out
+        out += chunk
+
+
 def send(sock: socket.socket, data: bytes) -> None:
     """sendall that tolerates the server having already answered and closed."""
     try:

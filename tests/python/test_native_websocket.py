@@ -17,6 +17,7 @@ from starlette.websockets import WebSocketDisconnect
 from celeris import testclient as tc
 from celeris.native import websocket as nws
 from conftest import native_and_asgi_clients
+from rawhttp import free_port
 
 EVENTS: list = []
 
@@ -274,10 +275,7 @@ def test_real_socket_websockets_client(tmp_path):
     (tmp_path / "wsapp.py").write_text(APP_FILE)
     import socket
 
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
+    port = free_port()
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
     proc = subprocess.Popen([sys.executable, "-m", "celeris", "run", "wsapp:app", "--port", str(port),
                              "--app-dir", str(tmp_path)], env=env, stdout=subprocess.PIPE,
