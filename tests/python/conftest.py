@@ -17,6 +17,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,13 @@ RUNNING_RE = re.compile(r"Celeris running on http://(\[[^\]]+\]|[^:\s]+):(\d+)")
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
+# celeris.testclient imports starlette.testclient, whose first import warns
+# (StarletteDeprecationWarning about httpx).  Imported here, quietly, before
+# any test module is: the test modules import it plainly.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from celeris import testclient as tc
+
 
 def celeris_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "celeris", *args]
@@ -43,6 +51,12 @@ def subprocess_env() -> dict[str, str]:
     # PYTHONPATH is kept: the ASan run (make pytest-asan) and in-place builds
     # point it at the extension under test, and servers must load that one.
     return env
+
+
+def run_celeris(*args: str, timeout: float = 30, cwd: str | None = None) -> subprocess.CompletedProcess:
+    """`python -m celeris ARGS` in the foreground, to its exit, output captured as text."""
+    return subprocess.run(celeris_cmd(*args), capture_output=True, text=True, timeout=timeout,
+                          env=subprocess_env(), stdin=subprocess.DEVNULL, cwd=cwd)
 
 
 class _Pump(threading.Thread):
@@ -229,11 +243,38 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.timeout(120))
 
 
-def native_and_asgi_clients(app):
+def native_and_asgi_clients(app, *, asgi_app=None, raise_server_exceptions: bool = False, **kw):
     """(TestClient with the native tier, TestClient with native=False) for one
-    app, server exceptions answered as 500s: the pair the differential tests
-    compare."""
-    from celeris import testclient as tc
+    app -- or, with `asgi_app`, the ASGI-tier client on that other instance of
+    it -- server exceptions answered as 500s unless told otherwise, other
+    TestClient arguments (follow_redirects, root_path, base_url, ...) passed
+    to both: the pair the differential tests compare."""
+    kw["raise_server_exceptions"] = raise_server_exceptions
+    return (tc.TestClient(app, **kw),
+            tc.TestClient(app if asgi_app is None else asgi_app, native=False, **kw))
 
-    return (tc.TestClient(app, raise_server_exceptions=False),
-            tc.TestClient(app, native=False, raise_server_exceptions=False))
+
+def add_tagging_middleware(app) -> None:
+    """Wrap `app` in Starlette's BaseHTTPMiddleware (a middleware the native
+    tier does not run), marking each response with x-tag: 1."""
+    from starlette.middleware.base import BaseHTTPMiddleware
+
+    async def tag(request, call_next):
+        response = await call_next(request)
+        response.headers["x-tag"] = "1"
+        return response
+
+    app.add_middleware(BaseHTTPMiddleware, dispatch=tag)
+
+
+def answer(r) -> tuple:
+    """(status, raw headers, body) of a TestClient response: what the
+    differential tests compare between the tiers."""
+    return r.status_code, r.headers.raw, r.content
+
+
+def answer_with_events(events: list, client, method: str, url: str, **kw) -> tuple:
+    """answer() of one request, then what the app appended to `events`
+    (cleared first) while serving it."""
+    events.clear()
+    return (*answer(client.request(method, url, **kw)), list(events))

@@ -22,6 +22,23 @@ def connect(addr, timeout: float = DEFAULT_TIMEOUT) -> socket.socket:
     return s
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (the kernel's pick)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def recv_to_eof(sock: socket.socket) -> bytes:
+    """Everything the peer sends on `sock` until it closes its side."""
+    out = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return out
+        out += chunk
+
+
 def send(sock: socket.socket, data: bytes) -> None:
     """sendall that tolerates the server having already answered and closed."""
     try:
@@ -228,3 +245,20 @@ def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05):
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         time.sleep(interval)
+
+
+def record(addr, tag: str):
+    """What the test app recorded under `tag` (GET /record?tag=...: raw_app,
+    ws_app and ws_waiter_app all answer it), as decoded JSON."""
+    return get(addr, f"/record?tag={tag}").json()
+
+
+def wait_record(addr, tag: str, n: int = 1):
+    """The app records asynchronously: poll until `tag` has n entries (each
+    poll a round trip, not a sleep)."""
+    for _ in range(500):
+        r = record(addr, tag)
+        if len(r) >= n:
+            return r
+        socket.create_connection(addr).close()
+    raise AssertionError(f"record {tag!r} has {record(addr, tag)}")

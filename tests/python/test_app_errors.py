@@ -2,7 +2,7 @@
 and messages."""
 import uuid
 
-from rawhttp import Conn, build_request, get, wait_until
+from rawhttp import Conn, build_request, get, record, wait_until
 
 
 def test_exception_before_start_gives_500(raw_server):
@@ -62,7 +62,7 @@ def test_message_after_completion_raises_runtime_error(raw_server):
         assert r.body == b"done"
         # the connection is not disturbed
         assert c.request("GET", "/id?n=3").body == b"3"
-    got = wait_until(lambda: get(raw_server.addr, f"/record?tag={tag}").json())
+    got = wait_until(lambda: record(raw_server.addr, tag))
     assert got == ["RuntimeError: Unexpected ASGI message 'http.response.body' sent, "
                    "after response already completed."]
 
@@ -95,7 +95,7 @@ def test_response_longer_than_content_length(raw_server):
             head, _, body = data.partition(b"\r\n\r\n")
             assert head.startswith(b"HTTP/1.1 200 ")
             assert len(body) <= 3
-    got = wait_until(lambda: get(raw_server.addr, f"/record?tag={tag}").json())
+    got = wait_until(lambda: record(raw_server.addr, tag))
     assert got == ["RuntimeError: Response content longer than Content-Length"]
 
 
@@ -107,7 +107,7 @@ def test_response_shorter_than_content_length(raw_server):
         assert r.status == 200
         assert not r.complete
         assert r.body == b"12345"
-    got = wait_until(lambda: get(raw_server.addr, f"/record?tag={tag}").json())
+    got = wait_until(lambda: record(raw_server.addr, tag))
     assert got == ["RuntimeError: Response content shorter than Content-Length"]
 
 
@@ -133,7 +133,7 @@ def test_receive_after_response_reports_disconnect(raw_server):
         r = c.request("POST", f"/receive-after-response?tag={tag}", body=b"abc")
         assert r.body == b"done"
         assert c.request("GET", "/id?n=1").body == b"1"
-    got = wait_until(lambda: get(raw_server.addr, f"/record?tag={tag}").json())
+    got = wait_until(lambda: record(raw_server.addr, tag))
     assert got == ["http.disconnect"]
 
 

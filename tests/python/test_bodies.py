@@ -5,11 +5,7 @@ import json
 import os
 import uuid
 
-from rawhttp import Conn, build_request, chunked, get, wait_until
-
-
-def record(addr, tag):
-    return get(addr, f"/record?tag={tag}").json()
+from rawhttp import Conn, build_request, chunked, get, record, wait_until
 
 
 def test_chunked_upload_received_intact(raw_server):

@@ -7,13 +7,12 @@ import sys
 
 import pytest
 
-from conftest import APPS_DIR, celeris_cmd, start_server, subprocess_env
+from conftest import APPS_DIR, run_celeris, start_server, subprocess_env
 from rawhttp import Conn, get
 
 
 def run_cli(*args, timeout=30):
-    return subprocess.run(celeris_cmd(*args), capture_output=True, text=True, timeout=timeout,
-                          env=subprocess_env(), stdin=subprocess.DEVNULL, cwd=str(APPS_DIR.parent))
+    return run_celeris(*args, timeout=timeout, cwd=str(APPS_DIR.parent))
 
 
 def test_help():

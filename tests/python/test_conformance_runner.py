@@ -45,18 +45,25 @@ print("OK", dict(celeris.testclient.stats))
 """
 
 
-def _run_child(tmp_path: Path, native: str | None) -> tuple[dict, list[dict]]:
+def _run_script(script: str, marker: str, **extra_env: str) -> str:
+    """Run `script` in a fresh interpreter with conformance/autopatch on
+    PYTHONPATH (and `extra_env`); it must exit 0.  Returns the rest of the
+    last line of its stdout that starts with `marker`."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
         [str(CONF / "autopatch"), str(CONF)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-    env["CELERIS_CONFORMANCE_STATS_DIR"] = str(tmp_path)
-    if native is not None:
-        env["CELERIS_CONFORMANCE_NATIVE"] = native
-    res = subprocess.run([sys.executable, "-W", "ignore", "-c", CHILD], env=env,
+    env.update(extra_env)
+    res = subprocess.run([sys.executable, "-W", "ignore", "-c", script], env=env,
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr
-    line = [ln for ln in res.stdout.splitlines() if ln.startswith("OK ")][-1]
-    stats = eval(line[3:])  # a dict literal printed by the child
+    return [ln for ln in res.stdout.splitlines() if ln.startswith(marker)][-1][len(marker):]
+
+
+def _run_child(tmp_path: Path, native: str | None) -> tuple[dict, list[dict]]:
+    extra_env = {"CELERIS_CONFORMANCE_STATS_DIR": str(tmp_path)}
+    if native is not None:
+        extra_env["CELERIS_CONFORMANCE_NATIVE"] = native
+    stats = eval(_run_script(CHILD, "OK ", **extra_env))  # a dict literal printed by the child
     files = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("stats-subprocess-*.json"))]
     return stats, files
 
@@ -140,14 +147,7 @@ print("REASONS", json.dumps([per_route, app_level, frontend]))
 
 
 def test_asgi_requests_are_attributed_to_the_native_tier_decline_reason(tmp_path):
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(CONF / "autopatch"), str(CONF)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-    res = subprocess.run([sys.executable, "-W", "ignore", "-c", ATTRIBUTION], env=env,
-                         capture_output=True, text=True, timeout=120)
-    assert res.returncode == 0, res.stdout + res.stderr
-    line = [ln for ln in res.stdout.splitlines() if ln.startswith("REASONS ")][-1]
-    per_route, app_level, frontend = json.loads(line[len("REASONS "):])
+    per_route, app_level, frontend = json.loads(_run_script(ATTRIBUTION, "REASONS "))
     assert frontend == {"no route matches (404, or redirect_slashes: 307 to the other slash form): "
                         "low-priority (frontend) routes come before the 404": 1}
     # The reasons' wording is the compiler's; what is fixed is where each request goes.
@@ -214,14 +214,7 @@ def test_websocket_sessions_are_counted_and_attributed_apart(tmp_path):
     # HTTP reason (it used to be "native tier failed to build" when no HTTP
     # request had built the client's native tier); the sessions the native
     # dispatcher runs count as native, the others by the dispatcher's reason.
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(CONF / "autopatch"), str(CONF)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-    res = subprocess.run([sys.executable, "-W", "ignore", "-c", WEBSOCKETS], env=env,
-                         capture_output=True, text=True, timeout=120)
-    assert res.returncode == 0, res.stdout + res.stderr
-    line = [ln for ln in res.stdout.splitlines() if ln.startswith("WS ")][-1]
-    stats, http, ws = json.loads(line[len("WS "):])
+    stats, http, ws = json.loads(_run_script(WEBSOCKETS, "WS "))
     assert (stats["core"], stats["native"], stats["websocket"], stats["websocket_native"]) == (6, 1, 5, 2)
     assert http == {}
     assert ws == {"no websocket route matches": 1,

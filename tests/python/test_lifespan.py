@@ -1,7 +1,5 @@
 """The ASGI lifespan protocol: startup, shutdown, failures, apps without it."""
-import subprocess
-
-from conftest import APPS_DIR, ServerProcess, celeris_cmd, start_server, subprocess_env
+from conftest import APPS_DIR, ServerProcess, run_celeris, start_server
 from rawhttp import get
 
 
@@ -44,9 +42,7 @@ def test_fastapi_lifespan_state_and_shutdown():
 
 
 def test_failing_startup_exits_nonzero():
-    proc = subprocess.run(
-        celeris_cmd("run", "failstartup_app:app", "--port", "0", "--app-dir", str(APPS_DIR)),
-        capture_output=True, text=True, timeout=30, env=subprocess_env(), stdin=subprocess.DEVNULL)
+    proc = run_celeris("run", "failstartup_app:app", "--port", "0", "--app-dir", str(APPS_DIR))
     assert proc.returncode != 0
     assert "ERROR:    Application startup failed. Exiting." in proc.stderr
     assert "startup exploded" in proc.stderr       # starlette reports the traceback
@@ -54,10 +50,8 @@ def test_failing_startup_exits_nonzero():
 
 
 def test_failing_startup_lifespan_on_mode():
-    proc = subprocess.run(
-        celeris_cmd("run", "failstartup_app:app", "--port", "0", "--lifespan", "on",
-                    "--app-dir", str(APPS_DIR)),
-        capture_output=True, text=True, timeout=30, env=subprocess_env(), stdin=subprocess.DEVNULL)
+    proc = run_celeris("run", "failstartup_app:app", "--port", "0", "--lifespan", "on",
+                       "--app-dir", str(APPS_DIR))
     assert proc.returncode != 0
     assert "Application startup failed. Exiting." in proc.stderr
 
@@ -88,10 +82,8 @@ def test_lifespan_off_skips_it():
 
 
 def test_nolifespan_with_lifespan_on_fails():
-    proc = subprocess.run(
-        celeris_cmd("run", "nolifespan_app:app", "--port", "0", "--lifespan", "on",
-                    "--app-dir", str(APPS_DIR)),
-        capture_output=True, text=True, timeout=30, env=subprocess_env(), stdin=subprocess.DEVNULL)
+    proc = run_celeris("run", "nolifespan_app:app", "--port", "0", "--lifespan", "on",
+                       "--app-dir", str(APPS_DIR))
     assert proc.returncode != 0
     assert "Application startup failed. Exiting." in proc.stderr
 

@@ -5,7 +5,7 @@ import socket
 import tempfile
 
 from conftest import ServerProcess
-from rawhttp import build_request, get
+from rawhttp import build_request, get, recv_to_eof
 
 
 def _unix_request(path: str, data: bytes) -> bytes:
@@ -14,12 +14,7 @@ def _unix_request(path: str, data: bytes) -> bytes:
     try:
         s.connect(path)
         s.sendall(data)
-        out = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                return out
-            out += chunk
+        return recv_to_eof(s)
     finally:
         s.close()
 

@@ -25,13 +25,19 @@ def assert_still_serving(server) -> None:
     assert r.status == 200 and r.body == b"still-alive"
 
 
+def assert_rejected(server, data: bytes, status: int) -> None:
+    """`data` on a new connection gets `status` and a close; the server
+    goes on serving."""
+    with Conn(server.addr) as c:
+        c.send(data)
+        assert_error_response(c, status)
+    assert_still_serving(server)
+
+
 @pytest.mark.parametrize("data,status", [c[1:] for c in DEFAULT_CASES + EXTRA_CASES],
                          ids=[c[0] for c in DEFAULT_CASES + EXTRA_CASES])
 def test_malformed(raw_server, data, status):
-    with Conn(raw_server.addr) as c:
-        c.send(data)
-        assert_error_response(c, status)
-    assert_still_serving(raw_server)
+    assert_rejected(raw_server, data, status)
 
 
 def test_malformed_logs_warning(raw_server):
@@ -86,10 +92,7 @@ def test_leading_empty_lines_are_ignored(raw_server):
 @pytest.mark.parametrize("data,status", [c[1:] for c in LIMIT_CASES],
                          ids=[c[0] for c in LIMIT_CASES])
 def test_limits(limits_server, data, status):
-    with Conn(limits_server.addr) as c:
-        c.send(data)
-        assert_error_response(c, status)
-    assert_still_serving(limits_server)
+    assert_rejected(limits_server, data, status)
 
 
 def test_within_limits_ok(limits_server):

@@ -2,7 +2,6 @@
 middleware itself does under FastAPI (native tier on vs off), for several
 configurations, with and without Origin, cookies, preflights, errors and
 streaming responses."""
-import warnings
 
 import pytest
 from fastapi import Depends, FastAPI, HTTPException, Response
@@ -10,10 +9,9 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    from celeris import testclient as tc
-    from celeris.native import compile_app
+from celeris import testclient as tc
+from celeris.native import compile_app
+from conftest import add_tagging_middleware, answer, native_and_asgi_clients
 
 CONFIGS = {
     "star": dict(allow_origins=["*"]),
@@ -74,18 +72,12 @@ PATHS = ["/plain", "/vary", "/http-error", "/boom", "/stream", "/nope"]
 
 
 def _send(client, method, url, headers, content=None):
-    r = client.request(method, url, headers=headers, content=content)
-    return r.status_code, r.headers.raw, r.content
+    return answer(client.request(method, url, headers=headers, content=content))
 
 
 @pytest.fixture(scope="module")
 def clients():
-    out = {}
-    for name, cfg in CONFIGS.items():
-        app = make_app(cfg)
-        out[name] = (tc.TestClient(app, raise_server_exceptions=False),
-                     tc.TestClient(app, native=False, raise_server_exceptions=False))
-    return out
+    return {name: native_and_asgi_clients(make_app(cfg)) for name, cfg in CONFIGS.items()}
 
 
 @pytest.mark.parametrize("config", list(CONFIGS))
@@ -120,14 +112,10 @@ def test_cors_app_is_native():
 
 
 def test_other_middleware_keeps_app_on_asgi_tier():
-    from starlette.middleware.base import BaseHTTPMiddleware
     from starlette.middleware.gzip import GZipMiddleware
-
-    async def passthrough(request, call_next):
-        return await call_next(request)
 
     app = make_app(CONFIGS["star"])
     app.add_middleware(GZipMiddleware)
     assert compile_app(app).app_reason == ""        # stack mode (test_native_middleware.py)
-    app.add_middleware(BaseHTTPMiddleware, dispatch=passthrough)
+    add_tagging_middleware(app)
     assert "BaseHTTPMiddleware" in compile_app(app).app_reason

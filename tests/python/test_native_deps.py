@@ -3,7 +3,6 @@ Response/BackgroundTasks injection) against FastAPI itself: every request is
 sent through the C core twice -- native tier on and off -- and status, raw
 headers, body and the side effects the app records (dependency calls,
 teardown order, background tasks) must be identical."""
-import warnings
 from typing import Annotated, Optional
 
 import pytest
@@ -13,10 +12,9 @@ from fastapi.security import (APIKeyHeader, HTTPBasic, HTTPBasicCredentials, OAu
                               SecurityScopes)
 from pydantic import BaseModel
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    from celeris import testclient as tc
-    from celeris.native import compile_app
+from celeris import testclient as tc
+from celeris.native import compile_app
+from conftest import answer_with_events, native_and_asgi_clients
 
 EVENTS: list = []
 
@@ -267,16 +265,12 @@ BODIES = [
 
 
 def _run(client, method, url, headers=None, content=None):
-    EVENTS.clear()
-    r = client.request(method, url, headers=headers, content=content)
-    return r.status_code, r.headers.raw, r.content, list(EVENTS)
+    return answer_with_events(EVENTS, client, method, url, headers=headers, content=content)
 
 
 @pytest.fixture(scope="module")
 def clients():
-    app = make_app()
-    return (tc.TestClient(app, raise_server_exceptions=False),
-            tc.TestClient(app, native=False, raise_server_exceptions=False))
+    return native_and_asgi_clients(make_app())
 
 
 @pytest.mark.parametrize("method,url,headers", REQUESTS)
@@ -352,8 +346,7 @@ def test_background_tasks_run_after_response(clients):
 
 def test_request_scope_follows_testclient_base_url_and_root_path():
     app = make_app()
-    kw = dict(base_url="https://example.com:8443", root_path="/api", raise_server_exceptions=False)
-    n, a = tc.TestClient(app, **kw), tc.TestClient(app, native=False, **kw)
+    n, a = native_and_asgi_clients(app, base_url="https://example.com:8443", root_path="/api")
     body = b'{"name":"w","price":1}'
     h = {"content-type": "application/json"}
     before = tc.stats["native"]
@@ -404,9 +397,7 @@ MODEL_PARAM_REQUESTS = [
 
 @pytest.mark.parametrize("method,url,headers,body", MODEL_PARAM_REQUESTS)
 def test_parameter_models_match_asgi(method, url, headers, body):
-    app = make_model_param_app()
-    n = tc.TestClient(app, raise_server_exceptions=False)
-    a = tc.TestClient(app, native=False, raise_server_exceptions=False)
+    n, a = native_and_asgi_clients(make_model_param_app())
     before = tc.stats["native"]
     assert _run(n, method, url, headers, body) == _run(a, method, url, headers, body)
     assert tc.stats["native"] == before + 1

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import enum
 import uuid
-import warnings
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Optional
@@ -16,10 +15,9 @@ from fastapi import FastAPI, HTTPException, Path, Query
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    from celeris import testclient as tc
-    from celeris.native import compile_app
+from celeris import testclient as tc
+from celeris.native import compile_app
+from conftest import add_tagging_middleware, answer, native_and_asgi_clients
 
 
 class Color(str, enum.Enum):
@@ -169,16 +167,12 @@ REQUESTS = [
 
 
 def _send(client, method: str, url: str):
-    r = client.request(method, url)
-    return r.status_code, r.headers.raw, r.content
+    return answer(client.request(method, url))
 
 
 @pytest.fixture(scope="module")
 def clients():
-    app = make_app()
-    native = tc.TestClient(app, native=True, raise_server_exceptions=False)
-    asgi = tc.TestClient(app, native=False, raise_server_exceptions=False)
-    return native, asgi
+    return native_and_asgi_clients(make_app())
 
 
 @pytest.mark.parametrize("method,url", REQUESTS)
@@ -203,8 +197,7 @@ def test_invalid_parameters_are_answered_natively_by_fastapis_validation(clients
         before = tc.stats["native"]
         r = native.get(url)
         assert tc.stats["native"] == before + 1, url
-        a = asgi.get(url)
-        assert (r.status_code, r.headers.raw, r.content) == (a.status_code, a.headers.raw, a.content)
+        assert answer(r) == answer(asgi.get(url))
 
 
 def test_exceptions_propagate_from_native_routes():
@@ -222,15 +215,8 @@ def test_routes_report():
 
 
 def test_middleware_app_stays_on_asgi_tier():
-    from starlette.middleware.base import BaseHTTPMiddleware
-
-    async def tag(request, call_next):
-        response = await call_next(request)
-        response.headers["x-tag"] = "1"
-        return response
-
     app = make_app()
-    app.add_middleware(BaseHTTPMiddleware, dispatch=tag)
+    add_tagging_middleware(app)
     compiled = compile_app(app)
     assert "middleware" in compiled.app_reason
     client = tc.TestClient(app)
@@ -251,7 +237,7 @@ def test_route_order_first_match_wins():
     async def user(uid: str):
         return {"who": uid}
 
-    n, a = tc.TestClient(app), tc.TestClient(app, native=False)
+    n, a = native_and_asgi_clients(app, raise_server_exceptions=True)
     for url in ("/users/me", "/users/42"):
         assert _send(n, "GET", url) == _send(a, "GET", url)
 
@@ -301,7 +287,7 @@ def test_custom_convertor_route_is_opaque_not_fatal():
     async def late():
         return {"late": True}
 
-    n, a = tc.TestClient(app), tc.TestClient(app, native=False)
+    n, a = native_and_asgi_clients(app, raise_server_exceptions=True)
     for url in ("/early", "/h/ff", "/h/zz", "/late"):
         assert _send(n, "GET", url) == _send(a, "GET", url)
     before = tc.stats["native"]
@@ -388,9 +374,7 @@ MODEL_REQUESTS = ["/annotated", "/model", "/model-obj", "/invalid", "/exclude", 
 
 @pytest.mark.parametrize("url", MODEL_REQUESTS)
 def test_response_model_native_matches_asgi(url):
-    app = make_model_app()
-    n = tc.TestClient(app, raise_server_exceptions=False)
-    a = tc.TestClient(app, native=False, raise_server_exceptions=False)
+    n, a = native_and_asgi_clients(make_model_app())
     assert _send(n, "GET", url) == _send(a, "GET", url)
 
 
@@ -477,7 +461,5 @@ def make_plain_model_app() -> FastAPI:
                                  "/deep-dict?n=199", "/deep-dict?n=201", "/deep-untyped",
                                  "/deep-untyped?n=99", "/deep-untyped?n=100", "/deep-untyped?n=-50"])
 def test_plain_response_models_match_asgi(url):
-    app = make_plain_model_app()
-    n = tc.TestClient(app, raise_server_exceptions=False)
-    a = tc.TestClient(app, native=False, raise_server_exceptions=False)
+    n, a = native_and_asgi_clients(make_plain_model_app())
     assert _send(n, "GET", url) == _send(a, "GET", url)

@@ -1,15 +1,13 @@
 """Form and file bodies on the native tier (Starlette's form parser inside a
 compiled runner) against FastAPI itself, byte for byte."""
-import warnings
 from typing import Annotated, Optional
 
 import pytest
 from fastapi import Depends, FastAPI, File, Form, UploadFile
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    from celeris import testclient as tc
-    from celeris.native import compile_app
+from celeris import testclient as tc
+from celeris.native import compile_app
+from conftest import answer, native_and_asgi_clients
 
 
 def make_app() -> FastAPI:
@@ -68,14 +66,11 @@ CASES = [
 
 @pytest.fixture(scope="module")
 def clients():
-    app = make_app()
-    return (tc.TestClient(app, raise_server_exceptions=False),
-            tc.TestClient(app, native=False, raise_server_exceptions=False))
+    return native_and_asgi_clients(make_app())
 
 
 def _send(client, url, kw):
-    r = client.post(url, **kw)
-    return r.status_code, r.headers.raw, r.content
+    return answer(client.post(url, **kw))
 
 
 @pytest.mark.parametrize("i", range(len(CASES)))

@@ -2,7 +2,6 @@
 handlers.py) against FastAPI itself: each request goes through the C core
 with the native tier on and off; status, raw headers, body and what the
 handlers saw must be identical, and the routes must really be native."""
-import warnings
 from typing import Annotated
 
 import pytest
@@ -14,10 +13,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    from celeris import testclient as tc
-    from celeris.native import compile_app
+from celeris import testclient as tc
+from celeris.native import compile_app
+from conftest import answer_with_events, native_and_asgi_clients
 
 SEEN: list = []
 
@@ -169,16 +167,12 @@ REQUESTS = [
 
 
 def _run(client, method, url, headers=None, content=None):
-    SEEN.clear()
-    r = client.request(method, url, headers=headers, content=content)
-    return r.status_code, r.headers.raw, r.content, list(SEEN)
+    return answer_with_events(SEEN, client, method, url, headers=headers, content=content)
 
 
 @pytest.fixture(scope="module", params=[False, True], ids=["plain", "cors"])
 def clients(request):
-    app = make_app(cors=request.param)
-    return (tc.TestClient(app, raise_server_exceptions=False),
-            tc.TestClient(app, native=False, raise_server_exceptions=False))
+    return native_and_asgi_clients(make_app(cors=request.param))
 
 
 @pytest.mark.parametrize("method,url,headers,body", REQUESTS)
@@ -200,12 +194,11 @@ def test_apps_with_custom_handlers_are_native(clients):
 
 def test_server_error_handler_answers_and_the_error_still_propagates():
     app = make_500_app()
-    n = tc.TestClient(app, raise_server_exceptions=False)
-    a = tc.TestClient(app, native=False, raise_server_exceptions=False)
+    n, a = native_and_asgi_clients(app)
     assert _run(n, "GET", "/boom") == _run(a, "GET", "/boom")
     assert _run(n, "GET", "/boom")[2] == b'{"oops":"ValueError"}'
     assert _run(n, "GET", "/fine") == _run(a, "GET", "/fine")
     # ServerErrorMiddleware re-raises after its handler answered: the test sees it
-    for client in (tc.TestClient(app), tc.TestClient(app, native=False)):
+    for client in native_and_asgi_clients(app, raise_server_exceptions=True):
         with pytest.raises(ValueError):
             client.get("/boom")

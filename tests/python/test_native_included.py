@@ -1,7 +1,6 @@
 """Routes of included routers (FastAPI keeps `_IncludedRouter` entries) are
 compiled from their effective inclusion contexts, in FastAPI's matching
 order, and answer byte-for-byte what FastAPI does."""
-import warnings
 from typing import Annotated, Optional
 
 import pytest
@@ -9,10 +8,9 @@ from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    from celeris import testclient as tc
-    from celeris.native import compile_app
+from celeris import testclient as tc
+from celeris.native import compile_app
+from conftest import answer_with_events, native_and_asgi_clients
 
 CALLS: list = []
 
@@ -87,15 +85,11 @@ REQUESTS = [
 
 @pytest.fixture(scope="module")
 def clients():
-    app = make_app()
-    return (tc.TestClient(app, raise_server_exceptions=False),
-            tc.TestClient(app, native=False, raise_server_exceptions=False))
+    return native_and_asgi_clients(make_app())
 
 
 def _run(client, method, url, headers=None, content=None):
-    CALLS.clear()
-    r = client.request(method, url, headers=headers, content=content)
-    return r.status_code, r.headers.raw, r.content, list(CALLS)
+    return answer_with_events(CALLS, client, method, url, headers=headers, content=content)
 
 
 @pytest.mark.parametrize("method,url,headers", REQUESTS)

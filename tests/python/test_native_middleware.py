@@ -4,7 +4,6 @@ CORS -- Starlette's own classes around the native call -- against FastAPI
 itself: same status, headers and body (gzip bodies decompressed: GZip writes
 a timestamp), same side effects, and the requests really served natively."""
 import gzip
-import warnings
 from typing import Annotated
 
 import pytest
@@ -16,10 +15,9 @@ from fastapi.middleware.trustedhost import TrustedHostMiddleware
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    from celeris import testclient as tc
-    from celeris.native import compile_app
+from celeris import testclient as tc
+from celeris.native import compile_app
+from conftest import add_tagging_middleware, native_and_asgi_clients
 
 EVENTS: list = []
 
@@ -125,9 +123,7 @@ def _run(client, method, url, headers, body):
 
 @pytest.fixture(scope="module", params=STACKS)
 def clients(request):
-    app = make_app(request.param)
-    return (tc.TestClient(app, raise_server_exceptions=False, follow_redirects=False),
-            tc.TestClient(app, native=False, raise_server_exceptions=False, follow_redirects=False))
+    return native_and_asgi_clients(make_app(request.param), follow_redirects=False)
 
 
 @pytest.mark.parametrize("method,url,headers,body", REQUESTS)
@@ -152,12 +148,7 @@ def test_gzip_really_compresses_natively():
 
 
 def test_unknown_middleware_keeps_the_app_on_the_asgi_tier():
-    from starlette.middleware.base import BaseHTTPMiddleware
-
-    async def tag(request, call_next):
-        return await call_next(request)
-
     app = make_app("gzip")
-    app.add_middleware(BaseHTTPMiddleware, dispatch=tag)
+    add_tagging_middleware(app)
     assert "BaseHTTPMiddleware" in compile_app(app).app_reason
     assert compile_app(make_app("gzip+cors+trusted+https")).app_reason == ""

@@ -18,7 +18,6 @@ import os
 import re
 import socket
 import time
-import warnings
 from typing import Annotated, Optional
 
 import pytest
@@ -27,13 +26,10 @@ from starlette.datastructures import UploadFile as StarletteUploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request as StarletteRequest
 
-from conftest import ServerProcess
+from celeris import testclient as tc
+from celeris.native.forms import parse_form
+from conftest import ServerProcess, answer, native_and_asgi_clients
 from rawhttp import Conn
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    from celeris import testclient as tc
-    from celeris.native.forms import parse_form
 
 MiB = 1024 * 1024
 
@@ -225,14 +221,11 @@ IDS = [f"mp-{name}" for name, _ in MULTIPART] + [f"x{i}-{t.strip('/')}" for i, (
 
 @pytest.fixture(scope="module")
 def clients():
-    app = make_app()
-    return (tc.TestClient(app, raise_server_exceptions=False),
-            tc.TestClient(app, native=False, raise_server_exceptions=False))
+    return native_and_asgi_clients(make_app())
 
 
 def _send(client, target, body, headers):
-    r = client.post(target, content=body, headers=headers)
-    return r.status_code, r.headers.raw, r.content
+    return answer(client.post(target, content=body, headers=headers))
 
 
 @pytest.mark.parametrize("i", range(len(CASES)), ids=IDS)

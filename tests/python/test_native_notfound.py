@@ -6,7 +6,6 @@ instance of the app -- and status, raw headers and body must be identical;
 the test also checks which tier served it."""
 from __future__ import annotations
 
-import warnings
 from typing import Any, Callable
 
 import pytest
@@ -19,16 +18,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware import Middleware
 from starlette.routing import Mount, Route
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    from celeris import testclient as tc
-    from celeris.native import compile_app
+from celeris import testclient as tc
+from celeris.native import compile_app
+from conftest import add_tagging_middleware, answer, native_and_asgi_clients
 
 
 def _send(client, method: str, url: str, **kw: Any):
     before = tc.stats["native"]
     r = client.request(method, url, follow_redirects=False, **kw)
-    return (r.status_code, r.headers.raw, r.content), tc.stats["native"] - before
+    return answer(r), tc.stats["native"] - before
 
 
 def check(factory: Callable[[], FastAPI], method: str, url: str, *, native: bool | None = True,
@@ -36,9 +34,7 @@ def check(factory: Callable[[], FastAPI], method: str, url: str, *, native: bool
     """Same request through a native-tier and an ASGI-tier client, each on a
     fresh app from `factory`; native=True/False asserts the tier, None
     leaves it open."""
-    ckw = dict(raise_server_exceptions=False, **(client_kw or {}))
-    n = tc.TestClient(factory(), native=True, **ckw)
-    a = tc.TestClient(factory(), native=False, **ckw)
+    n, a = native_and_asgi_clients(factory(), asgi_app=factory(), **(client_kw or {}))
     got, served = _send(n, method, url, **kw)
     want, _ = _send(a, method, url, **kw)
     assert got == want
@@ -226,16 +222,9 @@ def test_custom_http_exception_handler_runs_natively():
 
 
 def test_user_middleware_stays_asgi():
-    from starlette.middleware.base import BaseHTTPMiddleware
-
-    async def tag(request, call_next):
-        response = await call_next(request)
-        response.headers["x-tag"] = "1"
-        return response
-
     def factory():
         app = basic_app()
-        app.add_middleware(BaseHTTPMiddleware, dispatch=tag)
+        add_tagging_middleware(app)
         return app
 
     check(factory, "GET", "/nope", native=False)
@@ -507,8 +496,8 @@ def test_openapi_servers_across_requests():
     # changed app.servers): later requests must see the same state in both tiers.
     n_app, a_app = starlette_app(), starlette_app()
     for rp in ("/one", "/two", "/one", ""):
-        n = tc.TestClient(n_app, root_path=rp)
-        a = tc.TestClient(a_app, root_path=rp, native=False)
+        n, a = native_and_asgi_clients(n_app, asgi_app=a_app, raise_server_exceptions=True,
+                                       root_path=rp)
         got, served = _send(n, "GET", "/openapi.json")
         want, _ = _send(a, "GET", "/openapi.json")
         assert got == want and served == 1
@@ -535,7 +524,8 @@ def test_routes_report_starlette():
 
 # ---- routes added while the app runs ----
 
-def test_routes_added_later_are_found():
+def router_app() -> tuple:
+    """(app, router, TestClient): a router with GET /items included at /api."""
     router = APIRouter()
 
     @router.get("/items")
@@ -544,12 +534,20 @@ def test_routes_added_later_are_found():
 
     app = FastAPI()
     app.include_router(router, prefix="/api")
-    client = tc.TestClient(app)
-    assert client.get("/api/later").status_code == 404
+    return app, router, tc.TestClient(app)
 
+
+def add_later_route(router: APIRouter) -> None:
+    """GET /later on the router, after the app has served requests."""
     @router.get("/later")
     async def later():
         return "later"
+
+
+def test_routes_added_later_are_found():
+    app, router, client = router_app()
+    assert client.get("/api/later").status_code == 404
+    add_later_route(router)
 
     @app.get("/top")
     async def top():
@@ -566,22 +564,11 @@ def test_stale_native_tier_leaves_new_routes_to_fastapi():
     # The server builds the native tier once: a route added afterwards (to an
     # included router, which the app's own route list does not show) must
     # not get the native tier's 404.
-    router = APIRouter()
-
-    @router.get("/items")
-    async def items():
-        return "items"
-
-    app = FastAPI()
-    app.include_router(router, prefix="/api")
-    client = tc.TestClient(app)
+    app, router, client = router_app()
     transport = client._transport
     assert client.get("/api/later").status_code == 404
     stale = transport._native_app
-
-    @router.get("/later")
-    async def later():
-        return "later"
+    add_later_route(router)
 
     from celeris import native
 

@@ -1,6 +1,5 @@
 """Routes with a response_class (route, router or app default) on the native
 tier answer byte-for-byte what FastAPI does."""
-import warnings
 from typing import Optional
 
 import pytest
@@ -8,10 +7,9 @@ from fastapi import APIRouter, FastAPI, Response
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse
 from pydantic import BaseModel
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    from celeris import testclient as tc
-    from celeris.native import compile_app
+from celeris import testclient as tc
+from celeris.native import compile_app
+from conftest import answer, native_and_asgi_clients
 
 
 class Out(BaseModel):
@@ -77,11 +75,8 @@ PATHS = ["/html", "/text", "/text?q=zz", "/redirect", "/tagged", "/model-html", 
 @pytest.mark.parametrize("default", [None, PlainTextResponse, TaggedJSON])
 @pytest.mark.parametrize("path", PATHS)
 def test_response_class_native_matches_asgi(default, path):
-    app = make_app(default)
-    n = tc.TestClient(app, raise_server_exceptions=False, follow_redirects=False)
-    a = tc.TestClient(app, native=False, raise_server_exceptions=False, follow_redirects=False)
-    rn, ra = n.get(path), a.get(path)
-    assert (rn.status_code, rn.headers.raw, rn.content) == (ra.status_code, ra.headers.raw, ra.content)
+    n, a = native_and_asgi_clients(make_app(default), follow_redirects=False)
+    assert answer(n.get(path)) == answer(a.get(path))
 
 
 def test_response_class_routes_are_native():

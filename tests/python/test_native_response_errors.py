@@ -5,15 +5,13 @@ wrap_app_handling_exceptions and ServerErrorMiddleware, so the answer is
 FastAPI's 500 (or the HTTPException's response), on a kept-alive connection."""
 from __future__ import annotations
 
-import warnings
 
 import pytest
 from fastapi import FastAPI, HTTPException
 from fastapi.responses import FileResponse, Response, StreamingResponse
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    from celeris import testclient as tc
+from celeris import testclient as tc
+from conftest import answer, native_and_asgi_clients
 
 
 class RefusingResponse(Response):
@@ -51,8 +49,7 @@ def make_app(tmp_path) -> FastAPI:
 
 
 def _send(client, url):
-    r = client.get(url)
-    return r.status_code, r.headers.raw, r.content
+    return answer(client.get(url))
 
 
 URLS = ["/missing-file", "/sync-missing-file", "/refused"]
@@ -60,9 +57,7 @@ URLS = ["/missing-file", "/sync-missing-file", "/refused"]
 
 @pytest.mark.parametrize("url", URLS)
 def test_failing_response_matches_asgi_tier(tmp_path, url):
-    app = make_app(tmp_path)
-    native = tc.TestClient(app, raise_server_exceptions=False)
-    asgi = tc.TestClient(app, native=False, raise_server_exceptions=False)
+    native, asgi = native_and_asgi_clients(make_app(tmp_path))
     before = tc.stats["native"]
     got = _send(native, url)
     assert tc.stats["native"] == before + 1        # really served by the native tier
@@ -95,7 +90,5 @@ def test_exception_reaches_the_test_like_starlette(tmp_path, native):
 
 
 def test_failure_after_start_still_matches(tmp_path):
-    app = make_app(tmp_path)
-    native = tc.TestClient(app, raise_server_exceptions=False)
-    asgi = tc.TestClient(app, native=False, raise_server_exceptions=False)
+    native, asgi = native_and_asgi_clients(make_app(tmp_path))
     assert _send(native, "/stream-fails-late") == _send(asgi, "/stream-fails-late")

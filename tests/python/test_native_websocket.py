@@ -7,19 +7,17 @@ import os
 import subprocess
 import sys
 import time
-import warnings
 from typing import Annotated, Optional
 
 import pytest
-from conftest import native_and_asgi_clients
 from fastapi import APIRouter, Depends, FastAPI, Query, WebSocket, WebSocketException, status
 from starlette.responses import PlainTextResponse
 from starlette.websockets import WebSocketDisconnect
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    from celeris import testclient as tc
-    from celeris.native import websocket as nws
+from celeris import testclient as tc
+from celeris.native import websocket as nws
+from conftest import native_and_asgi_clients
+from rawhttp import free_port
 
 EVENTS: list = []
 
@@ -109,8 +107,7 @@ def make_app() -> FastAPI:
 
 @pytest.fixture(scope="module")
 def clients():
-    app = make_app()
-    return native_and_asgi_clients(app)
+    return native_and_asgi_clients(make_app())
 
 
 TIERS: list = []     # each session's tier: "" native, else why the ASGI tier
@@ -278,10 +275,7 @@ def test_real_socket_websockets_client(tmp_path):
     (tmp_path / "wsapp.py").write_text(APP_FILE)
     import socket
 
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
+    port = free_port()
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
     proc = subprocess.Popen([sys.executable, "-m", "celeris", "run", "wsapp:app", "--port", str(port),
                              "--app-dir", str(tmp_path)], env=env, stdout=subprocess.PIPE,
@@ -381,8 +375,7 @@ def make_handler_app() -> FastAPI:
 
 @pytest.fixture(scope="module")
 def handler_clients():
-    app = make_handler_app()
-    return native_and_asgi_clients(app)
+    return native_and_asgi_clients(make_handler_app())
 
 
 def test_handler_closes_an_accepted_session(handler_clients):

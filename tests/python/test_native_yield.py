@@ -8,19 +8,16 @@ dependency scopes, exceptions swallowed / re-raised / replaced in teardown,
 generators that do not yield or yield twice, cancel scopes inside a
 generator, sync generators mixed in, and Request injection (which keeps
 FastAPI's own `_solve_generator`)."""
-import warnings
 from typing import Annotated, Optional
 
 import anyio
 import pytest
-from conftest import native_and_asgi_clients
 from fastapi import Depends, FastAPI, HTTPException, Request
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    from celeris import testclient as tc
-    from celeris.native import compile_app
-    from celeris.native import runner as native_runner
+from celeris import testclient as tc
+from celeris.native import compile_app
+from celeris.native import runner as native_runner
+from conftest import answer_with_events, native_and_asgi_clients
 
 EVENTS: list = []
 
@@ -156,15 +153,12 @@ REQUESTS = [
 
 
 def _run(client, url):
-    EVENTS.clear()
-    r = client.get(url)
-    return r.status_code, r.headers.raw, r.content, list(EVENTS)
+    return answer_with_events(EVENTS, client, "GET", url)
 
 
 @pytest.fixture(scope="module")
 def clients():
-    app = make_app()
-    return native_and_asgi_clients(app)
+    return native_and_asgi_clients(make_app())
 
 
 @pytest.mark.parametrize("url", REQUESTS)

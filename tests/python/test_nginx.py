@@ -12,7 +12,7 @@ import subprocess
 import pytest
 
 from conftest import start_server
-from rawhttp import Conn, get, wait_until
+from rawhttp import Conn, free_port, get, wait_until
 
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
 
@@ -48,12 +48,6 @@ http {{
     }}
 }}
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

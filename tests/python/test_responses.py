@@ -129,7 +129,7 @@ def test_large_response_body(raw_server):
 
 def test_client_disconnect_during_large_response(raw_server):
     import uuid
-    from rawhttp import get, wait_until
+    from rawhttp import get, record, wait_until
     tag = uuid.uuid4().hex
     c = Conn(raw_server.addr)
     c.send(build_request("GET", f"/big?mb=64&tag={tag}"))
@@ -137,7 +137,7 @@ def test_client_disconnect_during_large_response(raw_server):
     assert head.status == 200
     c.read_exact(65536)
     c.close()
-    rec = wait_until(lambda: get(raw_server.addr, f"/record?tag={tag}").json(), timeout=30)
+    rec = wait_until(lambda: record(raw_server.addr, tag), timeout=30)
     # send() after the client went away does not raise (uvicorn semantics) and
     # receive() then reports http.disconnect
     assert rec == [{"sent": 64 * 1024 * 1024, "error": None, "after": "http.disconnect"}]

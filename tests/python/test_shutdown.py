@@ -3,7 +3,7 @@ import signal
 import socket
 
 from conftest import start_server
-from rawhttp import Conn, build_request, get, wait_until
+from rawhttp import Conn, build_request, record, wait_until
 
 
 def test_inflight_request_completes_on_sigint():
@@ -14,7 +14,7 @@ def test_inflight_request_completes_on_sigint():
         busy = Conn(srv.addr)
         busy.send(build_request("GET", "/sleep?s=1&tag=inflight"))
         # make sure the request reached the app before signalling
-        wait_until(lambda: get(srv.addr, "/record?tag=inflight").json() == ["started"])
+        wait_until(lambda: record(srv.addr, "inflight") == ["started"])
         srv.proc.send_signal(signal.SIGINT)
         r = busy.read_response()
         assert r.status == 200 and r.body == b"slept"
@@ -48,7 +48,7 @@ def test_timeout_graceful_shutdown_cancels_inflight():
     try:
         busy = Conn(srv.addr)
         busy.send(build_request("GET", "/sleep?s=60&tag=cancel"))
-        wait_until(lambda: get(srv.addr, "/record?tag=cancel").json() == ["started"])
+        wait_until(lambda: record(srv.addr, "cancel") == ["started"])
         srv.proc.send_signal(signal.SIGINT)
         assert srv.proc.wait(timeout=15) == 0       # long before the 60 s sleep ends
         rest = busy.read_to_eof()
@@ -65,7 +65,7 @@ def test_second_sigint_forces_exit():
     try:
         busy = Conn(srv.addr)
         busy.send(build_request("GET", "/sleep?s=60&tag=force"))
-        wait_until(lambda: get(srv.addr, "/record?tag=force").json() == ["started"])
+        wait_until(lambda: record(srv.addr, "force") == ["started"])
         srv.proc.send_signal(signal.SIGINT)
         srv.wait_for(r"INFO:     Shutting down")
         srv.proc.send_signal(signal.SIGINT)

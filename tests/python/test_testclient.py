@@ -1,17 +1,13 @@
 """celeris.testclient.TestClient: Starlette's API, every request through the C core."""
 from __future__ import annotations
 
-import warnings
-
 import pytest
 from fastapi import BackgroundTasks, FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, StreamingResponse
 from pydantic import BaseModel
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    from celeris import testclient as celeris_testclient
-    from celeris.testclient import TestClient
+from celeris import testclient as celeris_testclient
+from celeris.testclient import TestClient
 
 events: list[str] = []
 app = FastAPI()

@@ -2,6 +2,7 @@
 and def dependencies run off the loop, concurrently, with the caller's
 contextvars, and exceptions come back as FastAPI's would."""
 import asyncio
+import contextlib
 import contextvars
 import threading
 
@@ -18,18 +19,25 @@ def run(coro):
     return asyncio.run(coro)
 
 
+@contextlib.contextmanager
+def draining_pool(max_threads: int):
+    """A ThreadPool on the running loop, which drains its completions;
+    shut down at exit."""
+    loop = asyncio.get_running_loop()
+    pool = _celeris.ThreadPool(loop, max_threads)
+    loop.add_reader(pool.fileno(), pool.drain)
+    try:
+        yield pool
+    finally:
+        loop.remove_reader(pool.fileno())
+        pool.shutdown()
+
+
 def test_submit_returns_the_result_and_passes_kwargs():
     async def main():
-        pool = _celeris.ThreadPool(asyncio.get_running_loop(), 4)
-        loop = asyncio.get_running_loop()
-        loop.add_reader(pool.fileno(), pool.drain)
-        try:
-            r = await pool.submit(lambda a, b: (a, b, threading.current_thread() is threading.main_thread()),
-                                  {"a": 1, "b": "two"})
-        finally:
-            loop.remove_reader(pool.fileno())
-            pool.shutdown()
-        return r
+        with draining_pool(4) as pool:
+            return await pool.submit(lambda a, b: (a, b, threading.current_thread() is threading.main_thread()),
+                                     {"a": 1, "b": "two"})
 
     assert run(main()) == (1, "two", False)
 
@@ -39,16 +47,10 @@ def test_exceptions_come_back_with_their_type():
         raise KeyError("k")
 
     async def main():
-        loop = asyncio.get_running_loop()
-        pool = _celeris.ThreadPool(loop, 2)
-        loop.add_reader(pool.fileno(), pool.drain)
-        try:
+        with draining_pool(2) as pool:
             with pytest.raises(KeyError):
                 await pool.submit(fail, {})
             return await pool.submit(lambda: "after", {})
-        finally:
-            loop.remove_reader(pool.fileno())
-            pool.shutdown()
 
     assert run(main()) == "after"
 
@@ -62,16 +64,10 @@ def test_contextvars_are_copied_in_and_do_not_leak_out():
         return seen
 
     async def main():
-        loop = asyncio.get_running_loop()
-        pool = _celeris.ThreadPool(loop, 2)
-        loop.add_reader(pool.fileno(), pool.drain)
-        try:
+        with draining_pool(2) as pool:
             var.set("caller")
             seen = await pool.submit(read_and_set, {})
             return seen, var.get()
-        finally:
-            loop.remove_reader(pool.fileno())
-            pool.shutdown()
 
     assert run(main()) == ("caller", "caller")
 
@@ -82,16 +78,10 @@ def test_calls_that_wait_for_each_other_run_concurrently_up_to_max_threads():
     barrier = threading.Barrier(8, timeout=20)
 
     async def main():
-        loop = asyncio.get_running_loop()
-        pool = _celeris.ThreadPool(loop, 8)
-        loop.add_reader(pool.fileno(), pool.drain)
-        try:
+        with draining_pool(8) as pool:
             rs = await asyncio.gather(*(pool.submit(lambda i=i: (barrier.wait(), i)[1], {})
                                         for i in range(8)))
             return rs, pool.threads, pool.max_threads
-        finally:
-            loop.remove_reader(pool.fileno())
-            pool.shutdown()
 
     rs, threads, max_threads = run(main())
     assert rs == list(range(8))
@@ -100,15 +90,9 @@ def test_calls_that_wait_for_each_other_run_concurrently_up_to_max_threads():
 
 def test_many_short_calls_on_few_threads_all_complete():
     async def main():
-        loop = asyncio.get_running_loop()
-        pool = _celeris.ThreadPool(loop, 2)
-        loop.add_reader(pool.fileno(), pool.drain)
-        try:
+        with draining_pool(2) as pool:
             rs = await asyncio.gather(*(pool.submit(lambda i=i: i * i, {}) for i in range(2000)))
             return rs, pool.threads
-        finally:
-            loop.remove_reader(pool.fileno())
-            pool.shutdown()
 
     rs, threads = run(main())
     assert rs == [i * i for i in range(2000)]

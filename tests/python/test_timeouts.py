@@ -5,13 +5,9 @@ Nothing here asserts on timing beyond "it happened before a generous bound"
 (the socket timeout, several times the configured 1 s)."""
 import uuid
 
-from rawhttp import Conn, build_request, get, wait_until
+from rawhttp import Conn, build_request, get, record, wait_until
 
 BOUND = 6.0     # > 3x the configured 1 s timeouts (the sweep runs once a second)
-
-
-def record(addr, tag):
-    return get(addr, f"/record?tag={tag}").json()
 
 
 def test_slow_header_gets_408_and_close(timeout_server):

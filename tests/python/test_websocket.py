@@ -3,16 +3,14 @@ by an independent client (the `websockets` library) and, for frames no
 library sends, a raw socket client (wsraw.py).  ASGI behaviour follows
 uvicorn's websockets-sansio protocol."""
 import json
-import socket
-import struct
 
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from conftest import _server_fixture
-from rawhttp import Conn
-from wsraw import RawWS, accept_value, frame
+from rawhttp import Conn, record, wait_record
+from wsraw import BINARY, CLOSE, CONT, PING, PONG, TEXT, RawWS, accept_value, close_payload, frame
 
 ws_server = _server_fixture("ws_server", "ws_app:app")
 ws_small_server = _server_fixture("ws_small_server", "ws_app:app", "--ws-max-size", "1000",
@@ -21,26 +19,9 @@ ws_ping_server = _server_fixture("ws_ping_server", "ws_app:app", "--ws-ping-inte
                                  "--ws-ping-timeout", "1")
 ws_fastapi_server = _server_fixture("ws_fastapi_server", "ws_fastapi_app:app")
 
-TEXT, BINARY, CONT, CLOSE, PING, PONG = 0x1, 0x2, 0x0, 0x8, 0x9, 0xA
-
 
 def url(srv, path):
     return f"ws://{srv.host}:{srv.port}{path}"
-
-
-def record(srv, tag):
-    with Conn(srv.addr) as c:
-        return c.request("GET", f"/record?tag={tag}").json()
-
-
-def wait_record(srv, tag, n=1):
-    """The app records asynchronously: poll until n entries are there."""
-    for _ in range(500):
-        r = record(srv, tag)
-        if len(r) >= n:
-            return r
-        socket.create_connection(srv.addr).close()  # a round trip, not a sleep
-    raise AssertionError(f"record {tag!r} has {record(srv, tag)}")
 
 
 # ---- handshake ----
@@ -184,15 +165,14 @@ def test_cancelled_receive_loses_nothing(ws_server):
     """A receive() cancelled by a timeout (asyncio.wait_for) leaves the
     session usable: the next receive() gets the next message, none is lost."""
     with RawWS(ws_server.addr, "/timeout-receive?tag=tmo") as ws:
-        assert wait_record(ws_server, "tmo") == ["timeout"]
+        assert wait_record(ws_server.addr, "tmo") == ["timeout"]
         ws.send(b"".join(frame(TEXT, m) for m in (b"a", b"b")))
         assert ws.recv_frame() == (True, TEXT, b"a")
         assert ws.recv_frame() == (True, TEXT, b"b")
         ws.send_frame(TEXT, b"c")
         assert ws.recv_frame() == (True, TEXT, b"c")
-        ws.send_frame(CLOSE, struct.pack("!H", 1000))
-        assert ws.recv_close()[0] == 1000
-    assert wait_record(ws_server, "tmo", 2)[1] == {"type": "websocket.disconnect", "code": 1000,
+        ws.close_normally()
+    assert wait_record(ws_server.addr, "tmo", 2)[1] == {"type": "websocket.disconnect", "code": 1000,
                                                     "reason": ""}
 
 
@@ -225,7 +205,7 @@ def test_server_keepalive_ping_and_timeout(ws_ping_server):
         assert op == PING and payload2 != payload
         # no answer this time: closed with 1011 once the pong is late
         assert ws.recv_close() == (1011, "keepalive ping timeout")
-        ws.send_frame(CLOSE, struct.pack("!H", 1011))
+        ws.send_frame(CLOSE, close_payload(1011))
         assert ws.read_eof()
 
 
@@ -233,17 +213,17 @@ def test_server_keepalive_ping_and_timeout(ws_ping_server):
 
 def test_client_close_with_code_and_reason(ws_server):
     with RawWS(ws_server.addr, "/echo?tag=cc") as ws:
-        ws.send_frame(CLOSE, struct.pack("!H", 4001) + "bye ✓".encode())
+        ws.send_frame(CLOSE, close_payload(4001, "bye ✓".encode()))
         assert ws.recv_close() == (4001, "bye ✓")      # echoed
         assert ws.read_eof()
-    assert wait_record(ws_server, "cc") == [{"type": "websocket.disconnect", "code": 4001, "reason": "bye ✓"}]
+    assert wait_record(ws_server.addr, "cc") == [{"type": "websocket.disconnect", "code": 4001, "reason": "bye ✓"}]
 
 
 def test_client_close_without_code(ws_server):
     with RawWS(ws_server.addr, "/echo?tag=nocode") as ws:
         ws.send_frame(CLOSE, b"")
         assert ws.recv_close() == (1005, "")            # an empty close echoed
-    assert wait_record(ws_server, "nocode") == [{"type": "websocket.disconnect", "code": 1005, "reason": ""}]
+    assert wait_record(ws_server.addr, "nocode") == [{"type": "websocket.disconnect", "code": 1005, "reason": ""}]
 
 
 def test_client_close_with_library(ws_server):
@@ -251,7 +231,7 @@ def test_client_close_with_library(ws_server):
         ws.send("x")
         assert ws.recv() == "x"
         ws.close(code=1001, reason="going")
-    assert wait_record(ws_server, "lib") == [{"type": "websocket.disconnect", "code": 1001, "reason": "going"}]
+    assert wait_record(ws_server.addr, "lib") == [{"type": "websocket.disconnect", "code": 1001, "reason": "going"}]
 
 
 def test_client_drops_connection(ws_server):
@@ -260,7 +240,7 @@ def test_client_drops_connection(ws_server):
     assert ws.recv_frame() == (True, TEXT, b"hi")
     ws.close()
     # uvicorn reports 1005 for a connection lost after the handshake
-    assert wait_record(ws_server, "drop") == [{"type": "websocket.disconnect", "code": 1005}]
+    assert wait_record(ws_server.addr, "drop") == [{"type": "websocket.disconnect", "code": 1005}]
 
 
 def test_server_close_with_code_and_reason(ws_server):
@@ -269,7 +249,7 @@ def test_server_close_with_code_and_reason(ws_server):
         with pytest.raises(ConnectionClosed) as exc:
             ws.recv()
         assert exc.value.rcvd.code == 4002 and exc.value.rcvd.reason == "done"
-    rec = wait_record(ws_server, "sc", 2)
+    rec = wait_record(ws_server.addr, "sc", 2)
     assert rec[0] == {"type": "websocket.receive", "text": "trigger"}
     assert rec[1] == {"type": "websocket.disconnect", "code": 4002, "reason": "done"}
 
@@ -280,7 +260,7 @@ def test_server_close_handshake_raw(ws_server):
         assert ws.recv_close() == (1000, "")
         # messages after the server's close are dropped; our close completes it
         ws.send_frame(TEXT, b"ignored")
-        ws.send_frame(CLOSE, struct.pack("!H", 1000))
+        ws.send_frame(CLOSE, close_payload(1000))
         assert ws.read_eof()
 
 
@@ -292,7 +272,7 @@ def test_oversize_message_is_1009(ws_small_server):
         assert ws.recv_frame() == (True, BINARY, b"x" * 1000)
         ws.send_frame(BINARY, b"x" * 1001)
         assert ws.recv_close() == (1009, "Message exceeds the maximum size (1000 bytes)")
-    assert wait_record(ws_small_server, "big")[0]["code"] == 1009
+    assert wait_record(ws_small_server.addr, "big")[0]["code"] == 1009
     # fragments add up
     with RawWS(ws_small_server.addr, "/echo") as ws:
         ws.send(frame(TEXT, b"a" * 600, fin=False) + frame(CONT, b"b" * 401))
@@ -309,7 +289,7 @@ def test_oversize_message_is_1009(ws_small_server):
     frame(TEXT, b"\xce", fin=False) + frame(CONT, b"A"),
     frame(TEXT, b"ok\xf0\x9f\x98"),
     frame(TEXT, b"\xed\xa0\x80"),                      # surrogate
-    frame(CLOSE, struct.pack("!H", 1000) + b"\xc3"),   # close reason
+    frame(CLOSE, close_payload(1000, b"\xc3")),         # close reason
 ])
 def test_invalid_utf8_is_1007(ws_server, data):
     with RawWS(ws_server.addr, "/echo?tag=utf8") as ws:
@@ -330,9 +310,9 @@ def test_invalid_utf8_is_1007(ws_server, data):
     frame(PING, b"a", fin=False),                   # fragmented control frame
     frame(PING, b"x" * 126),                        # control frame over 125 bytes
     frame(CLOSE, b"\x03"),                          # 1-byte close payload
-    frame(CLOSE, struct.pack("!H", 1005)),          # reserved close codes
-    frame(CLOSE, struct.pack("!H", 999)),
-    frame(CLOSE, struct.pack("!H", 5000)),
+    frame(CLOSE, close_payload(1005)),              # reserved close codes
+    frame(CLOSE, close_payload(999)),
+    frame(CLOSE, close_payload(5000)),
     bytes([0x82, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 1, 1, 2, 3, 4]),   # 64-bit length, top bit set
 ])
 def test_protocol_errors_are_1002(ws_server, data):
@@ -355,7 +335,7 @@ def test_denial_response(ws_server):
     assert r.headers["x-denied"] == "1"
     assert r.headers["content-type"] == "text/plain; charset=utf-8"
     assert r.headers["connection"] == "close"
-    assert wait_record(ws_server, "deny") == [{"type": "websocket.disconnect", "code": 1006}]
+    assert wait_record(ws_server.addr, "deny") == [{"type": "websocket.disconnect", "code": 1006}]
     ws_server.wait_for(r'"WebSocket /deny\?tag=deny" 401')
 
 
@@ -364,7 +344,7 @@ def test_close_before_accept_is_403(ws_server):
         with connect(url(ws_server, "/close-before-accept?tag=403")):
             pass
     assert exc.value.response.status_code == 403
-    assert wait_record(ws_server, "403") == [{"type": "websocket.disconnect", "code": 1006}]
+    assert wait_record(ws_server.addr, "403") == [{"type": "websocket.disconnect", "code": 1006}]
 
 
 @pytest.mark.parametrize("path", ["/raise", "/no-accept"])
@@ -398,18 +378,18 @@ def test_asgi_misuse_errors(ws_server):
     with connect(url(ws_server, "/misuse?tag=misuse")) as ws:
         with pytest.raises(ConnectionClosed):
             ws.recv()
-    assert wait_record(ws_server, "misuse") == [
+    assert wait_record(ws_server.addr, "misuse") == [
         "Expected ASGI message 'websocket.send' or 'websocket.close', but got 'http.response.start'."]
     with connect(url(ws_server, "/after-close?tag=after")) as ws:
         with pytest.raises(ConnectionClosed):
             ws.recv()
-    assert wait_record(ws_server, "after") == [
+    assert wait_record(ws_server.addr, "after") == [
         "Unexpected ASGI message 'websocket.send', after sending 'websocket.close'."]
     with pytest.raises(InvalidStatus) as exc:
         with connect(url(ws_server, "/deny-bad-status?tag=bad")):
             pass
     assert exc.value.response.status_code == 403
-    assert wait_record(ws_server, "bad") == ["Invalid HTTP status code '700' in response."]
+    assert wait_record(ws_server.addr, "bad") == ["Invalid HTTP status code '700' in response."]
 
 
 # ---- flow control ----
@@ -443,11 +423,10 @@ def test_backpressure_stops_reading(ws_server):
         if pending:
             ws.sock.sendall(pending)
             sent += 1
-        ws.send_frame(CLOSE, struct.pack("!H", 1000))
-        assert ws.recv_close()[0] == 1000
+        ws.close_normally()
     finally:
         ws.close()
-    assert wait_record(ws_server, "bp") == [{"messages": sent, "code": 1000}]
+    assert wait_record(ws_server.addr, "bp") == [{"messages": sent, "code": 1000}]
 
 
 def test_close_behind_buffered_messages(ws_server):
@@ -457,13 +436,13 @@ def test_close_behind_buffered_messages(ws_server):
     try:
         assert ws.recv_frame() == (True, TEXT, b"stalling")
         ws.send(b"".join(frame(BINARY, bytes([i])) for i in range(50))
-                + frame(CLOSE, struct.pack("!H", 1000)))
+                + frame(CLOSE, close_payload(1000)))
         with Conn(ws_server.addr) as c:
             assert c.request("GET", "/go?tag=cb").status == 200
         assert ws.recv_close()[0] == 1000
     finally:
         ws.close()
-    assert wait_record(ws_server, "cb") == [{"messages": 50, "code": 1000}]
+    assert wait_record(ws_server.addr, "cb") == [{"messages": 50, "code": 1000}]
 
 
 def test_send_waits_for_a_client_that_does_not_read(ws_server):
@@ -478,7 +457,7 @@ def test_send_waits_for_a_client_that_does_not_read(ws_server):
         # wait until the app stops making progress (each poll is a round trip, not a sleep)
         last, still = -1, 0
         while still < 50:
-            sent = len(record(ws_server, "fl"))
+            sent = len(record(ws_server.addr, "fl"))
             still = still + 1 if sent == last else 0
             last = sent
         assert sent < n, "every send() returned though the client read nothing"
@@ -487,7 +466,7 @@ def test_send_waits_for_a_client_that_does_not_read(ws_server):
         assert ws.recv_close()[0] == 1000
     finally:
         ws.close()
-    assert len(record(ws_server, "fl")) == n
+    assert len(record(ws_server.addr, "fl")) == n
 
 
 # ---- shutdown ----

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ServerProcess
-from rawhttp import Closed, Conn, build_request, get, wait_until
+from rawhttp import Closed, Conn, build_request, get, recv_to_eof, wait_until
 
 APP = "workers_app:app"
 
@@ -319,12 +319,7 @@ def test_graceful_stop_serves_a_request_already_queued():
         finally:
             srv.proc.send_signal(signal.SIGCONT)
         assert busy.read_response().status == 200
-        data = b""
-        while True:
-            chunk = late.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+        data = recv_to_eof(late)
         assert data.startswith(b"HTTP/1.1 200 OK"), data[:200]
         late.close()
         assert srv.proc.wait(timeout=20) == 0

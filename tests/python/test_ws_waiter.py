@@ -6,45 +6,23 @@ right after the core's poll, and through the TestClient's memory
 connections, where it is woken with loop.call_soon.  App:
 apps/ws_waiter_app.py.  No test depends on timings: the app says "ready"
 when its wait is under way, and the client only sends then."""
-import socket
-import struct
 import sys
 
 import pytest
 
 from celeris.testclient import TestClient
 from conftest import APPS_DIR, _server_fixture
-from rawhttp import Conn
-from wsraw import RawWS, frame
+from rawhttp import wait_record
+from wsraw import CLOSE, TEXT, RawWS, close_payload, frame
 
 sys.path.insert(0, str(APPS_DIR))
 import ws_waiter_app  # noqa: E402
 
-TEXT, CLOSE = 0x1, 0x8
 waiter_server = _server_fixture("waiter_server", "ws_waiter_app:app", "--ws-ping-interval", "0")
-
-
-def record(srv, tag):
-    with Conn(srv.addr) as c:
-        return c.request("GET", f"/record?tag={tag}").json()
-
-
-def wait_record(srv, tag, n):
-    for _ in range(500):
-        r = record(srv, tag)
-        if len(r) >= n:
-            return r
-        socket.create_connection(srv.addr).close()  # a round trip, not a sleep
-    raise AssertionError(f"record {tag!r} has {record(srv, tag)}")
 
 
 def ready(ws):
     assert ws.recv_frame() == (True, TEXT, b"ready")
-
-
-def close_normally(ws):
-    ws.send_frame(CLOSE, struct.pack("!H", 1000))
-    assert ws.recv_close()[0] == 1000
 
 
 # asyncio.timeout() exists from 3.11: on 3.10 that path is not a case at all
@@ -64,8 +42,8 @@ def test_cancelled_receive_then_next_message(waiter_server, path):
         ready(ws)
         ws.send_frame(TEXT, b"after")
         assert ws.recv_frame() == (True, TEXT, b"after")
-        close_normally(ws)
-    rec = wait_record(waiter_server, tag, 2)
+        ws.close_normally()
+    rec = wait_record(waiter_server.addr, tag, 2)
     assert rec[0] in ("timeout", "cancelled")
     assert rec[1] == DISCONNECT_1000
 
@@ -78,8 +56,8 @@ def test_receive_from_other_tasks(waiter_server):
         for i in range(12):
             ws.send_frame(TEXT, f"m{i}".encode())
             assert ws.recv_frame() == (True, TEXT, f"{i % 4}:m{i}".encode())
-        close_normally(ws)
-    assert wait_record(waiter_server, "modes", 1) == [DISCONNECT_1000]
+        ws.close_normally()
+    assert wait_record(waiter_server.addr, "modes", 1) == [DISCONNECT_1000]
 
 
 def test_many_messages_in_a_row(waiter_server):
@@ -89,8 +67,8 @@ def test_many_messages_in_a_row(waiter_server):
         ws.send(b"".join(frame(TEXT, f"n{i}".encode()) for i in range(300)))
         for i in range(300):
             assert ws.recv_frame() == (True, TEXT, f"n{i}".encode())
-        close_normally(ws)
-    assert wait_record(waiter_server, "many", 1) == [DISCONNECT_1000]
+        ws.close_normally()
+    assert wait_record(waiter_server.addr, "many", 1) == [DISCONNECT_1000]
 
 
 def test_many_connections_in_a_row(waiter_server):
@@ -105,7 +83,7 @@ def test_many_connections_in_a_row(waiter_server):
             for k, ws in enumerate(socks):
                 assert ws.recv_frame() == (True, TEXT, f"{k}.{r}".encode())
         for ws in socks:
-            close_normally(ws)
+            ws.close_normally()
     finally:
         for ws in socks:
             ws.close()
@@ -114,16 +92,16 @@ def test_many_connections_in_a_row(waiter_server):
 def test_disconnect_while_waiting(waiter_server):
     with RawWS(waiter_server.addr, "/disconnect?tag=dis-close") as ws:
         ready(ws)
-        ws.send_frame(CLOSE, struct.pack("!H", 4001) + b"gone")
+        ws.send_frame(CLOSE, close_payload(4001, b"gone"))
         assert ws.recv_close()[0] == 4001
-    assert wait_record(waiter_server, "dis-close", 1) == [
+    assert wait_record(waiter_server.addr, "dis-close", 1) == [
         {"type": "websocket.disconnect", "code": 4001, "reason": "gone"}]
 
 
 def test_connection_lost_while_waiting(waiter_server):
     with RawWS(waiter_server.addr, "/disconnect?tag=dis-drop") as ws:
         ready(ws)
-    assert wait_record(waiter_server, "dis-drop", 1) == [{"type": "websocket.disconnect", "code": 1005}]
+    assert wait_record(waiter_server.addr, "dis-drop", 1) == [{"type": "websocket.disconnect", "code": 1005}]
 
 
 def test_app_close_while_a_receive_waits(waiter_server):
@@ -131,8 +109,8 @@ def test_app_close_while_a_receive_waits(waiter_server):
     waiting meanwhile with the app's code and reason, as uvicorn."""
     with RawWS(waiter_server.addr, "/app-close?tag=appclose") as ws:
         assert ws.recv_close() == (4002, "bye")
-        ws.send_frame(CLOSE, struct.pack("!H", 4002))
-    assert wait_record(waiter_server, "appclose", 1) == [
+        ws.send_frame(CLOSE, close_payload(4002))
+    assert wait_record(waiter_server.addr, "appclose", 1) == [
         {"type": "websocket.disconnect", "code": 4002, "reason": "bye"}]
 
 
@@ -143,8 +121,8 @@ def test_second_receive_while_one_waits(waiter_server):
         assert ws.recv_frame() == (True, TEXT, b"first")
         ws.send_frame(TEXT, b"then")
         assert ws.recv_frame() == (True, TEXT, b"then")
-        close_normally(ws)
-    assert wait_record(waiter_server, "second", 2) == [
+        ws.close_normally()
+    assert wait_record(waiter_server.addr, "second", 2) == [
         "receive() called while another receive() is pending", DISCONNECT_1000]
 
 
@@ -157,8 +135,8 @@ def test_unawaited_receive_loses_nothing(waiter_server):
         assert ws.recv_frame() == (True, TEXT, b"kept")
         ws.send_frame(TEXT, b"more")
         assert ws.recv_frame() == (True, TEXT, b"more")
-        close_normally(ws)
-    assert wait_record(waiter_server, "unaw", 2) == ["unawaited", DISCONNECT_1000]
+        ws.close_normally()
+    assert wait_record(waiter_server.addr, "unaw", 2) == ["unawaited", DISCONNECT_1000]
 
 
 def test_contextvars_survive_the_wait(waiter_server):
@@ -167,7 +145,7 @@ def test_contextvars_survive_the_wait(waiter_server):
         for i in range(5):
             ws.send_frame(TEXT, b"x")
             assert ws.recv_frame() == (True, TEXT, f"v{i}:x".encode())
-        close_normally(ws)
+        ws.close_normally()
 
 
 # ---- the same through the TestClient (memory connections: woken with call_soon) ----

@@ -14,6 +14,7 @@ import struct
 import zlib
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+CONT, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA    # opcodes
 
 
 def accept_value(key: bytes) -> bytes:
@@ -26,6 +27,11 @@ def deflate(payload: bytes, compressor=None) -> bytes:
     data = c.compress(payload) + c.flush(zlib.Z_SYNC_FLUSH)
     assert data.endswith(b"\x00\x00\xff\xff")
     return data[:-4]
+
+
+def close_payload(code: int, reason: bytes = b"") -> bytes:
+    """A close frame's payload: the code, big-endian, then the reason."""
+    return struct.pack("!H", code) + reason
 
 
 def frame(op: int, payload: bytes, fin: bool = True, mask: bool = True, rsv: int = 0,
@@ -86,6 +92,11 @@ class RawWS:
     def send_frame(self, op: int, payload: bytes = b"", **kw) -> None:
         self.send(frame(op, payload, **kw))
 
+    def close_normally(self) -> None:
+        """Send a 1000 close and check that the server's close answers 1000."""
+        self.send_frame(CLOSE, close_payload(1000))
+        assert self.recv_close()[0] == 1000
+
     def _read(self, n: int) -> bytes | None:
         while len(self.buf) < n:
             try:
@@ -125,7 +136,7 @@ class RawWS:
             f = self.recv_frame()
             if f is None:
                 return None, ""
-            if f[1] == 0x8:
+            if f[1] == CLOSE:
                 payload = f[2]
                 if not payload:
                     return 1005, ""

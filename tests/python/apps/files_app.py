@@ -11,6 +11,8 @@ from fastapi import FastAPI, Request
 from starlette.responses import FileResponse, StreamingResponse
 from starlette.staticfiles import StaticFiles
 
+from asgi_common import query
+
 ROOT = tempfile.mkdtemp(prefix="celeris-files-")
 STATIC = os.path.join(ROOT, "static")
 os.makedirs(STATIC)
@@ -67,9 +69,7 @@ async def upload(request: Request):
 async def raw_pathsend(scope, receive, send):
     """Raw ASGI: pathsend with the head the query string describes --
     `cl` (a content-length, "" for none) -- and what send() did."""
-    from urllib.parse import parse_qs
-
-    q = {k: v[0] for k, v in parse_qs(scope["query_string"].decode()).items()}
+    q = query(scope)
     headers = [(b"content-type", b"application/octet-stream")]
     if q.get("cl"):
         headers.append((b"content-length", q["cl"].encode()))

@@ -28,22 +28,11 @@ import contextvars
 import hashlib
 import json
 import sys
-from urllib.parse import parse_qs
+
+from asgi_common import jsonable, query
 
 RECORD: dict[str, list] = {}
 REQ_VAR: contextvars.ContextVar = contextvars.ContextVar("req_var")
-
-
-def _jsonable(obj):
-    if isinstance(obj, bytes):
-        return obj.decode("latin-1")
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(x) for x in obj]
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if obj is None or isinstance(obj, (str, int, float, bool)):
-        return obj
-    return repr(obj)
 
 
 async def send_json(send, obj, status=200, headers=()):
@@ -60,6 +49,15 @@ async def send_text(send, text, status=200):
                 "headers": [(b"content-type", b"text/plain"),
                             (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
+
+
+async def send_recording_error(send, message, tag):
+    """send(message), recording under tag the RuntimeError it raised, if any."""
+    try:
+        await send(message)
+        RECORD.setdefault(tag, []).append("no error raised")
+    except RuntimeError as exc:
+        RECORD.setdefault(tag, []).append(f"RuntimeError: {exc}")
 
 
 async def read_body(receive, record=None):
@@ -110,11 +108,11 @@ async def app(scope, receive, send):
     root = scope.get("root_path", "")
     if root and path.startswith(root):
         path = path[len(root):]
-    qs = {k: v[0] for k, v in parse_qs(scope["query_string"].decode("latin-1")).items()}
+    qs = query(scope, "latin-1")
 
     if path == "/scope" or path.startswith("/scope/"):
         info, _ = await read_body(receive)
-        out = {k: _jsonable(v) for k, v in scope.items()}
+        out = {k: jsonable(v) for k, v in scope.items()}
         out["_body"] = info
         return await send_json(send, out)
 
@@ -190,12 +188,7 @@ async def app(scope, receive, send):
 
     if path == "/misuse/after-complete":
         await send_text(send, "done")
-        try:
-            await send({"type": "http.response.body", "body": b"extra"})
-            RECORD.setdefault(qs["tag"], []).append("no error raised")
-        except RuntimeError as exc:
-            RECORD.setdefault(qs["tag"], []).append(f"RuntimeError: {exc}")
-        return
+        return await send_recording_error(send, {"type": "http.response.body", "body": b"extra"}, qs["tag"])
 
     if path == "/asyncio":
         facts = {}
@@ -239,7 +232,7 @@ async def app(scope, receive, send):
         snapshot = dict(state) if state is not None else None
         if state is not None:
             state["mutated_by_request"] = True
-        return await send_json(send, {"state": _jsonable(snapshot)})
+        return await send_json(send, {"state": jsonable(snapshot)})
 
     if path == "/id":
         return await send_text(send, qs.get("n", ""))
@@ -285,38 +278,19 @@ async def app(scope, receive, send):
         await send({"type": "http.response.body", "body": b"def"})
         return
 
-    if path == "/misuse/too-long":
+    if path in ("/misuse/too-long", "/misuse/too-short"):
+        # a 5-byte body against content-length 3 or 10
+        length = b"3" if path == "/misuse/too-long" else b"10"
         await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-length", b"3")]})
-        try:
-            await send({"type": "http.response.body", "body": b"12345"})
-            RECORD.setdefault(qs["tag"], []).append("no error raised")
-        except RuntimeError as exc:
-            RECORD.setdefault(qs["tag"], []).append(f"RuntimeError: {exc}")
-        return
+                    "headers": [(b"content-length", length)]})
+        return await send_recording_error(send, {"type": "http.response.body", "body": b"12345"},
+                                          qs["tag"])
 
-    if path == "/misuse/too-short":
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-length", b"10")]})
+    if path in ("/misuse/bad-header", "/misuse/bad-header-name"):
+        header = ((b"x-bad", b"a\r\nx-injected: 1") if path == "/misuse/bad-header"
+                  else (b"x bad", b"v"))
         try:
-            await send({"type": "http.response.body", "body": b"12345"})
-            RECORD.setdefault(qs["tag"], []).append("no error raised")
-        except RuntimeError as exc:
-            RECORD.setdefault(qs["tag"], []).append(f"RuntimeError: {exc}")
-        return
-
-    if path == "/misuse/bad-header":
-        try:
-            await send({"type": "http.response.start", "status": 200,
-                        "headers": [(b"x-bad", b"a\r\nx-injected: 1")]})
-            return await send({"type": "http.response.body", "body": b"no error raised"})
-        except RuntimeError as exc:
-            return await send_text(send, f"RuntimeError: {exc}")
-
-    if path == "/misuse/bad-header-name":
-        try:
-            await send({"type": "http.response.start", "status": 200,
-                        "headers": [(b"x bad", b"v")]})
+            await send({"type": "http.response.start", "status": 200, "headers": [header]})
             return await send({"type": "http.response.body", "body": b"no error raised"})
         except RuntimeError as exc:
             return await send_text(send, f"RuntimeError: {exc}")

@@ -32,26 +32,11 @@ HTTP routes:
 import asyncio
 import json
 from collections.abc import Mapping
-from urllib.parse import parse_qs
+
+from asgi_common import jsonable, lifespan_ok, query
 
 RECORD: dict[str, list] = {}
 GO: dict[str, asyncio.Event] = {}
-
-
-def _jsonable(obj):
-    if isinstance(obj, bytes):
-        return obj.decode("latin-1")
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(x) for x in obj]
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if obj is None or isinstance(obj, (str, int, float, bool)):
-        return obj
-    return repr(obj)
-
-
-def _q(scope):
-    return {k: v[0] for k, v in parse_qs(scope["query_string"].decode()).items()}
 
 
 def _event(name):
@@ -62,10 +47,10 @@ def _event(name):
 
 
 async def http_app(scope, receive, send):
-    q = _q(scope)
+    q = query(scope)
     path = scope["path"]
     if path == "/record":
-        body = json.dumps(_jsonable(RECORD.get(q.get("tag", ""), []))).encode()
+        body = json.dumps(jsonable(RECORD.get(q.get("tag", ""), []))).encode()
     elif path == "/go":
         _event(q["tag"]).set()
         body = b"ok"
@@ -78,18 +63,12 @@ async def http_app(scope, receive, send):
 
 async def app(scope, receive, send):
     if scope["type"] == "lifespan":
-        while True:
-            msg = await receive()
-            if msg["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            else:
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        return await lifespan_ok(receive, send)
     if scope["type"] == "http":
         return await http_app(scope, receive, send)
     assert scope["type"] == "websocket"
     path = scope["path"]
-    q = _q(scope)
+    q = query(scope)
     rec = RECORD.setdefault(q.get("tag", ""), [])
     msg = await receive()
     assert msg == {"type": "websocket.connect"}, msg
@@ -111,7 +90,7 @@ async def app(scope, receive, send):
     elif path == "/scope":
         await send({"type": "websocket.accept"})
         s = dict(scope)
-        await send({"type": "websocket.send", "text": json.dumps(_jsonable(s))})
+        await send({"type": "websocket.send", "text": json.dumps(jsonable(s))})
         await send({"type": "websocket.close", "code": 1000})
     elif path == "/headers":
         await send({"type": "websocket.accept", "headers": [(b"x-extra", b"yes"), (b"Set-Cookie", b"a=b")]})

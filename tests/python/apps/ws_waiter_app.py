@@ -24,14 +24,11 @@ what it saw under ?tag=T (GET /record?tag=T returns the list as JSON).
 import asyncio
 import contextvars
 import json
-from urllib.parse import parse_qs
+
+from asgi_common import lifespan_ok, query
 
 RECORD: dict[str, list] = {}
 VAR: contextvars.ContextVar = contextvars.ContextVar("VAR", default="unset")
-
-
-def _q(scope):
-    return {k: v[0] for k, v in parse_qs(scope["query_string"].decode()).items()}
 
 
 async def _text(send, text):
@@ -60,14 +57,8 @@ async def _until_waiting(waiter_task):
 
 async def app(scope, receive, send):
     if scope["type"] == "lifespan":
-        while True:
-            msg = await receive()
-            if msg["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            else:
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-    q = _q(scope)
+        return await lifespan_ok(receive, send)
+    q = query(scope)
     rec = RECORD.setdefault(q.get("tag", ""), [])
     if scope["type"] == "http":
         body = json.dumps(RECORD.get(q.get("tag", ""), [])).encode()
