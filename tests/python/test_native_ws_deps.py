@@ -183,6 +183,26 @@ def make_app(**kw) -> FastAPI:
         await websocket.send_text("plain")
         await websocket.close()
 
+    def inner_dep(i: int = 0, x_i: Annotated[int, Header()] = 0) -> int:
+        EVENTS.append("inner")
+        return i
+
+    def outer_dep(v: Annotated[int, Depends(inner_dep)], o: int = 0) -> int:
+        EVENTS.append("outer")
+        return v + o
+
+    @app.websocket("/nested")
+    async def nested(websocket: WebSocket, a: Annotated[int, Depends(outer_dep)],
+                     b: Annotated[int, Depends(inner_dep)],
+                     c: Annotated[int, Depends(inner_dep, use_cache=False)], e: int = 0):
+        await websocket.accept()
+        await websocket.send_text(f"{a}:{b}:{c}:{e}")
+        await websocket.close()
+
+    @app.websocket("/sync-endpoint")
+    def sync_endpoint(websocket: WebSocket, n: int = 0):
+        EVENTS.append(("sync endpoint", n))
+
     @app.exception_handler(Boom)
     async def on_boom(websocket: WebSocket, exc: Boom):
         EVENTS.append("handler")
@@ -344,6 +364,25 @@ def test_validation_error_after_accept(clients):
     # both tiers alike (uvicorn's protocols raise too: reason.encode())
     got, _ = both(clients, "/late-invalid?n=x", receive=0)
     assert got == [("TypeError", "bad argument type for built-in operation")]
+
+
+def test_nested_errors_repeated_as_fastapi_repeats_them(clients):
+    got, ev = both(clients, "/nested?i=1&o=2&e=3", headers={"x-i": "4"})
+    assert text(got) == "3:1:1:3" and ev == ["inner", "outer", "inner"]
+    # inner_dep's errors come once per occurrence (cached or not), outer's own after them
+    got, ev = both(clients, "/nested?i=x&o=y&e=z", headers={"x-i": "w"})
+    reason = str(got[-1][2])
+    assert got[-1][:2] == ("closed", 1008) and ev == []
+    assert reason.count("'query', 'i'") == 3 and reason.count("'header', 'x-i'") == 3
+    assert reason.index("'query', 'o'") < reason.index("'query', 'e'")
+    got, ev = both(clients, "/nested?o=y")
+    assert got[-1][:2] == ("closed", 1008) and ev == ["inner", "inner"]
+
+
+def test_sync_endpoint_fails_as_in_fastapi(clients):
+    got, ev = both(clients, "/sync-endpoint?n=2", receive=0)
+    assert ev == [("sync endpoint", 2)]
+    assert got[0][0] == "TypeError"
 
 
 def test_no_dependencies(clients):
