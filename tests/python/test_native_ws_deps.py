@@ -14,7 +14,7 @@ import pytest
 from conftest import native_and_asgi_clients
 from fastapi import (APIRouter, Body, Cookie, Depends, FastAPI, Header, Path, Query, Security,
                      WebSocket, WebSocketException, status)
-from fastapi.security import SecurityScopes
+from fastapi.security import APIKeyHeader, OAuth2PasswordBearer, SecurityScopes
 from pydantic import BaseModel
 from starlette.background import BackgroundTasks
 from starlette.requests import HTTPConnection, Request
@@ -99,6 +99,17 @@ def scoped(security_scopes: SecurityScopes, user: str = "u") -> str:
     return user
 
 
+oauth2 = OAuth2PasswordBearer(tokenUrl="token", scopes={"read": "read", "admin": "admin"})
+
+
+async def current_user(security_scopes: SecurityScopes,
+                       token: Annotated[str, Depends(oauth2)]) -> str:
+    EVENTS.append(("current_user", security_scopes.scope_str))
+    if token == "weak" and "admin" in security_scopes.scopes:
+        raise WebSocketException(code=4403, reason="not admin")
+    return token
+
+
 def counted() -> int:
     EVENTS.append("counted")
     return len(EVENTS)
@@ -160,6 +171,17 @@ def make_app(**kw) -> FastAPI:
                      again: Annotated[str, Security(scoped, scopes=["admin"])]):
         await websocket.accept()
         await websocket.send_text(f"{user}:{again}")
+        await websocket.close()
+
+    @app.websocket("/oauth")
+    async def oauth(websocket: WebSocket,
+                    user: Annotated[str, Security(current_user, scopes=["read"])],
+                    key: Annotated[Optional[str], Depends(APIKeyHeader(name="x-key", auto_error=False))],
+                    admin: bool = False):
+        if admin:
+            await current_user(SecurityScopes(["admin"]), user)
+        await websocket.accept()
+        await websocket.send_text(f"{user}:{key}")
         await websocket.close()
 
     @app.websocket("/model")
@@ -233,10 +255,13 @@ def session(client, url, sends=(), receive=1, until=None, **kw):
                 deadline = time.monotonic() + 10
                 while until not in EVENTS and time.monotonic() < deadline:
                     time.sleep(0.001)
-    except WebSocketDisconnect as exc:
-        out.append(("closed", exc.code, exc.reason))
     except Exception as exc:
-        out.append((type(exc).__name__, str(exc)[:300]))
+        if hasattr(exc, "status_code"):   # denial: starlette's WebSocketDenialResponse
+            out.append((type(exc).__name__, exc.status_code, exc.content))
+        elif isinstance(exc, WebSocketDisconnect):
+            out.append(("closed", exc.code, exc.reason))
+        else:
+            out.append((type(exc).__name__, str(exc)[:300]))
     return out
 
 
@@ -349,6 +374,16 @@ def test_security_scopes(clients):
     got, ev = both(clients, "/secure?user=ann")
     assert text(got) == "ann:ann"
     assert ev == [("scopes", ("read", "write"), "read write"), ("scopes", ("admin",), "admin")]
+
+
+def test_security_classes(clients):
+    got, ev = both(clients, "/oauth", headers={"authorization": "Bearer tok", "x-key": "k"})
+    assert text(got) == "tok:k" and ev == [("current_user", "read")]
+    # no credentials: OAuth2PasswordBearer's 401 HTTPException, a denial response
+    got, ev = both(clients, "/oauth")
+    assert got[-1][:2] == ("WebSocketDenialResponse", 401) and ev == []
+    got, _ = both(clients, "/oauth?admin=1", headers={"authorization": "Bearer weak"})
+    assert got[-1] == ("closed", 4403, "not admin")
 
 
 def test_query_parameter_model(clients):
