@@ -51,6 +51,7 @@ _KNOWN: dict[str, dict[str, str]] = {
     "APIWebSocketRoute.__init__": {"5fc5a0fba70a6c99": "0.162.5, 0.165.0"},
     "solve_dependencies": {"9cd7c36098734866": "0.162.5", "19825365bd06b12b": "0.165.0"},
     "request_params_to_args": {"e028df88c5ead125": "0.162.5, 0.165.0"},
+    "_get_multidict_value": {"1c0a3bde8f297e56": "0.162.5, 0.165.0"},
 }
 
 _known_result: list = []
@@ -68,7 +69,8 @@ def _functions() -> dict[str, Any]:
             "websocket_session": routing.websocket_session,
             "APIWebSocketRoute.__init__": routing.APIWebSocketRoute.__init__,
             "solve_dependencies": utils.solve_dependencies,
-            "request_params_to_args": utils.request_params_to_args}
+            "request_params_to_args": utils.request_params_to_args,
+            "_get_multidict_value": utils._get_multidict_value}
 
 
 def fastapi_known() -> str:
@@ -141,33 +143,50 @@ def route_parts(route: Any) -> tuple[Any, Any]:
     return cells["dependant"], provider
 
 
-def _param_reader(fields: list) -> Callable:
-    """FastAPI's request_params_to_args(fields, received) with each field's
-    static part (parameter model, aliases, location) computed once."""
+def _param_reader(fields: list, kind: str) -> Callable:
+    """FastAPI's request_params_to_args(fields, received) for `kind`'s
+    source (path: a dict, query: QueryParams, header: Headers, cookie: a
+    dict) with each field's static part computed once: its parameter model,
+    its request aliases (one alias: no lookup to choose), and
+    _get_multidict_value's decisions (a sequence annotation and not Json:
+    getlist on QueryParams/Headers; an empty sequence is missing)."""
     from fastapi import params
     from fastapi.dependencies import utils as du
 
+    multi_source = kind in ("query", "header")      # ImmutableMultiDict / Headers
     plan = []
     for field in fields:
         model = du._get_param_model(field)
-        if model is None and not isinstance(field.field_info, params.Param):
+        if model is not None:
+            plan.append((field, field.name, model, None, None, False, False))
+            continue
+        if not isinstance(field.field_info, params.Param):
             raise _Reject("parameter that is not a Param")
-        aliases = du._get_param_aliases(field) if model is None else None
-        in_ = field.field_info.in_.value if model is None else None
-        plan.append((field, field.name, model, aliases, in_))
+        aliases = du._get_param_aliases(field)
+        if not aliases:
+            raise _Reject("parameter without an alias")
+        seq = bool(du.field_annotation_is_sequence(field.field_info.annotation))
+        getlist = multi_source and seq and not du._is_json_field(field)
+        plan.append((field, field.name, None, aliases if len(aliases) > 1 else aliases[0][1],
+                     field.field_info.in_.value, seq, getlist))
     model_to_args = du._request_param_model_to_args
-    multidict_value = du._get_multidict_value
     validate = du._validate_value_with_model_field
+    undefined = du.Undefined
 
     def read(received: Any) -> tuple[dict, list]:
         values: dict[str, Any] = {}
         errors: list[Any] = []
-        for field, name, model, aliases, in_ in plan:
+        for field, name, model, aliases, in_, seq, getlist in plan:
             if model is not None:
                 v_, errors_ = model_to_args(field, model, received)
             else:
-                _, alias = next((pair for pair in aliases if pair[1] in received), aliases[0])
-                value = multidict_value(field, received, alias=alias)
+                if type(aliases) is str:
+                    alias = aliases
+                else:
+                    _, alias = next((pair for pair in aliases if pair[1] in received), aliases[0])
+                value = received.getlist(alias) if getlist else received.get(alias, None)
+                if value is None or (seq and len(value) == 0):
+                    value = undefined
                 v_, errors_ = validate(field=field, value=value, values=values, loc=(in_, alias))
             if errors_:
                 errors.extend(errors_)
@@ -250,7 +269,7 @@ class WsBuilder:
                                      ("cookie", dependant.cookie_params, "_ck")):
             if not fields:
                 continue
-            reader = self._name("r", _param_reader(list(fields)))
+            reader = self._name("r", _param_reader(list(fields), kind))
             pv, pe = self._name("pv"), self._name("pe")
             self.lines.append(f"{pv}, {pe} = {reader}({source})")
             own.append((pv, fields))
