@@ -263,10 +263,12 @@ class WsBuilder:
             if key not in self.cache:
                 self.cache[key] = var
         own = []
+        # read where FastAPI reads them (after this node's sub-dependencies
+        # ran); the WebSocket caches its QueryParams, Headers and cookies
         for kind, fields, source in (("path", dependant.path_params, "_ws.path_params"),
-                                     ("query", dependant.query_params, "_qp"),
-                                     ("header", dependant.header_params, "_hd"),
-                                     ("cookie", dependant.cookie_params, "_ck")):
+                                     ("query", dependant.query_params, "_ws.query_params"),
+                                     ("header", dependant.header_params, "_ws.headers"),
+                                     ("cookie", dependant.cookie_params, "_ws.cookies")):
             if not fields:
                 continue
             reader = self._name("r", _param_reader(list(fields), kind))
@@ -316,15 +318,7 @@ class WsBuilder:
         self.ns.update(_solve_generator=du._solve_generator, _SecurityScopes=SecurityScopes,
                        _run_in_threadpool=getattr(du, "run_in_threadpool", run_in_threadpool),
                        _fail=_failer(d, WebSocketRequestValidationError))
-        body = []
-        src = "\n".join(self.lines)
-        if "_qp" in src:
-            body.append("_qp = _ws.query_params")
-        if "_hd" in src:
-            body.append("_hd = _ws.headers")
-        if "_ck" in src:
-            body.append("_ck = _ws.cookies")
-        body += self.lines
+        body = list(self.lines)
         if err:
             body.append(f"if {err}: _fail(_ws, {err})")
         body.append(f"await {endpoint}({kwargs})")
