@@ -6,6 +6,7 @@ the client sees (messages, close code and reason) and the calls and
 teardowns the app records must be identical.  The native run must have
 been solved by the compiled runner (websocket.compiled), or, for the
 declined cases, by FastAPI's own route app, with the reason reported."""
+import inspect
 import time
 import warnings
 from typing import Annotated, Optional
@@ -493,6 +494,15 @@ def declined_app() -> FastAPI:
 
     app.router.add_websocket_route("/starlette", starlette_ws)
 
+    limited = {"max_concurrency": 2} if "max_concurrency" in inspect.signature(Depends).parameters else None
+    if limited is not None:       # FastAPI >= 0.165
+        @app.websocket("/limited")
+        async def limited_route(websocket: WebSocket,
+                                v: Annotated[int, Depends(counted, **limited)]):
+            await websocket.accept()
+            await websocket.send_text("limited")
+            await websocket.close()
+
     route = next(r for r in app.router.routes if getattr(r, "path", "") == "/replaced")
     original = route.app
 
@@ -513,6 +523,10 @@ def test_declines_with_reasons():
     assert rep["/replaced"] == ("", "route.app replaced")
     assert rep["/starlette"] == ("", "WebSocketRoute (no FastAPI dependencies)")
     c = native_and_asgi_clients(app)
+    if "/limited" in rep:
+        assert rep["/limited"] == ("", "dependency with a concurrency limit")
+        got, ev = both(c, "/limited", compiled=False)
+        assert text(got) == "limited" and ev == ["counted"]
     got, _ = both(c, "/bg", compiled=False)
     assert text(got) == "BackgroundTasks"
     got, ev = both(c, "/replaced?n=2", compiled=False)
