@@ -494,15 +494,6 @@ def declined_app() -> FastAPI:
 
     app.router.add_websocket_route("/starlette", starlette_ws)
 
-    limited = {"max_concurrency": 2} if "max_concurrency" in inspect.signature(Depends).parameters else None
-    if limited is not None:       # FastAPI >= 0.165
-        @app.websocket("/limited")
-        async def limited_route(websocket: WebSocket,
-                                v: Annotated[int, Depends(counted, **limited)]):
-            await websocket.accept()
-            await websocket.send_text("limited")
-            await websocket.close()
-
     route = next(r for r in app.router.routes if getattr(r, "path", "") == "/replaced")
     original = route.app
 
@@ -523,10 +514,7 @@ def test_declines_with_reasons():
     assert rep["/replaced"] == ("", "route.app replaced")
     assert rep["/starlette"] == ("", "WebSocketRoute (no FastAPI dependencies)")
     c = native_and_asgi_clients(app)
-    if "/limited" in rep:
-        assert rep["/limited"] == ("", "dependency with a concurrency limit")
-        got, ev = both(c, "/limited", compiled=False)
-        assert text(got) == "limited" and ev == ["counted"]
+
     got, _ = both(c, "/bg", compiled=False)
     assert text(got) == "BackgroundTasks"
     got, ev = both(c, "/replaced?n=2", compiled=False)
@@ -535,6 +523,37 @@ def test_declines_with_reasons():
     assert text(got) == "starlette"
     got, _ = both(c, "/body", compiled=False)
     assert text(got) == "1"
+
+
+@pytest.mark.skipif("max_concurrency" not in inspect.signature(Depends).parameters,
+                    reason="FastAPI < 0.165 has no dependency concurrency limits")
+def test_concurrency_limited_dependencies():
+    app = FastAPI()
+
+    async def slow(n: int = 0) -> int:
+        EVENTS.append(("slow", n))
+        return n
+
+    async def limited_gen():
+        EVENTS.append("gen in")
+        yield "g"
+        EVENTS.append("gen out")
+
+    @app.websocket("/limited")
+    async def limited(websocket: WebSocket,
+                      a: Annotated[int, Depends(slow, max_concurrency=1)],
+                      b: Annotated[int, Depends(counted, max_concurrency=2)],
+                      g: Annotated[str, Depends(limited_gen, max_concurrency=1)]):
+        await websocket.accept()
+        await websocket.send_text(f"{a}:{g}")
+        await websocket.close()
+        EVENTS.append("done")
+
+    c = native_and_asgi_clients(app)
+    got, ev = both(c, "/limited?n=4", until="gen out")
+    assert text(got) == "4:g" and ev == [("slow", 4), "counted", "gen in", "done", "gen out"]
+    got, ev = both(c, "/limited?n=x")
+    assert got[-1][:2] == ("closed", 1008) and ev == ["counted", "gen in"]   # no finally: the error ends it
 
 
 def test_route_app_replaced_after_compiling():

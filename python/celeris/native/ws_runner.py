@@ -23,9 +23,11 @@ session -- so `compile_route` unrolls it once into one generated coroutine
   exactly when its first occurrence failed (its parameters are still
   validated again, as FastAPI re-solves the subtree);
 * generators go through FastAPI's `_solve_generator` (its cancel scopes and
-  cleanup bookkeeping live in `websocket.scope`, which the endpoint sees),
-  on the function stack for scope="function", else the request stack;
-  coroutines are awaited, anything else runs in `run_in_threadpool`;
+  cleanup bookkeeping live in `websocket.scope`, which the endpoint sees;
+  it applies a dependency's concurrency limit itself), on the function
+  stack for scope="function", else the request stack; coroutines are
+  awaited, anything else runs in `run_in_threadpool`, inside the
+  dependency's semaphore when it has a concurrency limit (FastAPI 0.165);
 * errors raise WebSocketRequestValidationError with FastAPI's endpoint
   context (`WS <mount path><route path>`) after `_validation_failed`, as
   get_websocket_app does; the app's handlers (1008 + the errors as reason
@@ -232,8 +234,6 @@ class WsBuilder:
         errs: list[str] = []
         err = self._name("e")
         for sub in dependant.dependencies:
-            if getattr(sub, "concurrency", None) is not None:
-                raise _Reject("dependency with a concurrency limit")
             sub_values, sub_err = self.solve(sub)
             if sub_err:
                 errs.append(sub_err)
@@ -253,6 +253,11 @@ class WsBuilder:
                         _solve_generator).parameters else ""
                     line = (f"{var} = await _solve_generator(dependant={dep}, stack={stack}, "
                             f"sub_values={sv}{req})")
+                elif getattr(sub, "concurrency", None) is not None:
+                    # FastAPI >= 0.165: the call inside the dependency's semaphore
+                    dep = self._name("d", sub)
+                    way = "_limited_async" if m._is_coroutine_callable(call) else "_limited_sync"
+                    line = f"{var} = await {way}({dep}, {fn}, dict({kwargs}))"
                 elif m._is_coroutine_callable(call):
                     line = f"{var} = await {fn}({kwargs})"
                 else:
@@ -315,8 +320,19 @@ class WsBuilder:
         values, err = self.solve(d)
         endpoint = self._name("endpoint", d.call)
         kwargs = ", ".join(f"{k}={v}" for k, v in values.items())
+        pool = getattr(du, "run_in_threadpool", run_in_threadpool)
+
+        async def _limited_async(dep: Any, call: Any, kwargs: dict) -> Any:
+            async with dep.concurrency.get_semaphore():
+                return await call(**kwargs)
+
+        async def _limited_sync(dep: Any, call: Any, kwargs: dict) -> Any:
+            async with dep.concurrency.get_semaphore():
+                return await pool(call, **kwargs)
+
         self.ns.update(_solve_generator=du._solve_generator, _SecurityScopes=SecurityScopes,
-                       _run_in_threadpool=getattr(du, "run_in_threadpool", run_in_threadpool),
+                       _run_in_threadpool=pool, _limited_async=_limited_async,
+                       _limited_sync=_limited_sync,
                        _fail=_failer(d, WebSocketRequestValidationError))
         body = list(self.lines)
         if err:
