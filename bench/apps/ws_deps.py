@@ -1,6 +1,8 @@
 """FastAPI WebSocket route with parameters and dependencies, for per-session
 instruction counts (bench/ws_instructions.py --sessions): each session is
-accepted, sent one text message and closed by the server.
+accepted, sent one text message and closed by the server.  /ws/{room}: path,
+query and header parameters, a Depends chain with a yield dependency and a
+def dependency; /plain: none.
 GET / answers {"hello":"world"} (readiness)."""
 from typing import Annotated
 
@@ -35,4 +37,11 @@ async def room(websocket: WebSocket, room: str, n: int = 1,
                who: Annotated[str, Depends(user)] = ""):
     await websocket.accept()
     await websocket.send_text(f"{room}:{n}:{sess}:{who}")
+    await websocket.close()
+
+
+@app.websocket("/plain")
+async def plain(websocket: WebSocket):
+    await websocket.accept()
+    await websocket.send_text("plain")
     await websocket.close()

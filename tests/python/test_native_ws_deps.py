@@ -584,6 +584,15 @@ def test_unknown_fastapi_version_declines(monkeypatch):
     monkeypatch.setattr(ws_runner, "_known_result", [])
 
 
+def test_runner_switched_off(monkeypatch):
+    monkeypatch.setenv("CELERIS_WS_RUNNER", "0")
+    app = make_app()
+    rep = {r.path: rwhy for r, _, rwhy in nws.ws_report(app, detail=True)}
+    assert rep["/plain"] == "compiled websocket runner off (CELERIS_WS_RUNNER=0)"
+    got, _ = both(native_and_asgi_clients(app), "/items/5", compiled=False)
+    assert '"item_id":5' in text(got)
+
+
 def test_known_hashes_match_installed_fastapi():
     import fastapi
 

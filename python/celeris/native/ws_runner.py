@@ -37,12 +37,14 @@ Only FastAPI versions whose relevant functions have a known source (by
 SHA-256 of `inspect.getsource`) are compiled: 0.162.5 and 0.165.0.
 `compile_route(route)` returns (run, provider, "") or (None, None, reason);
 a declined route keeps FastAPI's own route.app (still dispatched without
-the middleware stack by native/websocket.py).
+the middleware stack by native/websocket.py).  CELERIS_WS_RUNNER=0 declines
+every route (diagnosis, before/after measurements).
 """
 from __future__ import annotations
 
 import hashlib
 import inspect
+import os
 from typing import Any, Callable, Optional
 
 # sha256(inspect.getsource(f))[:16] of the functions the runner reproduces,
@@ -372,6 +374,8 @@ def _failer(dependant: Any, error_class: type) -> Callable:
 def compile_route(route: Any) -> tuple[Optional[Callable], Any, str]:
     """(run, dependency_overrides_provider, "") for a route the runner
     reproduces, else (None, None, reason)."""
+    if os.environ.get("CELERIS_WS_RUNNER", "1") == "0":
+        return None, None, "compiled websocket runner off (CELERIS_WS_RUNNER=0)"
     why = fastapi_known()
     if why:
         return None, None, why
