@@ -13,8 +13,15 @@ connection, then reads every echo back, so with -c 16 the server sees up to
     python3 bench/ws_instructions.py                 # 1 connection, 2000 messages
     python3 bench/ws_instructions.py -c 1 -c 16      # one figure per connection count
     python3 bench/ws_instructions.py --json out.json --size 64
+    python3 bench/ws_instructions.py --sessions --app ws_deps:app --path '/ws/lobby?n=3'
 
-Output: one line per connection count (instructions per message).
+--sessions counts whole sessions instead of messages: handshake, the server's
+first message, its close (answered), one connection at a time
+(bench/apps/ws_deps.py: a route with path/query/header parameters and
+dependencies, accepted, one message, closed by the server).
+
+Output: one line per connection count (instructions per message), or
+instructions per session.
 """
 from __future__ import annotations
 
@@ -82,6 +89,46 @@ def _rounds(socks: list[socket.socket], frame: bytes, size: int, n: int) -> None
             _read_echo(s, size)
 
 
+def _read_frames_to_close(sock: socket.socket, buf: bytes) -> None:
+    """Reads unmasked server frames (after `buf`, bytes already received)
+    until the close frame."""
+    while True:
+        while len(buf) < 2 or len(buf) < 2 + (buf[1] & 0x7F):
+            if len(buf) >= 2 and (buf[1] & 0x7F) >= 126:
+                raise SystemExit("long frame in --sessions mode")
+            chunk = sock.recv(4096)
+            if not chunk:
+                raise SystemExit("server closed the connection")
+            buf += chunk
+        n = 2 + (buf[1] & 0x7F)
+        op, buf = buf[0] & 0x0F, buf[n:]
+        if op == 0x8:
+            return
+
+
+def _sessions(port: int, path: str, n: int) -> None:
+    """n sessions: handshake, read frames up to the server's close, answer it."""
+    for _ in range(n):
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        key = base64.b64encode(os.urandom(16)).decode()
+        sock.sendall((f"GET {path} HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\n"
+                      f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                      "User-Agent: bench\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = sock.recv(4096)
+            if not chunk:
+                raise SystemExit("server closed the connection during the handshake")
+            head += chunk
+        if not head.startswith(b"HTTP/1.1 101"):
+            raise SystemExit(f"handshake refused: {head.splitlines()[0]!r}")
+        _read_frames_to_close(sock, head.split(b"\r\n\r\n", 1)[1])
+        sock.sendall(struct.pack("!BB", 0x88, 0x82) + b"\0\0\0\0" + struct.pack("!H", 1000))
+        sock.recv(16)      # the server's shutdown: EOF
+        sock.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-c", "--connections", type=int, action="append",
@@ -92,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=13, help="payload bytes (13)")
     p.add_argument("--app", default="ws_echo:app", help="APP in bench/apps (ws_echo:app)")
     p.add_argument("--path", default="/ws")
+    p.add_argument("--sessions", action="store_true",
+                   help="count instructions per session (-n sessions, default 300) instead of per message")
     p.add_argument("--json", type=Path, help="write the figures here")
     p.add_argument("--celeris-args", default="", help="extra `celeris run` arguments")
     args = p.parse_args(argv)
@@ -100,6 +149,19 @@ def main(argv: list[str] | None = None) -> int:
     server, port, tmp = start_server(
         args.app, ["--ws-per-message-deflate", "false", "--ws-ping-interval", "0",
                    *args.celeris_args.split()], "celeris-callgrind-ws-")
+    if args.sessions:
+        n = args.messages if args.messages != 2000 else 300
+        try:
+            _sessions(port, args.path, max(1, args.warmup // 10))
+            total = count(server, tmp, lambda: _sessions(port, args.path, n))
+        finally:
+            stop_server(server)
+        print(f"{total / n:,.0f} instructions per session ({args.app} {args.path})")
+        if args.json:
+            args.json.write_text(json.dumps({"app": args.app, "path": args.path, "sessions": n,
+                                             "instructions_per_session": round(total / n)},
+                                            indent=2) + "\n")
+        return 0
     results = {}
     frame = _frame(b"x" * args.size)
     try:

@@ -144,8 +144,11 @@ def show_routes(app_spec: str, app_dir: str, factory: bool) -> int:
     try:
         from celeris.native.websocket import ws_report
 
-        for r, why in ws_report(app):
-            rows.append(("WS", getattr(r, "path", "?"), "asgi" if why else "native", why))
+        for r, why, runner_why in ws_report(app, detail=True):
+            if not why and runner_why:
+                why = f"dependencies solved by FastAPI: {runner_why}"
+            rows.append(("WS", getattr(r, "path", "?"), "asgi" if why and not runner_why else "native",
+                         why))
     except Exception as exc:   # the report only: never fails the command
         rows.append(("WS", "*", "asgi", f"compiler: {type(exc).__name__}: {exc}"))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]

@@ -503,6 +503,10 @@ static PyObject *send_data(CycleObject *cy, PyObject *msg)
     return Py_NewRef(st->ready_none);
 }
 
+/* websocket.close after accept: `code` (None: 1000) and `reason` (a str;
+ * None: empty) go out as the close frame.  New reference to the ready
+ * awaitable, or NULL with TypeError (a reason that is not a str) or
+ * ValueError (an invalid code) set. */
 static PyObject *send_close(CycleObject *cy, PyObject *msg)
 {
     celeris_state *st = cy->server->st;
@@ -519,6 +523,14 @@ static PyObject *send_close(CycleObject *cy, PyObject *msg)
     const char *rp = "";
     Py_ssize_t rn = 0;
     if (reason != Py_None) {
+        if (!PyUnicode_Check(reason)) {
+            /* FastAPI's validation handler passes the error list; uvicorn's
+             * protocols fail on it too (reason.encode()). */
+            PyErr_Format(PyExc_TypeError, "websocket.close 'reason' must be a str, not %.100s",
+                         Py_TYPE(reason)->tp_name);
+            Py_DECREF(reason);
+            return NULL;
+        }
         rp = PyUnicode_AsUTF8AndSize(reason, &rn);
         if (!rp) {
             Py_DECREF(reason);

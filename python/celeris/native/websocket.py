@@ -18,8 +18,18 @@ coroutine is the C callable `_celeris.ExcSender` (same `response_started`
 flag), used only when the installed Starlette's function is the one copied
 (`_WRAP_IS_KNOWN`); otherwise Starlette's own wrapper runs.
 
-`ws_report(app)` lists (route, reason) for `celeris routes` ("" = native).
-`served` counts sessions run on the native tier (tests check it).
+A route whose dependencies the compiled runner reproduces (ws_runner.py)
+does not run its own route.app: `_session` (FastAPI's websocket_session:
+a WebSocket, the exception wrapper, the request and function exit stacks)
+calls the route's generated runner instead of get_websocket_app's app and
+its solve_dependencies -- unless the route's dependency overrides provider
+has overrides at the time of the session (FastAPI's own app runs it then),
+or route.app was replaced since it was compiled.
+
+`ws_report(app)` lists (route, reason) for `celeris routes` ("" = native);
+`ws_report(app, detail=True)` adds the runner's reason ("" = compiled).
+`served` counts sessions run on the native tier (tests check it);
+`compiled` those of them whose dependencies the compiled runner solved.
 `tier_note`: when it holds a callable, each session reports its tier to it:
 ``note("")`` on the native tier, ``note(reason)`` when the session goes to
 the app (the ASGI tier) -- the TestClient counts and attributes sessions so.
@@ -31,6 +41,7 @@ from contextvars import ContextVar
 from typing import Any, Callable, Optional
 
 served = 0
+compiled = 0
 
 #: A callable the current session reports its tier to ("" = native, else why not).
 tier_note: "ContextVar[Optional[Callable[[str], None]]]" = ContextVar("celeris_ws_tier_note",
@@ -164,6 +175,28 @@ async def _handling_exceptions(app: Any, conn: Any, scope: dict, receive: Any, s
             exc.__traceback__ = None
 
 
+async def _session(run: Any, scope: dict, receive: Any, send: Any) -> None:
+    """FastAPI's websocket_session(func)(scope, receive, send) with `func`
+    the route's compiled runner, which gets the exit stacks directly."""
+    from starlette.websockets import WebSocket
+
+    session = WebSocket(scope, receive=receive, send=send)
+
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        async with AsyncExitStack() as request_stack:
+            scope["fastapi_inner_astack"] = request_stack
+            async with AsyncExitStack() as function_stack:
+                scope["fastapi_function_astack"] = function_stack
+                await run(session, request_stack, function_stack)
+
+    if _WRAP_IS_KNOWN():
+        await _handling_exceptions(app, session, scope, receive, send)
+    else:
+        from starlette._exception_handler import wrap_app_handling_exceptions
+
+        await wrap_app_handling_exceptions(app, session)(scope, receive, send)
+
+
 def _stack(app: Any) -> tuple[Optional[Any], str]:
     """The ExceptionMiddleware of FastAPI's default stack, or a reason."""
     try:
@@ -212,8 +245,20 @@ def _fastapi_call() -> Any:
     return FastAPI.__call__
 
 
-def ws_report(app: Any) -> list[tuple[Any, str]]:
-    """(route, reason) for every route that may match a websocket scope."""
+def ws_report(app: Any, detail: bool = False) -> list[tuple]:
+    """(route, reason) for every route that may match a websocket scope;
+    with `detail`, (route, reason, runner reason): for the routes the
+    dispatcher runs, "" when the compiled runner solves their dependencies,
+    else why FastAPI's solve_dependencies does."""
+    out = _ws_tiers(app)
+    if not detail:
+        return out
+    from .ws_runner import compile_route
+
+    return [(r, why, "" if why else compile_route(r)[2]) for r, why in out]
+
+
+def _ws_tiers(app: Any) -> list[tuple[Any, str]]:
     from fastapi.routing import APIRoute, APIWebSocketRoute
     from starlette.routing import Route, WebSocketRoute
 
@@ -261,7 +306,17 @@ def ws_app(app: Any) -> Callable:
     _update_scope = getattr(_fr, "_update_scope", None) or (lambda s, c: s.update(c))
     _route_selected = getattr(_fr, "_route_selected", None)
 
+    from .ws_runner import compile_route
+
     state: dict = {"key": None, "plan": None, "why": ""}
+    runners: dict = {}      # id(route) -> (route, route.app compiled from, run, provider)
+
+    def runner_of(route: Any) -> Optional[tuple]:
+        entry = runners.get(id(route))
+        if entry is None or entry[0] is not route or entry[1] is not route.app:
+            run, provider, _ = compile_route(route)
+            entry = runners[id(route)] = (route, route.app, run, provider)
+        return entry
 
     def plan() -> Optional[tuple]:
         key = native.routes_key(app)
@@ -280,6 +335,7 @@ def ws_app(app: Any) -> Callable:
                     else:
                         break
                 state["plan"] = (exc_mw, lead) if lead else None
+                runners.clear()
                 state["why"] = ("app: " + why) if why else "" if lead else \
                     "no leading websocket route the native tier runs"
             except Exception as exc:
@@ -344,6 +400,7 @@ def ws_app(app: Any) -> Callable:
         conn = WebSocket(scope, receive, send)
 
         async def inner(scope: dict, receive: Any, send: Any) -> None:
+            global compiled
             async with AsyncExitStack() as stack:
                 scope["fastapi_middleware_astack"] = stack
                 if "router" not in scope:
@@ -351,6 +408,14 @@ def ws_app(app: Any) -> Callable:
                 _update_scope(scope, child)
                 if _route_selected is not None:
                     _route_selected(scope=scope, path=getattr(route, "path_format", None), mount=False)
+                entry = runner_of(route)
+                runner = entry[2]
+                if runner is not None:
+                    provider = entry[3]
+                    if not (provider and provider.dependency_overrides):
+                        compiled += 1
+                        await _session(runner, scope, receive, send)
+                        return
                 await route.handle(scope, receive, send)
 
         if _WRAP_IS_KNOWN():
