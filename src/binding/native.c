@@ -575,7 +575,8 @@ static int wrap_in_stack(ServerObject *self, NativeAppObject *app, NPlan *plan, 
         inner->nested = 0;
         return -1;
     }
-    PyObject *outer = celeris_ncall_new(self->st, run, cy, app, plan, inner->head);
+    PyObject *outer = celeris_ncall_new(self->st, run, cy, app, plan, inner->head,
+                                        inner->head_len);
     Py_DECREF(run);
     if (!outer) {
         inner->nested = 0;
@@ -593,7 +594,7 @@ static int wrap_in_stack(ServerObject *self, NativeAppObject *app, NPlan *plan, 
 static PyObject *call_new(ServerObject *self, cel_conn *c, const cel_http_request *req,
                           NativeAppObject *app, NPlan *plan, PyObject *cors_req, PyObject **cyclep)
 {
-    PyObject *scope = NULL, *cycle, *head, *nc = NULL;
+    PyObject *scope = NULL, *cycle, *nc = NULL;
     if (self->access_log != Py_None && !(scope = celeris_build_scope(self, c, req))) {
         Py_XDECREF(cors_req);
         return NULL;
@@ -601,11 +602,9 @@ static PyObject *call_new(ServerObject *self, cel_conn *c, const cel_http_reques
     cycle = celeris_cycle_new(self, c, scope);
     Py_XDECREF(scope);
     /* The raw head, in case a Response must run as ASGI (a scope is built from it). */
-    head = cycle ? PyBytes_FromStringAndSize(req->method.p, (Py_ssize_t)(c->head_end - req->method.p))
-                 : NULL;
-    if (head)
-        nc = celeris_ncall_new(self->st, NULL, (CycleObject *)cycle, app, plan, head);
-    Py_XDECREF(head);
+    if (cycle)
+        nc = celeris_ncall_new(self->st, NULL, (CycleObject *)cycle, app, plan, req->method.p,
+                               (size_t)(c->head_end - req->method.p));
     if (!nc) {
         Py_XDECREF(cors_req);
         if (cycle)

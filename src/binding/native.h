@@ -76,13 +76,19 @@ typedef struct NativeAppObject {
     unsigned long long plan_errors;     /* plans rejected at construction (ASGI tier) */
 } NativeAppObject;
 
+/* Request heads up to this many bytes are kept inside the NativeCall (most
+ * are): no allocation per request; longer ones are copied to the heap. */
+#define NCALL_HEAD_INLINE 224
+
 typedef struct {
     PyObject_HEAD
     PyObject *inner;            /* the coroutine being driven */
     CycleObject *cycle;         /* writes the response */
     NativeAppObject *app;       /* keeps the plan alive */
     NPlan *plan;                /* borrowed from app */
-    PyObject *head;             /* raw request head, to build a scope if a Response must run as ASGI */
+    char *head;                 /* raw request head, to build a scope if a Response must run
+                                   as ASGI: head_inline or an owned cel_malloc copy */
+    size_t head_len;
     int phase;                  /* 0: endpoint; 1: a Response running as an ASGI app;
                                    2: ServerErrorMiddleware's answer running as one;
                                    3: the answer to an exception (handler / error response) */
@@ -96,13 +102,16 @@ typedef struct {
                                    middleware's), not straight to the Cycle; or NULL */
     int nested;                 /* stack mode's inner call: awaited by the middleware; never
                                    finishes the Cycle, unhandled exceptions propagate */
+    char head_inline[NCALL_HEAD_INLINE];   /* heads this long or shorter are kept here */
 } NativeCallObject;
 
 /* native_call.c: a NativeCall driving `inner` (new reference taken; NULL
- * allowed, set before the Task starts) for the request on `cycle`.  New
- * reference or NULL with an exception. */
+ * allowed, set before the Task starts) for the request on `cycle`, whose
+ * raw head (head_len bytes, borrowed) it copies.  New reference or NULL with
+ * an exception. */
 PyObject *celeris_ncall_new(celeris_state *st, PyObject *inner, CycleObject *cycle,
-                            NativeAppObject *app, NPlan *plan, PyObject *head);
+                            NativeAppObject *app, NPlan *plan, const char *head,
+                            size_t head_len);
 
 /* native.c: the request's route path (Starlette's get_route_path): the scope
  * path (the server's root_path + the decoded path) minus the scope's

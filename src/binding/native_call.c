@@ -8,6 +8,7 @@
 
 #include <string.h>
 
+#include "alloc.h"
 #include "errors.h"
 
 /* ---- NativeCall: drives the endpoint coroutine inside the Task ---- */
@@ -15,11 +16,22 @@
 static PyTypeObject *NativeCall_Type(celeris_state *st) { return st->NativeCall_Type; }
 
 PyObject *celeris_ncall_new(celeris_state *st, PyObject *inner, CycleObject *cycle,
-                            NativeAppObject *app, NPlan *plan, PyObject *head)
+                            NativeAppObject *app, NPlan *plan, const char *head,
+                            size_t head_len)
 {
-    NativeCallObject *nc = PyObject_GC_New(NativeCallObject, NativeCall_Type(st));
-    if (!nc)
+    char *copy = NULL;
+    if (head_len > NCALL_HEAD_INLINE && !(copy = cel_malloc(head_len))) {
+        PyErr_NoMemory();
         return NULL;
+    }
+    NativeCallObject *nc = PyObject_GC_New(NativeCallObject, NativeCall_Type(st));
+    if (!nc) {
+        cel_free(copy);
+        return NULL;
+    }
+    nc->head = copy ? copy : nc->head_inline;
+    nc->head_len = head_len;
+    memcpy(nc->head, head, head_len);
     nc->inner = Py_XNewRef(inner);
     nc->prep_body = NULL;
     nc->prep_resp = NULL;
@@ -29,7 +41,6 @@ PyObject *celeris_ncall_new(celeris_state *st, PyObject *inner, CycleObject *cyc
     nc->cycle = (CycleObject *)Py_NewRef(cycle);
     nc->app = (NativeAppObject *)Py_NewRef(app);
     nc->plan = plan;
-    nc->head = Py_XNewRef(head);
     nc->phase = 0;
     PyObject_GC_Track(nc);
     return (PyObject *)nc;
@@ -56,7 +67,7 @@ static PyObject *ncall_scope(PyObject *op, PyObject *Py_UNUSED(a));
 static PyObject *scope_from_head(NativeCallObject *nc)
 {
     CycleObject *cy = nc->cycle;
-    if (!cy->conn || !nc->head) {
+    if (!cy->conn) {
         PyErr_SetString(PyExc_RuntimeError, "native: the connection is gone");
         return NULL;
     }
@@ -64,8 +75,7 @@ static PyObject *scope_from_head(NativeCallObject *nc)
     cel_http_request req;
     req.headers = hdrs;
     req.num_headers = 256;
-    long n = cel_http_parse_request(PyBytes_AS_STRING(nc->head), (size_t)PyBytes_GET_SIZE(nc->head),
-                                    &cy->conn->cfg->limits, &req);
+    long n = cel_http_parse_request(nc->head, nc->head_len, &cy->conn->cfg->limits, &req);
     if (n < 0) {
         PyErr_SetString(PyExc_RuntimeError, "native: could not re-read the request head");
         return NULL;
@@ -256,7 +266,7 @@ static int send_prepared(NativeCallObject *nc, PyObject **coro)
     Py_DECREF(u);
     /* A streaming/file/background response: it needs the ASGI scope. */
     CycleObject *cy = nc->cycle;
-    if (!cy->conn || !nc->head) {
+    if (!cy->conn) {
         Py_DECREF(response);
         return 0;                                   /* client gone: nothing to send */
     }
@@ -700,7 +710,6 @@ static int ncall_traverse(PyObject *op, visitproc visit, void *arg)
     Py_VISIT(nc->inner);
     Py_VISIT(nc->cycle);
     Py_VISIT(nc->app);
-    Py_VISIT(nc->head);
     Py_VISIT(nc->prep_body);
     Py_VISIT(nc->prep_resp);
     Py_VISIT(nc->cors_req);
@@ -718,7 +727,6 @@ static int ncall_clear(PyObject *op)
     Py_CLEAR(nc->inner);
     Py_CLEAR(nc->cycle);
     Py_CLEAR(nc->app);
-    Py_CLEAR(nc->head);
     Py_CLEAR(nc->prep_body);
     Py_CLEAR(nc->prep_resp);
     Py_CLEAR(nc->cors_req);
@@ -732,8 +740,11 @@ static int ncall_clear(PyObject *op)
 static void ncall_dealloc(PyObject *op)
 {
     PyTypeObject *tp = Py_TYPE(op);
+    NativeCallObject *nc = (NativeCallObject *)op;
     PyObject_GC_UnTrack(op);
     ncall_clear(op);
+    if (nc->head != nc->head_inline)
+        cel_free(nc->head);
     tp->tp_free(op);
     Py_DECREF(tp);
 }

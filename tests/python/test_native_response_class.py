@@ -87,3 +87,35 @@ def test_response_class_routes_are_native():
     before = tc.stats["native"]
     assert client.get("/html").text == "<b>hi</b>"
     assert tc.stats["native"] == before + 1
+
+
+class ScopeEcho(Response):
+    """A Response that runs as an ASGI app (the native tier builds its scope
+    from the request head it kept): echoes what the scope says."""
+
+    async def __call__(self, scope, receive, send):
+        headers = dict(scope["headers"])
+        body = b"|".join([scope["path"].encode(), scope["query_string"],
+                          headers.get(b"x-long", b"-"), headers.get(b"x-after", b"-")])
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": body})
+
+
+@pytest.mark.parametrize("size", [0, 10, 150, 224, 400, 6000])
+def test_response_running_as_asgi_sees_the_whole_request_head(size):
+    """The head is kept inside the NativeCall when short, on the heap when
+    long: either way the scope built from it is the request's."""
+    app = FastAPI()
+
+    @app.get("/echo/{x}")
+    async def echo(x: str):
+        return ScopeEcho()
+
+    n, a = native_and_asgi_clients(app)
+    headers = {"x-long": "v" * size, "x-after": "end"}
+    before = tc.stats["native"]
+    got = n.get("/echo/p?q=1", headers=headers)
+    assert tc.stats["native"] == before + 1
+    assert got.content == b"/echo/p|q=1|" + b"v" * size + b"|end"
+    assert answer(got) == answer(a.get("/echo/p?q=1", headers=headers))
