@@ -23,6 +23,17 @@ typedef struct {
     PyObject *ClientDisconnected;   /* celeris._celeris.ClientDisconnected(OSError) */
 } celeris_ws_state;
 
+/* A free list of one type's objects, kept between requests (freelist.c):
+ * `items` hold the memory of deallocated objects (untracked, cleared,
+ * refcount 0, no type reference), reused by the next new object of the type
+ * instead of a GC allocation.  Only touched with the GIL held. */
+#define CELERIS_FREELIST_MAX 32
+typedef struct {
+    PyObject *items[CELERIS_FREELIST_MAX];
+    int n;
+    int closed;                     /* module state cleared: nothing is kept any more */
+} celeris_freelist;
+
 typedef struct {
     PyTypeObject *Server_Type;
     PyTypeObject *Cycle_Type;
@@ -46,7 +57,23 @@ typedef struct {
              *s_GET, *s_POST, *s_HEAD, *s_PUT, *s_DELETE, *s_PATCH, *s_OPTIONS;
     PyObject *empty_bytes;
     celeris_ws_state ws;
+    celeris_freelist fl_cycle, fl_ncall;   /* one Cycle and one NativeCall per native request */
 } celeris_state;
+
+/* freelist.c: a new object of heap type tp (a GC type without tp_finalize)
+ * from the list, initialised as PyObject_GC_New would leave it (refcount 1,
+ * a reference to tp taken, untracked, fields unset), or from
+ * PyObject_GC_New when the list is empty.  NULL with MemoryError. */
+PyObject *celeris_fl_new(celeris_freelist *fl, PyTypeObject *tp);
+
+/* freelist.c: the end of a dealloc, after PyObject_GC_UnTrack and the
+ * object's clear: keeps op's memory on the list, or frees it (tp_free);
+ * then drops the reference to its type either way. */
+void celeris_fl_release(celeris_freelist *fl, PyObject *op);
+
+/* freelist.c: frees what the list holds and keeps nothing from now on
+ * (module clear).  Idempotent. */
+void celeris_fl_close(celeris_freelist *fl);
 
 typedef struct ServerObject {
     PyObject_HEAD
@@ -130,6 +157,7 @@ typedef struct CycleObject {
     PyObject *ws_denial_headers;/* denial response: headers as sent, body so far */
     PyObject *ws_denial_body;   /* bytearray */
     int ws_denial_status;
+    celeris_state *st;          /* borrowed: the module's (it outlives every instance) */
 } CycleObject;
 
 /* websocket.c */

@@ -753,9 +753,10 @@ static PyObject *get_disconnected(PyObject *self, void *Py_UNUSED(c))
 
 PyObject *celeris_cycle_new(ServerObject *server, cel_conn *c, PyObject *scope)
 {
-    CycleObject *cy = PyObject_GC_New(CycleObject, server->st->Cycle_Type);
+    CycleObject *cy = (CycleObject *)celeris_fl_new(&server->st->fl_cycle, server->st->Cycle_Type);
     if (!cy)
         return NULL;
+    cy->st = server->st;
     cy->server = (ServerObject *)Py_NewRef(server);
     cy->conn = c;
     cy->scope = Py_XNewRef(scope);
@@ -822,11 +823,9 @@ static int cycle_clear(PyObject *self)
 
 static void cycle_dealloc(PyObject *self)
 {
-    PyTypeObject *tp = Py_TYPE(self);
     PyObject_GC_UnTrack(self);
     cycle_clear(self);
-    tp->tp_free(self);
-    Py_DECREF(tp);
+    celeris_fl_release(&((CycleObject *)self)->st->fl_cycle, self);
 }
 
 static PyMethodDef cycle_methods[] = {

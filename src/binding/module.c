@@ -372,6 +372,8 @@ static int celeris_clear(PyObject *m)
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
         Py_CLEAR(*strs[i]);
     celeris_ws_state_clear(&st->ws);
+    celeris_fl_close(&st->fl_cycle);
+    celeris_fl_close(&st->fl_ncall);
     return 0;
 }
 

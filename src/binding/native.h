@@ -102,6 +102,7 @@ typedef struct {
                                    middleware's), not straight to the Cycle; or NULL */
     int nested;                 /* stack mode's inner call: awaited by the middleware; never
                                    finishes the Cycle, unhandled exceptions propagate */
+    celeris_state *st;          /* borrowed: the module's (it outlives every instance) */
     char head_inline[NCALL_HEAD_INLINE];   /* heads this long or shorter are kept here */
 } NativeCallObject;
 

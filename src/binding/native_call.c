@@ -24,11 +24,12 @@ PyObject *celeris_ncall_new(celeris_state *st, PyObject *inner, CycleObject *cyc
         PyErr_NoMemory();
         return NULL;
     }
-    NativeCallObject *nc = PyObject_GC_New(NativeCallObject, NativeCall_Type(st));
+    NativeCallObject *nc = (NativeCallObject *)celeris_fl_new(&st->fl_ncall, NativeCall_Type(st));
     if (!nc) {
         cel_free(copy);
         return NULL;
     }
+    nc->st = st;
     nc->head = copy ? copy : nc->head_inline;
     nc->head_len = head_len;
     memcpy(nc->head, head, head_len);
@@ -739,14 +740,12 @@ static int ncall_clear(PyObject *op)
 
 static void ncall_dealloc(PyObject *op)
 {
-    PyTypeObject *tp = Py_TYPE(op);
     NativeCallObject *nc = (NativeCallObject *)op;
     PyObject_GC_UnTrack(op);
     ncall_clear(op);
     if (nc->head != nc->head_inline)
         cel_free(nc->head);
-    tp->tp_free(op);
-    Py_DECREF(tp);
+    celeris_fl_release(&nc->st->fl_ncall, op);
 }
 
 /* nc.run_sync(func, kwargs) -> Future: func(**kwargs) in the server's
