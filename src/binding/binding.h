@@ -240,6 +240,12 @@ void celeris_cycle_on_close(CycleObject *cy);
  * 0, or -1 with an exception. */
 int celeris_cycle_respond(CycleObject *cy, int status, const cel_header *hs, size_t n,
                           PyObject *py_headers, const char *body, size_t len);
+/* celeris_cycle_respond with the headers ("content-length", len),
+ * ("content-type", ctype): the same bytes, through
+ * cel_conn_response_start_fixed (ctype must be a valid header value: the
+ * caller's promise).  0, or -1 with an exception. */
+int celeris_cycle_respond_fixed(CycleObject *cy, int status, const char *ctype, size_t ctype_len,
+                                const char *body, size_t len);
 /* Resolve the future in *slot with value (NULL: None) unless done; clears *slot.
  * Returns 1 if the future took the value, 0 if there was none or it was
  * already done (cancelled: the value is still the caller's to keep). */

@@ -328,8 +328,10 @@ static int access_log(CycleObject *cy, PyObject *status)
 
 /* Write the response head from C headers.  0, or -1 with an exception
  * (uvicorn's messages for invalid headers). */
-static int start_c(CycleObject *cy, int status, PyObject *status_obj,
-                   const cel_header *hs, size_t n)
+/* The access log line for a response starting with `status` (status_obj:
+ * the same as an int object, or NULL to make one), when the server logs.
+ * 0, or -1 with an exception. */
+static int log_start(CycleObject *cy, int status, PyObject *status_obj)
 {
     if (cy->server->access_log != Py_None && cy->scope && !cy->ws) {
         PyObject *owned = NULL;
@@ -340,6 +342,14 @@ static int start_c(CycleObject *cy, int status, PyObject *status_obj,
         if (rc < 0)
             return -1;
     }
+    return 0;
+}
+
+static int start_c(CycleObject *cy, int status, PyObject *status_obj,
+                   const cel_header *hs, size_t n)
+{
+    if (log_start(cy, status, status_obj) < 0)
+        return -1;
     int rc = cel_conn_response_start(cy->conn, status, hs, n, cel_server_date());
     if (rc == CEL_EHDRNAME) {
         PyErr_SetString(PyExc_RuntimeError, "Invalid HTTP header name.");
@@ -575,6 +585,31 @@ int celeris_cycle_respond(CycleObject *cy, int status, const cel_header *hs, siz
     int rc = py_headers ? start_py(cy, status, NULL, py_headers) : start_c(cy, status, NULL, hs, n);
     if (rc < 0)
         return -1;
+    PyObject *r = body_c(cy, body, len, 0);
+    if (!r)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+int celeris_cycle_respond_fixed(CycleObject *cy, int status, const char *ctype, size_t ctype_len,
+                                const char *body, size_t len)
+{
+    if (cy->disconnected || !cy->conn)
+        return 0;
+    if (cy->response_started) {
+        PyErr_SetString(PyExc_RuntimeError, "response already started");
+        return -1;
+    }
+    if (log_start(cy, status, NULL) < 0)
+        return -1;
+    int rc = cel_conn_response_start_fixed(cy->conn, status, len, ctype, ctype_len,
+                                           cel_server_date());
+    if (rc < 0) {
+        PyErr_NoMemory();           /* CEL_ENOMEM: the only failure once not started */
+        return -1;
+    }
+    cy->response_started = 1;
     PyObject *r = body_c(cy, body, len, 0);
     if (!r)
         return -1;

@@ -212,15 +212,11 @@ static int send_prepared(NativeCallObject *nc, PyObject **coro)
     if (nc->prep_body) {
         PyObject *body = nc->prep_body;
         nc->prep_body = NULL;
-        char len[24];
-        int ln = fmt_size(len, (size_t)PyBytes_GET_SIZE(body));
-        cel_header hs[2] = {
-            { { "content-length", 14 }, { len, (size_t)ln } },
-            { { "content-type", 12 }, { "application/json", 16 } },
-        };
         int status = plan->status ? plan->status : 200;
         int rc;
         if (nc->cors_req) {
+            char len[24];
+            int ln = fmt_size(len, (size_t)PyBytes_GET_SIZE(body));
             PyObject *hl = Py_BuildValue("[(y#y#)(yy)]", "content-length", (Py_ssize_t)14, len,
                                          (Py_ssize_t)ln, "content-type", "application/json");
             PyObject *out = hl ? cors_headers(nc, status, hl) : NULL;
@@ -229,8 +225,9 @@ static int send_prepared(NativeCallObject *nc, PyObject **coro)
             Py_XDECREF(out);
             Py_XDECREF(hl);
         } else {
-            rc = celeris_cycle_respond(nc->cycle, status, hs, 2, NULL, PyBytes_AS_STRING(body),
-                                       (size_t)PyBytes_GET_SIZE(body));
+            /* content-length and content-type: application/json, unchecked (known valid) */
+            rc = celeris_cycle_respond_fixed(nc->cycle, status, "application/json", 16,
+                                             PyBytes_AS_STRING(body), (size_t)PyBytes_GET_SIZE(body));
         }
         Py_DECREF(body);
         return rc;

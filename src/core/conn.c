@@ -275,31 +275,12 @@ static char *put_lit(char *t, const char *lit, size_t n)
     return t + n;
 }
 
-/* One pass: the whole head is measured, room reserved once, and every header
- * validated as it is written into the reserved tail of `out`.  The bytes are
- * committed (out.len moved) only at the end, so an invalid header leaves
- * `out` as it was and the connection able to answer 500 instead. */
-int cel_conn_response_start(cel_conn *c, int status, const cel_header *headers,
-                            size_t n, const char *date)
+/* Status line, date and server headers into t (room reserved by the
+ * caller: at most 21 + strlen(phrase) + 2 + 8 + CEL_DATE_LEN + 17 bytes);
+ * returns the end. */
+static char *put_status_date_server(const cel_conn *c, char *w, int status, const char *phrase,
+                                    size_t plen, int with_date, const char *date)
 {
-    if (c->resp_started)
-        return CEL_ESTATE;
-    const char *phrase = status == 200 ? "OK" : cel_status_phrase(status);
-    size_t plen = status == 200 ? 2 : strlen(phrase);
-    int with_date = c->cfg->date_header && date;
-    /* status line (at most "HTTP/1.1 " + 11 digits + " "), phrase, CRLF,
-     * date, server, connection (24), transfer-encoding (28), final CRLF */
-    size_t need = 21 + plen + 2 + (with_date ? 8 + CEL_DATE_LEN : 0) + 17 + 24 + 28 + 2;
-    for (size_t i = 0; i < n; i++) {
-        size_t h = headers[i].name.len + headers[i].value.len + 4;
-        if (h > (size_t)-1 / 2 - need)
-            return CEL_ENOMEM;
-        need += h;
-    }
-    cel_buf *o = &c->out;
-    if (cel_buf_reserve(o, need))
-        return CEL_ENOMEM;
-    char *t = cel_buf_tail(o), *w = t;
     if (status == 200) {
         w = put_lit(w, "HTTP/1.1 200 OK\r\n", 17);    /* most responses: no phrase lookup */
     } else if (status >= 100 && status <= 999) {
@@ -325,6 +306,65 @@ int cel_conn_response_start(cel_conn *c, int status, const cel_header *headers,
     }
     if (c->cfg->server_header)
         w = put_lit(w, "server: celeris\r\n", 17);
+    return w;
+}
+
+/* Framing and the end of the head (room for 24 + 28 + 2 bytes reserved),
+ * then the head [t, w) committed to `out` and the response state set. */
+static void end_head(cel_conn *c, char *t, char *w, int status, int has_cl, uint64_t cl,
+                     int has_te_chunked, int has_close)
+{
+    if (c->expect_continue && !c->body_done)
+        c->keep_alive = 0;      /* the body never came: its bytes cannot be framed later */
+    int body_allowed = !c->is_head && status != 204 && status != 304 && status >= 200;
+    int chunked = 0;
+    if (!has_cl && !has_te_chunked && body_allowed) {
+        if (c->http10)
+            c->keep_alive = 0;      /* HTTP/1.0 has no chunked: delimit by close */
+        else
+            chunked = 1;
+    }
+    if (!c->keep_alive && !has_close)
+        w = put_lit(w, "connection: close\r\n", 19);
+    else if (c->keep_alive && c->http10)
+        w = put_lit(w, "connection: keep-alive\r\n", 24);
+    if (chunked)
+        w = put_lit(w, "transfer-encoding: chunked\r\n", 28);
+    w = put_lit(w, "\r\n", 2);
+    c->out.len += (size_t)(w - t);
+    c->resp_started = 1;
+    c->resp_status = status;
+    c->resp_chunked = (unsigned)(chunked || has_te_chunked);
+    c->resp_has_length = (unsigned)has_cl;
+    c->resp_left = has_cl ? cl : 0;
+}
+
+/* One pass: the whole head is measured, room reserved once, and every header
+ * validated as it is written into the reserved tail of `out`.  The bytes are
+ * committed (out.len moved) only at the end, so an invalid header leaves
+ * `out` as it was and the connection able to answer 500 instead. */
+int cel_conn_response_start(cel_conn *c, int status, const cel_header *headers,
+                            size_t n, const char *date)
+{
+    if (c->resp_started)
+        return CEL_ESTATE;
+    const char *phrase = status == 200 ? "OK" : cel_status_phrase(status);
+    size_t plen = status == 200 ? 2 : strlen(phrase);
+    int with_date = c->cfg->date_header && date;
+    /* status line (at most "HTTP/1.1 " + 11 digits + " "), phrase, CRLF,
+     * date, server, connection (24), transfer-encoding (28), final CRLF */
+    size_t need = 21 + plen + 2 + (with_date ? 8 + CEL_DATE_LEN : 0) + 17 + 24 + 28 + 2;
+    for (size_t i = 0; i < n; i++) {
+        size_t h = headers[i].name.len + headers[i].value.len + 4;
+        if (h > (size_t)-1 / 2 - need)
+            return CEL_ENOMEM;
+        need += h;
+    }
+    cel_buf *o = &c->out;
+    if (cel_buf_reserve(o, need))
+        return CEL_ENOMEM;
+    char *t = cel_buf_tail(o);
+    char *w = put_status_date_server(c, t, status, phrase, plen, with_date, date);
     int has_cl = 0, has_te_chunked = 0, has_close = 0;
     uint64_t cl = 0;
     for (size_t i = 0; i < n; i++) {
@@ -355,29 +395,44 @@ int cel_conn_response_start(cel_conn *c, int status, const cel_header *headers,
             has_close = 1;
         }
     }
-    if (c->expect_continue && !c->body_done)
-        c->keep_alive = 0;      /* the body never came: its bytes cannot be framed later */
-    int body_allowed = !c->is_head && status != 204 && status != 304 && status >= 200;
-    int chunked = 0;
-    if (!has_cl && !has_te_chunked && body_allowed) {
-        if (c->http10)
-            c->keep_alive = 0;      /* HTTP/1.0 has no chunked: delimit by close */
-        else
-            chunked = 1;
-    }
-    if (!c->keep_alive && !has_close)
-        w = put_lit(w, "connection: close\r\n", 19);
-    else if (c->keep_alive && c->http10)
-        w = put_lit(w, "connection: keep-alive\r\n", 24);
-    if (chunked)
-        w = put_lit(w, "transfer-encoding: chunked\r\n", 28);
+    end_head(c, t, w, status, has_cl, cl, has_te_chunked, has_close);
+    return 0;
+}
+
+int cel_conn_response_start_fixed(cel_conn *c, int status, uint64_t length,
+                                  const char *ctype, size_t ctype_len, const char *date)
+{
+    if (c->resp_started)
+        return CEL_ESTATE;
+    const char *phrase = status == 200 ? "OK" : cel_status_phrase(status);
+    size_t plen = status == 200 ? 2 : strlen(phrase);
+    int with_date = c->cfg->date_header && date;
+    if (ctype_len > (size_t)-1 / 4)
+        return CEL_ENOMEM;
+    /* as cel_conn_response_start, plus "content-length: " 20 digits CRLF
+     * and "content-type: " ctype CRLF */
+    size_t need = 21 + plen + 2 + (with_date ? 8 + CEL_DATE_LEN : 0) + 17 + 24 + 28 + 2
+                  + 16 + 20 + 2 + 14 + ctype_len + 2;
+    cel_buf *o = &c->out;
+    if (cel_buf_reserve(o, need))
+        return CEL_ENOMEM;
+    char *t = cel_buf_tail(o);
+    char *w = put_status_date_server(c, t, status, phrase, plen, with_date, date);
+    w = put_lit(w, "content-length: ", 16);
+    char digits[20];
+    int nd = 0;
+    uint64_t v = length;
+    do {
+        digits[nd++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (nd)
+        *w++ = digits[--nd];
+    w = put_lit(w, "\r\ncontent-type: ", 16);
+    if (ctype_len)
+        w = put_lit(w, ctype, ctype_len);
     w = put_lit(w, "\r\n", 2);
-    o->len += (size_t)(w - t);
-    c->resp_started = 1;
-    c->resp_status = status;
-    c->resp_chunked = (unsigned)(chunked || has_te_chunked);
-    c->resp_has_length = (unsigned)has_cl;
-    c->resp_left = has_cl ? cl : 0;
+    end_head(c, t, w, status, 1, length, 0, 0);
     return 0;
 }
 

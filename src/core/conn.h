@@ -184,6 +184,15 @@ int cel_conn_send_continue(cel_conn *c);
 int cel_conn_response_start(cel_conn *c, int status, const cel_header *headers,
                             size_t n, const char *date);
 
+/* The head of a response with a known length and a content type, exactly as
+ * cel_conn_response_start(c, status, {("content-length", "<length>"),
+ * ("content-type", ctype)}, 2, date) writes it, without its checks: ctype
+ * (ctype_len bytes, borrowed) must be a valid header value (no CTL byte but
+ * HTAB) -- the caller's promise, for types it knows (a literal, a media type
+ * checked once).  Returns 0, CEL_ESTATE, CEL_ENOMEM. */
+int cel_conn_response_start_fixed(cel_conn *c, int status, uint64_t length,
+                                  const char *ctype, size_t ctype_len, const char *date);
+
 /* Append body bytes, framed per the head.  more = 0 finishes the response.
  * Returns 0, CEL_ESTATE (not started / already done), CEL_ERESPLONG,
  * CEL_ERESPSHORT (finished short; the response is still marked done and the

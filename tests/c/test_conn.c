@@ -447,3 +447,61 @@ TEST(close_from_inside_a_callback_is_deferred)
     CHECK_EQ_INT(h.closes, 1);
     cel_server_free(h.srv);
 }
+
+/* cel_conn_response_start_fixed writes what cel_conn_response_start writes
+ * for ("content-length", n), ("content-type", t) and leaves the same state,
+ * over statuses, methods, versions, keep-alive, 100-continue and cfg. */
+TEST(fixed_head_equals_general_head)
+{
+    static const char *const reqs[] = {
+        "GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+        "HEAD / HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET / HTTP/1.0\r\n\r\n",
+        "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n",
+    };
+    static const int statuses[] = { 200, 201, 204, 304, 404, 101, 599, 1000, 42 };
+    static const uint64_t lengths[] = { 0, 17, 1234567, UINT64_MAX };
+    static const char *const types[] = { "application/json", "", "text/plain; charset=utf-8" };
+    const char date[] = "Sun, 06 Dec 2026 20:00:00 GMT";
+    for (size_t r = 0; r < sizeof reqs / sizeof reqs[0]; r++)
+    for (size_t s = 0; s < sizeof statuses / sizeof statuses[0]; s++)
+    for (size_t l = 0; l < sizeof lengths / sizeof lengths[0]; l++)
+    for (size_t t = 0; t < sizeof types / sizeof types[0]; t++)
+    for (int dated = 0; dated < 2; dated++) {
+        cel_conn a, b;
+        cel_http_request ra, rb;
+        cel_header ha[16], hb[16];
+        conn_with(&a, reqs[r]);
+        cfg.date_header = dated;
+        cfg.server_header = dated;
+        CHECK_EQ_INT(cel_conn_parse_head(&a, &ra, ha, 16), 1);
+        char len[24];
+        int ln = snprintf(len, sizeof len, "%llu", (unsigned long long)lengths[l]);
+        cel_header hs[2] = {
+            { { "content-length", 14 }, { len, (size_t)ln } },
+            { { "content-type", 12 }, { types[t], strlen(types[t]) } },
+        };
+        CHECK_EQ_INT(cel_conn_response_start(&a, statuses[s], hs, 2, date), 0);
+        conn_with(&b, reqs[r]);
+        cfg.date_header = dated;
+        cfg.server_header = dated;
+        CHECK_EQ_INT(cel_conn_parse_head(&b, &rb, hb, 16), 1);
+        CHECK_EQ_INT(cel_conn_response_start_fixed(&b, statuses[s], lengths[l], types[t],
+                                                   strlen(types[t]), date), 0);
+        int same = a.out.len == b.out.len
+                   && memcmp(cel_buf_head(&a.out), cel_buf_head(&b.out), a.out.len) == 0
+                   && a.keep_alive == b.keep_alive && a.resp_started == b.resp_started
+                   && a.resp_status == b.resp_status && a.resp_chunked == b.resp_chunked
+                   && a.resp_has_length == b.resp_has_length && a.resp_left == b.resp_left;
+        CHECK(same);
+        if (!same)
+            fprintf(stderr, "  req %zu status %d length %zu type %zu dated %d:\n%.*s---\n%.*s\n", r,
+                    statuses[s], l, t, dated, (int)a.out.len, cel_buf_head(&a.out),
+                    (int)b.out.len, cel_buf_head(&b.out));
+        CHECK_EQ_INT(cel_conn_response_start_fixed(&b, 200, 1, "x", 1, date), CEL_ESTATE);
+        cel_conn_release(&a);
+        cel_conn_release(&b);
+    }
+}
