@@ -310,6 +310,13 @@ PyObject *celeris_json_dumps(PyObject *module, PyObject *obj);
 #define CELERIS_JSON_PLAIN 2
 PyObject *celeris_json_dumps_mode(PyObject *obj, int flags);
 
+/* celeris_json_dumps_mode without the bytes object: the JSON is handed to
+ * use(ctx, p, n) (p valid only during the call; a JSON encode inside use
+ * gets its own buffer) and use's result (>= 0, or -1 with an exception) returned; -2 with
+ * the encoder's error when obj is not encoded (declined or failed). */
+int celeris_json_dumps_with(PyObject *obj, int flags,
+                            int (*use)(void *ctx, const char *p, size_t n), void *ctx);
+
 /* 3.12's PyErr_GetRaisedException/SetRaisedException on every version. */
 static inline PyObject *PyErr_GetRaisedException_compat(void)
 {

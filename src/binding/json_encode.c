@@ -352,16 +352,11 @@ PyObject *celeris_json_dumps(PyObject *Py_UNUSED(module), PyObject *obj)
     return celeris_json_dumps_mode(obj, 0);
 }
 
-PyObject *celeris_json_dumps_mode(PyObject *obj, int flags)
+/* The JSON of obj into `out` (0), or -1 with an error (celeris_json_dumps_mode's). */
+static int encode_into(PyObject *obj, int flags, cel_buf *out)
 {
-    cel_buf local = { 0 };
-    scratch *sc = scratch_get();
-    int mine = sc && !sc->busy;
-    cel_buf *out = mine ? &sc->buf : &local;
     encoder e;
-    PyObject *result = NULL;
-    if (mine)
-        sc->busy = 1;
+    int rc = -1;
     /* Depth is bounded by the interpreter's recursion limit, as in json. */
     cel_json_writer_init(&e.w, out, CEL_JSON_MAX_DEPTH);
     e.surrogates = 0;
@@ -373,26 +368,62 @@ PyObject *celeris_json_dumps_mode(PyObject *obj, int flags)
             PyErr_Clear();
             PyErr_SetString(PyExc_ValueError, "Circular reference detected");
         }
-        goto done;
-    }
-    if (e.surrogates) {
+    } else if (e.surrogates) {
         if (flags & CELERIS_JSON_PLAIN)
             decline("a lone surrogate");    /* pydantic refuses it */
         else
             raise_surrogate_error(out);
-        goto done;
+    } else {
+        rc = 0;
     }
-    result = PyBytes_FromStringAndSize(cel_buf_head(out), (Py_ssize_t)out->len);
-done:
     cel_json_writer_free(&e.w);
-    if (mine) {
+    return rc;
+}
+
+/* The thread's scratch buffer when free (marked busy), else `local`. */
+static cel_buf *take_buf(scratch **sc, cel_buf *local)
+{
+    *sc = scratch_get();
+    if (*sc && !(*sc)->busy) {
+        (*sc)->busy = 1;
+        return &(*sc)->buf;
+    }
+    *sc = NULL;
+    return local;
+}
+
+static void give_buf(scratch *sc, cel_buf *local)
+{
+    if (sc) {
         sc->busy = 0;
         if (sc->buf.cap > SCRATCH_KEEP)
             cel_buf_free(&sc->buf);
         else
             sc->buf.start = sc->buf.len = 0;
     } else {
-        cel_buf_free(&local);
+        cel_buf_free(local);
     }
+}
+
+PyObject *celeris_json_dumps_mode(PyObject *obj, int flags)
+{
+    cel_buf local = { 0 };
+    scratch *sc;
+    cel_buf *out = take_buf(&sc, &local);
+    PyObject *result = NULL;
+    if (encode_into(obj, flags, out) == 0)
+        result = PyBytes_FromStringAndSize(cel_buf_head(out), (Py_ssize_t)out->len);
+    give_buf(sc, &local);
     return result;
+}
+
+int celeris_json_dumps_with(PyObject *obj, int flags,
+                            int (*use)(void *ctx, const char *p, size_t n), void *ctx)
+{
+    cel_buf local = { 0 };
+    scratch *sc;
+    cel_buf *out = take_buf(&sc, &local);
+    int rc = encode_into(obj, flags, out) == 0 ? use(ctx, cel_buf_head(out), out->len) : -2;
+    give_buf(sc, &local);
+    return rc;
 }

@@ -105,7 +105,15 @@ static PyObject *cors_headers(NativeCallObject *nc, int status, PyObject *header
  * JSONResponse's headers) or nc->prep_resp (a Response object).  Errors
  * (ResponseValidationError, unencodable values) are raised here, where
  * FastAPI raises them: inside the dependencies' exit stacks.  0 or -1. */
+static int prepare_result_ex(NativeCallObject *nc, PyObject *result, int skip_c_json);
+
 static int prepare_result(NativeCallObject *nc, PyObject *result)
+{
+    return prepare_result_ex(nc, result, 0);
+}
+
+/* skip_c_json: the C writer already declined this result (respond_result). */
+static int prepare_result_ex(NativeCallObject *nc, PyObject *result, int skip_c_json)
 {
     NativeAppObject *app = nc->app;
     NPlan *plan = nc->plan;
@@ -122,7 +130,7 @@ static int prepare_result(NativeCallObject *nc, PyObject *result)
         nc->prep_resp = Py_NewRef(result);
         return 0;
     }
-    if (plan->serializer && plan->model_plain && plan->fast_json) {
+    if (plan->serializer && plan->model_plain && plan->fast_json && !skip_c_json) {
         /* A dict/list/Any response model and a plain JSON tree: pydantic
          * would return the same bytes the C writer makes (any other tree
          * is declined and goes to the serializer below). */
@@ -153,7 +161,7 @@ static int prepare_result(NativeCallObject *nc, PyObject *result)
         Py_DECREF(body);
         return nc->prep_resp ? 0 : -1;
     }
-    if (plan->fast_json) {
+    if (plan->fast_json && !skip_c_json) {
         PyObject *body = celeris_json_dumps_mode(result, CELERIS_JSON_FASTAPI);
         if (body) {
             nc->prep_body = body;
@@ -312,10 +320,34 @@ static int respond_object(NativeCallObject *nc, PyObject *response)
     return run_coro(nc, rc, coro);
 }
 
+/* celeris_json_dumps_with's `use`: the JSON as the plan's response. */
+static int write_json(void *ctx, const char *p, size_t n)
+{
+    NativeCallObject *nc = ctx;
+    int status = nc->plan->status ? nc->plan->status : 200;
+    return celeris_cycle_respond_fixed(nc->cycle, status, "application/json", 16, p, n);
+}
+
 /* The endpoint returned `result`.  Same return convention as respond_object. */
 static int respond_result(NativeCallObject *nc, PyObject *result)
 {
-    if (prepare_result(nc, result) < 0)
+    NPlan *plan = nc->plan;
+    PyTypeObject *rt = Py_TYPE(result);
+    int skip_c_json = 0;
+    if (plan->fast_json && (!plan->serializer || plan->model_plain) && !nc->asgi_send
+        && !nc->cors_req && (rt == &PyDict_Type || rt == &PyList_Type)) {
+        /* prepare_result's C JSON paths with the JSON written straight from
+         * the writer's buffer (no bytes object): same bytes, same headers */
+        Py_CLEAR(nc->prep_body);
+        Py_CLEAR(nc->prep_resp);
+        int flags = CELERIS_JSON_FASTAPI | (plan->serializer ? CELERIS_JSON_PLAIN : 0);
+        int rc = celeris_json_dumps_with(result, flags, write_json, nc);
+        if (rc != -2)
+            return rc < 0 ? -1 : 0;
+        PyErr_Clear();      /* declined: FastAPI's path, without trying the C writer again */
+        skip_c_json = 1;
+    }
+    if (prepare_result_ex(nc, result, skip_c_json) < 0)
         return -1;          /* ResponseValidationError etc.: the 500 path */
     PyObject *coro;
     int rc = send_prepared(nc, &coro);
