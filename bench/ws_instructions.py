@@ -40,13 +40,15 @@ sys.path.insert(0, str(BENCH_DIR))
 from instructions import count, start_server, stop_server  # noqa: E402
 
 
-def _connect(port: int, path: str) -> socket.socket:
+def _handshake(port: int, path: str, extra: str = "") -> tuple[socket.socket, bytes]:
+    """A WebSocket opened on path (extra: more header lines, CRLF-terminated);
+    returns the socket and whatever followed the 101 head."""
     sock = socket.create_connection(("127.0.0.1", port))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     key = base64.b64encode(os.urandom(16)).decode()
     sock.sendall((f"GET {path} HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\n"
                   f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                  "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+                  f"{extra}Sec-WebSocket-Version: 13\r\n\r\n").encode())
     head = b""
     while b"\r\n\r\n" not in head:
         chunk = sock.recv(4096)
@@ -55,7 +57,11 @@ def _connect(port: int, path: str) -> socket.socket:
         head += chunk
     if not head.startswith(b"HTTP/1.1 101"):
         raise SystemExit(f"handshake refused: {head.splitlines()[0]!r}")
-    return sock
+    return sock, head.split(b"\r\n\r\n", 1)[1]
+
+
+def _connect(port: int, path: str) -> socket.socket:
+    return _handshake(port, path)[0]
 
 
 def _frame(payload: bytes) -> bytes:
@@ -109,21 +115,8 @@ def _read_frames_to_close(sock: socket.socket, buf: bytes) -> None:
 def _sessions(port: int, path: str, n: int) -> None:
     """n sessions: handshake, read frames up to the server's close, answer it."""
     for _ in range(n):
-        sock = socket.create_connection(("127.0.0.1", port))
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        key = base64.b64encode(os.urandom(16)).decode()
-        sock.sendall((f"GET {path} HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\n"
-                      f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                      "User-Agent: bench\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
-        head = b""
-        while b"\r\n\r\n" not in head:
-            chunk = sock.recv(4096)
-            if not chunk:
-                raise SystemExit("server closed the connection during the handshake")
-            head += chunk
-        if not head.startswith(b"HTTP/1.1 101"):
-            raise SystemExit(f"handshake refused: {head.splitlines()[0]!r}")
-        _read_frames_to_close(sock, head.split(b"\r\n\r\n", 1)[1])
+        sock, rest = _handshake(port, path, "User-Agent: bench\r\n")
+        _read_frames_to_close(sock, rest)
         sock.sendall(struct.pack("!BB", 0x88, 0x82) + b"\0\0\0\0" + struct.pack("!H", 1000))
         sock.recv(16)      # the server's shutdown: EOF
         sock.close()

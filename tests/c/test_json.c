@@ -48,18 +48,19 @@ TEST(string_short_escapes)
     CHECK(string_is(IN("\x7f"), IN("\"\x7f\"")));          /* DEL copied through */
 }
 
+/* json.dumps(chr(i), ensure_ascii=False)[1:-1] for i in range(32) */
+static const char *const ctl_escape[32] = {
+    "\\u0000", "\\u0001", "\\u0002", "\\u0003", "\\u0004", "\\u0005", "\\u0006", "\\u0007",
+    "\\b", "\\t", "\\n", "\\u000b", "\\f", "\\r", "\\u000e", "\\u000f",
+    "\\u0010", "\\u0011", "\\u0012", "\\u0013", "\\u0014", "\\u0015", "\\u0016", "\\u0017",
+    "\\u0018", "\\u0019", "\\u001a", "\\u001b", "\\u001c", "\\u001d", "\\u001e", "\\u001f",
+};
+
 TEST(string_control_bytes_match_python)
 {
-    /* "".join(json.dumps(chr(i), ensure_ascii=False)[1:-1] for i in range(32)) */
-    static const char *want[32] = {
-        "\\u0000", "\\u0001", "\\u0002", "\\u0003", "\\u0004", "\\u0005", "\\u0006", "\\u0007",
-        "\\b", "\\t", "\\n", "\\u000b", "\\f", "\\r", "\\u000e", "\\u000f",
-        "\\u0010", "\\u0011", "\\u0012", "\\u0013", "\\u0014", "\\u0015", "\\u0016", "\\u0017",
-        "\\u0018", "\\u0019", "\\u001a", "\\u001b", "\\u001c", "\\u001d", "\\u001e", "\\u001f",
-    };
     for (int c = 0; c < 32; c++) {
         char in = (char)c, exp[16];
-        int n = snprintf(exp, sizeof(exp), "\"%s\"", want[c]);
+        int n = snprintf(exp, sizeof(exp), "\"%s\"", ctl_escape[c]);
         CHECK(string_is(&in, 1, exp, (size_t)n));
     }
     for (int c = 32; c < 256; c++) {
@@ -75,12 +76,6 @@ TEST(string_control_bytes_match_python)
  * 4- and 8-byte (overlapping) loads. */
 TEST(string_any_byte_at_any_position)
 {
-    static const char *ctl[32] = {
-        "\\u0000", "\\u0001", "\\u0002", "\\u0003", "\\u0004", "\\u0005", "\\u0006", "\\u0007",
-        "\\b", "\\t", "\\n", "\\u000b", "\\f", "\\r", "\\u000e", "\\u000f",
-        "\\u0010", "\\u0011", "\\u0012", "\\u0013", "\\u0014", "\\u0015", "\\u0016", "\\u0017",
-        "\\u0018", "\\u0019", "\\u001a", "\\u001b", "\\u001c", "\\u001d", "\\u001e", "\\u001f",
-    };
     int failures = 0;
     for (int c = 0; c < 256; c++) {
         for (size_t n = 1; n <= 20; n++) {
@@ -92,7 +87,7 @@ TEST(string_any_byte_at_any_position)
                 exp[e++] = '"';
                 for (size_t i = 0; i < n; i++) {
                     unsigned char ch = (unsigned char)in[i];
-                    const char *esc = ch < 32 ? ctl[ch] : ch == '"' ? "\\\"" : ch == '\\' ? "\\\\" : NULL;
+                    const char *esc = ch < 32 ? ctl_escape[ch] : ch == '"' ? "\\\"" : ch == '\\' ? "\\\\" : NULL;
                     if (esc) {
                         memcpy(exp + e, esc, strlen(esc));
                         e += strlen(esc);

@@ -267,6 +267,18 @@ def add_tagging_middleware(app) -> None:
     app.add_middleware(BaseHTTPMiddleware, dispatch=tag)
 
 
+def ws_outcome(exc: BaseException, text_limit: int) -> tuple:
+    """How a TestClient WebSocket session ended, as comparable data: a
+    denial response (starlette's WebSocketDenialResponse), a close (code,
+    reason), or another exception's type and text (cut to text_limit)."""
+    from starlette.websockets import WebSocketDisconnect
+    if hasattr(exc, "status_code"):
+        return (type(exc).__name__, exc.status_code, exc.content)
+    if isinstance(exc, WebSocketDisconnect):
+        return ("closed", exc.code, exc.reason)
+    return (type(exc).__name__, str(exc)[:text_limit])
+
+
 def answer(r) -> tuple:
     """(status, raw headers, body) of a TestClient response: what the
     differential tests compare between the tiers."""

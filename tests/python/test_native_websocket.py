@@ -16,7 +16,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from celeris import testclient as tc
 from celeris.native import websocket as nws
-from conftest import native_and_asgi_clients
+from conftest import native_and_asgi_clients, ws_outcome
 from rawhttp import free_port
 
 EVENTS: list = []
@@ -126,12 +126,7 @@ def session(client, url, sends=(), receive=1, **kw):
                 ws.send_text(s)
                 out.append(("recv", ws.receive()))
     except Exception as exc:
-        if hasattr(exc, "status_code"):   # denial: starlette's WebSocketDenialResponse
-            out.append((type(exc).__name__, exc.status_code, exc.content))
-        elif isinstance(exc, WebSocketDisconnect):
-            out.append(("closed", exc.code, exc.reason))
-        else:
-            out.append((type(exc).__name__, str(exc)[:200]))
+        out.append(ws_outcome(exc, 200))
     TIERS.append(getattr(sess, "tier", "no session"))
     return out
 

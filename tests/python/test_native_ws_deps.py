@@ -12,7 +12,7 @@ import warnings
 from typing import Annotated, Optional
 
 import pytest
-from conftest import native_and_asgi_clients
+from conftest import native_and_asgi_clients, ws_outcome
 from fastapi import (APIRouter, Body, Cookie, Depends, FastAPI, Header, Path, Query, Security,
                      WebSocket, WebSocketException, status)
 from fastapi.security import APIKeyHeader, OAuth2PasswordBearer, SecurityScopes
@@ -257,12 +257,7 @@ def session(client, url, sends=(), receive=1, until=None, **kw):
                 while until not in EVENTS and time.monotonic() < deadline:
                     time.sleep(0.001)
     except Exception as exc:
-        if hasattr(exc, "status_code"):   # denial: starlette's WebSocketDenialResponse
-            out.append((type(exc).__name__, exc.status_code, exc.content))
-        elif isinstance(exc, WebSocketDisconnect):
-            out.append(("closed", exc.code, exc.reason))
-        else:
-            out.append((type(exc).__name__, str(exc)[:300]))
+        out.append(ws_outcome(exc, 300))
     return out
 
 
