@@ -71,6 +71,7 @@ class Scenario:
     pipeline: int = 1
     expect: bytes | None = None  # a substring the sanity response body must contain
     ws_conns: int = 0  # "ws": connections, each with one echo message in flight
+    celeris_args: tuple[str, ...] = ()  # extra `celeris run` arguments for this scenario only
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -101,6 +102,12 @@ SCENARIOS: dict[str, Scenario] = {
         *(Scenario(f"ws{n}", f"WebSocket echo msgs/s ({n} conn{'s' if n > 1 else ''})",
                    "ws_echo:app", "/ws", ("celeris", "uvicorn", "granian"), kind="ws", ws_conns=n)
           for n in (1, 16, 64)),
+        # The same one-connection echo with Celeris's opt-in busy polling (off by default: it
+        # spends CPU spinning after traffic; uvicorn and granian have no such option and run
+        # exactly as in "ws1").
+        Scenario("ws1bp", "WebSocket echo msgs/s (1 conn), celeris --busy-poll-us 200",
+                 "ws_echo:app", "/ws", ("celeris", "uvicorn", "granian"), kind="ws", ws_conns=1,
+                 celeris_args=("--busy-poll-us", "200")),
     )
 }
 
@@ -278,7 +285,8 @@ class Server:
         app, port, py = self.scenario.app, str(self.port), self.opts.python
         if self.name == "celeris":
             cmd = [py, "-m", "celeris", "run", app, "--host", HOST, "--port", port,
-                   "--no-access-log", "--log-level", "warning", *self.opts.celeris_args]
+                   "--no-access-log", "--log-level", "warning", *self.opts.celeris_args,
+                   *self.scenario.celeris_args]
             if self.opts.workers > 1:
                 cmd += ["--workers", str(self.opts.workers)]
             if self.idle:

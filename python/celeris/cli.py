@@ -29,6 +29,16 @@ def _parse_bool(value: str) -> bool:
     raise argparse.ArgumentTypeError(f"{value!r} is not a valid boolean")
 
 
+def _busy_poll_us(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1e6:     # (also false for nan)
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of microseconds from 0 to 1000000")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="celeris",
@@ -93,6 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="Maximum jitter to add to --limit-max-requests, to stagger worker restarts (default: 0).")
     run.add_argument("--timeout-worker-healthcheck", type=float, default=5.0,
                      help="Seconds a new worker has to become ready during a SIGHUP restart (default: 5).")
+    run.add_argument("--busy-poll-us", type=_busy_poll_us, default=0.0, metavar="USEC",
+                     help="After socket traffic, keep the event loop polling (instead of sleeping) for "
+                          "this many microseconds: lower latency for clients that answer quickly, at "
+                          "the cost of CPU spent spinning (default: 0 = off).")
     _bool_pair(run, "server-header", True, "Send a 'server: celeris' header")
     _bool_pair(run, "native", True, "Serve compiled FastAPI routes on the native tier")
     _bool_pair(run, "date-header", True, "Send a 'date' header")

@@ -92,6 +92,7 @@ class Config:
     reload_excludes: list[str] | str | None = None
     timeout_worker_healthcheck: float = 5.0
     reuse_port: bool = False
+    busy_poll_us: float = 0.0
     native: bool = True
     ws_max_size: int = 16 * 1024 * 1024
     ws_ping_interval: float | None = 20.0
@@ -104,6 +105,8 @@ class Config:
         if self.workers is None:
             env = os.environ.get("WEB_CONCURRENCY")
             self.workers = int(env) if env else 1
+        if not 0.0 <= self.busy_poll_us <= 1e6:     # (also false for nan)
+            raise ValueError(f"busy_poll_us must be from 0 to 1000000 microseconds, not {self.busy_poll_us!r}")
 
     def load_app(self) -> Any:
         """Import (or take) the app; returns an ASGI3 callable."""

@@ -223,6 +223,8 @@ class Server:
 
         fd = self.core.fileno()
         loop.add_reader(fd, self.core.poll)
+        if config.busy_poll_us:
+            self.core.set_busy_poll(config.busy_poll_us)
         ticker = loop.call_later(1.0, self._tick, loop)
         if self.announce:
             logger.info("Celeris running on %s (Press CTRL+C to quit)", where)

@@ -115,6 +115,11 @@ typedef struct ServerObject {
                                        holding the next) */
     struct WaiterObject *wakes_tail;/* borrowed: the last of them */
     int pending_scheduled;
+    int spin_scheduled;         /* self.spin is queued with loop.call_soon (busy_poll.c) */
+    int64_t busy_poll_ns;       /* keep the loop polling this long after the last socket
+                                   event; 0 = off (busy_poll.c) */
+    int64_t busy_last_ns;       /* CLOCK_MONOTONIC of the last poll that handled events */
+    PyObject *spin;             /* bound self.spin, or NULL until busy polling is turned on */
     int in_loop_callback;       /* inside poll()/run_pending(): no Task is running */
     int eager_depth;            /* inside a Driver's eager step (driver.c): a Task IS current,
                                    so no other Task's step may be run directly */
@@ -288,6 +293,12 @@ void celeris_release_held(ServerObject *self);
  * first use, NULL with an exception on failure) and its shutdown. */
 PyObject *celeris_server_pool(ServerObject *self);
 void celeris_server_pool_close(ServerObject *self);
+/* 1 while the Server's pool has submitted jobs whose Future is not settled. */
+int celeris_server_pool_busy(ServerObject *self);
+
+/* busy_poll.c: keep polling for a while after traffic (`--busy-poll-us`). */
+int celeris_busy_poll_set(ServerObject *self, double usec);
+void celeris_busy_poll_after(ServerObject *self, int events, int from_spin);
 
 /* native.c: serve the request natively (1) or decline (0: use the ASGI tier).
  * Never leaves an exception set. */

@@ -421,17 +421,49 @@ static PyObject *server_fileno(PyObject *op, PyObject *Py_UNUSED(a))
     return PyLong_FromLong(cel_server_fd(self->srv));
 }
 
+/* One non-blocking poll of the server's epoll: the number of events handled. */
+static int poll_once(ServerObject *self)
+{
+    self->in_loop_callback = 1;
+    int n = cel_server_poll(self->srv);
+    celeris_release_held(self);             /* back to the loop: no Task current */
+    self->in_loop_callback = 0;
+    if (self->wakes)
+        celeris_waiter_run_wakes(self);     /* the core is out of the way now */
+    return n;
+}
+
 static PyObject *server_poll(PyObject *op, PyObject *Py_UNUSED(a))
 {
     ServerObject *self = (ServerObject *)op;
     if (self->srv) {
-        self->in_loop_callback = 1;
-        cel_server_poll(self->srv);
-        celeris_release_held(self);             /* back to the loop: no Task current */
-        self->in_loop_callback = 0;
-        if (self->wakes)
-            celeris_waiter_run_wakes(self);     /* the core is out of the way now */
+        int n = poll_once(self);
+        if (self->busy_poll_ns && self->srv)
+            celeris_busy_poll_after(self, n, 0);
     }
+    Py_RETURN_NONE;
+}
+
+/* spin(): busy_poll.c's loop callback, one poll per loop turn. */
+static PyObject *server_spin(PyObject *op, PyObject *Py_UNUSED(a))
+{
+    ServerObject *self = (ServerObject *)op;
+    self->spin_scheduled = 0;
+    if (self->srv && self->busy_poll_ns) {
+        int n = poll_once(self);
+        if (self->srv)
+            celeris_busy_poll_after(self, n, 1);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *server_set_busy_poll(PyObject *op, PyObject *arg)
+{
+    double usec = PyFloat_AsDouble(arg);
+    if (usec == -1.0 && PyErr_Occurred())
+        return NULL;
+    if (celeris_busy_poll_set((ServerObject *)op, usec) < 0)
+        return NULL;
     Py_RETURN_NONE;
 }
 
@@ -493,6 +525,7 @@ static PyObject *server_close(PyObject *op, PyObject *Py_UNUSED(a))
     }
     celeris_server_pool_close(self);
     Py_CLEAR(self->run_pending);
+    Py_CLEAR(self->spin);
     Py_RETURN_NONE;
 }
 
@@ -572,6 +605,7 @@ static int server_traverse(PyObject *op, visitproc visit, void *arg)
     for (CycleObject *cy = self->live; cy; cy = cy->live_next)
         Py_VISIT((PyObject *)cy);
     Py_VISIT(self->run_pending);
+    Py_VISIT(self->spin);
     Py_VISIT(self->access_log);
     Py_VISIT(self->error_log);
     Py_VISIT(self->state);
@@ -602,6 +636,7 @@ static int server_clear(PyObject *op)
     Py_CLEAR(self->proxy_resolve);
     Py_CLEAR(self->ws_handler);
     Py_CLEAR(self->ws_log);
+    Py_CLEAR(self->spin);
     Py_CLEAR(self->run_pending);
     Py_CLEAR(self->handler);
     Py_CLEAR(self->loop);
@@ -640,6 +675,9 @@ static PyMethodDef server_methods[] = {
     {"listen_fd", server_listen_fd, METH_O, "Adopt a listening socket descriptor."},
     {"fileno", server_fileno, METH_NOARGS, "The epoll descriptor to watch for readability."},
     {"poll", server_poll, METH_NOARGS, "Handle ready socket events without blocking."},
+    {"spin", server_spin, METH_NOARGS, "One poll while busy polling (queued by poll itself)."},
+    {"set_busy_poll", server_set_busy_poll, METH_O,
+     "set_busy_poll(usec): keep polling this long after traffic; 0 turns it off."},
     {"run_pending", server_run_pending, METH_NOARGS, "Process buffered pipelined requests."},
     {"sweep", server_sweep, METH_NOARGS, "Enforce timeouts; call about once a second."},
     {"stop_accepting", server_stop_accepting, METH_NOARGS, "Close the listening sockets."},

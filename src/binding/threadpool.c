@@ -49,6 +49,7 @@ typedef struct {
     PyObject_HEAD
     pool_core *core;
     PyObject *create_future;    /* loop.create_future */
+    Py_ssize_t unsettled;       /* submitted, Future not yet settled by drain() (loop thread) */
 } PoolObject;
 
 /* Release a job's references and free it.  Needs the GIL. */
@@ -285,6 +286,7 @@ static PyObject *pool_submit(PyObject *op, PyObject *const *args, Py_ssize_t nar
         PyErr_SetString(PyExc_RuntimeError, "cannot start a worker thread");
         return NULL;
     }
+    self->unsettled++;
     return fut;
 }
 
@@ -323,6 +325,7 @@ static PyObject *pool_drain(PyObject *op, PyObject *Py_UNUSED(a))
     celeris_state *st = celeris_get_state_from_type(Py_TYPE(op));
     while (j) {
         job *next = j->next;
+        ((PoolObject *)op)->unsettled--;
         settle(st, j);
         j = next;
     }
@@ -478,6 +481,11 @@ PyObject *celeris_server_pool(ServerObject *self)
     Py_DECREF(r);
     self->pool = pool;
     return pool;
+}
+
+int celeris_server_pool_busy(ServerObject *self)
+{
+    return self->pool && ((PoolObject *)self->pool)->unsettled > 0;
 }
 
 /* Stop watching and shut the Server's pool down (server close/dealloc). */
