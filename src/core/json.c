@@ -54,23 +54,18 @@ static int top_is_object(const cel_json_writer *w)
 }
 
 /* Whether a key (is_key) or a value may come next; *sep receives the byte
- * to write before it (0 for none). */
-static int check_next(const cel_json_writer *w, int is_key, char *sep)
+ * to write before it (0 for none).  Inline: callers pass is_key as a
+ * constant, so each gets only its own branch. */
+static inline int check_next(const cel_json_writer *w, int is_key, char *sep)
 {
-    if (w->depth == 0) {
-        if (is_key || w->done)
-            return CEL_ESTATE;
-        *sep = 0;
-        return 0;
-    }
-    if (top_is_object(w)) {
+    if (w->in_object) {
         if (is_key ? w->after_key : !w->after_key)
             return CEL_ESTATE;
         *sep = is_key ? (w->need_comma ? ',' : 0) : ':';
         return 0;
     }
-    if (is_key)
-        return CEL_ESTATE;
+    if (is_key || w->done)
+        return CEL_ESTATE;      /* (done is only ever set at depth 0) */
     *sep = w->need_comma ? ',' : 0;
     return 0;
 }
@@ -129,6 +124,7 @@ static int begin(cel_json_writer *w, int object)
     unsigned char bit = (unsigned char)(1u << (level & 7));
     *byte = object ? (unsigned char)(*byte | bit) : (unsigned char)(*byte & ~bit);
     w->depth++;
+    w->in_object = (unsigned char)object;
     w->need_comma = 0;
     w->after_key = 0;
     return 0;
@@ -136,12 +132,13 @@ static int begin(cel_json_writer *w, int object)
 
 static int end(cel_json_writer *w, int object)
 {
-    if (w->depth == 0 || top_is_object(w) != object || w->after_key)
+    if (w->depth == 0 || w->in_object != object || w->after_key)
         return CEL_ESTATE;
     int rc = put_token(w, 0, object ? "}" : "]", 1);
     if (rc)
         return rc;
     w->depth--;
+    w->in_object = w->depth ? (unsigned char)top_is_object(w) : 0;
     value_written(w);
     return 0;
 }
@@ -290,6 +287,30 @@ static int verbatim_ascii(const unsigned char *s, size_t n)
     return 1;
 }
 
+/* memcpy(o, s, n) without a library call for the short keys and values
+ * that dominate JSON bodies (overlapping 8- or 4-byte moves). */
+static inline void copy_short(char *o, const char *s, size_t n)
+{
+    if (n > 16) {
+        memcpy(o, s, n);
+    } else if (n >= 8) {
+        uint64_t a, b;
+        memcpy(&a, s, 8);
+        memcpy(&b, s + n - 8, 8);
+        memcpy(o, &a, 8);
+        memcpy(o + n - 8, &b, 8);
+    } else if (n >= 4) {
+        uint32_t a, b;
+        memcpy(&a, s, 4);
+        memcpy(&b, s + n - 4, 4);
+        memcpy(o, &a, 4);
+        memcpy(o + n - 4, &b, 4);
+    } else {
+        for (size_t i = 0; i < n; i++)
+            o[i] = s[i];
+    }
+}
+
 /* A string needing no escapes or validation: one reserve, one copy.
  * Returns 1 (not such a string: nothing done), else put_string's result. */
 static int put_verbatim(cel_json_writer *w, int is_key, const char *s, size_t n)
@@ -307,7 +328,7 @@ static int put_verbatim(cel_json_writer *w, int is_key, const char *s, size_t n)
     if (sep)
         *o++ = sep;
     *o++ = '"';
-    memcpy(o, s, n);
+    copy_short(o, s, n);
     o[n] = '"';
     b->len += (size_t)(o + n + 1 - t);
     if (is_key)

@@ -40,6 +40,7 @@ typedef struct cel_json_writer {
     unsigned char need_comma;   /* a value/member precedes at this level */
     unsigned char after_key;    /* inside an object, a key was written: value due */
     unsigned char done;         /* the top-level value is complete */
+    unsigned char in_object;    /* the innermost open container is an object (0 at depth 0) */
     unsigned char stack[CEL_JSON_INLINE_DEPTH / 8];   /* bit set: object */
     unsigned char *spill;       /* levels beyond the inline ones; cel_malloc'd, grown by doubling */
     size_t spill_cap;           /* bytes at spill */
