@@ -67,15 +67,30 @@ struct cel_router {
     char err[160];
 };
 
-/* FNV-1a, 64 bits. */
+/* A 64-bit hash of a path, 8 bytes per step (the tail as overlapping 4-byte
+ * loads, or bytes): only for spreading literals over slots -- every hit is
+ * confirmed by comparing the bytes. */
 static uint64_t path_hash(const char *p, size_t n)
 {
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)p[i];
-        h *= 1099511628211ull;
+    const uint64_t k = 0xff51afd7ed558ccdull;
+    uint64_t h = 0x9e3779b97f4a7c15ull ^ n, x;
+    for (; n >= 8; p += 8, n -= 8) {
+        memcpy(&x, p, 8);
+        h = (h ^ x) * k;
+        h ^= h >> 32;
     }
-    return h;
+    if (n >= 4) {
+        uint32_t a, b;
+        memcpy(&a, p, 4);
+        memcpy(&b, p + n - 4, 4);
+        x = ((uint64_t)b << 32) | a;
+    } else {
+        x = 0;
+        for (size_t i = 0; i < n; i++)
+            x |= (uint64_t)(unsigned char)p[i] << (8 * i);
+    }
+    h = (h ^ x) * k;
+    return h ^ (h >> 29);
 }
 
 cel_router *cel_router_new(void)
@@ -359,17 +374,29 @@ static int index_static(cel_router *r, size_t k)
     return 0;
 }
 
+/* Room for one more element in the array *items (n used of *cap, each
+ * `size` bytes): doubled (first 16) when full.  0, or CEL_ENOMEM with the
+ * array unchanged. */
+static int grow_for_one(void **items, size_t n, size_t *cap, size_t size)
+{
+    if (n < *cap)
+        return 0;
+    size_t c = *cap ? *cap * 2 : 16;
+    void *p = cel_realloc(*items, c * size);
+    if (!p)
+        return CEL_ENOMEM;
+    *items = p;
+    *cap = c;
+    return 0;
+}
+
 /* Appends route k to the non-static list.  0 or CEL_ENOMEM (unchanged). */
 static int index_nonstatic(cel_router *r, size_t k)
 {
-    if (r->n_nonstatic == r->cap_nonstatic) {
-        size_t cap = r->cap_nonstatic ? r->cap_nonstatic * 2 : 16;
-        size_t *nn = cel_realloc(r->nonstatic, cap * sizeof(*nn));
-        if (!nn)
-            return CEL_ENOMEM;
-        r->nonstatic = nn;
-        r->cap_nonstatic = cap;
-    }
+    void *items = r->nonstatic;
+    if (grow_for_one(&items, r->n_nonstatic, &r->cap_nonstatic, sizeof(*r->nonstatic)))
+        return CEL_ENOMEM;
+    r->nonstatic = items;
     r->nonstatic[r->n_nonstatic++] = k;
     return 0;
 }
@@ -398,14 +425,10 @@ int cel_router_add(cel_router *r, int kind, const char *tpl, size_t len,
 
     size_t tlen = len + (kind == CEL_ROUTE_MOUNT ? sizeof(MOUNT_TAIL) - 1 : 0);
     size_t mlen = methods ? strlen(methods) : 0;
-    if (r->n == r->cap) {
-        size_t cap = r->cap ? r->cap * 2 : 16;
-        route *nr = cel_realloc(r->routes, cap * sizeof(*nr));
-        if (!nr)
-            return CEL_ENOMEM;
-        r->routes = nr;
-        r->cap = cap;
-    }
+    void *items = r->routes;
+    if (grow_for_one(&items, r->n, &r->cap, sizeof(*r->routes)))
+        return CEL_ENOMEM;
+    r->routes = items;
     route *rt = &r->routes[r->n];
     memset(rt, 0, sizeof(*rt));
     rt->kind = kind;
