@@ -8,6 +8,7 @@ dependency scopes, exceptions swallowed / re-raised / replaced in teardown,
 generators that do not yield or yield twice, cancel scopes inside a
 generator, sync generators mixed in, and Request injection (which keeps
 FastAPI's own `_solve_generator`)."""
+import json
 from typing import Annotated, Optional
 
 import anyio
@@ -32,7 +33,11 @@ def make_app() -> FastAPI:
     @app.exception_handler(Boom)
     async def boom_handler(request: Request, exc: Boom):
         from fastapi.responses import JSONResponse
-        return JSONResponse({"boom": str(exc)}, status_code=418)
+        chain, e = [], exc             # the exception contexts the stack(s) left on it
+        while e is not None and len(chain) < 6:
+            chain.append([type(e).__name__, str(e), e.__cause__ is not None, e.__suppress_context__])
+            e = e.__context__
+        return JSONResponse({"boom": str(exc), "chain": chain}, status_code=418)
 
     async def first(mode: Optional[str] = None):
         EVENTS.append("first open")
@@ -136,6 +141,26 @@ def make_app() -> FastAPI:
                      c: Annotated[str, Depends(first, use_cache=False)]):
         return {"a": a, "b": b, "c": c}
 
+    async def outer_boom(mode: Optional[str] = None):
+        try:
+            yield "outer"
+        except Boom as exc:
+            raise Boom(f"outer saw {exc}") if mode == "inner" else exc
+        finally:
+            EVENTS.append("outer close")
+
+    async def inner_boom(o: Annotated[str, Depends(outer_boom)], mode: Optional[str] = None):
+        try:
+            yield o + "+inner"
+        finally:
+            if mode == "inner":
+                raise Boom("inner teardown")
+
+    @app.get("/nested-boom")
+    async def nested_boom(v: Annotated[str, Depends(inner_boom)], mode: Optional[str] = None):
+        EVENTS.append("endpoint")
+        raise Boom("endpoint")
+
     @app.get("/request")
     async def with_request(request: Request, s: Annotated[str, Depends(second)]):
         EVENTS.append("endpoint")
@@ -148,7 +173,8 @@ REQUESTS = [
     "/two", "/two?mode=raise", "/two?mode=replace", "/two?mode=swallow",
     "/two?mode=swallow-first", "/two?mode=boom", "/two?mode=crash",
     "/scopes", "/no-yield", "/twice", "/teardown", "/teardown?mode=http", "/teardown?mode=boom",
-    "/scoped", "/cached", "/request", "/request?mode=raise",
+    "/scoped", "/cached", "/request", "/request?mode=raise", "/request?mode=boom",
+    "/request?mode=replace", "/nested-boom", "/nested-boom?mode=inner",
 ]
 
 
@@ -173,8 +199,10 @@ def test_routes_are_native_and_enter_generators_directly(clients):
     for path in ("/two", "/scopes", "/no-yield", "/twice", "/teardown", "/scoped", "/cached",
                  "/request"):
         assert compiled[path].plan is not None, (path, compiled[path].reason)
+    # only request-scoped async generators: nested `async with` blocks, no exit stack
     src = compiled["/two"].plan.endpoint.__celeris_source__
-    assert "enter_async_context" in src and "_solve_generator" not in src
+    assert src.count("async with _acm") == 2 and "_solve_generator" not in src
+    assert "_AsyncExitStack" not in src
     # a sync generator keeps FastAPI's path (thread pool __enter__/__exit__)
     src = compiled["/scopes"].plan.endpoint.__celeris_source__
     assert src.count("enter_async_context") == 3 and src.count("_solve_generator") == 1
@@ -197,4 +225,4 @@ def test_teardown_order_and_exception_seen(clients):
     # swallowed in teardown: FastAPI then finds no response was sent
     assert status == 500 and events[-1] == "first close deadline=inf"
     status, _, body, _ = _run(n, "/two?mode=replace")
-    assert status == 418 and body == b'{"boom":"replaced"}'
+    assert status == 418 and json.loads(body)["boom"] == "replaced"

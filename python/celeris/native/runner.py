@@ -22,6 +22,7 @@ from __future__ import annotations
 import email.message
 import inspect
 import json
+import re
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, Callable, Optional
 
@@ -507,7 +508,7 @@ class RunnerBuilder:
         self.uses_scopes: dict = {}
         self.n = 0
         self.needs = {"response": False, "background": False, "gen": False, "request": False,
-                      "slowgen": False}
+                      "slowgen": False, "fs": False}
         self.model_fields: dict = {}
 
     def _name(self, prefix: str, obj: Any = None) -> str:
@@ -549,6 +550,7 @@ class RunnerBuilder:
                     self.needs["gen"] = True
                     dep = self._name("d", sub)
                     stack = "_fs" if getattr(sub, "scope", None) == "function" else "_rs"
+                    self.needs["fs"] = self.needs["fs"] or stack == "_fs"
                     sv = "{" + ", ".join(f"{k!r}: {v}" for k, v in sub_values.items()) + "}"
                     req = ", request=_holder" if _SOLVE_GEN_TAKES_REQUEST() else ""
                     slow = (f"{var} = await _solve_generator(dependant={dep}, stack={stack}, "
@@ -708,9 +710,11 @@ class RunnerBuilder:
                     "        _scope['route'] = _route",
                     "        _scope.update(_route.matches(_scope)[1])"]
             pre = "        "
-        src += [pre + "_sent = False",
-                pre + "async with _AsyncExitStack() as _rs:",
-                pre + "    async with _AsyncExitStack() as _fs:"]
+        # FastAPI's function-scoped stack, exited before the response is
+        # sent: left out when nothing could put anything on it or see it (no
+        # function-scoped yield dependency, no Request, no _solve_generator).
+        # Its exit would then run no callback and re-raise what came in.
+        fs = self.needs["request"] or self.needs["slowgen"] or self.needs["fs"]
         inner = []
         if self.needs["request"]:
             inner.append("_scope['fastapi_inner_astack'] = _rs")
@@ -730,7 +734,16 @@ class RunnerBuilder:
                          f"{'_sub_response' if self.needs['response'] else 'None'}, _bg))")
         else:
             inner.append("_nc.prepare(_result)")
-        src += [pre + "        " + line for line in inner]
+        nested = None if fs else _nest_request_stack(inner)
+        if nested is not None:
+            src += [pre + line for line in ["_sent = False", *nested,
+                                            "if not _sent:", "    raise _FastAPIError(_MSG)"]]
+            return self._compile(src)
+        src += [pre + "_sent = False",
+                pre + "async with _AsyncExitStack() as _rs:"]
+        if fs:
+            src.append(pre + "    async with _AsyncExitStack() as _fs:")
+        src += [pre + ("        " if fs else "    ") + line for line in inner]
         src += [pre + "    await _nc.respond()",
                 pre + "    _sent = True",
                 pre + "if not _sent:",
@@ -744,6 +757,35 @@ class RunnerBuilder:
         runner = self.ns["runner"]
         runner.__celeris_source__ = code
         return runner
+
+
+_ENTER_RS = re.compile(r"(\w+) = await _rs\.enter_async_context\((.*)\)")
+
+
+def _nest_request_stack(inner: list[str]) -> Optional[list[str]]:
+    """The request-scoped exit stack as nested `async with` statements, or
+    None when something else uses the stack.
+
+    With no Request, no function-scoped stack and no `_solve_generator`, the
+    stack's only callbacks are the context managers of the async generator
+    dependencies, entered in order and exited in reverse, which is what
+    nested `async with` statements do (ExitStack exists to emulate them,
+    exception contexts included).  Each entry opens a block holding the rest
+    of the route; the response is sent inside the innermost one, as it is
+    sent before the stack closes."""
+    out: list[str] = []
+    depth = 0
+    for line in inner:
+        m = _ENTER_RS.fullmatch(line)
+        if m:
+            out.append("    " * depth + f"async with {m.group(2)} as {m.group(1)}:")
+            depth += 1
+        elif "_rs" in line or "\n" in line:
+            return None
+        else:
+            out.append("    " * depth + line)
+    out += ["    " * depth + "await _nc.respond()", "    " * depth + "_sent = True"]
+    return out
 
 
 class _GenLine:
