@@ -201,7 +201,7 @@ def test_routes_are_native_and_enter_generators_directly(clients):
         assert compiled[path].plan is not None, (path, compiled[path].reason)
     # only request-scoped async generators: nested `async with` blocks, no exit stack
     src = compiled["/two"].plan.endpoint.__celeris_source__
-    assert src.count("async with _acm") == 2 and "_solve_generator" not in src
+    assert src.count("async with _GenCM(") == 2 and "_solve_generator" not in src
     assert "_AsyncExitStack" not in src
     # a sync generator keeps FastAPI's path (thread pool __enter__/__exit__)
     src = compiled["/scopes"].plan.endpoint.__celeris_source__
@@ -226,3 +226,19 @@ def test_teardown_order_and_exception_seen(clients):
     assert status == 500 and events[-1] == "first close deadline=inf"
     status, _, body, _ = _run(n, "/two?mode=replace")
     assert status == 418 and json.loads(body)["boom"] == "replaced"
+
+
+def test_light_context_manager_recognised_here():
+    # this Python's contextlib is the one _GenCM reproduces (else routes fall
+    # back to asynccontextmanager(call), tested below)
+    assert native_runner._GEN_CM is not None
+
+
+@pytest.mark.parametrize("url", ["/two", "/two?mode=raise", "/two?mode=swallow", "/no-yield",
+                                 "/twice", "/teardown?mode=boom", "/nested-boom?mode=inner"])
+def test_without_light_context_manager(monkeypatch, url):
+    monkeypatch.setattr(native_runner, "_GEN_CM", None)
+    n, a = native_and_asgi_clients(make_app())
+    src = {e.display_path: e for e in compile_app(n.app).entries}["/two"].plan.endpoint
+    assert "_GenCM" not in src.__celeris_source__ and "async with _acm" in src.__celeris_source__
+    assert _run(n, url) == _run(a, url)

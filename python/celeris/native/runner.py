@@ -557,8 +557,12 @@ class RunnerBuilder:
                             f"sub_values={sv}{req})")
                     if m._is_async_gen_callable(call) and _ASYNC_GEN_DIRECT():
                         # Decided in build(): direct entry unless the route injects Request.
-                        acm = self._name("acm", asynccontextmanager(call))
-                        fast = f"{var} = await {stack}.enter_async_context({acm}({kwargs}))"
+                        if _GEN_CM is not None:
+                            self.ns["_GenCM"] = _GEN_CM
+                            cm = f"_GenCM({fn}({kwargs}))"
+                        else:
+                            cm = f"{self._name('acm', asynccontextmanager(call))}({kwargs})"
+                        fast = f"{var} = await {stack}.enter_async_context({cm})"
                         self.lines.append(_GenLine(slow, fast))
                     else:
                         self.needs["slowgen"] = True
@@ -758,6 +762,44 @@ class RunnerBuilder:
         runner.__celeris_source__ = code
         return runner
 
+
+def _light_cm() -> Optional[type]:
+    """asynccontextmanager(call)(**kw)'s context manager without what only
+    its ContextDecorator use needs: the same class (its __aexit__ is the
+    installed Python's own), built from the generator itself, whose
+    __aenter__ is the installed one minus dropping the func/args/kwds that
+    are never set here.  None when this Python's version of it is not the
+    one this reproduces."""
+    import contextlib
+
+    base = getattr(contextlib, "_AsyncGeneratorContextManager", None)
+    try:
+        src = inspect.getsource(base.__aenter__)
+        init = inspect.getsource(contextlib._GeneratorContextManagerBase.__init__)
+    except (AttributeError, OSError, TypeError):
+        return None
+    body = [ln.strip() for ln in src.splitlines()
+            if ln.strip() and not ln.strip().startswith(("#", "async def"))]
+    if body != ["del self.args, self.kwds, self.func", "try:", "return await anext(self.gen)",
+                "except StopAsyncIteration:",
+                "raise RuntimeError(\"generator didn't yield\") from None"] \
+            or "self.gen = func(*args, **kwds)" not in init:
+        return None
+
+    class _GenCM(base):
+        def __init__(self, gen: Any) -> None:
+            self.gen = gen
+
+        async def __aenter__(self) -> Any:
+            try:
+                return await anext(self.gen)
+            except StopAsyncIteration:
+                raise RuntimeError("generator didn't yield") from None
+
+    return _GenCM
+
+
+_GEN_CM = _light_cm()
 
 _ENTER_RS = re.compile(r"(\w+) = await _rs\.enter_async_context\((.*)\)")
 
