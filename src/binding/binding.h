@@ -54,6 +54,7 @@ typedef struct {
              *s_http_request, *s_http_disconnect, *s_status,
              *s_http_response_start, *s_http_response_body, *s_http_response_pathsend, *s_empty,
              *s_submit, *s_set_exception, *s_set_result, *s_done, *s_cancelled,
+             *s_dependency_overrides,
              *s_GET, *s_POST, *s_HEAD, *s_PUT, *s_DELETE, *s_PATCH, *s_OPTIONS;
     PyObject *empty_bytes;
     celeris_ws_state ws;

@@ -250,6 +250,7 @@ static int celeris_exec(PyObject *m)
     INTERN(s_set_result, "set_result");
     INTERN(s_done, "done");
     INTERN(s_cancelled, "cancelled");
+    INTERN(s_dependency_overrides, "dependency_overrides");
     INTERN(s_GET, "GET");
     INTERN(s_POST, "POST");
     INTERN(s_HEAD, "HEAD");
@@ -365,7 +366,7 @@ static int celeris_clear(PyObject *m)
         &st->s_http_response_start, &st->s_http_response_body, &st->s_http_response_pathsend,
         &st->s_empty,
         &st->s_submit, &st->s_set_exception, &st->s_set_result, &st->s_done,
-        &st->s_cancelled,
+        &st->s_cancelled, &st->s_dependency_overrides,
         &st->s_GET, &st->s_POST, &st->s_HEAD, &st->s_PUT, &st->s_DELETE, &st->s_PATCH,
         &st->s_OPTIONS, &st->empty_bytes,
     };

@@ -821,7 +821,7 @@ int celeris_native_dispatch(ServerObject *self, cel_conn *c, const cel_http_requ
         return 0;
     if (plan->overrides_owner) {
         /* dependency_overrides are consulted per request: FastAPI's own path runs them. */
-        PyObject *ov = PyObject_GetAttrString(plan->overrides_owner, "dependency_overrides");
+        PyObject *ov = PyObject_GetAttr(plan->overrides_owner, self->st->s_dependency_overrides);
         int busy = !ov || !PyDict_Check(ov) || PyDict_GET_SIZE(ov) > 0;
         Py_XDECREF(ov);
         PyErr_Clear();
