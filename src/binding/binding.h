@@ -260,6 +260,8 @@ int celeris_cycle_resolve(CycleObject *cy, PyObject **slot, PyObject *value);
 void celeris_cycle_link(CycleObject *cy);
 /* cy.finish() / cy.abort() / cy.app_failed(): new reference (None) or NULL. */
 PyObject *celeris_cycle_finish(CycleObject *cy);
+/* cy.receive(): the ASGI receive() awaitable (new reference), or NULL with an exception. */
+PyObject *celeris_cycle_receive(CycleObject *cy);
 PyObject *celeris_cycle_abort(CycleObject *cy);
 PyObject *celeris_cycle_app_failed(CycleObject *cy);
 void celeris_cycle_unlink(CycleObject *cy);

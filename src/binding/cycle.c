@@ -254,6 +254,11 @@ static PyObject *cycle_receive(PyObject *self, PyObject *Py_UNUSED(a))
     return fut;
 }
 
+PyObject *celeris_cycle_receive(CycleObject *cy)
+{
+    return cycle_receive((PyObject *)cy, NULL);
+}
+
 void celeris_cycle_on_body(CycleObject *cy)
 {
     if (!cy->recv_future || !cy->conn)

@@ -726,7 +726,12 @@ static PyGetSetDef ncall_getset[] = {
 
 static PyObject *ncall_receive(PyObject *op, PyObject *Py_UNUSED(a))
 {
-    return PyObject_CallMethod((PyObject *)((NativeCallObject *)op)->cycle, "receive", NULL);
+    NativeCallObject *nc = (NativeCallObject *)op;
+    if (!nc->cycle) {
+        PyErr_SetString(PyExc_RuntimeError, "request is over");
+        return NULL;
+    }
+    return celeris_cycle_receive(nc->cycle);
 }
 
 static PyObject *ncall_await(PyObject *op)
