@@ -403,6 +403,25 @@ static int parse_content_length(const cel_slice *v, uint64_t *cl, int *have_cl)
 {
     const char *p = v->p, *end = v->p + v->len;
     cel_slice e;
+    /* the usual case, one value of at most 19 digits (cannot overflow): the
+     * list below would see it as its only element */
+    if (v->len && v->len <= 19) {
+        uint64_t n = 0;
+        size_t i = 0;
+        for (; i < v->len; i++) {
+            unsigned d = (unsigned char)v->p[i] - '0';
+            if (d > 9)
+                break;
+            n = n * 10 + d;
+        }
+        if (i == v->len) {
+            if (*have_cl && n != *cl)
+                return CEL_EBADCL;
+            *cl = n;
+            *have_cl = 1;
+            return 0;
+        }
+    }
     while (list_next(&p, end, &e)) {
         if (e.len == 0)
             return CEL_EBADCL;
@@ -452,6 +471,16 @@ static int header_semantics(const cel_header *h, semantics *s)
     case 10:
         if (!WEQ(n, nl, "connection"))
             break;
+        /* a value that is one common token (values are OWS-trimmed, so the
+         * list would see it as its only element) */
+        if (WEQ(h->value.p, h->value.len, "keep-alive")) {
+            s->conn_keep_alive = 1;
+            break;
+        }
+        if (WEQ(h->value.p, h->value.len, "close")) {
+            s->conn_close = 1;
+            break;
+        }
         p = h->value.p;
         while (list_next(&p, end, &e)) {
             if (WEQ(e.p, e.len, "close"))
@@ -473,6 +502,11 @@ static int header_semantics(const cel_header *h, semantics *s)
          * elements are rejected rather than skipped: a lenient reading here
          * is exactly where front ends and back ends disagree. */
         s->have_te = 1;
+        if (WEQ(h->value.p, h->value.len, "chunked")) {     /* the only coding */
+            s->te_chunked_count++;
+            s->te_last_chunked = 1;
+            break;
+        }
         p = h->value.p;
         while (list_next(&p, end, &e)) {
             if (e.len == 0) {

@@ -363,7 +363,9 @@ TEST(list_token_recognition)
     static const struct { const char *name, *value; } fields[] = {
         { "Expect", "100-continue" }, { "Connection", "close" }, { "Connection", "keep-alive" },
         { "Connection", "upgrade" }, { "Transfer-Encoding", "chunked" },
-        { "Content-Length", "1234567890" }, { "Connection", "x, keep-alive ,close" },
+        { "Content-Length", "1234567890" }, { "Content-Length", "1234567890123456789" },
+        { "Content-Length", "18446744073709551615" }, { "Content-Length", "12, 12" },
+        { "Connection", "x, keep-alive ,close" }, { "Transfer-Encoding", "gzip, chunked" },
     };
     cel_http_limits lim;
     cel_http_limits_default(&lim);
@@ -397,6 +399,36 @@ TEST(list_token_recognition)
             }
         }
     }
+}
+
+/* Every sequence of up to three framing fields (duplicates, conflicts and
+ * merges of Content-Length, Transfer-Encoding, Connection, Host, ...) on
+ * HTTP/1.0 and 1.1. */
+TEST(framing_field_combinations)
+{
+    static const char *const fields[] = {
+        "", "Host: a", "host: b", "Content-Length: 5", "Content-Length: 6", "content-length: 5, 5",
+        "Content-Length: 007", "Content-Length: 0", "Content-Length: 5,6",
+        "Transfer-Encoding: chunked", "transfer-encoding: gzip", "Transfer-Encoding: gzip, chunked",
+        "Connection: close", "Connection: keep-alive", "connection: Upgrade", "Connection: close, upgrade",
+        "Upgrade: websocket", "Expect: 100-continue", "Expect: 100-continue, x",
+    };
+    size_t nf = sizeof(fields) / sizeof(fields[0]);
+    cel_http_limits lim;
+    cel_http_limits_default(&lim);
+    char in[512];
+    for (int ver = 0; ver < 2; ver++)
+        for (size_t a = 0; a < nf; a++)
+            for (size_t b = 0; b < nf; b++)
+                for (size_t c = 0; c < nf; c++) {
+                    size_t o = (size_t)sprintf(in, "POST / HTTP/1.%d\r\n", ver);
+                    const char *f3[3] = { fields[a], fields[b], fields[c] };
+                    for (int i = 0; i < 3; i++)
+                        if (*f3[i])
+                            o += (size_t)sprintf(in + o, "%s\r\n", f3[i]);
+                    o += (size_t)sprintf(in + o, "\r\n");
+                    compare3(in, o, &lim, CAP);
+                }
 }
 
 /* ------------------------------------------------------ random heads */
