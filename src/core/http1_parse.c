@@ -691,15 +691,15 @@ long cel_http_parse_request(const char *buf, size_t len,
             p += 2;
             break;
         }
-        if (c == ' ' || c == '\t')
-            return CEL_EHDRVALUE;           /* obs-fold (or SP before first field) */
-
         const char *name = p;
         p = skip_token(p, end);
         if (p == end)
-            RANOUT(CEL_EHDRTOOLARGE);
-        if (*p != ':' || p == name)
+            RANOUT(CEL_EHDRTOOLARGE);       /* (c, not a token byte, stops short of end) */
+        if (*p != ':' || p == name) {
+            if (c == ' ' || c == '\t')
+                return CEL_EHDRVALUE;       /* obs-fold (or SP before first field) */
             return CEL_EBADREQ;             /* empty name, WS before ':', bad char, bare LF */
+        }
         if (nh == maxh)
             return CEL_EHDRTOOLARGE;
         cel_header *h = &req->headers[nh];
