@@ -2,11 +2,11 @@
  *
  * The parser is a single forward pass over the buffer with no state kept
  * between calls: on CEL_EAGAIN the caller re-feeds the whole head.  Syntax is
- * checked as it is read (runs of ordinary bytes eight at a time, see the
- * scanners below), so a malformed prefix (a TLS ClientHello, a bad method) is rejected without
- * waiting for a line end, while a valid prefix yields CEL_EAGAIN.  Each
- * section is scanned only up to its limit, so the limits bound both the work
- * and what is reported on incomplete input.
+ * checked as it is read (runs of ordinary bytes sixteen or eight at a time,
+ * see the scanners below), so a malformed prefix (a TLS ClientHello, a bad
+ * method) is rejected without waiting for a line end, while a valid prefix
+ * yields CEL_EAGAIN.  Each section is scanned only up to its limit, so the
+ * limits bound both the work and what is reported on incomplete input.
  * Framing headers (Content-Length, Transfer-Encoding, Host, Connection, ...)
  * are interpreted in a second pass over the parsed header array.
  */
