@@ -22,11 +22,11 @@ run: install
 
 test: install ctest ctest-asan pytest pytest-asan
 
-build/ctest/%: tests/c/%.c $(CORE_SRC) tests/c/test.h
+build/ctest/%: tests/c/%.c $(CORE_SRC) tests/c/test.h tests/c/http1_parse_ref.inc
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_COMMON) -Itests/c $< $(CORE_SRC) -o $@ -lz
 
-build/ctest-asan/%: tests/c/%.c $(CORE_SRC) tests/c/test.h
+build/ctest-asan/%: tests/c/%.c $(CORE_SRC) tests/c/test.h tests/c/http1_parse_ref.inc
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_COMMON) $(SAN_FLAGS) -Itests/c $< $(CORE_SRC) -o $@ -lz
 
@@ -75,7 +75,7 @@ test-pyversions:
 	    --deselect tests/python/test_cli.py::test_console_script_entry_point; \
 	done
 
-build/fuzz/%: fuzz/%.c $(CORE_SRC)
+build/fuzz/%: fuzz/%.c $(CORE_SRC) tests/c/http1_parse_ref.inc
 	@mkdir -p $(dir $@)
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -Isrc/core -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all $< $(CORE_SRC) -o $@ -lz
 

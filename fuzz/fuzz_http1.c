@@ -7,6 +7,9 @@
  * prefixes of the head give CEL_EAGAIN.  Each parse reads from a copy of
  * exactly the bytes it is given, so ASan catches any over-read.  A chunked
  * body after a successful head goes through cel_chunked_decode too.
+ * Differential: every parse is repeated with the parser as it was before its
+ * word-at-a-time/SSE2 fast paths (tests/c/http1_parse_ref.inc), which must
+ * give the same return value and the same fields and header slices.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -14,6 +17,8 @@
 
 #include "errors.h"
 #include "http1.h"
+
+#include "../tests/c/http1_parse_ref.inc"
 
 #define CAP 64
 
@@ -26,6 +31,8 @@ typedef struct result {
     cel_http_request req;
 } result;
 
+static void check_same(const result *a, const result *b);
+
 static void parse(result *r, const char *buf, size_t len, const cel_http_limits *lim)
 {
     memset(&r->req, 0, sizeof(r->req));
@@ -33,6 +40,18 @@ static void parse(result *r, const char *buf, size_t len, const cel_http_limits 
     r->req.headers = r->hdrs;
     r->req.num_headers = CAP;
     r->rc = cel_http_parse_request(buf, len, lim, &r->req);
+
+    /* the reference parser on the same bytes: the same answer */
+    static result ref;
+    memset(&ref.req, 0, sizeof(ref.req));
+    ref.base = buf;
+    ref.req.headers = ref.hdrs;
+    ref.req.num_headers = CAP;
+    ref.rc = ref_http_parse_request(buf, len, lim, &ref.req);
+    if (r->rc > 0)
+        check_same(r, &ref);
+    else
+        REQUIRE(ref.rc == r->rc && ref.req.num_headers == CAP && r->req.num_headers == CAP);
 }
 
 /* Parse a private copy of data[0..len) (exact-size allocation). */
