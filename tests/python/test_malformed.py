@@ -47,6 +47,24 @@ def test_malformed_logs_warning(raw_server):
     raw_server.wait_for(r"WARNING:  Invalid HTTP request received")
 
 
+# Host values are passed to the app as sent, valid or not (as uvicorn does):
+# RFC 9112 3.2 asks for a 400 on an invalid one, but FastAPI's own suite
+# (tests/test_telemetry/test_semantic_conventions.py) expects apps to see
+# "public.example:invalid", "[invalid", "user:password@public.example" and
+# "public.example/path" and answer them.
+@pytest.mark.parametrize("host", [b"", b"example.com", b"example.com.", b"EXAMPLE.com:8080",
+                                  b"127.0.0.1:1", b"[::1]", b"[::1]:8000", b"[fe80::1%25eth0]",
+                                  b"a%20b", b"x_y~z-1", b"host:", b"!$&'()*+,;=",
+                                  b"public.example:invalid", b"[invalid",
+                                  b"user:password@public.example", b"public.example/path", b"a b"])
+def test_host_values_passed_to_the_app(raw_server, host):
+    with Conn(raw_server.addr) as c:
+        c.send(b"GET /scope HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
+        r = c.read_response()
+        assert r.status == 200
+        assert [v for k, v in r.json()["headers"] if k == "host"] == [host.decode("latin-1")]
+
+
 def test_100_header_fields_allowed(raw_server):
     # exactly the limit (Host + 99 more = 100 fields) is fine
     data = (b"GET /scope HTTP/1.1\r\n" + H
