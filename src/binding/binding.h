@@ -111,6 +111,8 @@ typedef struct ServerObject {
     PyObject *ws_handler;       /* ws_handler(scope, cycle) -> coroutine, for websocket scopes */
     PyObject *ws_log;           /* ws_log(scope, status or None for accepted) or None */
     PyObject *pool;             /* ThreadPool for def endpoints, or NULL until first use */
+    PyObject *scope_tmpl;       /* http scope keys in order, values None (scope.c), or NULL */
+    PyObject *asgi_tmpl;        /* the http scope's "asgi" dict to copy, or NULL */
     struct WaiterObject *wakes;     /* receive() waiters resolved inside poll()/run_pending(),
                                        woken when it returns (waiter.c; the first, strong, each
                                        holding the next) */

@@ -306,6 +306,38 @@ static int set_steal(PyObject *d, PyObject *key, PyObject *value)
     return rc;
 }
 
+/* The http scope's keys in uvicorn's order, every value None, and its
+ * "asgi" dict: built once per server (the keys depend only on the server:
+ * pathsend, lifespan state), so a request's scope is a copy of it with its
+ * values replaced -- a dict cloned at its final size, no growing.  0, or -1
+ * with an exception. */
+static int http_templates(ServerObject *self)
+{
+    celeris_state *st = self->st;
+    if (self->scope_tmpl)
+        return 0;
+    PyObject *keys[] = {
+        st->s_type, st->s_asgi, st->s_http_version, st->s_server, st->s_client, st->s_scheme,
+        st->s_method, st->s_root_path, st->s_path, st->s_raw_path, st->s_query_string,
+        st->s_headers, self->pathsend ? st->ws.s_extensions : NULL,
+        self->state != Py_None ? st->s_state : NULL,
+    };
+    PyObject *tmpl = PyDict_New(), *asgi = PyDict_New();
+    if (!tmpl || !asgi || PyDict_SetItem(asgi, st->s_version, st->s_v30) < 0
+        || PyDict_SetItem(asgi, st->s_spec_version, st->s_v23) < 0)
+        goto error;
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        if (keys[i] && PyDict_SetItem(tmpl, keys[i], Py_None) < 0)
+            goto error;
+    self->scope_tmpl = tmpl;
+    self->asgi_tmpl = asgi;
+    return 0;
+error:
+    Py_XDECREF(tmpl);
+    Py_XDECREF(asgi);
+    return -1;
+}
+
 PyObject *celeris_build_scope(ServerObject *self, cel_conn *c, const cel_http_request *req)
 {
     celeris_state *st = self->st;
@@ -334,18 +366,20 @@ PyObject *celeris_build_scope(ServerObject *self, cel_conn *c, const cel_http_re
     PyObject *pclient = NULL, *pscheme = NULL;
     if (proxy_apply_cc(self, cc, req, &pclient, &pscheme) < 0)
         return NULL;
-    PyObject *scope = PyDict_New();
+    int ws = c->ws != NULL;
+    PyObject *scope = ws ? PyDict_New()
+                         : http_templates(self) < 0 ? NULL : PyDict_Copy(self->scope_tmpl);
     if (!scope) {
         Py_XDECREF(pclient);
         Py_XDECREF(pscheme);
         return NULL;
     }
-    PyObject *asgi = PyDict_New();
+    /* every key the http template has is set below (its None replaced) */
+    PyObject *asgi = ws ? PyDict_New() : PyDict_Copy(self->asgi_tmpl);
     if (!asgi)
         goto error;
-    int ws = c->ws != NULL;
-    if (PyDict_SetItem(asgi, st->s_version, st->s_v30) < 0
-        || PyDict_SetItem(asgi, st->s_spec_version, ws ? st->ws.s_v24 : st->s_v23) < 0) {
+    if (ws && (PyDict_SetItem(asgi, st->s_version, st->s_v30) < 0
+               || PyDict_SetItem(asgi, st->s_spec_version, st->ws.s_v24) < 0)) {
         Py_DECREF(asgi);
         goto error;
     }
@@ -390,7 +424,13 @@ PyObject *celeris_build_scope(ServerObject *self, cel_conn *c, const cel_http_re
     /* the ASGI path-send extension (docs/files.md): a fresh dict per
      * request, since apps and middleware may add to it */
     if (self->pathsend) {
-        PyObject *ext = Py_BuildValue("{O{}}", st->s_http_response_pathsend);
+        PyObject *ext = PyDict_New(), *inner = PyDict_New();
+        int rc = ext && inner ? PyDict_SetItem(ext, st->s_http_response_pathsend, inner) : -1;
+        Py_XDECREF(inner);
+        if (rc < 0) {
+            Py_XDECREF(ext);
+            goto error;
+        }
         if (set_steal(scope, st->ws.s_extensions, ext) < 0)
             goto error;
     }

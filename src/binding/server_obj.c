@@ -612,6 +612,8 @@ static int server_traverse(PyObject *op, visitproc visit, void *arg)
     Py_VISIT(self->scope_patch);
     Py_VISIT(self->debug_sink);
     Py_VISIT(self->pool);
+    Py_VISIT(self->scope_tmpl);
+    Py_VISIT(self->asgi_tmpl);
     Py_VISIT((PyObject *)self->wakes);
     Py_VISIT(Py_TYPE(op));
     return 0;
@@ -625,6 +627,8 @@ static int server_clear(PyObject *op)
     if (self->loop)
         celeris_server_pool_close(self);
     Py_CLEAR(self->pool);
+    Py_CLEAR(self->scope_tmpl);
+    Py_CLEAR(self->asgi_tmpl);
     celeris_waiter_drop_wakes(self);
     Py_CLEAR(self->create_task);
     Py_CLEAR(self->enter_task);

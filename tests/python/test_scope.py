@@ -115,3 +115,21 @@ def test_root_path_with_encoded_path(root_path_server):
     s, _ = scope_of(root_path_server.addr, "/scope/a%20b")
     assert s["path"] == "/api/scope/a b"
     assert s["raw_path"] == "/api/scope/a%20b"
+
+
+def test_scope_keys_in_uvicorn_order_on_every_request(raw_server):
+    # the scope is a copy of a per-server template (scope.c): same keys, same
+    # order, fresh values and fresh mutable members on every request
+    with Conn(raw_server.addr) as c:
+        seen = []
+        for i in range(3):
+            c.send(f"GET /scope?i={i} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            seen.append(c.read_response().json())
+    keys = [k for k in seen[0] if k != "_body"]
+    assert keys[:12] == ["type", "asgi", "http_version", "server", "client", "scheme", "method",
+                         "root_path", "path", "raw_path", "query_string", "headers"]
+    assert set(keys[12:]) <= {"extensions", "state"}
+    for i, s in enumerate(seen):
+        assert [k for k in s if k != "_body"] == keys
+        assert s["query_string"] == f"i={i}" and s["asgi"] == {"version": "3.0", "spec_version": "2.3"}
+        assert None not in (s["type"], s["method"], s["path"], s["server"], s["client"])
