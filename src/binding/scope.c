@@ -306,7 +306,7 @@ static int set_steal(PyObject *d, PyObject *key, PyObject *value)
     return rc;
 }
 
-/* The http scope's keys in uvicorn's order, every value None, and its
+/* The http scope's keys in uvicorn's order (constant values set, the rest None), and its
  * "asgi" dict: built once per server (the keys depend only on the server:
  * pathsend, lifespan state), so a request's scope is a copy of it with its
  * values replaced -- a dict cloned at its final size, no growing.  0, or -1
@@ -326,8 +326,14 @@ static int http_templates(ServerObject *self)
     if (!tmpl || !asgi || PyDict_SetItem(asgi, st->s_version, st->s_v30) < 0
         || PyDict_SetItem(asgi, st->s_spec_version, st->s_v23) < 0)
         goto error;
+    /* the values every request of this server has (a proxy's scheme and
+     * HTTP/1.0 replace theirs), the others None */
+    PyObject *values[] = {
+        st->s_http, Py_None, st->s_v11, Py_None, Py_None, self->scheme,
+        Py_None, self->root_path, Py_None, Py_None, Py_None, Py_None, Py_None, Py_None,
+    };
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
-        if (keys[i] && PyDict_SetItem(tmpl, keys[i], Py_None) < 0)
+        if (keys[i] && PyDict_SetItem(tmpl, keys[i], values[i]) < 0)
             goto error;
     self->scope_tmpl = tmpl;
     self->asgi_tmpl = asgi;
@@ -383,15 +389,18 @@ PyObject *celeris_build_scope(ServerObject *self, cel_conn *c, const cel_http_re
         Py_DECREF(asgi);
         goto error;
     }
-    if (PyDict_SetItem(scope, st->s_type, ws ? st->ws.s_websocket : st->s_http) < 0
+    /* (the http template holds type, HTTP/1.1, the server's scheme and root_path already) */
+    if ((ws && PyDict_SetItem(scope, st->s_type, st->ws.s_websocket) < 0)
         || set_steal(scope, st->s_asgi, asgi) < 0
-        || PyDict_SetItem(scope, st->s_http_version,
-                          req->minor_version == 1 ? st->s_v11 : st->s_v10) < 0
+        || ((ws || req->minor_version != 1)
+            && PyDict_SetItem(scope, st->s_http_version,
+                              req->minor_version == 1 ? st->s_v11 : st->s_v10) < 0)
         || PyDict_SetItem(scope, st->s_server, cc->server) < 0
         || PyDict_SetItem(scope, st->s_client, pclient ? pclient : cc->client) < 0
-        || PyDict_SetItem(scope, st->s_scheme, ws ? ws_scheme(st, pscheme) : (pscheme ? pscheme : self->scheme)) < 0
+        || ((ws || pscheme)
+            && PyDict_SetItem(scope, st->s_scheme, ws ? ws_scheme(st, pscheme) : pscheme) < 0)
         || (!ws && set_steal(scope, st->s_method, method_str(st, &req->method)) < 0)
-        || PyDict_SetItem(scope, st->s_root_path, self->root_path) < 0
+        || (ws && PyDict_SetItem(scope, st->s_root_path, self->root_path) < 0)
         || set_steal(scope, st->s_path, decode_path(self, pp, pn)) < 0)
         goto error;
     PyObject *raw;
