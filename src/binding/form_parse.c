@@ -12,6 +12,8 @@
  *                             Starlette's item_headers);
  *   bytes                     the next data of the current file part (all of
  *                             this chunk's data of that part, coalesced);
+ *   int n                     feed(chunk, fd) only: n more bytes of the current
+ *                             file part were written to fd (see mp_feed);
  *   None                      the current file part ended.
  * On a parse error feed() returns the error's Starlette message (a str)
  * instead of a list: Starlette discards everything of a failed parse.
@@ -23,8 +25,11 @@
  * the feed() call that produced it. */
 #include "binding.h"
 
+#include <errno.h>
+#include <limits.h>
 #include <stdint.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "errors.h"
 #include "multipart.h"
@@ -178,38 +183,105 @@ error:
     return NULL;
 }
 
+/* Write p[0..n) to fd at its offset, all of it (partial writes and EINTR
+ * retried), the GIL released meanwhile.  0, or -1 with OSError set from
+ * errno (what the spool file's own write would raise). */
+static int write_all(int fd, const char *p, size_t n)
+{
+    int err = 0;
+    Py_BEGIN_ALLOW_THREADS
+    while (n) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            err = errno;
+            break;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    Py_END_ALLOW_THREADS
+    if (err) {
+        errno = err;
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    return 0;
+}
+
 /* Emit the file data gathered so far in this feed: the single pending slice
- * (*one) or the accumulated bytes.  chunk (borrowed) is the fed object when
- * it is exactly bytes, else NULL: a slice that is all of it is emitted as
- * the chunk itself.  0 or -1 with an exception. */
-static int flush_data(MultipartObject *o, PyObject *out, cel_slice *one, PyObject *chunk)
+ * (*one) or the accumulated bytes.  With fd >= 0 the data is written to fd
+ * and emitted as its length (an int); else as bytes, where chunk (borrowed)
+ * is the fed object when it is exactly bytes, else NULL: a slice that is all
+ * of it is emitted as the chunk itself.  0 or -1 with an exception. */
+static int flush_data(MultipartObject *o, PyObject *out, cel_slice *one, PyObject *chunk, int fd)
 {
     PyObject *b = NULL;
+    const char *p = o->acc.len ? o->acc.p : one->p;
+    size_t n = o->acc.len ? o->acc.len : one->len;
+    if (!p)
+        return 0;
+    if (fd >= 0) {
+        o->acc.len = 0;
+        one->p = NULL;
+        one->len = 0;
+        if (write_all(fd, p, n) < 0)
+            return -1;
+        return list_take(out, PyLong_FromSize_t(n));
+    }
     if (o->acc.len) {
         b = PyBytes_FromStringAndSize(o->acc.p, (Py_ssize_t)o->acc.len);
         o->acc.len = 0;
-    } else if (one->p && chunk && one->p == PyBytes_AS_STRING(chunk)
+    } else if (chunk && one->p == PyBytes_AS_STRING(chunk)
                && (Py_ssize_t)one->len == PyBytes_GET_SIZE(chunk)) {
         b = Py_NewRef(chunk);       /* the whole chunk is this part's data: no copy */
-    } else if (one->p) {
-        b = PyBytes_FromStringAndSize(one->p, (Py_ssize_t)one->len);
     } else {
-        return 0;
+        b = PyBytes_FromStringAndSize(one->p, (Py_ssize_t)one->len);
     }
     one->p = NULL;
     one->len = 0;
     return list_take(out, b);
 }
 
-/* feed(chunk: bytes) -> list of events (see the file comment), or the
- * Starlette message (str) of a parse error.  b"" may be fed (pending
- * events).  New reference or NULL with an exception. */
-static PyObject *mp_feed(PyObject *self, PyObject *arg)
+/* feed(chunk: bytes, fd: int = -1) -> list of events (see the file
+ * comment), or the Starlette message (str) of a parse error.  b"" may be fed
+ * (pending events).
+ *
+ * With fd >= 0 the data of the file part in progress when feed is called
+ * (the caller's spool file, rolled over to disk, flushed, fd at its end) is
+ * written to fd from here, one write per feed, and reported as an int
+ * event; data of parts that begin in this chunk is returned as bytes as
+ * without fd.  A failed write raises OSError (the parser's position is then
+ * unspecified: the caller abandons the parse).
+ *
+ * New reference or NULL with an exception. */
+static PyObject *mp_feed(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     MultipartObject *o = (MultipartObject *)self;
     if (!o->mp) {
         PyErr_SetString(PyExc_RuntimeError, "MultipartParser not initialised");
         return NULL;
+    }
+    if (nargs < 1 || nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "feed(chunk, fd=-1)");
+        return NULL;
+    }
+    PyObject *arg = args[0];
+    int fd = -1;
+    if (nargs == 2) {
+        long v = PyLong_AsLong(args[1]);
+        if (v == -1 && PyErr_Occurred())
+            return NULL;
+        if (v > INT_MAX) {
+            PyErr_SetString(PyExc_OverflowError, "fd out of range");
+            return NULL;
+        }
+        fd = v < 0 ? -1 : (int)v;
+        if (fd >= 0 && !o->in_file) {
+            PyErr_SetString(PyExc_ValueError, "feed(chunk, fd): no file part in progress");
+            return NULL;
+        }
     }
     Py_buffer b;
     if (PyObject_GetBuffer(arg, &b, PyBUF_SIMPLE) < 0)
@@ -269,8 +341,9 @@ static PyObject *mp_feed(PyObject *self, PyObject *arg)
             break;
         case CEL_MP_PART_END:
             if (o->in_file) {
-                if (flush_data(o, out, &one, whole) < 0)
+                if (flush_data(o, out, &one, whole, fd) < 0)
                     goto fail;
+                fd = -1;        /* the next part starts in memory */
                 Py_INCREF(Py_None);
                 if (list_take(out, Py_None) < 0)
                     goto fail;
@@ -289,7 +362,7 @@ static PyObject *mp_feed(PyObject *self, PyObject *arg)
             break;
         }
     }
-    if (o->in_file && flush_data(o, out, &one, whole) < 0)
+    if (o->in_file && flush_data(o, out, &one, whole, fd) < 0)
         goto fail;
     PyBuffer_Release(&b);
     return out;
@@ -355,7 +428,8 @@ done:
 }
 
 static PyMethodDef mp_methods[] = {
-    {"feed", mp_feed, METH_O, "feed(chunk) -> list of events, or the error message (str)."},
+    {"feed", (PyCFunction)(void (*)(void))mp_feed, METH_FASTCALL,
+     "feed(chunk, fd=-1) -> list of events, or the error message (str)."},
     {"content_type", mp_content_type, METH_O | METH_STATIC,
      "content_type(value: bytes) -> (media_type, boundary or None, charset or None)."},
     {NULL, NULL, 0, NULL}

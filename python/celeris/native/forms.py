@@ -7,8 +7,12 @@ the same order, file parts in `SpooledTemporaryFile(max_size=1 MiB)`s, names,
 filenames and values decoded with the Content-Type charset as Starlette does
 -- and raises the same `HTTPException(400, <Starlette's message>)`.  The body
 is taken from `request.stream()` chunk by chunk; file data goes to its spool
-file as it arrives (past 1 MiB the file is on disk, written in the thread
-pool in batches of about 1 MiB), so an upload is never held in memory.
+file as it arrives, so an upload is never held in memory: within 1 MiB
+through the SpooledTemporaryFile's write (the write that passes 1 MiB rolls
+it over to disk, as Starlette's does), past it the C parser writes each
+chunk's data of the part straight to the spool file's descriptor (one write
+per chunk, the GIL released; the file object is flushed first and seeked
+to 0 at the part's end, so its position and contents are Starlette's).
 
 Fallbacks: a multipart body that starts with CR or LF goes to Starlette's own
 MultiPartParser (python-multipart skips such a preamble in a way that
@@ -17,7 +21,6 @@ a Starlette whose form parsing is not the one reproduced here
 (starlette_matches), the runner calls request.form() itself."""
 from __future__ import annotations
 
-import asyncio
 import codecs
 from contextlib import aclosing
 from tempfile import SpooledTemporaryFile
@@ -30,7 +33,6 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from .._celeris import MultipartParser, UrlencodedParser
 
 _SPOOL_MAX = MultiPartParser.spool_max_size
-_WRITE_BATCH = 1 << 20
 _content_type = MultipartParser.content_type
 
 
@@ -136,14 +138,11 @@ async def _multipart(request: Any, boundary: bytes | None, charset_param: bytes 
     except ValueError as exc:
         raise MultiPartException(str(exc)) from None
 
-    loop = asyncio.get_running_loop()
     items: list = []
     spools: list = []          # every spool file made: closed if the parse fails
     upload: Any = None         # the UploadFile of the file part in progress
-    in_memory = False          # its data is still written directly (within the spool size)
-    pending: list = []         # its data not yet written (the file is past the spool size)
-    pending_len = 0
-    writing: Any = None        # the batch being written in the thread pool
+    in_memory = False          # its data is still written through the spool object (within the spool size)
+    fd = -1                    # else its spool file's descriptor: the parser writes the data there
     async with aclosing(request.stream()) as stream:
         try:
             first = True
@@ -152,28 +151,22 @@ async def _multipart(request: Any, boundary: bytes | None, charset_param: bytes 
                     first = False
                     if chunk[:1] in (b"\r", b"\n"):
                         return await _starlette_fallback(request, stream, chunk)
-                events = parser.feed(chunk)
+                events = parser.feed(chunk, fd)
                 if events.__class__ is str:
                     raise MultiPartException(events)
                 for ev in events:
                     cls = ev.__class__
-                    if cls is bytes:
-                        n = len(ev)
-                        upload.size += n
+                    if cls is int:      # written to fd by the parser
+                        upload.size += ev
+                    elif cls is bytes:
+                        # the part's first data of this chunk while in memory
+                        upload.size += len(ev)
                         f = upload.file
-                        if in_memory:
-                            if f.tell() + n <= _SPOOL_MAX:
-                                f.write(ev)
-                                continue
-                            in_memory = False   # from now on only the thread pool writes it
-                        pending.append(ev)
-                        pending_len += n
-                        if pending_len >= _WRITE_BATCH:
-                            if writing is not None:
-                                await writing
-                            writing = loop.run_in_executor(None, f.writelines, pending)
-                            pending = []
-                            pending_len = 0
+                        f.write(ev)     # past the spool size this rolls it over to disk
+                        if in_memory and f._rolled:
+                            in_memory = False
+                            f.flush()
+                            fd = f.fileno()
                     elif cls is tuple:
                         if len(ev) == 2:
                             items.append((_user_safe_decode(ev[0], charset), _user_safe_decode(ev[1], charset)))
@@ -186,31 +179,19 @@ async def _multipart(request: Any, boundary: bytes | None, charset_param: bytes 
                                             headers=Headers(raw=headers))
                         items.append((_user_safe_decode(name, charset), upload))
                         in_memory = True
+                        fd = -1
                     else:   # the file part ended
-                        f = upload.file
-                        if writing is not None:
-                            await writing
-                            writing = None
-                        if pending:
-                            await loop.run_in_executor(None, f.writelines, pending)
-                            pending = []
-                            pending_len = 0
-                        f.seek(0)
+                        upload.file.seek(0)
                         upload = None
+                        in_memory = False
+                        fd = -1
         except BaseException:
-            if writing is not None:
-                try:
-                    await writing
-                except BaseException:
-                    pass
             for spool in spools:
                 spool.close()
             raise
     if upload is not None:
         # truncated body: Starlette drops the part in progress (it never
         # reaches the form); its spool file is closed here
-        if writing is not None:
-            await writing
         items.pop()
         upload.file.close()
     return FormData(items)
