@@ -244,56 +244,26 @@ static int flush_data(MultipartObject *o, PyObject *out, cel_slice *one, PyObjec
     return list_take(out, b);
 }
 
-/* feed(chunk: bytes, fd: int = -1) -> list of events (see the file
- * comment), or the Starlette message (str) of a parse error.  b"" may be fed
- * (pending events).
- *
- * With fd >= 0 the data of the file part in progress when feed is called
- * (the caller's spool file, rolled over to disk, flushed, fd at its end) is
- * written to fd from here, one write per feed, and reported as an int
- * event; data of parts that begin in this chunk is returned as bytes as
- * without fd.  A failed write raises OSError (the parser's position is then
- * unspecified: the caller abandons the parse).
- *
- * New reference or NULL with an exception. */
-static PyObject *mp_feed(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+/* One feed's state: the events list being built and where file data goes. */
+typedef struct {
+    MultipartObject *o;
+    PyObject *out;          /* owned by the caller: the events list */
+    int fd;                 /* the current file part's spool descriptor, or -1 */
+    int error;              /* a parse error (core code) stopped the feed, or 0 */
+} feed_ctx;
+
+/* Parse buf[0..len) into x->out (see mp_feed).  whole (borrowed) is the fed
+ * bytes object when buf is all of it, else NULL.  Data slices into buf are
+ * emitted (or written to x->fd) before returning, so buf need not outlive
+ * the call.  0; or -1 with x->error set (a parse error, no exception) or
+ * with an exception. */
+static int feed_buf(feed_ctx *x, const char *buf, size_t len, PyObject *whole)
 {
-    MultipartObject *o = (MultipartObject *)self;
-    if (!o->mp) {
-        PyErr_SetString(PyExc_RuntimeError, "MultipartParser not initialised");
-        return NULL;
-    }
-    if (nargs < 1 || nargs > 2) {
-        PyErr_SetString(PyExc_TypeError, "feed(chunk, fd=-1)");
-        return NULL;
-    }
-    PyObject *arg = args[0];
-    int fd = -1;
-    if (nargs == 2) {
-        long v = PyLong_AsLong(args[1]);
-        if (v == -1 && PyErr_Occurred())
-            return NULL;
-        if (v > INT_MAX) {
-            PyErr_SetString(PyExc_OverflowError, "fd out of range");
-            return NULL;
-        }
-        fd = v < 0 ? -1 : (int)v;
-        if (fd >= 0 && !o->in_file) {
-            PyErr_SetString(PyExc_ValueError, "feed(chunk, fd): no file part in progress");
-            return NULL;
-        }
-    }
-    Py_buffer b;
-    if (PyObject_GetBuffer(arg, &b, PyBUF_SIMPLE) < 0)
-        return NULL;
-    const char *buf = b.buf;
-    size_t len = (size_t)b.len, off = 0;
-    PyObject *whole = PyBytes_CheckExact(arg) ? arg : NULL;
+    MultipartObject *o = x->o;
+    PyObject *out = x->out;
+    size_t off = 0;
     /* file data of this feed: one slice into buf kept uncopied, else acc */
     cel_slice one = {NULL, 0};
-    PyObject *out = PyList_New(0);
-    if (!out)
-        goto fail;
     for (;;) {
         size_t used = 0;
         cel_mp_event ev;
@@ -302,11 +272,8 @@ static PyObject *mp_feed(PyObject *self, PyObject *const *args, Py_ssize_t nargs
         if (rc == CEL_EAGAIN)
             break;
         if (rc < 0) {
-            Py_DECREF(out);
-            out = form_error(rc);
-            o->acc.len = 0;
-            PyBuffer_Release(&b);
-            return out;
+            x->error = rc;
+            goto fail;
         }
         switch (rc) {
         case CEL_MP_PART:
@@ -341,9 +308,9 @@ static PyObject *mp_feed(PyObject *self, PyObject *const *args, Py_ssize_t nargs
             break;
         case CEL_MP_PART_END:
             if (o->in_file) {
-                if (flush_data(o, out, &one, whole, fd) < 0)
+                if (flush_data(o, out, &one, whole, x->fd) < 0)
                     goto fail;
-                fd = -1;        /* the next part starts in memory */
+                x->fd = -1;     /* the next part starts in memory */
                 Py_INCREF(Py_None);
                 if (list_take(out, Py_None) < 0)
                     goto fail;
@@ -362,15 +329,122 @@ static PyObject *mp_feed(PyObject *self, PyObject *const *args, Py_ssize_t nargs
             break;
         }
     }
-    if (o->in_file && flush_data(o, out, &one, whole, fd) < 0)
+    if (o->in_file && flush_data(o, out, &one, whole, x->fd) < 0)
         goto fail;
-    PyBuffer_Release(&b);
-    return out;
+    return 0;
 fail:
     o->acc.len = 0;
-    Py_XDECREF(out);
+    return -1;
+}
+
+/* The fd argument of feed / feed_from: -1 for a negative one.  0 or -1 with
+ * an exception (also when fd >= 0 and no file part is in progress). */
+static int fd_arg(MultipartObject *o, PyObject *arg, int *fd)
+{
+    long v = PyLong_AsLong(arg);
+    if (v == -1 && PyErr_Occurred())
+        return -1;
+    if (v > INT_MAX) {
+        PyErr_SetString(PyExc_OverflowError, "fd out of range");
+        return -1;
+    }
+    *fd = v < 0 ? -1 : (int)v;
+    if (*fd >= 0 && !o->in_file) {
+        PyErr_SetString(PyExc_ValueError, "MultipartParser: an fd given with no file part in progress");
+        return -1;
+    }
+    return 0;
+}
+
+/* feed(chunk: bytes, fd: int = -1) -> list of events (see the file
+ * comment), or the Starlette message (str) of a parse error.  b"" may be fed
+ * (pending events).
+ *
+ * With fd >= 0 the data of the file part in progress when feed is called
+ * (the caller's spool file, rolled over to disk, flushed, fd at its end) is
+ * written to fd from here, one write per feed, and reported as an int
+ * event; data of parts that begin in this chunk is returned as bytes as
+ * without fd.  A failed write raises OSError (the parser's position is then
+ * unspecified: the caller abandons the parse).
+ *
+ * New reference or NULL with an exception. */
+static PyObject *mp_feed(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    MultipartObject *o = (MultipartObject *)self;
+    if (!o->mp) {
+        PyErr_SetString(PyExc_RuntimeError, "MultipartParser not initialised");
+        return NULL;
+    }
+    if (nargs < 1 || nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "feed(chunk, fd=-1)");
+        return NULL;
+    }
+    feed_ctx x = {o, NULL, -1, 0};
+    if (nargs == 2 && fd_arg(o, args[1], &x.fd) < 0)
+        return NULL;
+    Py_buffer b;
+    if (PyObject_GetBuffer(args[0], &b, PyBUF_SIMPLE) < 0)
+        return NULL;
+    x.out = PyList_New(0);
+    if (x.out && feed_buf(&x, b.buf, (size_t)b.len, PyBytes_CheckExact(args[0]) ? args[0] : NULL) < 0) {
+        Py_CLEAR(x.out);
+        if (x.error)
+            x.out = form_error(x.error);
+    }
     PyBuffer_Release(&b);
-    return NULL;
+    return x.out;
+}
+
+static int feed_slice(void *ud, const char *p, size_t n)
+{
+    return feed_buf(ud, p, n, NULL);
+}
+
+/* feed_from(cycle, fd: int) -> (events, state): feed() with the request-body
+ * bytes buffered now on a native-tier Cycle (the receive() of the request),
+ * read from the connection's buffer without a bytes object or a receive()
+ * round trip (celeris_cycle_body_feed).  events as feed() returns them
+ * (list, or the error message str: then state is 2 and the feed stopped
+ * there); state: 0 the body is complete (as a more_body=False message), 1
+ * more to come (await cycle.body_wait(), then call again), 2 nothing this
+ * way: call receive() for what happened (client gone, framing error, ...).
+ * New reference or NULL with an exception (OSError of a failed write; bytes
+ * already fed are consumed). */
+static PyObject *mp_feed_from(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    MultipartObject *o = (MultipartObject *)self;
+    if (!o->mp) {
+        PyErr_SetString(PyExc_RuntimeError, "MultipartParser not initialised");
+        return NULL;
+    }
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "feed_from(cycle, fd)");
+        return NULL;
+    }
+    celeris_state *st = PyType_GetModuleState(Py_TYPE(self));
+    if (!st)
+        return NULL;
+    if (!PyObject_TypeCheck(args[0], st->Cycle_Type)) {
+        PyErr_SetString(PyExc_TypeError, "feed_from: a Cycle is required");
+        return NULL;
+    }
+    feed_ctx x = {o, NULL, -1, 0};
+    if (fd_arg(o, args[1], &x.fd) < 0)
+        return NULL;
+    x.out = PyList_New(0);
+    if (!x.out)
+        return NULL;
+    int state = celeris_cycle_body_feed((CycleObject *)args[0], feed_slice, &x);
+    if (state < 0) {
+        Py_CLEAR(x.out);
+        if (!x.error)
+            return NULL;
+        x.out = form_error(x.error);
+        if (!x.out)
+            return NULL;
+        state = 2;
+    }
+    return Py_BuildValue("(Ni)", x.out, state);
 }
 
 static void mp_dealloc(PyObject *self)
@@ -430,6 +504,8 @@ done:
 static PyMethodDef mp_methods[] = {
     {"feed", (PyCFunction)(void (*)(void))mp_feed, METH_FASTCALL,
      "feed(chunk, fd=-1) -> list of events, or the error message (str)."},
+    {"feed_from", (PyCFunction)(void (*)(void))mp_feed_from, METH_FASTCALL,
+     "feed_from(cycle, fd) -> (events or error message, state): feed the body bytes buffered on a Cycle."},
     {"content_type", mp_content_type, METH_O | METH_STATIC,
      "content_type(value: bytes) -> (media_type, boundary or None, charset or None)."},
     {NULL, NULL, 0, NULL}

@@ -29,8 +29,9 @@ from typing import Any, AsyncGenerator
 from starlette.datastructures import FormData, Headers, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import ClientDisconnect
 
-from .._celeris import MultipartParser, UrlencodedParser
+from .._celeris import Cycle, MultipartParser, UrlencodedParser
 
 _SPOOL_MAX = MultiPartParser.spool_max_size
 _content_type = MultipartParser.content_type
@@ -138,11 +139,9 @@ async def _multipart(request: Any, boundary: bytes | None, charset_param: bytes 
     except ValueError as exc:
         raise MultiPartException(str(exc)) from None
 
-    items: list = []
-    spools: list = []          # every spool file made: closed if the parse fails
-    upload: Any = None         # the UploadFile of the file part in progress
-    in_memory = False          # its data is still written through the spool object (within the spool size)
-    fd = -1                    # else its spool file's descriptor: the parser writes the data there
+    sink = _Spooler(charset)
+    cycle = getattr(request._receive, "__self__", None)
+    direct = cycle.__class__ is Cycle   # the native tier's receive(), no middleware around it
     async with aclosing(request.stream()) as stream:
         try:
             first = True
@@ -151,50 +150,106 @@ async def _multipart(request: Any, boundary: bytes | None, charset_param: bytes 
                     first = False
                     if chunk[:1] in (b"\r", b"\n"):
                         return await _starlette_fallback(request, stream, chunk)
-                events = parser.feed(chunk, fd)
-                if events.__class__ is str:
-                    raise MultiPartException(events)
-                for ev in events:
-                    cls = ev.__class__
-                    if cls is int:      # written to fd by the parser
-                        upload.size += ev
-                    elif cls is bytes:
-                        # the part's first data of this chunk while in memory
-                        upload.size += len(ev)
-                        f = upload.file
-                        f.write(ev)     # past the spool size this rolls it over to disk
-                        if in_memory and f._rolled:
-                            in_memory = False
-                            f.flush()
-                            fd = f.fileno()
-                    elif cls is tuple:
-                        if len(ev) == 2:
-                            items.append((_user_safe_decode(ev[0], charset), _user_safe_decode(ev[1], charset)))
-                            continue
-                        name, filename, headers = ev
-                        spool = SpooledTemporaryFile(max_size=_SPOOL_MAX)
-                        spools.append(spool)
-                        upload = UploadFile(file=spool, size=0,  # type: ignore[arg-type]
-                                            filename=_user_safe_decode(filename, charset),
-                                            headers=Headers(raw=headers))
-                        items.append((_user_safe_decode(name, charset), upload))
-                        in_memory = True
-                        fd = -1
-                    else:   # the file part ended
-                        upload.file.seek(0)
-                        upload = None
-                        in_memory = False
-                        fd = -1
+                sink.take(parser.feed(chunk, sink.fd))
+                if direct and not request._stream_consumed:
+                    break   # the rest is read from the connection's buffer
+            else:
+                direct = False
+            if direct:
+                await _feed_direct(request, cycle, parser, sink)
         except BaseException:
-            for spool in spools:
+            for spool in sink.spools:
                 spool.close()
             raise
-    if upload is not None:
-        # truncated body: Starlette drops the part in progress (it never
-        # reaches the form); its spool file is closed here
-        items.pop()
-        upload.file.close()
-    return FormData(items)
+    return sink.finish()
+
+
+class _Spooler:
+    """The form being built from the parser's events (MultipartParser.feed)."""
+
+    def __init__(self, charset: str) -> None:
+        self.charset = charset
+        self.items: list = []
+        self.spools: list = []      # every spool file made: closed if the parse fails
+        self.upload: Any = None     # the UploadFile of the file part in progress
+        self.in_memory = False      # its data still goes through the spool object (within the spool size)
+        self.fd = -1                # else its spool file's descriptor: the parser writes the data there
+
+    def take(self, events: Any) -> None:
+        if events.__class__ is str:
+            raise MultiPartException(events)
+        for ev in events:
+            cls = ev.__class__
+            if cls is int:          # written to fd by the parser
+                self.upload.size += ev
+            elif cls is bytes:
+                # the part's data of this chunk while in memory
+                upload = self.upload
+                upload.size += len(ev)
+                f = upload.file
+                f.write(ev)         # past the spool size this rolls it over to disk
+                if self.in_memory and f._rolled:
+                    self.in_memory = False
+                    f.flush()
+                    self.fd = f.fileno()
+            elif cls is tuple:
+                if len(ev) == 2:
+                    self.items.append((_user_safe_decode(ev[0], self.charset),
+                                       _user_safe_decode(ev[1], self.charset)))
+                    continue
+                name, filename, headers = ev
+                spool = SpooledTemporaryFile(max_size=_SPOOL_MAX)
+                self.spools.append(spool)
+                self.upload = UploadFile(file=spool, size=0,  # type: ignore[arg-type]
+                                         filename=_user_safe_decode(filename, self.charset),
+                                         headers=Headers(raw=headers))
+                self.items.append((_user_safe_decode(name, self.charset), self.upload))
+                self.in_memory = True
+                self.fd = -1
+            else:   # the file part ended
+                self.upload.file.seek(0)
+                self.upload = None
+                self.in_memory = False
+                self.fd = -1
+
+    def finish(self) -> FormData:
+        if self.upload is not None:
+            # truncated body: Starlette drops the part in progress (it never
+            # reaches the form); its spool file is closed here
+            self.items.pop()
+            self.upload.file.close()
+        return FormData(self.items)
+
+
+async def _feed_direct(request: Any, cycle: Any, parser: Any, sink: _Spooler) -> None:
+    """The rest of request.stream() (Starlette's loop: the same end, the same
+    ClientDisconnect), its bytes fed to the parser from the connection's
+    buffer (MultipartParser.feed_from) instead of one bytes object per
+    receive() message."""
+    while True:
+        events, state = parser.feed_from(cycle, sink.fd)
+        sink.take(events)
+        if state == 0:
+            request._stream_consumed = True
+            sink.take(parser.feed(b"", sink.fd))    # stream()'s closing b""
+            return
+        if state == 1:
+            await cycle.body_wait()
+            continue
+        message = await request._receive()   # what stopped the direct feed
+        if message["type"] == "http.request":
+            more = message.get("more_body", False)
+            if not more:
+                request._stream_consumed = True
+            body = message.get("body", b"")
+            if body:
+                sink.take(parser.feed(body, sink.fd))
+            if not more:
+                sink.take(parser.feed(b"", sink.fd))
+                return
+        elif message["type"] == "http.disconnect":
+            request._is_disconnected = True
+            raise ClientDisconnect()
 
 
 async def _starlette_fallback(request: Any, stream: AsyncGenerator[bytes, None], first: bytes) -> FormData:
