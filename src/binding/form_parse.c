@@ -27,6 +27,8 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <string.h>
 #include <unistd.h>
@@ -107,6 +109,21 @@ typedef struct {
     PyObject *name;         /* bytes: the current non-file part's name, or NULL */
     membuf field;           /* the current non-file part's data */
     membuf acc;             /* file data of this feed, when not one slice */
+    /* The spool writer of feed_from (see "spool writer" below): a thread
+     * that writes one slice at a time while the next chunk is received and
+     * parsed.  All fields under mu once the thread runs. */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    pthread_t th;
+    int w_state;            /* 0 no thread (mu/cv uninitialised), 1 running, -1 could not start */
+    int w_stop;             /* the thread is to exit */
+    int w_busy;             /* a write is in flight (w_fd, w_p, w_n) */
+    int w_fd;
+    const char *w_p;
+    size_t w_n;
+    int w_err;              /* errno of a failed write, raised by the next writer_wait */
+    cel_buf held;           /* storage taken from the connection: the in-flight (or last) write's
+                               bytes are in it; given back to the connection at the next hand-off */
 } MultipartObject;
 
 /* MultipartParser(boundary: bytes): a parser with Starlette's default
@@ -210,12 +227,149 @@ static int write_all(int fd, const char *p, size_t n)
     return 0;
 }
 
+/* ---- spool writer ----
+ *
+ * feed_from's file data is written by a thread of the parser's own while
+ * the event loop receives and parses the next chunk: the slice stays where
+ * the connection received it, and the connection gets other storage to read
+ * into (cel_conn_in_swap with `held`; two buffers alternate).  One write at
+ * a time, in order: every other write of the parser (writer_write) first
+ * waits for it, and so must the caller before it closes the spool file
+ * (MultipartParser.wait(); dealloc joins the thread).  A failed write is
+ * raised as OSError by the next wait. */
+
+static void *writer_main(void *arg)
+{
+    MultipartObject *o = arg;
+    pthread_mutex_lock(&o->mu);
+    for (;;) {
+        while (!o->w_busy && !o->w_stop)
+            pthread_cond_wait(&o->cv, &o->mu);
+        if (!o->w_busy)
+            break;
+        int fd = o->w_fd;
+        const char *p = o->w_p;
+        size_t n = o->w_n;
+        pthread_mutex_unlock(&o->mu);
+        int err = 0;
+        while (n) {
+            ssize_t w = write(fd, p, n);
+            if (w < 0) {
+                if (errno == EINTR)
+                    continue;
+                err = errno;
+                break;
+            }
+            p += w;
+            n -= (size_t)w;
+        }
+        pthread_mutex_lock(&o->mu);
+        if (err && !o->w_err)
+            o->w_err = err;
+        o->w_busy = 0;
+        pthread_cond_broadcast(&o->cv);
+    }
+    pthread_mutex_unlock(&o->mu);
+    return NULL;
+}
+
+/* Start the thread if it is not running: 0, or -1 when it cannot be (no
+ * exception; the caller writes itself). */
+static int writer_start(MultipartObject *o)
+{
+    if (o->w_state)
+        return o->w_state > 0 ? 0 : -1;
+    o->w_state = -1;
+    if (pthread_mutex_init(&o->mu, NULL) != 0)
+        return -1;
+    if (pthread_cond_init(&o->cv, NULL) != 0) {
+        pthread_mutex_destroy(&o->mu);
+        return -1;
+    }
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);       /* signals stay with the other threads */
+    int rc = pthread_create(&o->th, NULL, writer_main, o);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        pthread_cond_destroy(&o->cv);
+        pthread_mutex_destroy(&o->mu);
+        return -1;
+    }
+    o->w_state = 1;
+    return 0;
+}
+
+/* Wait until no write is in flight (the GIL released meanwhile).  0, or -1
+ * with OSError for a write that failed. */
+static int writer_wait(MultipartObject *o)
+{
+    if (o->w_state <= 0)
+        return 0;
+    int err;
+    Py_BEGIN_ALLOW_THREADS
+    pthread_mutex_lock(&o->mu);
+    while (o->w_busy)
+        pthread_cond_wait(&o->cv, &o->mu);
+    err = o->w_err;
+    o->w_err = 0;
+    pthread_mutex_unlock(&o->mu);
+    Py_END_ALLOW_THREADS
+    if (err) {
+        errno = err;
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    return 0;
+}
+
+/* Queue p[0..n) for fd (the writer idle, started, p inside `held`). */
+static void writer_hand(MultipartObject *o, int fd, const char *p, size_t n)
+{
+    pthread_mutex_lock(&o->mu);
+    o->w_fd = fd;
+    o->w_p = p;
+    o->w_n = n;
+    o->w_busy = 1;
+    pthread_cond_signal(&o->cv);
+    pthread_mutex_unlock(&o->mu);
+}
+
+/* Stop and join the thread (dealloc; it never takes the GIL). */
+static void writer_stop(MultipartObject *o)
+{
+    if (o->w_state > 0) {
+        pthread_mutex_lock(&o->mu);
+        o->w_stop = 1;
+        pthread_cond_broadcast(&o->cv);
+        pthread_mutex_unlock(&o->mu);
+        pthread_join(o->th, NULL);
+        pthread_cond_destroy(&o->cv);
+        pthread_mutex_destroy(&o->mu);
+    }
+    o->w_state = 0;
+    cel_buf_free(&o->held);
+}
+
+/* Write p[0..n) to fd from this thread, after any write in flight: 0, or
+ * -1 with OSError. */
+static int writer_write(MultipartObject *o, int fd, const char *p, size_t n)
+{
+    if (writer_wait(o) < 0)
+        return -1;
+    return write_all(fd, p, n);
+}
+
 /* Emit the file data gathered so far in this feed: the single pending slice
- * (*one) or the accumulated bytes.  With fd >= 0 the data is written to fd
- * and emitted as its length (an int); else as bytes, where chunk (borrowed)
- * is the fed object when it is exactly bytes, else NULL: a slice that is all
- * of it is emitted as the chunk itself.  0 or -1 with an exception. */
-static int flush_data(MultipartObject *o, PyObject *out, cel_slice *one, PyObject *chunk, int fd)
+ * (*one) or the accumulated bytes.  With fd >= 0 the data goes to fd and is
+ * emitted as its length (an int): written here (after any write in flight),
+ * or, when pend is not NULL and the data is the slice *one, left in *pend
+ * for the caller to write (feed_from's hand-off to the spool writer).
+ * Without fd it is emitted as bytes, where chunk (borrowed) is the fed
+ * object when it is exactly bytes, else NULL: a slice that is all of it is
+ * emitted as the chunk itself.  0 or -1 with an exception. */
+static int flush_data(MultipartObject *o, PyObject *out, cel_slice *one, PyObject *chunk, int fd,
+                      cel_slice *pend)
 {
     PyObject *b = NULL;
     const char *p = o->acc.len ? o->acc.p : one->p;
@@ -223,11 +377,16 @@ static int flush_data(MultipartObject *o, PyObject *out, cel_slice *one, PyObjec
     if (!p)
         return 0;
     if (fd >= 0) {
+        if (pend && !o->acc.len) {
+            *pend = *one;
+        } else if (writer_write(o, fd, p, n) < 0) {
+            o->acc.len = 0;
+            one->p = NULL;
+            return -1;
+        }
         o->acc.len = 0;
         one->p = NULL;
         one->len = 0;
-        if (write_all(fd, p, n) < 0)
-            return -1;
         return list_take(out, PyLong_FromSize_t(n));
     }
     if (o->acc.len) {
@@ -250,6 +409,9 @@ typedef struct {
     PyObject *out;          /* owned by the caller: the events list */
     int fd;                 /* the current file part's spool descriptor, or -1 */
     int error;              /* a parse error (core code) stopped the feed, or 0 */
+    int direct;             /* feed_from: the last slice's file data may be left in pend */
+    cel_slice pend;         /* feed_from: file data for pend_fd not written yet (into the slice) */
+    int pend_fd;
 } feed_ctx;
 
 /* Parse buf[0..len) into x->out (see mp_feed).  whole (borrowed) is the fed
@@ -308,7 +470,7 @@ static int feed_buf(feed_ctx *x, const char *buf, size_t len, PyObject *whole)
             break;
         case CEL_MP_PART_END:
             if (o->in_file) {
-                if (flush_data(o, out, &one, whole, x->fd) < 0)
+                if (flush_data(o, out, &one, whole, x->fd, NULL) < 0)
                     goto fail;
                 x->fd = -1;     /* the next part starts in memory */
                 Py_INCREF(Py_None);
@@ -329,8 +491,10 @@ static int feed_buf(feed_ctx *x, const char *buf, size_t len, PyObject *whole)
             break;
         }
     }
-    if (o->in_file && flush_data(o, out, &one, whole, x->fd) < 0)
+    if (o->in_file && flush_data(o, out, &one, whole, x->fd, x->direct ? &x->pend : NULL) < 0)
         goto fail;
+    if (x->pend.p)
+        x->pend_fd = x->fd;
     return 0;
 fail:
     o->acc.len = 0;
@@ -379,7 +543,7 @@ static PyObject *mp_feed(PyObject *self, PyObject *const *args, Py_ssize_t nargs
         PyErr_SetString(PyExc_TypeError, "feed(chunk, fd=-1)");
         return NULL;
     }
-    feed_ctx x = {o, NULL, -1, 0};
+    feed_ctx x = {o, NULL, -1, 0, 0, {NULL, 0}, -1};
     if (nargs == 2 && fd_arg(o, args[1], &x.fd) < 0)
         return NULL;
     Py_buffer b;
@@ -395,9 +559,19 @@ static PyObject *mp_feed(PyObject *self, PyObject *const *args, Py_ssize_t nargs
     return x.out;
 }
 
+/* celeris_cycle_body_feed's callback: file data left pending by the
+ * previous slice is written first (only the last slice's may be handed
+ * off). */
 static int feed_slice(void *ud, const char *p, size_t n)
 {
-    return feed_buf(ud, p, n, NULL);
+    feed_ctx *x = ud;
+    if (x->pend.p) {
+        cel_slice d = x->pend;
+        x->pend.p = NULL;
+        if (writer_write(x->o, x->pend_fd, d.p, d.len) < 0)
+            return -1;
+    }
+    return feed_buf(x, p, n, NULL);
 }
 
 /* feed_from(cycle, fd: int) -> (events, state): feed() with the request-body
@@ -428,13 +602,28 @@ static PyObject *mp_feed_from(PyObject *self, PyObject *const *args, Py_ssize_t 
         PyErr_SetString(PyExc_TypeError, "feed_from: a Cycle is required");
         return NULL;
     }
-    feed_ctx x = {o, NULL, -1, 0};
+    feed_ctx x = {o, NULL, -1, 0, 1, {NULL, 0}, -1};
     if (fd_arg(o, args[1], &x.fd) < 0)
         return NULL;
     x.out = PyList_New(0);
     if (!x.out)
         return NULL;
-    int state = celeris_cycle_body_feed((CycleObject *)args[0], feed_slice, &x);
+    CycleObject *cy = (CycleObject *)args[0];
+    int state = celeris_cycle_body_feed(cy, feed_slice, &x);
+    if (x.pend.p && (state == 0 || state == 1) && cy->conn) {
+        /* The last slice's file data: to the spool writer, the connection
+         * reading on into other storage; else written here. */
+        if (writer_wait(o) < 0) {
+            state = -1;
+        } else if (cel_conn_in_swap(cy->conn, &o->held) == 0 && writer_start(o) == 0) {
+            writer_hand(o, x.pend_fd, x.pend.p, x.pend.len);
+        } else if (write_all(x.pend_fd, x.pend.p, x.pend.len) < 0) {
+            state = -1;
+        }
+    }
+    /* (Left pending after a failure (state 2 or -1: the slice may be gone
+     * with the connection): dropped -- the parse is abandoned and the
+     * caller closes the spool file without reading it.) */
     if (state < 0) {
         Py_CLEAR(x.out);
         if (!x.error)
@@ -447,10 +636,20 @@ static PyObject *mp_feed_from(PyObject *self, PyObject *const *args, Py_ssize_t 
     return Py_BuildValue("(Ni)", x.out, state);
 }
 
+/* wait() -> None: no write of feed_from's is in flight any more (before
+ * the caller closes a spool file); OSError for one that failed. */
+static PyObject *mp_wait(PyObject *self, PyObject *Py_UNUSED(a))
+{
+    if (writer_wait((MultipartObject *)self) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
 static void mp_dealloc(PyObject *self)
 {
     MultipartObject *o = (MultipartObject *)self;
     PyTypeObject *tp = Py_TYPE(self);
+    writer_stop(o);
     cel_mp_free(o->mp);
     Py_CLEAR(o->name);
     membuf_free(&o->field);
@@ -504,6 +703,7 @@ done:
 static PyMethodDef mp_methods[] = {
     {"feed", (PyCFunction)(void (*)(void))mp_feed, METH_FASTCALL,
      "feed(chunk, fd=-1) -> list of events, or the error message (str)."},
+    {"wait", mp_wait, METH_NOARGS, "wait() -> None: feed_from's spool writes are done (OSError if one failed)."},
     {"feed_from", (PyCFunction)(void (*)(void))mp_feed_from, METH_FASTCALL,
      "feed_from(cycle, fd) -> (events or error message, state): feed the body bytes buffered on a Cycle."},
     {"content_type", mp_content_type, METH_O | METH_STATIC,

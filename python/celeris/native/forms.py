@@ -157,9 +157,13 @@ async def _multipart(request: Any, boundary: bytes | None, charset_param: bytes 
                 direct = False
             if direct:
                 await _feed_direct(request, cycle, parser, sink)
+            parser.wait()           # (every part that ended has waited for its writes)
         except BaseException:
-            for spool in sink.spools:
-                spool.close()
+            try:
+                parser.wait()       # no spool write in flight before the files close
+            finally:
+                for spool in sink.spools:
+                    spool.close()
             raise
     return sink.finish()
 
