@@ -12,8 +12,9 @@
  *                             Starlette's item_headers);
  *   bytes                     the next data of the current file part (all of
  *                             this chunk's data of that part, coalesced);
- *   int n                     feed(chunk, fd) only: n more bytes of the current
- *                             file part were written to fd (see mp_feed);
+ *   int n                     with an fd (feed(chunk, fd), feed_from): n more
+ *                             bytes of the current file part went to fd (see
+ *                             mp_feed, mp_feed_from);
  *   None                      the current file part ended.
  * On a parse error feed() returns the error's Starlette message (a str)
  * instead of a list: Starlette discards everything of a failed parse.
@@ -22,7 +23,11 @@
  * PyMem buffers: `acc` (file data of the current feed when it arrives in
  * more than one slice) and `field` (the data of the current non-file part,
  * bounded by the parser's max_field_size).  No slice of the core outlives
- * the feed() call that produced it. */
+ * the feed() call that produced it, except the one feed_from hands to the
+ * spool writer: that one lives in `held`, input-buffer storage taken from
+ * the connection (cel_conn_in_swap; core memory, freed with cel_buf_free in
+ * dealloc, after the writer thread is joined).  The writer thread touches
+ * no Python object and never takes the GIL. */
 #include "binding.h"
 
 #include <errno.h>
