@@ -278,12 +278,20 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
+/* Spool-writer threads alive in the process (only changed with the GIL
+ * held): past WRITERS_MAX concurrent uploads the further ones write from
+ * the event loop's thread, as feed() does. */
+#define WRITERS_MAX 16
+static int writers_live;
+
 /* Start the thread if it is not running: 0, or -1 when it cannot be (no
  * exception; the caller writes itself). */
 static int writer_start(MultipartObject *o)
 {
     if (o->w_state)
         return o->w_state > 0 ? 0 : -1;
+    if (writers_live >= WRITERS_MAX)
+        return -1;          /* (tried again at the next hand-off) */
     o->w_state = -1;
     if (pthread_mutex_init(&o->mu, NULL) != 0)
         return -1;
@@ -291,17 +299,27 @@ static int writer_start(MultipartObject *o)
         pthread_mutex_destroy(&o->mu);
         return -1;
     }
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);       /* signals stay with the other threads */
-    int rc = pthread_create(&o->th, NULL, writer_main, o);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_t attr;
+    int rc = pthread_attr_init(&attr);
+    if (rc == 0) {
+        size_t stack = 64 * 1024;       /* writer_main needs next to none */
+        if (stack < (size_t)PTHREAD_STACK_MIN)
+            stack = (size_t)PTHREAD_STACK_MIN;
+        (void)pthread_attr_setstacksize(&attr, stack);
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);   /* signals stay with the other threads */
+        rc = pthread_create(&o->th, &attr, writer_main, o);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        pthread_attr_destroy(&attr);
+    }
     if (rc != 0) {
         pthread_cond_destroy(&o->cv);
         pthread_mutex_destroy(&o->mu);
         return -1;
     }
     o->w_state = 1;
+    writers_live++;
     return 0;
 }
 
@@ -351,6 +369,7 @@ static void writer_stop(MultipartObject *o)
         pthread_join(o->th, NULL);
         pthread_cond_destroy(&o->cv);
         pthread_mutex_destroy(&o->mu);
+        writers_live--;
     }
     o->w_state = 0;
     cel_buf_free(&o->held);

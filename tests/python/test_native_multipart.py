@@ -667,3 +667,21 @@ def test_feed_writes_a_rolled_part_to_the_fd(tmp_path):
     assert rest[3:] == [b"B" * 10, None]
     with pytest.raises(ValueError):
         MultipartParser(B.encode()).feed(b"", 1)
+
+
+def test_concurrent_uploads_past_the_writer_thread_cap(upload_servers):
+    """More concurrent rolled-over uploads than spool-writer threads (16):
+    the rest write from the loop's thread; every file arrives intact."""
+    import concurrent.futures
+    native, _ = upload_servers
+    n = 20
+
+    def one(i: int) -> bool:
+        data = hashlib.sha256(b"%d" % i).digest() * (3 * MiB // 32) + b"%d" % i
+        body = mp(part("f", data, f"f{i}.bin"))
+        status, got = _send_pieces(native.addr, body, list(range(262144, len(body), 262144)), i % 2 == 1)
+        d = json.loads(got)
+        return status == 200 and d[0][3] == len(data) and d[0][8] == hashlib.sha256(data).hexdigest()
+
+    with concurrent.futures.ThreadPoolExecutor(n) as ex:
+        assert all(ex.map(one, range(n)))
