@@ -330,6 +330,14 @@ static int writer_wait(MultipartObject *o)
     if (o->w_state <= 0)
         return 0;
     int err;
+    pthread_mutex_lock(&o->mu);
+    if (!o->w_busy) {               /* idle: no need to let go of the GIL */
+        err = o->w_err;
+        o->w_err = 0;
+        pthread_mutex_unlock(&o->mu);
+        goto done;
+    }
+    pthread_mutex_unlock(&o->mu);
     Py_BEGIN_ALLOW_THREADS
     pthread_mutex_lock(&o->mu);
     while (o->w_busy)
@@ -338,6 +346,7 @@ static int writer_wait(MultipartObject *o)
     o->w_err = 0;
     pthread_mutex_unlock(&o->mu);
     Py_END_ALLOW_THREADS
+done:
     if (err) {
         errno = err;
         PyErr_SetFromErrno(PyExc_OSError);
@@ -494,7 +503,9 @@ static int feed_buf(feed_ctx *x, const char *buf, size_t len, PyObject *whole)
             break;
         case CEL_MP_PART_END:
             if (o->in_file) {
-                if (flush_data(o, out, &one, whole, x->fd, NULL) < 0)
+                /* the part's writes done before the caller sees its end (and
+                 * rewinds the file), also when this feed has no data for it */
+                if (writer_wait(o) < 0 || flush_data(o, out, &one, whole, x->fd, NULL) < 0)
                     goto fail;
                 x->fd = -1;     /* the next part starts in memory */
                 Py_INCREF(Py_None);

@@ -685,3 +685,60 @@ def test_concurrent_uploads_past_the_writer_thread_cap(upload_servers):
 
     with concurrent.futures.ThreadPoolExecutor(n) as ex:
         assert all(ex.map(one, range(n)))
+
+
+def test_part_end_waits_for_the_spool_writer_in_memory():
+    """On an in-memory connection: a 4 MiB read is handed to the spool writer
+    and the closing delimiter, fed at once, is parsed while the writer is
+    still at it (a feed with no data for the part, just its end); the file
+    the endpoint reads back must be whole -- the part's end waits for the
+    write before the rewind.  (Without that wait the write landed at offset
+    0 after the rewind: a short, scrambled file.)"""
+    from celeris import _celeris
+    from celeris.server import task_factory
+
+    app = FastAPI()
+
+    @app.post("/up")
+    async def up(file: UploadFile):
+        data = await file.read()
+        return {"size": file.size, "len": len(data), "sha": hashlib.sha256(data).hexdigest()}
+
+    first = bytes(range(256)) * (2 * MiB // 256)            # rolls the spool over
+    second = hashlib.sha256(b"w").digest() * (4 * MiB // 32)
+    pre = b"--" + B.encode() + b'\r\nContent-Disposition: form-data; name="file"; filename="m.bin"\r\n\r\n'
+    post = b"\r\n--" + B.encode() + b"--\r\n"
+    head = (f"POST /up HTTP/1.1\r\nHost: t\r\nContent-Type: multipart/form-data; boundary={B}\r\n"
+            f"Content-Length: {len(pre) + len(first) + len(second) + len(post)}\r\n\r\n").encode()
+    from celeris import native
+    from celeris.native import runtime
+    native_app, _ = native.build(app, runtime=runtime)
+
+    async def run() -> bytes:
+        loop = asyncio.get_running_loop()
+        core = _celeris.Server(lambda scope, cycle: None, loop, date_header=False, server_header=False,
+                               native=native_app, task_factory=task_factory(loop))
+        conn = core.memory_conn(client=["t", 1], server=["t", 80])
+        try:
+            conn.feed(head + pre + first)
+            await asyncio.sleep(0.05)           # parsed, rolled over, waiting for more
+            conn.feed(second)
+            for _ in range(3):
+                await asyncio.sleep(0)          # fed from the buffer: handed to the writer
+            conn.feed(post)
+            out = b""
+            for _ in range(500):
+                out += conn.take()
+                if b"}" in out:
+                    break
+                await asyncio.sleep(0.01)
+            return out
+        finally:
+            conn.close()
+            core.close()
+
+    for _ in range(3):
+        out = asyncio.run(run())
+        body = json.loads(out.split(b"\r\n\r\n", 1)[1])
+        data = first + second
+        assert body == {"size": len(data), "len": len(data), "sha": hashlib.sha256(data).hexdigest()}
