@@ -398,6 +398,7 @@ def main() -> None:
         if "download" in scenarios:
             print(f"creating a {args.file_mb} MiB file in {tmp} ...", flush=True)
             ctx["file_sha"] = make_file(ctx["file"], args.file_mb * MiB)
+            os.sync()   # its writeback now, not 30 s later in the middle of another scenario
         ctx["upload_sha"] = upload_digest(args.upload_mb * MiB)
         for name in servers:
             results[name] = {}
