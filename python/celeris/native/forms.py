@@ -141,7 +141,8 @@ async def _multipart(request: Any, boundary: bytes | None, charset_param: bytes 
 
     sink = _Spooler(charset)
     cycle = getattr(request._receive, "__self__", None)
-    direct = cycle.__class__ is Cycle   # the native tier's receive(), no middleware around it
+    # the native tier's receive(), no middleware around it, the body not read before
+    direct = cycle.__class__ is Cycle and not hasattr(request, "_body")
     async with aclosing(request.stream()) as stream:
         try:
             first = True
