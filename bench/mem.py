@@ -90,7 +90,8 @@ class Server:
         return {k: int(re.search(rf"{k}:\s+(\d+) kB", text).group(1)) for k in ("VmRSS", "VmHWM")}
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time of the server process (all its threads)."""
+        """User + system CPU time of the server process (all its threads; in
+        clock ticks, so 0.01 s steps -- wall seconds are kept to 1 ms)."""
         with open(f"/proc/{self.pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -312,7 +313,7 @@ def measure(srv: Server, scenario: str, args, ctx) -> dict:
     st = srv.status()
     peak = max(sampler.peak, st["VmHWM"] if hwm_ok else 0, st["VmRSS"])
     return {"idle_rss_kib": idle, "peak_rss_kib": peak, "growth_kib": peak - idle,
-            "after_rss_kib": st["VmRSS"], "seconds": round(elapsed, 2),
+            "after_rss_kib": st["VmRSS"], "seconds": round(elapsed, 3),
             "cpu_seconds": round(cpu, 2), "check": check,
             "peak_source": "VmHWM+sampler" if hwm_ok else "sampler"}
 
@@ -397,6 +398,7 @@ def main() -> None:
         if "download" in scenarios:
             print(f"creating a {args.file_mb} MiB file in {tmp} ...", flush=True)
             ctx["file_sha"] = make_file(ctx["file"], args.file_mb * MiB)
+            os.sync()   # its writeback now, not 30 s later in the middle of another scenario
         ctx["upload_sha"] = upload_digest(args.upload_mb * MiB)
         for name in servers:
             results[name] = {}

@@ -151,6 +151,7 @@ typedef struct CycleObject {
     int response_complete;
     int disconnected;
     int body_complete;          /* more_body=False delivered */
+    int recv_peek;              /* recv_future is body_wait()'s: resolved with None, body left buffered */
     PyObject *task;             /* the asyncio Task running the app; cleared by finish() */
     struct CycleObject *live_prev, *live_next;  /* server's live list (linked = one strong ref) */
     int live;
@@ -240,6 +241,21 @@ void celeris_memconn_on_free(cel_conn *c);
 /* cycle.c */
 PyObject *celeris_cycle_new(ServerObject *server, cel_conn *c, PyObject *scope);
 void celeris_cycle_on_body(CycleObject *cy);
+/* The request-body bytes buffered now, handed to fn slice by slice without
+ * a copy (form_parse.c's direct multipart feed).  Each slice is valid until
+ * the connection reads again, which cannot happen before this returns; fn
+ * returns 0, or -1 with an exception to stop.  obj (borrowed) must be a
+ * Cycle.  Returns:
+ *   0  the body is complete (the cycle counts it delivered, as receive()'s
+ *      more_body=False);
+ *   1  more body to come: await cycle.body_wait(), then call again;
+ *   2  no bytes this way (disconnected, response complete, a receive()
+ *      pending, body already delivered, framing error -- then answered as
+ *      receive() answers it): the caller's next step is receive(), which
+ *      reports what happened;
+ *  -1  fn failed (its exception is set; bytes handed to it are consumed). */
+typedef int (*celeris_body_fn)(void *ud, const char *p, size_t n);
+int celeris_cycle_body_feed(CycleObject *cy, celeris_body_fn fn, void *ud);
 void celeris_cycle_on_drain(CycleObject *cy);
 void celeris_cycle_on_close(CycleObject *cy);
 /* Write a complete response (head + body) on cy's connection, headers either

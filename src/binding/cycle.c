@@ -240,6 +240,7 @@ static PyObject *cycle_receive(PyObject *self, PyObject *Py_UNUSED(a))
         if (!fut)
             return NULL;
         cy->recv_future = Py_NewRef(fut);
+        cy->recv_peek = 0;
         if (cel_server_want_body(cy->server->srv, cy->conn) == CEL_ECLOSED) {
             /* on_close already resolved the future with http.disconnect */
         }
@@ -251,6 +252,60 @@ static PyObject *cycle_receive(PyObject *self, PyObject *Py_UNUSED(a))
     if (!fut)
         return NULL;
     cy->recv_future = Py_NewRef(fut);
+    cy->recv_peek = 0;
+    return fut;
+}
+
+int celeris_cycle_body_feed(CycleObject *cy, celeris_body_fn fn, void *ud)
+{
+    if (cy->ws || cy->disconnected || cy->response_complete || !cy->conn || cy->recv_future
+        || cy->body_complete)
+        return 2;
+    cel_conn *c = cy->conn;
+    const char *p;
+    size_t n;
+    int rc;
+    while ((rc = cel_conn_body_read(c, &p, &n)) == 1) {
+        if (fn(ud, p, n) < 0)
+            return -1;
+        if (cy->conn != c)      /* not expected (fn is C only), but then stop here */
+            return 2;
+    }
+    if (rc == 0) {
+        cy->body_complete = 1;
+        return 0;
+    }
+    if (rc == CEL_EAGAIN)
+        return 1;
+    if (rc == CEL_ECLOSED) {
+        cy->disconnected = 1;
+        return 2;
+    }
+    fail_body(cy, rc);      /* 400/413 as take_body answers it; receive() then says disconnect */
+    return 2;
+}
+
+/* body_wait() -> awaitable: resolves (with None, or with http.disconnect when
+ * the client left) once more request-body bytes have arrived; the bytes stay
+ * buffered for celeris_cycle_body_feed.  Resolves at once when there is
+ * nothing to wait for on this path (see celeris_cycle_body_feed's 2). */
+static PyObject *cycle_body_wait(PyObject *self, PyObject *Py_UNUSED(a))
+{
+    CycleObject *cy = (CycleObject *)self;
+    celeris_state *st = ST(cy);
+    if (cy->ws || cy->disconnected || cy->response_complete || !cy->conn || cy->body_complete)
+        return celeris_ready_new(st, Py_None);
+    if (cy->recv_future) {
+        PyErr_SetString(PyExc_RuntimeError, "receive() called while another receive() is pending");
+        return NULL;
+    }
+    PyObject *fut = new_future(cy);
+    if (!fut)
+        return NULL;
+    cy->recv_future = Py_NewRef(fut);
+    cy->recv_peek = 1;
+    /* (CEL_ECLOSED: on_close already resolved the future with http.disconnect) */
+    (void)cel_server_want_body(cy->server->srv, cy->conn);
     return fut;
 }
 
@@ -263,6 +318,13 @@ void celeris_cycle_on_body(CycleObject *cy)
 {
     if (!cy->recv_future || !cy->conn)
         return;
+    if (cy->recv_peek) {
+        /* body_wait(): the bytes stay buffered for celeris_cycle_body_feed */
+        cy->recv_peek = 0;
+        cy->conn->want_body = 0;
+        celeris_cycle_resolve(cy, &cy->recv_future, Py_None);
+        return;
+    }
     int failed;
     PyObject *msg = take_body(cy, &failed);
     if (failed)
@@ -806,6 +868,7 @@ PyObject *celeris_cycle_new(ServerObject *server, cel_conn *c, PyObject *scope)
     cy->response_complete = 0;
     cy->disconnected = 0;
     cy->body_complete = 0;
+    cy->recv_peek = 0;
     cy->task = NULL;
     cy->live_prev = cy->live_next = NULL;
     cy->live = 0;
@@ -870,6 +933,8 @@ static void cycle_dealloc(PyObject *self)
 
 static PyMethodDef cycle_methods[] = {
     {"receive", cycle_receive, METH_NOARGS, "ASGI receive()."},
+    {"body_wait", cycle_body_wait, METH_NOARGS,
+     "Awaitable: more request-body bytes are buffered (MultipartParser.feed_from reads them)."},
     {"send", cycle_send, METH_O, "ASGI send(message)."},
     {"app_failed", cycle_app_failed, METH_NOARGS,
      "Answer 500 if no response started, else close the connection."},

@@ -12,6 +12,9 @@
  *                             Starlette's item_headers);
  *   bytes                     the next data of the current file part (all of
  *                             this chunk's data of that part, coalesced);
+ *   int n                     with an fd (feed(chunk, fd), feed_from): n more
+ *                             bytes of the current file part went to fd (see
+ *                             mp_feed, mp_feed_from);
  *   None                      the current file part ended.
  * On a parse error feed() returns the error's Starlette message (a str)
  * instead of a list: Starlette discards everything of a failed parse.
@@ -20,11 +23,20 @@
  * PyMem buffers: `acc` (file data of the current feed when it arrives in
  * more than one slice) and `field` (the data of the current non-file part,
  * bounded by the parser's max_field_size).  No slice of the core outlives
- * the feed() call that produced it. */
+ * the feed() call that produced it, except the one feed_from hands to the
+ * spool writer: that one lives in `held`, input-buffer storage taken from
+ * the connection (cel_conn_in_swap; core memory, freed with cel_buf_free in
+ * dealloc, after the writer thread is joined).  The writer thread touches
+ * no Python object and never takes the GIL. */
 #include "binding.h"
 
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "errors.h"
 #include "multipart.h"
@@ -102,6 +114,21 @@ typedef struct {
     PyObject *name;         /* bytes: the current non-file part's name, or NULL */
     membuf field;           /* the current non-file part's data */
     membuf acc;             /* file data of this feed, when not one slice */
+    /* The spool writer of feed_from (see "spool writer" below): a thread
+     * that writes one slice at a time while the next chunk is received and
+     * parsed.  All fields under mu once the thread runs. */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    pthread_t th;
+    int w_state;            /* 0 no thread (mu/cv uninitialised), 1 running, -1 could not start */
+    int w_stop;             /* the thread is to exit */
+    int w_busy;             /* a write is in flight (w_fd, w_p, w_n) */
+    int w_fd;
+    const char *w_p;
+    size_t w_n;
+    int w_err;              /* errno of a failed write, raised by the next writer_wait */
+    cel_buf held;           /* storage taken from the connection: the in-flight (or last) write's
+                               bytes are in it; given back to the connection at the next hand-off */
 } MultipartObject;
 
 /* MultipartParser(boundary: bytes): a parser with Starlette's default
@@ -178,50 +205,260 @@ error:
     return NULL;
 }
 
+/* Write p[0..n) to fd at its offset, all of it (partial writes and EINTR
+ * retried), the GIL released meanwhile.  0, or -1 with OSError set from
+ * errno (what the spool file's own write would raise). */
+static int write_all(int fd, const char *p, size_t n)
+{
+    int err = 0;
+    Py_BEGIN_ALLOW_THREADS
+    while (n) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            err = errno;
+            break;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    Py_END_ALLOW_THREADS
+    if (err) {
+        errno = err;
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- spool writer ----
+ *
+ * feed_from's file data is written by a thread of the parser's own while
+ * the event loop receives and parses the next chunk: the slice stays where
+ * the connection received it, and the connection gets other storage to read
+ * into (cel_conn_in_swap with `held`; two buffers alternate).  One write at
+ * a time, in order: every other write of the parser (writer_write) first
+ * waits for it, and so must the caller before it closes the spool file
+ * (MultipartParser.wait(); dealloc joins the thread).  A failed write is
+ * raised as OSError by the next wait. */
+
+static void *writer_main(void *arg)
+{
+    MultipartObject *o = arg;
+    pthread_mutex_lock(&o->mu);
+    for (;;) {
+        while (!o->w_busy && !o->w_stop)
+            pthread_cond_wait(&o->cv, &o->mu);
+        if (!o->w_busy)
+            break;
+        int fd = o->w_fd;
+        const char *p = o->w_p;
+        size_t n = o->w_n;
+        pthread_mutex_unlock(&o->mu);
+        int err = 0;
+        while (n) {
+            ssize_t w = write(fd, p, n);
+            if (w < 0) {
+                if (errno == EINTR)
+                    continue;
+                err = errno;
+                break;
+            }
+            p += w;
+            n -= (size_t)w;
+        }
+        pthread_mutex_lock(&o->mu);
+        if (err && !o->w_err)
+            o->w_err = err;
+        o->w_busy = 0;
+        pthread_cond_broadcast(&o->cv);
+    }
+    pthread_mutex_unlock(&o->mu);
+    return NULL;
+}
+
+/* Spool-writer threads alive in the process (only changed with the GIL
+ * held): past WRITERS_MAX concurrent uploads the further ones write from
+ * the event loop's thread, as feed() does. */
+#define WRITERS_MAX 16
+static int writers_live;
+
+/* Start the thread if it is not running: 0, or -1 when it cannot be (no
+ * exception; the caller writes itself). */
+static int writer_start(MultipartObject *o)
+{
+    if (o->w_state)
+        return o->w_state > 0 ? 0 : -1;
+    if (writers_live >= WRITERS_MAX)
+        return -1;          /* (tried again at the next hand-off) */
+    o->w_state = -1;
+    if (pthread_mutex_init(&o->mu, NULL) != 0)
+        return -1;
+    if (pthread_cond_init(&o->cv, NULL) != 0) {
+        pthread_mutex_destroy(&o->mu);
+        return -1;
+    }
+    pthread_attr_t attr;
+    int rc = pthread_attr_init(&attr);
+    if (rc == 0) {
+        size_t stack = 64 * 1024;       /* writer_main needs next to none */
+        if (stack < (size_t)PTHREAD_STACK_MIN)
+            stack = (size_t)PTHREAD_STACK_MIN;
+        (void)pthread_attr_setstacksize(&attr, stack);
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);   /* signals stay with the other threads */
+        rc = pthread_create(&o->th, &attr, writer_main, o);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        pthread_attr_destroy(&attr);
+    }
+    if (rc != 0) {
+        pthread_cond_destroy(&o->cv);
+        pthread_mutex_destroy(&o->mu);
+        return -1;
+    }
+    o->w_state = 1;
+    writers_live++;
+    return 0;
+}
+
+/* Wait until no write is in flight (the GIL released meanwhile).  0, or -1
+ * with OSError for a write that failed. */
+static int writer_wait(MultipartObject *o)
+{
+    if (o->w_state <= 0)
+        return 0;
+    int err;
+    pthread_mutex_lock(&o->mu);
+    if (!o->w_busy) {               /* idle: no need to let go of the GIL */
+        err = o->w_err;
+        o->w_err = 0;
+        pthread_mutex_unlock(&o->mu);
+        goto done;
+    }
+    pthread_mutex_unlock(&o->mu);
+    Py_BEGIN_ALLOW_THREADS
+    pthread_mutex_lock(&o->mu);
+    while (o->w_busy)
+        pthread_cond_wait(&o->cv, &o->mu);
+    err = o->w_err;
+    o->w_err = 0;
+    pthread_mutex_unlock(&o->mu);
+    Py_END_ALLOW_THREADS
+done:
+    if (err) {
+        errno = err;
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    return 0;
+}
+
+/* Queue p[0..n) for fd (the writer idle, started, p inside `held`). */
+static void writer_hand(MultipartObject *o, int fd, const char *p, size_t n)
+{
+    pthread_mutex_lock(&o->mu);
+    o->w_fd = fd;
+    o->w_p = p;
+    o->w_n = n;
+    o->w_busy = 1;
+    pthread_cond_signal(&o->cv);
+    pthread_mutex_unlock(&o->mu);
+}
+
+/* Stop and join the thread (dealloc; it never takes the GIL). */
+static void writer_stop(MultipartObject *o)
+{
+    if (o->w_state > 0) {
+        pthread_mutex_lock(&o->mu);
+        o->w_stop = 1;
+        pthread_cond_broadcast(&o->cv);
+        pthread_mutex_unlock(&o->mu);
+        pthread_join(o->th, NULL);
+        pthread_cond_destroy(&o->cv);
+        pthread_mutex_destroy(&o->mu);
+        writers_live--;
+    }
+    o->w_state = 0;
+    cel_buf_free(&o->held);
+}
+
+/* Write p[0..n) to fd from this thread, after any write in flight: 0, or
+ * -1 with OSError. */
+static int writer_write(MultipartObject *o, int fd, const char *p, size_t n)
+{
+    if (writer_wait(o) < 0)
+        return -1;
+    return write_all(fd, p, n);
+}
+
 /* Emit the file data gathered so far in this feed: the single pending slice
- * (*one) or the accumulated bytes.  chunk (borrowed) is the fed object when
- * it is exactly bytes, else NULL: a slice that is all of it is emitted as
- * the chunk itself.  0 or -1 with an exception. */
-static int flush_data(MultipartObject *o, PyObject *out, cel_slice *one, PyObject *chunk)
+ * (*one) or the accumulated bytes.  With fd >= 0 the data goes to fd and is
+ * emitted as its length (an int): written here (after any write in flight),
+ * or, when pend is not NULL and the data is the slice *one, left in *pend
+ * for the caller to write (feed_from's hand-off to the spool writer).
+ * Without fd it is emitted as bytes, where chunk (borrowed) is the fed
+ * object when it is exactly bytes, else NULL: a slice that is all of it is
+ * emitted as the chunk itself.  0 or -1 with an exception. */
+static int flush_data(MultipartObject *o, PyObject *out, cel_slice *one, PyObject *chunk, int fd,
+                      cel_slice *pend)
 {
     PyObject *b = NULL;
+    const char *p = o->acc.len ? o->acc.p : one->p;
+    size_t n = o->acc.len ? o->acc.len : one->len;
+    if (!p)
+        return 0;
+    if (fd >= 0) {
+        if (pend && !o->acc.len) {
+            *pend = *one;
+        } else if (writer_write(o, fd, p, n) < 0) {
+            o->acc.len = 0;
+            one->p = NULL;
+            return -1;
+        }
+        o->acc.len = 0;
+        one->p = NULL;
+        one->len = 0;
+        return list_take(out, PyLong_FromSize_t(n));
+    }
     if (o->acc.len) {
         b = PyBytes_FromStringAndSize(o->acc.p, (Py_ssize_t)o->acc.len);
         o->acc.len = 0;
-    } else if (one->p && chunk && one->p == PyBytes_AS_STRING(chunk)
+    } else if (chunk && one->p == PyBytes_AS_STRING(chunk)
                && (Py_ssize_t)one->len == PyBytes_GET_SIZE(chunk)) {
         b = Py_NewRef(chunk);       /* the whole chunk is this part's data: no copy */
-    } else if (one->p) {
-        b = PyBytes_FromStringAndSize(one->p, (Py_ssize_t)one->len);
     } else {
-        return 0;
+        b = PyBytes_FromStringAndSize(one->p, (Py_ssize_t)one->len);
     }
     one->p = NULL;
     one->len = 0;
     return list_take(out, b);
 }
 
-/* feed(chunk: bytes) -> list of events (see the file comment), or the
- * Starlette message (str) of a parse error.  b"" may be fed (pending
- * events).  New reference or NULL with an exception. */
-static PyObject *mp_feed(PyObject *self, PyObject *arg)
+/* One feed's state: the events list being built and where file data goes. */
+typedef struct {
+    MultipartObject *o;
+    PyObject *out;          /* owned by the caller: the events list */
+    int fd;                 /* the current file part's spool descriptor, or -1 */
+    int error;              /* a parse error (core code) stopped the feed, or 0 */
+    int direct;             /* feed_from: the last slice's file data may be left in pend */
+    cel_slice pend;         /* feed_from: file data for pend_fd not written yet (into the slice) */
+    int pend_fd;
+} feed_ctx;
+
+/* Parse buf[0..len) into x->out (see mp_feed).  whole (borrowed) is the fed
+ * bytes object when buf is all of it, else NULL.  Data slices into buf are
+ * emitted (or written to x->fd) before returning, so buf need not outlive
+ * the call.  0; or -1 with x->error set (a parse error, no exception) or
+ * with an exception. */
+static int feed_buf(feed_ctx *x, const char *buf, size_t len, PyObject *whole)
 {
-    MultipartObject *o = (MultipartObject *)self;
-    if (!o->mp) {
-        PyErr_SetString(PyExc_RuntimeError, "MultipartParser not initialised");
-        return NULL;
-    }
-    Py_buffer b;
-    if (PyObject_GetBuffer(arg, &b, PyBUF_SIMPLE) < 0)
-        return NULL;
-    const char *buf = b.buf;
-    size_t len = (size_t)b.len, off = 0;
-    PyObject *whole = PyBytes_CheckExact(arg) ? arg : NULL;
+    MultipartObject *o = x->o;
+    PyObject *out = x->out;
+    size_t off = 0;
     /* file data of this feed: one slice into buf kept uncopied, else acc */
     cel_slice one = {NULL, 0};
-    PyObject *out = PyList_New(0);
-    if (!out)
-        goto fail;
     for (;;) {
         size_t used = 0;
         cel_mp_event ev;
@@ -230,11 +467,8 @@ static PyObject *mp_feed(PyObject *self, PyObject *arg)
         if (rc == CEL_EAGAIN)
             break;
         if (rc < 0) {
-            Py_DECREF(out);
-            out = form_error(rc);
-            o->acc.len = 0;
-            PyBuffer_Release(&b);
-            return out;
+            x->error = rc;
+            goto fail;
         }
         switch (rc) {
         case CEL_MP_PART:
@@ -269,8 +503,11 @@ static PyObject *mp_feed(PyObject *self, PyObject *arg)
             break;
         case CEL_MP_PART_END:
             if (o->in_file) {
-                if (flush_data(o, out, &one, whole) < 0)
+                /* the part's writes done before the caller sees its end (and
+                 * rewinds the file), also when this feed has no data for it */
+                if (writer_wait(o) < 0 || flush_data(o, out, &one, whole, x->fd, NULL) < 0)
                     goto fail;
+                x->fd = -1;     /* the next part starts in memory */
                 Py_INCREF(Py_None);
                 if (list_take(out, Py_None) < 0)
                     goto fail;
@@ -289,21 +526,165 @@ static PyObject *mp_feed(PyObject *self, PyObject *arg)
             break;
         }
     }
-    if (o->in_file && flush_data(o, out, &one, whole) < 0)
+    if (o->in_file && flush_data(o, out, &one, whole, x->fd, x->direct ? &x->pend : NULL) < 0)
         goto fail;
-    PyBuffer_Release(&b);
-    return out;
+    if (x->pend.p)
+        x->pend_fd = x->fd;
+    return 0;
 fail:
     o->acc.len = 0;
-    Py_XDECREF(out);
+    return -1;
+}
+
+/* The fd argument of feed / feed_from: -1 for a negative one.  0 or -1 with
+ * an exception (also when fd >= 0 and no file part is in progress). */
+static int fd_arg(MultipartObject *o, PyObject *arg, int *fd)
+{
+    long v = PyLong_AsLong(arg);
+    if (v == -1 && PyErr_Occurred())
+        return -1;
+    if (v > INT_MAX) {
+        PyErr_SetString(PyExc_OverflowError, "fd out of range");
+        return -1;
+    }
+    *fd = v < 0 ? -1 : (int)v;
+    if (*fd >= 0 && !o->in_file) {
+        PyErr_SetString(PyExc_ValueError, "MultipartParser: an fd given with no file part in progress");
+        return -1;
+    }
+    return 0;
+}
+
+/* feed(chunk: bytes, fd: int = -1) -> list of events (see the file
+ * comment), or the Starlette message (str) of a parse error.  b"" may be fed
+ * (pending events).
+ *
+ * With fd >= 0 the data of the file part in progress when feed is called
+ * (the caller's spool file, rolled over to disk, flushed, fd at its end) is
+ * written to fd from here, one write per feed, and reported as an int
+ * event; data of parts that begin in this chunk is returned as bytes as
+ * without fd.  A failed write raises OSError (the parser's position is then
+ * unspecified: the caller abandons the parse).
+ *
+ * New reference or NULL with an exception. */
+static PyObject *mp_feed(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    MultipartObject *o = (MultipartObject *)self;
+    if (!o->mp) {
+        PyErr_SetString(PyExc_RuntimeError, "MultipartParser not initialised");
+        return NULL;
+    }
+    if (nargs < 1 || nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "feed(chunk, fd=-1)");
+        return NULL;
+    }
+    feed_ctx x = {o, NULL, -1, 0, 0, {NULL, 0}, -1};
+    if (nargs == 2 && fd_arg(o, args[1], &x.fd) < 0)
+        return NULL;
+    Py_buffer b;
+    if (PyObject_GetBuffer(args[0], &b, PyBUF_SIMPLE) < 0)
+        return NULL;
+    x.out = PyList_New(0);
+    if (x.out && feed_buf(&x, b.buf, (size_t)b.len, PyBytes_CheckExact(args[0]) ? args[0] : NULL) < 0) {
+        Py_CLEAR(x.out);
+        if (x.error)
+            x.out = form_error(x.error);
+    }
     PyBuffer_Release(&b);
-    return NULL;
+    return x.out;
+}
+
+/* celeris_cycle_body_feed's callback: file data left pending by the
+ * previous slice is written first (only the last slice's may be handed
+ * off). */
+static int feed_slice(void *ud, const char *p, size_t n)
+{
+    feed_ctx *x = ud;
+    if (x->pend.p) {
+        cel_slice d = x->pend;
+        x->pend.p = NULL;
+        if (writer_write(x->o, x->pend_fd, d.p, d.len) < 0)
+            return -1;
+    }
+    return feed_buf(x, p, n, NULL);
+}
+
+/* feed_from(cycle, fd: int) -> (events, state): feed() with the request-body
+ * bytes buffered now on a native-tier Cycle (the receive() of the request),
+ * read from the connection's buffer without a bytes object or a receive()
+ * round trip (celeris_cycle_body_feed).  events as feed() returns them
+ * (list, or the error message str: then state is 2 and the feed stopped
+ * there); state: 0 the body is complete (as a more_body=False message), 1
+ * more to come (await cycle.body_wait(), then call again), 2 nothing this
+ * way: call receive() for what happened (client gone, framing error, ...).
+ * New reference or NULL with an exception (OSError of a failed write; bytes
+ * already fed are consumed). */
+static PyObject *mp_feed_from(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    MultipartObject *o = (MultipartObject *)self;
+    if (!o->mp) {
+        PyErr_SetString(PyExc_RuntimeError, "MultipartParser not initialised");
+        return NULL;
+    }
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "feed_from(cycle, fd)");
+        return NULL;
+    }
+    celeris_state *st = PyType_GetModuleState(Py_TYPE(self));
+    if (!st)
+        return NULL;
+    if (!PyObject_TypeCheck(args[0], st->Cycle_Type)) {
+        PyErr_SetString(PyExc_TypeError, "feed_from: a Cycle is required");
+        return NULL;
+    }
+    feed_ctx x = {o, NULL, -1, 0, 1, {NULL, 0}, -1};
+    if (fd_arg(o, args[1], &x.fd) < 0)
+        return NULL;
+    x.out = PyList_New(0);
+    if (!x.out)
+        return NULL;
+    CycleObject *cy = (CycleObject *)args[0];
+    int state = celeris_cycle_body_feed(cy, feed_slice, &x);
+    if (x.pend.p && (state == 0 || state == 1) && cy->conn) {
+        /* The last slice's file data: to the spool writer, the connection
+         * reading on into other storage; else written here. */
+        if (writer_wait(o) < 0) {
+            state = -1;
+        } else if (cel_conn_in_swap(cy->conn, &o->held) == 0 && writer_start(o) == 0) {
+            writer_hand(o, x.pend_fd, x.pend.p, x.pend.len);
+        } else if (write_all(x.pend_fd, x.pend.p, x.pend.len) < 0) {
+            state = -1;
+        }
+    }
+    /* (Left pending after a failure (state 2 or -1: the slice may be gone
+     * with the connection): dropped -- the parse is abandoned and the
+     * caller closes the spool file without reading it.) */
+    if (state < 0) {
+        Py_CLEAR(x.out);
+        if (!x.error)
+            return NULL;
+        x.out = form_error(x.error);
+        if (!x.out)
+            return NULL;
+        state = 2;
+    }
+    return Py_BuildValue("(Ni)", x.out, state);
+}
+
+/* wait() -> None: no write of feed_from's is in flight any more (before
+ * the caller closes a spool file); OSError for one that failed. */
+static PyObject *mp_wait(PyObject *self, PyObject *Py_UNUSED(a))
+{
+    if (writer_wait((MultipartObject *)self) < 0)
+        return NULL;
+    Py_RETURN_NONE;
 }
 
 static void mp_dealloc(PyObject *self)
 {
     MultipartObject *o = (MultipartObject *)self;
     PyTypeObject *tp = Py_TYPE(self);
+    writer_stop(o);
     cel_mp_free(o->mp);
     Py_CLEAR(o->name);
     membuf_free(&o->field);
@@ -355,7 +736,11 @@ done:
 }
 
 static PyMethodDef mp_methods[] = {
-    {"feed", mp_feed, METH_O, "feed(chunk) -> list of events, or the error message (str)."},
+    {"feed", (PyCFunction)(void (*)(void))mp_feed, METH_FASTCALL,
+     "feed(chunk, fd=-1) -> list of events, or the error message (str)."},
+    {"wait", mp_wait, METH_NOARGS, "wait() -> None: feed_from's spool writes are done (OSError if one failed)."},
+    {"feed_from", (PyCFunction)(void (*)(void))mp_feed_from, METH_FASTCALL,
+     "feed_from(cycle, fd) -> (events or error message, state): feed the body bytes buffered on a Cycle."},
     {"content_type", mp_content_type, METH_O | METH_STATIC,
      "content_type(value: bytes) -> (media_type, boundary or None, charset or None)."},
     {NULL, NULL, 0, NULL}

@@ -121,6 +121,18 @@ int cel_conn_body_read(cel_conn *c, const char **p, size_t *n)
     return 1;
 }
 
+int cel_conn_in_swap(cel_conn *c, cel_buf *spare)
+{
+    if (c->in.len != 0 || spare->len != 0)
+        return CEL_EAGAIN;
+    cel_buf t = c->in;
+    c->in = *spare;
+    c->in.start = 0;
+    *spare = t;
+    spare->start = 0;
+    return 0;
+}
+
 int cel_conn_send_continue(cel_conn *c)
 {
     if (!c->expect_continue || c->resp_started || c->body_done)

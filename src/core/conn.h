@@ -169,6 +169,14 @@ int cel_conn_parse_head(cel_conn *c, cel_http_request *req, cel_header *hdrs, si
  * framing, CEL_EBODYTOOLARGE past cfg->max_body. */
 int cel_conn_body_read(cel_conn *c, const char **p, size_t *n);
 
+/* Keep the body bytes last handed out by cel_conn_body_read while c reads
+ * on: when c holds no unread input (in.len == 0), exchange the storage of
+ * c's input buffer with that of *spare (len 0; its storage, possibly none,
+ * becomes c's), so the slices stay valid in *spare until its owner reuses or
+ * frees it (cel_buf_free).  Returns 0, or CEL_EAGAIN when c has unread input
+ * (nothing changed). */
+int cel_conn_in_swap(cel_conn *c, cel_buf *spare);
+
 /* If the client asked for 100-continue and it is still owed, append
  * "HTTP/1.1 100 Continue" to `out`.  Returns 1 if written, 0 if not owed,
  * CEL_ENOMEM. */

@@ -49,6 +49,33 @@ TEST(head_then_length_body)
     cel_conn_release(&c);
 }
 
+TEST(in_swap_keeps_the_last_body_slice)
+{
+    cel_conn c;
+    cel_http_request req;
+    cel_header h[16];
+    conn_with(&c, "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nhello");
+    CHECK_EQ_INT(cel_conn_parse_head(&c, &req, h, 16), 1);
+    const char *p;
+    size_t n;
+    CHECK_EQ_INT(cel_conn_body_read(&c, &p, &n), 1);
+    CHECK_EQ_INT(n, 5);
+    cel_buf spare = {0};
+    CHECK_EQ_INT(cel_conn_in_swap(&c, &spare), 0);
+    CHECK(spare.cap > 0 && spare.len == 0);
+    CHECK(p >= spare.data && p + n <= spare.data + spare.cap);
+    CHECK_EQ_INT(c.in.cap, 0);              /* the connection reads on into other storage */
+    cel_buf_append(&c.in, "worldGET", 8);
+    CHECK(memcmp(p, "hello", 5) == 0);      /* the slice is intact in spare */
+    CHECK_EQ_INT(cel_conn_body_read(&c, &p, &n), 1);
+    CHECK(n == 5 && memcmp(p, "world", 5) == 0);
+    CHECK_EQ_INT(cel_conn_body_read(&c, &p, &n), 0);
+    CHECK_EQ_INT(cel_conn_in_swap(&c, &spare), CEL_EAGAIN);   /* "GET" unread: nothing changes */
+    CHECK_EQ_INT(c.in.len, 3);
+    cel_buf_free(&spare);
+    cel_conn_release(&c);
+}
+
 TEST(chunked_body_and_eof)
 {
     cel_conn c;

@@ -517,3 +517,228 @@ def test_client_gone_mid_upload_leaves_no_spool_file():
         assert upload(proc.addr, 10, b"0123456789")["size"] == 10
     finally:
         proc.stop()
+
+
+# ---- over a socket, the body arriving in pieces: the native tier's direct
+# feed (MultipartParser.feed_from from the connection buffer, file data
+# written to the spool file's descriptor) against Starlette's parser on the
+# ASGI tier (--no-native) ----
+
+ROLL_BODY = mp(part("a", bytes(range(256)) * 4096, "exact.bin"),            # exactly 1 MiB: in memory
+               part("n", b"field"),
+               part("b", (b"0123456789abcdef" * 65536)[::-1] + b"+", "over.bin"),  # 1 MiB + 1: on disk
+               part("c", b"x" * (3 * MiB + 17), "big.bin", headers=(b"Content-Type: image/png",)),
+               part("d", b"", "empty.bin"),
+               part("e", b"\r\n--bn" * 200000, "delim.bin"))       # 1.2 MB of near-delimiters
+
+
+def _cuts(body: bytes) -> list[list[int]]:
+    """Piece boundaries around each file part's 1 MiB rollover and the part
+    delimiters, plus even splits."""
+    marks = []
+    for name in (b"exact.bin", b"over.bin", b"big.bin", b"delim.bin"):
+        start = body.index(b"\r\n\r\n", body.index(name)) + 4
+        marks += [start, start + 1, start + MiB - 1, start + MiB, start + MiB + 1, start + MiB + 2]
+    for m in re.finditer(b"\r\n--" + B.encode(), body):
+        marks += [m.start() - 1, m.start() + 2, m.end()]
+    marks = sorted({m for m in marks if 0 < m < len(body)})
+    return [marks, marks[::3], marks[1::3], list(range(65536, len(body), 65536)),
+            list(range(997, len(body), 300007))]
+
+
+def _send_pieces(addr, body: bytes, cuts: list[int], chunked: bool) -> tuple[int, bytes]:
+    te = "Transfer-Encoding: chunked" if chunked else f"Content-Length: {len(body)}"
+    head = (f"POST /describe HTTP/1.1\r\nHost: t\r\nContent-Type: multipart/form-data; boundary={B}\r\n"
+            f"{te}\r\n\r\n").encode()
+    bounds = [0] + cuts + [len(body)]
+    with Conn(addr, timeout=60) as c:
+        c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        c.send(head)
+        for a, b in zip(bounds, bounds[1:]):
+            piece = body[a:b]
+            if chunked:
+                piece = b"%x\r\n" % len(piece) + piece + b"\r\n"
+            c.sock.sendall(piece)
+            time.sleep(0.002)        # the server reads and parses each piece on its own
+        if chunked:
+            c.send(b"0\r\n\r\n")
+        r = c.read_response("POST")
+    return r.status, r.body
+
+
+@pytest.fixture(scope="module")
+def upload_servers():
+    native = ServerProcess("upload_app:app").wait_started()
+    asgi = ServerProcess("upload_app:app", "--no-native").wait_started()
+    try:
+        yield native, asgi
+    finally:
+        native.stop()
+        asgi.stop()
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["length", "chunked"])
+def test_upload_pieces_match_starlette_across_the_rollover(upload_servers, chunked):
+    native, asgi = upload_servers
+    want = _send_pieces(asgi.addr, ROLL_BODY, [], chunked)
+    assert want[0] == 200
+    described = json.loads(want[1])
+    assert [x[10] for x in described if x[1] == "file"] == [True, False, False, True, False]
+    for cuts in _cuts(ROLL_BODY):
+        assert _send_pieces(native.addr, ROLL_BODY, cuts, chunked) == want, cuts
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["length", "chunked"])
+def test_upload_pieces_errors_match_starlette(upload_servers, chunked):
+    """A parse error after the direct feed took over (a part with no name
+    past a rolled-over file; a broken delimiter): the same 400 answer."""
+    native, asgi = upload_servers
+    bodies = [mp(part("f", BIG * 2, "a.bin"), part(None, b"x")),
+              mp(part("f", BIG * 2, "a.bin"), close=False)[:-2] + b"\r\n--" + B.encode() + b"Z\r\n"]
+    for body in bodies:
+        want = _send_pieces(asgi.addr, body, [], chunked)
+        assert want[0] in (200, 400)
+        for cuts in ([65536, 2 * MiB], list(range(100000, len(body), 100000))):
+            assert _send_pieces(native.addr, body, cuts, chunked) == want, cuts
+
+
+def test_direct_feed_framing_error_and_disconnect(upload_servers):
+    """A bad chunk-size line after the direct feed took over is answered as
+    before (400, connection closed), a client that leaves mid-file leaves no
+    spool file, and the server keeps serving."""
+    native, _ = upload_servers
+    with Conn(native.addr) as c:
+        pid = c.request("GET", "/pid").json()["pid"]
+    pre = b"--" + B.encode() + b'\r\nContent-Disposition: form-data; name="file"; filename="x"\r\n\r\n'
+    head = (f"POST /describe HTTP/1.1\r\nHost: t\r\nContent-Type: multipart/form-data; boundary={B}\r\n"
+            f"Transfer-Encoding: chunked\r\n\r\n").encode()
+    with Conn(native.addr) as c:
+        c.send(head + b"%x\r\n" % len(pre) + pre + b"\r\n")
+        for _ in range(3):
+            c.send(b"100000\r\n" + bytes(MiB) + b"\r\n")
+            time.sleep(0.01)
+        c.send(b"zz\r\n")
+        r = c.read_response("POST")
+        assert r.status == 400
+    with Conn(native.addr) as c:
+        c.send(head + b"%x\r\n" % len(pre) + pre + b"\r\n")
+        for _ in range(3):
+            c.send(b"100000\r\n" + bytes(MiB) + b"\r\n")
+            time.sleep(0.01)
+    deadline = time.monotonic() + 10
+    while spool_fds(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert spool_fds(pid) == []
+    assert _send_pieces(native.addr, mp(part("f", b"ok", "f.txt")), [5], False)[0] == 200
+
+
+def test_parse_form_rollover_cuts_match_starlette():
+    """parse_form over a plain receive() (feed(chunk, fd)), the body cut at
+    and around each file's 1 MiB rollover: what Starlette's Request.form()
+    yields (contents, size, position, spool state)."""
+    async def run():
+        bad = []
+        for cuts in _cuts(ROLL_BODY):
+            bounds = [0] + cuts + [len(ROLL_BODY)]
+            chunks = [ROLL_BODY[a:b] for a, b in zip(bounds, bounds[1:])]
+            ours = await outcome(parse_form, request_for(chunks, ct()))
+            theirs = await outcome(lambda r: r.form(), request_for(chunks, ct()))
+            if ours != theirs:
+                bad.append(cuts[:5])
+        return bad
+    assert asyncio.run(run()) == []
+
+
+def test_feed_writes_a_rolled_part_to_the_fd(tmp_path):
+    """MultipartParser.feed(chunk, fd): the data of the part in progress goes
+    to fd (reported as an int), a part that starts in the chunk comes back
+    as bytes; an fd with no file part in progress is refused."""
+    from celeris._celeris import MultipartParser
+    p = MultipartParser(B.encode())
+    body = mp(part("f", b"A" * 5000, "a.bin"), part("g", b"B" * 10, "b.bin"))
+    cut = body.index(b"A") + 100
+    first = p.feed(body[:cut])
+    assert first[0][:2] == (b"f", b"a.bin") and first[1] == b"A" * 100
+    with open(tmp_path / "spool", "w+b") as f:
+        rest = p.feed(body[cut:], f.fileno())
+        f.seek(0)
+        assert f.read() == b"A" * 4900
+    assert rest[0] == 4900 and rest[1] is None and rest[2][:2] == (b"g", b"b.bin")
+    assert rest[3:] == [b"B" * 10, None]
+    with pytest.raises(ValueError):
+        MultipartParser(B.encode()).feed(b"", 1)
+
+
+def test_concurrent_uploads_past_the_writer_thread_cap(upload_servers):
+    """More concurrent rolled-over uploads than spool-writer threads (16):
+    the rest write from the loop's thread; every file arrives intact."""
+    import concurrent.futures
+    native, _ = upload_servers
+    n = 20
+
+    def one(i: int) -> bool:
+        data = hashlib.sha256(b"%d" % i).digest() * (3 * MiB // 32) + b"%d" % i
+        body = mp(part("f", data, f"f{i}.bin"))
+        status, got = _send_pieces(native.addr, body, list(range(262144, len(body), 262144)), i % 2 == 1)
+        d = json.loads(got)
+        return status == 200 and d[0][3] == len(data) and d[0][8] == hashlib.sha256(data).hexdigest()
+
+    with concurrent.futures.ThreadPoolExecutor(n) as ex:
+        assert all(ex.map(one, range(n)))
+
+
+def test_part_end_waits_for_the_spool_writer_in_memory():
+    """On an in-memory connection: a 4 MiB read is handed to the spool writer
+    and the closing delimiter, fed at once, is parsed while the writer is
+    still at it (a feed with no data for the part, just its end); the file
+    the endpoint reads back must be whole -- the part's end waits for the
+    write before the rewind.  (Without that wait the write landed at offset
+    0 after the rewind: a short, scrambled file.)"""
+    from celeris import _celeris
+    from celeris.server import task_factory
+
+    app = FastAPI()
+
+    @app.post("/up")
+    async def up(file: UploadFile):
+        data = await file.read()
+        return {"size": file.size, "len": len(data), "sha": hashlib.sha256(data).hexdigest()}
+
+    first = bytes(range(256)) * (2 * MiB // 256)            # rolls the spool over
+    second = hashlib.sha256(b"w").digest() * (4 * MiB // 32)
+    pre = b"--" + B.encode() + b'\r\nContent-Disposition: form-data; name="file"; filename="m.bin"\r\n\r\n'
+    post = b"\r\n--" + B.encode() + b"--\r\n"
+    head = (f"POST /up HTTP/1.1\r\nHost: t\r\nContent-Type: multipart/form-data; boundary={B}\r\n"
+            f"Content-Length: {len(pre) + len(first) + len(second) + len(post)}\r\n\r\n").encode()
+    from celeris import native
+    from celeris.native import runtime
+    native_app, _ = native.build(app, runtime=runtime)
+
+    async def run() -> bytes:
+        loop = asyncio.get_running_loop()
+        core = _celeris.Server(lambda scope, cycle: None, loop, date_header=False, server_header=False,
+                               native=native_app, task_factory=task_factory(loop))
+        conn = core.memory_conn(client=["t", 1], server=["t", 80])
+        try:
+            conn.feed(head + pre + first)
+            await asyncio.sleep(0.05)           # parsed, rolled over, waiting for more
+            conn.feed(second)
+            for _ in range(3):
+                await asyncio.sleep(0)          # fed from the buffer: handed to the writer
+            conn.feed(post)
+            out = b""
+            for _ in range(500):
+                out += conn.take()
+                if b"}" in out:
+                    break
+                await asyncio.sleep(0.01)
+            return out
+        finally:
+            conn.close()
+            core.close()
+
+    for _ in range(3):
+        out = asyncio.run(run())
+        body = json.loads(out.split(b"\r\n\r\n", 1)[1])
+        data = first + second
+        assert body == {"size": len(data), "len": len(data), "sha": hashlib.sha256(data).hexdigest()}

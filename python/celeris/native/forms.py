@@ -7,8 +7,12 @@ the same order, file parts in `SpooledTemporaryFile(max_size=1 MiB)`s, names,
 filenames and values decoded with the Content-Type charset as Starlette does
 -- and raises the same `HTTPException(400, <Starlette's message>)`.  The body
 is taken from `request.stream()` chunk by chunk; file data goes to its spool
-file as it arrives (past 1 MiB the file is on disk, written in the thread
-pool in batches of about 1 MiB), so an upload is never held in memory.
+file as it arrives, so an upload is never held in memory: within 1 MiB
+through the SpooledTemporaryFile's write (the write that passes 1 MiB rolls
+it over to disk, as Starlette's does), past it the C parser writes each
+chunk's data of the part straight to the spool file's descriptor (one write
+per chunk, the GIL released; the file object is flushed first and seeked
+to 0 at the part's end, so its position and contents are Starlette's).
 
 Fallbacks: a multipart body that starts with CR or LF goes to Starlette's own
 MultiPartParser (python-multipart skips such a preamble in a way that
@@ -17,7 +21,6 @@ a Starlette whose form parsing is not the one reproduced here
 (starlette_matches), the runner calls request.form() itself."""
 from __future__ import annotations
 
-import asyncio
 import codecs
 from contextlib import aclosing
 from tempfile import SpooledTemporaryFile
@@ -26,11 +29,11 @@ from typing import Any, AsyncGenerator
 from starlette.datastructures import FormData, Headers, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import ClientDisconnect
 
-from .._celeris import MultipartParser, UrlencodedParser
+from .._celeris import Cycle, MultipartParser, UrlencodedParser
 
 _SPOOL_MAX = MultiPartParser.spool_max_size
-_WRITE_BATCH = 1 << 20
 _content_type = MultipartParser.content_type
 
 
@@ -136,14 +139,10 @@ async def _multipart(request: Any, boundary: bytes | None, charset_param: bytes 
     except ValueError as exc:
         raise MultiPartException(str(exc)) from None
 
-    loop = asyncio.get_running_loop()
-    items: list = []
-    spools: list = []          # every spool file made: closed if the parse fails
-    upload: Any = None         # the UploadFile of the file part in progress
-    in_memory = False          # its data is still written directly (within the spool size)
-    pending: list = []         # its data not yet written (the file is past the spool size)
-    pending_len = 0
-    writing: Any = None        # the batch being written in the thread pool
+    sink = _Spooler(charset)
+    cycle = getattr(request._receive, "__self__", None)
+    # the native tier's receive(), no middleware around it, the body not read before
+    direct = cycle.__class__ is Cycle and not hasattr(request, "_body")
     async with aclosing(request.stream()) as stream:
         try:
             first = True
@@ -152,68 +151,110 @@ async def _multipart(request: Any, boundary: bytes | None, charset_param: bytes 
                     first = False
                     if chunk[:1] in (b"\r", b"\n"):
                         return await _starlette_fallback(request, stream, chunk)
-                events = parser.feed(chunk)
-                if events.__class__ is str:
-                    raise MultiPartException(events)
-                for ev in events:
-                    cls = ev.__class__
-                    if cls is bytes:
-                        n = len(ev)
-                        upload.size += n
-                        f = upload.file
-                        if in_memory:
-                            if f.tell() + n <= _SPOOL_MAX:
-                                f.write(ev)
-                                continue
-                            in_memory = False   # from now on only the thread pool writes it
-                        pending.append(ev)
-                        pending_len += n
-                        if pending_len >= _WRITE_BATCH:
-                            if writing is not None:
-                                await writing
-                            writing = loop.run_in_executor(None, f.writelines, pending)
-                            pending = []
-                            pending_len = 0
-                    elif cls is tuple:
-                        if len(ev) == 2:
-                            items.append((_user_safe_decode(ev[0], charset), _user_safe_decode(ev[1], charset)))
-                            continue
-                        name, filename, headers = ev
-                        spool = SpooledTemporaryFile(max_size=_SPOOL_MAX)
-                        spools.append(spool)
-                        upload = UploadFile(file=spool, size=0,  # type: ignore[arg-type]
-                                            filename=_user_safe_decode(filename, charset),
-                                            headers=Headers(raw=headers))
-                        items.append((_user_safe_decode(name, charset), upload))
-                        in_memory = True
-                    else:   # the file part ended
-                        f = upload.file
-                        if writing is not None:
-                            await writing
-                            writing = None
-                        if pending:
-                            await loop.run_in_executor(None, f.writelines, pending)
-                            pending = []
-                            pending_len = 0
-                        f.seek(0)
-                        upload = None
+                sink.take(parser.feed(chunk, sink.fd))
+                if direct and not request._stream_consumed:
+                    break   # the rest is read from the connection's buffer
+            else:
+                direct = False
+            if direct:
+                await _feed_direct(request, cycle, parser, sink)
+            parser.wait()           # (every part that ended has waited for its writes)
         except BaseException:
-            if writing is not None:
-                try:
-                    await writing
-                except BaseException:
-                    pass
-            for spool in spools:
-                spool.close()
+            try:
+                parser.wait()       # no spool write in flight before the files close
+            finally:
+                for spool in sink.spools:
+                    spool.close()
             raise
-    if upload is not None:
-        # truncated body: Starlette drops the part in progress (it never
-        # reaches the form); its spool file is closed here
-        if writing is not None:
-            await writing
-        items.pop()
-        upload.file.close()
-    return FormData(items)
+    return sink.finish()
+
+
+class _Spooler:
+    """The form being built from the parser's events (MultipartParser.feed)."""
+
+    def __init__(self, charset: str) -> None:
+        self.charset = charset
+        self.items: list = []
+        self.spools: list = []      # every spool file made: closed if the parse fails
+        self.upload: Any = None     # the UploadFile of the file part in progress
+        self.in_memory = False      # its data still goes through the spool object (within the spool size)
+        self.fd = -1                # else its spool file's descriptor: the parser writes the data there
+
+    def take(self, events: Any) -> None:
+        if events.__class__ is str:
+            raise MultiPartException(events)
+        for ev in events:
+            cls = ev.__class__
+            if cls is int:          # written to fd by the parser
+                self.upload.size += ev
+            elif cls is bytes:
+                # the part's data of this chunk while in memory
+                upload = self.upload
+                upload.size += len(ev)
+                f = upload.file
+                f.write(ev)         # past the spool size this rolls it over to disk
+                if self.in_memory and f._rolled:
+                    self.in_memory = False
+                    f.flush()
+                    self.fd = f.fileno()
+            elif cls is tuple:
+                if len(ev) == 2:
+                    self.items.append((_user_safe_decode(ev[0], self.charset),
+                                       _user_safe_decode(ev[1], self.charset)))
+                    continue
+                name, filename, headers = ev
+                spool = SpooledTemporaryFile(max_size=_SPOOL_MAX)
+                self.spools.append(spool)
+                self.upload = UploadFile(file=spool, size=0,  # type: ignore[arg-type]
+                                         filename=_user_safe_decode(filename, self.charset),
+                                         headers=Headers(raw=headers))
+                self.items.append((_user_safe_decode(name, self.charset), self.upload))
+                self.in_memory = True
+                self.fd = -1
+            else:   # the file part ended
+                self.upload.file.seek(0)
+                self.upload = None
+                self.in_memory = False
+                self.fd = -1
+
+    def finish(self) -> FormData:
+        if self.upload is not None:
+            # truncated body: Starlette drops the part in progress (it never
+            # reaches the form); its spool file is closed here
+            self.items.pop()
+            self.upload.file.close()
+        return FormData(self.items)
+
+
+async def _feed_direct(request: Any, cycle: Any, parser: Any, sink: _Spooler) -> None:
+    """The rest of request.stream() (Starlette's loop: the same end, the same
+    ClientDisconnect), its bytes fed to the parser from the connection's
+    buffer (MultipartParser.feed_from) instead of one bytes object per
+    receive() message."""
+    while True:
+        events, state = parser.feed_from(cycle, sink.fd)
+        sink.take(events)
+        if state == 0:
+            request._stream_consumed = True
+            sink.take(parser.feed(b"", sink.fd))    # stream()'s closing b""
+            return
+        if state == 1:
+            await cycle.body_wait()
+            continue
+        message = await request._receive()   # what stopped the direct feed
+        if message["type"] == "http.request":
+            more = message.get("more_body", False)
+            if not more:
+                request._stream_consumed = True
+            body = message.get("body", b"")
+            if body:
+                sink.take(parser.feed(body, sink.fd))
+            if not more:
+                sink.take(parser.feed(b"", sink.fd))
+                return
+        elif message["type"] == "http.disconnect":
+            request._is_disconnected = True
+            raise ClientDisconnect()
 
 
 async def _starlette_fallback(request: Any, stream: AsyncGenerator[bytes, None], first: bytes) -> FormData:
