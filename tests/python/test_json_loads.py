@@ -9,7 +9,13 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pydantic import BaseModel
+
 from celeris.native.runner import json_loads
+
+
+class Item(BaseModel):       # (module level: this file has postponed annotations)
+    name: str
 
 
 def outcome(fn, body: bytes):
@@ -77,3 +83,52 @@ def test_documents(value, pad, ascii_only):
 @given(st.binary(max_size=40), st.sampled_from([b"{", b"[", b""]))
 def test_any_bytes(tail, head):
     same(head + tail)
+
+
+def test_patched_json_loads_is_what_runs(monkeypatch):
+    # FastAPI's own tests patch json.loads (test_body/test_tutorial001.py): the
+    # request handler calls json.loads, so a patched one must be called
+    calls = []
+
+    def fake(body):
+        calls.append(body)
+        raise ValueError("patched")
+
+    monkeypatch.setattr(json, "loads", fake)
+    try:
+        json_loads(b'{"a": 1}')
+    except ValueError as exc:
+        assert str(exc) == "patched"
+    else:
+        raise AssertionError("the patched json.loads did not run")
+    assert calls == [b'{"a": 1}']
+
+
+def test_patched_json_loads_answers_400_on_the_native_tier(monkeypatch):
+    from fastapi import FastAPI
+
+    from conftest import native_and_asgi_clients
+
+    app = FastAPI()
+
+    @app.post("/items/")
+    async def create(item: Item):
+        return item
+
+    n, a = native_and_asgi_clients(app)
+    monkeypatch.setattr(json, "loads", lambda body: (_ for _ in ()).throw(Exception()))
+    rn, ra = n.post("/items/", json={"name": "x"}), a.post("/items/", json={"name": "x"})
+    assert (rn.status_code, rn.content) == (ra.status_code, ra.content) == (400, rn.content)
+
+
+def test_patched_before_first_use_is_seen_too(monkeypatch):
+    # the runner may be imported (and the app compiled) while json.loads is
+    # patched: the check is by what the function is, not by an earlier read
+    from celeris.native import runner
+
+    monkeypatch.setattr(runner, "_JSON_LOADS", [])
+    monkeypatch.setattr(json, "loads", lambda body: "patched")
+    assert json_loads(b"[1]") == "patched"
+    monkeypatch.undo()
+    assert json_loads(b"[1]") == [1]
+    assert runner._is_own_json_loads(json.loads)

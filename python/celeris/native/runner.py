@@ -97,6 +97,22 @@ async def read_body(nc: Any) -> bytes:
 _JSON_TYPES: dict[str, bool] = {}
 
 _SCAN = json._default_decoder.scan_once     # what json.loads(b) runs, default arguments
+_JSON_LOADS: list = []                      # json.loads once seen to be the json module's own
+
+
+def _is_own_json_loads(f: Any) -> bool:
+    """Is f the json module's own loads (not a patch or mock)?  Checked by
+    what it is, not by identity with an earlier read: this module may be
+    imported while json.loads is patched."""
+    if _JSON_LOADS and f is _JSON_LOADS[0]:
+        return True
+    code = getattr(f, "__code__", None)
+    own = (type(f) is type(_is_own_json_loads) and getattr(f, "__module__", None) == "json"
+           and f.__qualname__ == "loads" and code is not None
+           and code.co_filename == getattr(json, "__file__", None))
+    if own:
+        _JSON_LOADS[:] = [f]
+    return own
 
 
 def json_loads(body: bytes) -> Any:
@@ -105,8 +121,10 @@ def json_loads(body: bytes) -> Any:
     json.detect_encoding and has no leading whitespace, so when the
     scanner's document ends exactly at the end, decode() would return it
     unchanged.  Anything else -- trailing whitespace, any error -- goes
-    through json.loads itself (same scanner: same value, same exception)."""
-    if body[:1] in (b"{", b"[") and (len(body) < 2 or body[1]):
+    through json.loads itself (same scanner: same value, same exception),
+    and so does every body while json.loads is not the json module's own
+    (patched, as FastAPI's tests do: what it does then is what counts)."""
+    if body[:1] in (b"{", b"[") and (len(body) < 2 or body[1]) and _is_own_json_loads(json.loads):
         try:
             text = body.decode("utf-8", "surrogatepass")
             obj, end = _SCAN(text, 0)
