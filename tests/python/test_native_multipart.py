@@ -625,10 +625,16 @@ def test_direct_feed_framing_error_and_disconnect(upload_servers):
         for _ in range(3):
             c.send(b"100000\r\n" + bytes(MiB) + b"\r\n")
             time.sleep(0.01)
-    deadline = time.monotonic() + 10
-    while spool_fds(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert spool_fds(pid) == []
+    from celeris.native.forms import starlette_matches
+
+    if starlette_matches():
+        # Celeris's parser (the direct feed) closes its spool files itself; with
+        # a Starlette whose parsing it does not reproduce, Starlette's parser
+        # runs and its files wait for the garbage collector, as on the ASGI tier
+        deadline = time.monotonic() + 10
+        while spool_fds(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert spool_fds(pid) == []
     assert _send_pieces(native.addr, mp(part("f", b"ok", "f.txt")), [5], False)[0] == 200
 
 
