@@ -317,6 +317,10 @@ void celeris_server_pool_close(ServerObject *self);
 /* 1 while the Server's pool has submitted jobs whose Future is not settled. */
 int celeris_server_pool_busy(ServerObject *self);
 
+/* server_obj.c: loop.call_soon(cb) in the server's base context; 0, or -1
+ * (the failure reported as unraisable, no exception left set). */
+int celeris_call_soon(ServerObject *self, PyObject *cb);
+
 /* busy_poll.c: keep polling for a while after traffic (`--busy-poll-us`). */
 int celeris_busy_poll_set(ServerObject *self, double usec);
 void celeris_busy_poll_after(ServerObject *self, int events, int from_spin);

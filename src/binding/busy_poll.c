@@ -58,13 +58,6 @@ void celeris_busy_poll_after(ServerObject *self, int events, int from_spin)
     if (self->spin_scheduled || !self->srv || now - self->busy_last_ns >= self->busy_poll_ns
         || celeris_server_pool_busy(self))
         return;
-    PyObject *args = PyTuple_Pack(1, self->spin);
-    PyObject *r = args ? PyObject_Call(self->call_soon, args, self->call_soon_kw) : NULL;
-    Py_XDECREF(args);
-    if (!r) {
-        PyErr_WriteUnraisable(self->call_soon);
-        return;
-    }
-    Py_DECREF(r);
-    self->spin_scheduled = 1;
+    if (celeris_call_soon(self, self->spin) == 0)
+        self->spin_scheduled = 1;
 }

@@ -205,24 +205,31 @@ error:
     return NULL;
 }
 
-/* Write p[0..n) to fd at its offset, all of it (partial writes and EINTR
- * retried), the GIL released meanwhile.  0, or -1 with OSError set from
- * errno (what the spool file's own write would raise). */
-static int write_all(int fd, const char *p, size_t n)
+/* write(2) all of p[0..n) to fd, retrying partial writes and EINTR: 0, or
+ * the errno of the failed write.  No GIL needed (the writer thread's too). */
+static int write_fully(int fd, const char *p, size_t n)
 {
-    int err = 0;
-    Py_BEGIN_ALLOW_THREADS
     while (n) {
         ssize_t w = write(fd, p, n);
         if (w < 0) {
             if (errno == EINTR)
                 continue;
-            err = errno;
-            break;
+            return errno;
         }
         p += w;
         n -= (size_t)w;
     }
+    return 0;
+}
+
+/* Write p[0..n) to fd at its offset, all of it (partial writes and EINTR
+ * retried), the GIL released meanwhile.  0, or -1 with OSError set from
+ * errno (what the spool file's own write would raise). */
+static int write_all(int fd, const char *p, size_t n)
+{
+    int err;
+    Py_BEGIN_ALLOW_THREADS
+    err = write_fully(fd, p, n);
     Py_END_ALLOW_THREADS
     if (err) {
         errno = err;
@@ -256,18 +263,7 @@ static void *writer_main(void *arg)
         const char *p = o->w_p;
         size_t n = o->w_n;
         pthread_mutex_unlock(&o->mu);
-        int err = 0;
-        while (n) {
-            ssize_t w = write(fd, p, n);
-            if (w < 0) {
-                if (errno == EINTR)
-                    continue;
-                err = errno;
-                break;
-            }
-            p += w;
-            n -= (size_t)w;
-        }
+        int err = write_fully(fd, p, n);
         pthread_mutex_lock(&o->mu);
         if (err && !o->w_err)
             o->w_err = err;

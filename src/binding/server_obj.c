@@ -138,20 +138,24 @@ static void on_ws_message(void *ud, cel_conn *c, int opcode, const char *p, size
         celeris_ws_on_message((CycleObject *)c->user, opcode, p, n);
 }
 
-static void on_pending(void *ud)
+int celeris_call_soon(ServerObject *self, PyObject *cb)
 {
-    ServerObject *self = SELF(ud);
-    if (self->pending_scheduled)
-        return;
-    PyObject *args = PyTuple_Pack(1, self->run_pending);
+    PyObject *args = PyTuple_Pack(1, cb);
     PyObject *r = args ? PyObject_Call(self->call_soon, args, self->call_soon_kw) : NULL;
     Py_XDECREF(args);
     if (!r) {
         PyErr_WriteUnraisable(self->call_soon);
-        return;
+        return -1;
     }
     Py_DECREF(r);
-    self->pending_scheduled = 1;
+    return 0;
+}
+
+static void on_pending(void *ud)
+{
+    ServerObject *self = SELF(ud);
+    if (!self->pending_scheduled && celeris_call_soon(self, self->run_pending) == 0)
+        self->pending_scheduled = 1;
 }
 
 static void on_bad_request(void *ud, cel_conn *c, int err, int status)
