@@ -40,6 +40,8 @@ from contextlib import AsyncExitStack
 from contextvars import ContextVar
 from typing import Any, Callable, Optional
 
+from .ws_session import session_class as _session_class
+
 served = 0
 compiled = 0
 
@@ -178,9 +180,7 @@ async def _handling_exceptions(app: Any, conn: Any, scope: dict, receive: Any, s
 async def _session(run: Any, scope: dict, receive: Any, send: Any) -> None:
     """FastAPI's websocket_session(func)(scope, receive, send) with `func`
     the route's compiled runner, which gets the exit stacks directly."""
-    from starlette.websockets import WebSocket
-
-    session = WebSocket(scope, receive=receive, send=send)
+    session = _session_class()(scope, receive=receive, send=send)
 
     async def app(scope: dict, receive: Any, send: Any) -> None:
         async with AsyncExitStack() as request_stack:
