@@ -38,7 +38,10 @@
  * points back to it borrowed (w->cy), cleared by celeris_waiter_detach when
  * the Cycle is cleared.  The waiter holds its server (strong), the message
  * (strong, until taken), the Task's callback and its context (strong, while
- * registered).  The server's wake list holds each queued waiter (strong). */
+ * registered), and its bound result/add_done_callback/get_loop methods
+ * (strong, made on first use by wt_getattro; each refers back to the
+ * waiter, so celeris_waiter_detach drops them, tp_clear too).  The server's
+ * wake list holds each queued waiter (strong). */
 #include "binding.h"
 
 enum { W_IDLE = 0, W_WAITING = 1, W_DONE = 2, W_CANCELLED = 3 };
@@ -56,6 +59,8 @@ typedef struct WaiterObject {
     int queued;                     /* on the server's wake list */
     int yielded;                    /* the current await has yielded the waiter */
     int blocking;                   /* _asyncio_future_blocking (True only right after the yield) */
+    PyObject *bound[3];             /* result, add_done_callback, get_loop bound to this waiter
+                                     * (strong, made on first use; see wt_getattro) */
 } WaiterObject;
 
 #define W(op) ((WaiterObject *)(op))
@@ -71,14 +76,21 @@ PyObject *celeris_waiter_new(CycleObject *cy)
     w->wake_next = NULL;
     w->state = W_IDLE;
     w->queued = w->yielded = w->blocking = 0;
+    w->bound[0] = w->bound[1] = w->bound[2] = NULL;
     PyObject_GC_Track(w);
     return (PyObject *)w;
 }
 
 void celeris_waiter_detach(PyObject *op)
 {
-    if (op)
-        W(op)->cy = NULL;
+    if (op) {
+        WaiterObject *w = W(op);
+        w->cy = NULL;
+        /* each bound method refers back to the waiter: drop them so that
+         * the waiter goes with its last reference, not with the next GC */
+        for (int i = 0; i < 3; i++)
+            Py_CLEAR(w->bound[i]);
+    }
 }
 
 /* Back to W_IDLE.  A message nobody took goes back to the Cycle for its next
@@ -434,6 +446,8 @@ static int wt_traverse(PyObject *op, visitproc visit, void *arg)
     Py_VISIT(w->wakeup);
     Py_VISIT(w->wakeup_ctx);
     Py_VISIT(w->wake_next);
+    for (int i = 0; i < 3; i++)
+        Py_VISIT(w->bound[i]);
     Py_VISIT(Py_TYPE(op));
     return 0;
 }
@@ -449,6 +463,8 @@ static int wt_clear(PyObject *op)
     Py_CLEAR(w->wakeup);
     Py_CLEAR(w->wakeup_ctx);
     Py_CLEAR(w->server);
+    for (int i = 0; i < 3; i++)
+        Py_CLEAR(w->bound[i]);
     return 0;
 }
 
@@ -483,7 +499,71 @@ static PyGetSetDef wt_getset[] = {
     {NULL, NULL, NULL, NULL, NULL},
 };
 
+/* The attributes an asyncio Task uses on every await of the waiter (3.11's
+ * task_step_impl: _asyncio_future_blocking read, get_loop(), the flag set to
+ * False, add_done_callback(); task_wakeup: result()), found by length and
+ * bytes instead of the generic lookup, the three methods bound once per
+ * waiter.  The type is final, has no __dict__ and these names are its own
+ * getset/methods, so the generic lookup would find the same things (the
+ * bound methods it returns are fresh objects each time; these are shared,
+ * which nothing can tell apart but `is`).  Everything else: generic. */
+static int name_is(PyObject *name, Py_ssize_t n, const char *lit)
+{
+    return PyUnicode_GET_LENGTH(name) == n && memcmp(PyUnicode_DATA(name), lit, (size_t)n) == 0;
+}
+
+/* bound[i]: wt_methods' entry `name` bound to the waiter (made on first use);
+ * new reference, NULL with an exception set. */
+static PyObject *bound(PyObject *op, int i, const char *name)
+{
+    WaiterObject *w = W(op);
+    if (!w->bound[i]) {
+        PyMethodDef *m = wt_methods;
+        while (strcmp(m->ml_name, name) != 0)
+            m++;
+        w->bound[i] = PyCFunction_New(m, op);
+        if (!w->bound[i])
+            return NULL;
+    }
+    return Py_NewRef(w->bound[i]);
+}
+
+static PyObject *wt_getattro(PyObject *op, PyObject *name)
+{
+    if (PyUnicode_CheckExact(name) && PyUnicode_IS_COMPACT_ASCII(name)) {
+        switch (PyUnicode_GET_LENGTH(name)) {
+        case 24:
+            if (name_is(name, 24, "_asyncio_future_blocking"))
+                return wt_get_blocking(op, NULL);
+            break;
+        case 6:
+            if (name_is(name, 6, "result"))
+                return bound(op, 0, "result");
+            break;
+        case 17:
+            if (name_is(name, 17, "add_done_callback"))
+                return bound(op, 1, "add_done_callback");
+            break;
+        case 8:
+            if (name_is(name, 8, "get_loop"))
+                return bound(op, 2, "get_loop");
+            break;
+        }
+    }
+    return PyObject_GenericGetAttr(op, name);
+}
+
+static int wt_setattro(PyObject *op, PyObject *name, PyObject *v)
+{
+    if (v && PyUnicode_CheckExact(name) && PyUnicode_IS_COMPACT_ASCII(name)
+            && name_is(name, 24, "_asyncio_future_blocking"))
+        return wt_set_blocking(op, v, NULL);
+    return PyObject_GenericSetAttr(op, name, v);
+}
+
 static PyType_Slot wt_slots[] = {
+    {Py_tp_getattro, wt_getattro},
+    {Py_tp_setattro, wt_setattro},
     {Py_am_await, wt_await},
     {Py_am_send, wt_am_send},
     {Py_tp_iter, wt_await},

@@ -183,3 +183,71 @@ def test_testclient_modes_many_and_contextvars(client):
         assert ws.receive_text() == "first"
     assert ws_waiter_app.RECORD["tcsecond"][0] == "receive() called while another receive() is pending"
 
+
+
+def test_waiter_attributes_as_the_generic_lookup_gives_them():
+    """wt_getattro/wt_setattro answer the names an asyncio Task uses per await
+    from fast paths; what they return must be what the type's own
+    descriptors give, and the waiter must still go with its last reference
+    (the bound methods it keeps are dropped when its Cycle is cleared)."""
+    import gc
+
+    from fastapi import FastAPI, WebSocket
+
+    app = FastAPI()
+    seen = {}
+
+    @app.websocket("/w")
+    async def w(websocket: WebSocket):
+        await websocket.accept()
+        waiter = websocket._receive()
+        tp = type(waiter)
+        if tp.__name__ != "Waiter":       # a message was already queued
+            seen["skip"] = True
+            return
+        for name in ("result", "add_done_callback", "get_loop"):
+            got = getattr(waiter, name)
+            ref = tp.__dict__[name].__get__(waiter, tp)
+            seen[name] = (got.__self__ is waiter, got.__name__ == ref.__name__,
+                          getattr(waiter, name) is got)
+        seen["loop"] = waiter.get_loop() is __import__("asyncio").get_running_loop()
+        seen["blocking0"] = waiter._asyncio_future_blocking
+        waiter._asyncio_future_blocking = True
+        seen["blocking1"] = waiter._asyncio_future_blocking
+        waiter._asyncio_future_blocking = False
+        seen["blocking2"] = waiter._asyncio_future_blocking
+        try:
+            waiter.nope
+        except AttributeError as exc:
+            seen["missing"] = str(exc)
+        try:
+            waiter.nope = 1
+        except AttributeError as exc:
+            seen["set_missing"] = type(exc).__name__
+        waiter._asyncio_future_blocking = True
+        del waiter._asyncio_future_blocking      # the getset's setter with NULL: cleared
+        seen["del"] = waiter._asyncio_future_blocking
+        seen["done"] = waiter.done()
+        msg = await waiter
+        seen["msg"] = msg["text"]
+        await websocket.close()
+
+    gc.collect()
+    gc.disable()
+    try:
+        with TestClient(app) as c:
+            with c.websocket_connect("/w") as ws:
+                ws.send_text("hi")
+        leftover = [o for o in gc.get_objects() if type(o).__name__ == "Waiter"]
+    finally:
+        gc.enable()
+    assert "skip" not in seen
+    for name in ("result", "add_done_callback", "get_loop"):
+        assert seen[name] == (True, True, True), name
+    assert seen["loop"] is True
+    assert (seen["blocking0"], seen["blocking1"], seen["blocking2"]) == (None, True, None)
+    assert "Waiter' object has no attribute 'nope'" in seen["missing"]
+    assert seen["set_missing"] == "AttributeError"
+    assert seen["del"] is None
+    assert seen["done"] is False and seen["msg"] == "hi"
+    assert leftover == []
