@@ -140,11 +140,33 @@ void celeris_ws_on_close(CycleObject *cy, cel_conn *c)
     celeris_cycle_resolve(cy, &cy->drain_future, Py_None);
 }
 
+/* A text message's str: ASCII payloads (the common case) copied straight
+ * into a new compact ASCII str, others decoded as UTF-8 ("strict"; the core
+ * has validated them).  New reference, NULL with an exception set. */
+static PyObject *text_new(const char *p, size_t n)
+{
+    size_t i = 0;
+    uint64_t hi = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, p + i, 8);
+        hi |= w;
+    }
+    for (; i < n; i++)
+        hi |= (unsigned char)p[i];
+    if (hi & 0x8080808080808080ull)
+        return PyUnicode_DecodeUTF8(p, (Py_ssize_t)n, "strict");
+    PyObject *s = PyUnicode_New((Py_ssize_t)n, 127);
+    if (s)
+        memcpy(PyUnicode_DATA(s), p, n);
+    return s;
+}
+
 void celeris_ws_on_message(CycleObject *cy, int opcode, const char *p, size_t n)
 {
     celeris_ws_state *ws = WSST(cy);
     PyObject *msg = PyDict_New();
-    PyObject *data = opcode == CEL_WS_TEXT ? PyUnicode_DecodeUTF8(p, (Py_ssize_t)n, "strict")
+    PyObject *data = opcode == CEL_WS_TEXT ? text_new(p, n)
                                            : PyBytes_FromStringAndSize(p, (Py_ssize_t)n);
     if (!msg || !data || PyDict_SetItem(msg, cy->server->st->s_type, ws->s_websocket_receive) < 0
         || PyDict_SetItem(msg, opcode == CEL_WS_TEXT ? ws->s_text : ws->s_bytes, data) < 0) {
@@ -553,10 +575,19 @@ static PyObject *send_close(CycleObject *cy, PyObject *msg)
     return Py_NewRef(st->ready_none);
 }
 
-/* `s` is interned, as are the literals apps write: usually the same object. */
+/* `s` is interned; the literals apps write ("websocket.send") are not (a code
+ * constant is interned only when it looks like an identifier): compared by
+ * length and bytes when both are compact ASCII, else by PyUnicode_Compare. */
 static int type_is(PyObject *type, PyObject *s)
 {
-    return type == s || (PyUnicode_Check(type) && PyUnicode_Compare(type, s) == 0);
+    if (type == s)
+        return 1;
+    if (!PyUnicode_Check(type))
+        return 0;
+    if (PyUnicode_IS_COMPACT_ASCII(type) && PyUnicode_IS_COMPACT_ASCII(s))
+        return PyUnicode_GET_LENGTH(type) == PyUnicode_GET_LENGTH(s)
+               && memcmp(PyUnicode_DATA(type), PyUnicode_DATA(s), (size_t)PyUnicode_GET_LENGTH(s)) == 0;
+    return PyUnicode_Compare(type, s) == 0;
 }
 
 PyObject *celeris_ws_send(CycleObject *cy, PyObject *msg)

@@ -64,10 +64,20 @@ static PyObject *sender_call(PyObject *op, PyObject *const *args, size_t nargsf,
         return NULL;
     }
     PyObject *message = args[0];
-    PyObject *t = PyObject_GetItem(message, self->type_key);
-    if (!t)
+    PyObject *t;
+    if (PyDict_CheckExact(message)) {       /* what Starlette sends: no KeyError made and cleared */
+        t = PyDict_GetItemWithError(message, self->type_key);
+        if (!t) {
+            if (!PyErr_Occurred())
+                PyErr_SetObject(PyExc_KeyError, self->type_key);
+            return NULL;
+        }
+        Py_INCREF(t);
+    } else if (!(t = PyObject_GetItem(message, self->type_key))) {
         return NULL;
-    if (PyUnicode_Check(t) && PyUnicode_CompareWithASCIIString(t, "http.response.start") == 0)
+    }
+    if (PyUnicode_Check(t) && PyUnicode_GET_LENGTH(t) == 19
+            && PyUnicode_CompareWithASCIIString(t, "http.response.start") == 0)
         self->response_started = 1;
     Py_DECREF(t);
     return PyObject_CallOneArg(self->send, message);

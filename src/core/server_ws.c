@@ -219,7 +219,14 @@ int cel_server_ws_want_message(cel_server *s, cel_conn *c)
 {
     if (c->state != CEL_CONN_WS)
         return 0;
-    c->ws->want_msg = 1;
+    cel_ws_conn *w = c->ws;
+    w->want_msg = 1;
+    /* Nothing buffered, no frame begun, no end of input, nothing to write:
+     * processing would parse nothing and change no epoll interest (reading
+     * pauses only while a message waits unasked), so the next read does it. */
+    if (c->in.len == 0 && !w->msg_ready && !w->parser.in_frame && !c->read_eof && c->out.len == 0
+            && !c->in_process)
+        return 0;
     return kick(s, c);
 }
 

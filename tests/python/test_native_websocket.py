@@ -419,8 +419,29 @@ def test_exc_sender_is_starlettes_sender():
     assert s({"type": "http.response.start"}) == "awaitable"
     assert s.response_started is True
     assert [m["type"] for m in seen] == ["websocket.send", "http.response.start"]
-    with pytest.raises(KeyError):
+    with pytest.raises(KeyError) as ki:
         s({})
+    assert ki.value.args == ("type",)
+    # the exact-dict fast path and the Mapping path set the flag alike
+    from collections import UserDict
+
+    class D(dict):
+        pass
+
+    for cls in (D, UserDict):
+        s2 = _celeris.ExcSender(lambda m: "ok")
+        assert s2(cls({"type": "websocket.send"})) == "ok" and s2.response_started is False
+        assert s2(cls({"type": "".join(["http.response.", "start"])})) == "ok"
+        assert s2.response_started is True
+        with pytest.raises(KeyError):
+            s2(cls())
+    s3 = _celeris.ExcSender(lambda m: "ok")
+    for t in ("http.response.star", "http.response.startx", "http.response.stArt", 1, None,
+              "http.response.stärt"):
+        s3({"type": t})
+    assert s3.response_started is False
+    s3({"type": type("S", (str,), {})("http.response.start")})
+    assert s3.response_started is True
     with pytest.raises(TypeError):
         s()
     with pytest.raises(TypeError):
