@@ -20,6 +20,10 @@ typedef struct {
              *s_ws_http_response_start, *s_ws_http_response_body, *s_text, *s_bytes, *s_code,
              *s_reason, *s_subprotocol, *s_subprotocols, *s_extensions, *s_v24, *s_ws, *s_wss,
              *s_ext_http_response;
+    /* {"type": "websocket.receive", "text"/"bytes": None}: each message's dict
+     * is a copy with the data put in (a copy of a two-key dict costs less
+     * than building it key by key) */
+    PyObject *tmpl_text, *tmpl_bytes;
     PyObject *ClientDisconnected;   /* celeris._celeris.ClientDisconnected(OSError) */
 } celeris_ws_state;
 

@@ -47,6 +47,14 @@ int celeris_ws_state_init(PyObject *module, celeris_ws_state *ws)
     INTERN(s_ws, "ws");
     INTERN(s_wss, "wss");
     INTERN(s_ext_http_response, "websocket.http.response");
+    PyObject *type = PyUnicode_InternFromString("type");
+    if (!type)
+        return -1;
+    ws->tmpl_text = Py_BuildValue("{OOOO}", type, ws->s_websocket_receive, ws->s_text, Py_None);
+    ws->tmpl_bytes = Py_BuildValue("{OOOO}", type, ws->s_websocket_receive, ws->s_bytes, Py_None);
+    Py_DECREF(type);
+    if (!ws->tmpl_text || !ws->tmpl_bytes)
+        return -1;
     ws->ClientDisconnected = PyErr_NewExceptionWithDoc(
         "celeris._celeris.ClientDisconnected",
         "send() on a WebSocket whose client has gone (as uvicorn's ClientDisconnected).",
@@ -64,7 +72,7 @@ void celeris_ws_state_clear(celeris_ws_state *ws)
         &ws->s_websocket_disconnect, &ws->s_ws_http_response_start, &ws->s_ws_http_response_body,
         &ws->s_text, &ws->s_bytes, &ws->s_code, &ws->s_reason, &ws->s_subprotocol,
         &ws->s_subprotocols, &ws->s_extensions, &ws->s_v24, &ws->s_ws, &ws->s_wss,
-        &ws->s_ext_http_response, &ws->ClientDisconnected,
+        &ws->s_ext_http_response, &ws->tmpl_text, &ws->tmpl_bytes, &ws->ClientDisconnected,
     };
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         Py_CLEAR(*all[i]);
@@ -165,10 +173,10 @@ static PyObject *text_new(const char *p, size_t n)
 void celeris_ws_on_message(CycleObject *cy, int opcode, const char *p, size_t n)
 {
     celeris_ws_state *ws = WSST(cy);
-    PyObject *msg = PyDict_New();
+    PyObject *msg = PyDict_Copy(opcode == CEL_WS_TEXT ? ws->tmpl_text : ws->tmpl_bytes);
     PyObject *data = opcode == CEL_WS_TEXT ? text_new(p, n)
                                            : PyBytes_FromStringAndSize(p, (Py_ssize_t)n);
-    if (!msg || !data || PyDict_SetItem(msg, cy->server->st->s_type, ws->s_websocket_receive) < 0
+    if (!msg || !data
         || PyDict_SetItem(msg, opcode == CEL_WS_TEXT ? ws->s_text : ws->s_bytes, data) < 0) {
         Py_XDECREF(msg);
         Py_XDECREF(data);
@@ -470,11 +478,20 @@ static PyObject *client_disconnected(CycleObject *cy)
 static PyObject *send_data(CycleObject *cy, PyObject *msg)
 {
     celeris_state *st = cy->server->st;
-    PyObject *data = item(msg, st->ws.s_bytes);
-    if (!data)
-        return NULL;
+    PyObject *data;
     int opcode = CEL_WS_BINARY;
-    if (data == Py_None) {
+    PyObject *text;
+    if (PyDict_CheckExact(msg) && PyDict_GET_SIZE(msg) == 2
+            && (text = PyDict_GetItemWithError(msg, st->ws.s_text)) && text != Py_None) {
+        /* {"type": "websocket.send", "text": str} (send_text's message): no "bytes" key */
+        data = Py_NewRef(text);
+        opcode = CEL_WS_TEXT;
+    } else if (PyErr_Occurred()) {
+        return NULL;
+    } else if (!(data = item(msg, st->ws.s_bytes))) {
+        return NULL;
+    }
+    if (opcode == CEL_WS_BINARY && data == Py_None) {
         Py_DECREF(data);
         data = item(msg, st->ws.s_text);
         if (!data)

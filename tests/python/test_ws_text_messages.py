@@ -32,6 +32,12 @@ async def types(websocket: WebSocket):
     await websocket._send({"type": "".join(["websocket.", "send"]), "text": "joined"})
     await websocket._send({"type": S("websocket.send"), "text": "subclass"})
     await websocket._send({"type": "websocket.send", "bytes": b"\x00\xff"})
+    # both keys: bytes wins unless None (as uvicorn); dict subclasses take the general path
+    await websocket._send({"type": "websocket.send", "bytes": b"B", "text": "T"})
+    await websocket._send({"type": "websocket.send", "text": "T2", "bytes": None})
+    await websocket._send({"type": "websocket.send", "bytes": None, "text": "T3"})
+    await websocket._send(type("D", (dict,), {})({"type": "websocket.send", "text": "T4"}))
+    await websocket._send({"type": "websocket.send", "text": "é€😀"})
     await websocket.close()
 
 
@@ -62,3 +68,8 @@ def test_send_type_strings():
             assert ws.receive_text() == "joined"
             assert ws.receive_text() == "subclass"
             assert ws.receive_bytes() == b"\x00\xff"
+            assert ws.receive_bytes() == b"B"
+            assert ws.receive_text() == "T2"
+            assert ws.receive_text() == "T3"
+            assert ws.receive_text() == "T4"
+            assert ws.receive_text() == "é€😀"
