@@ -297,6 +297,9 @@ extern PyType_Spec celeris_nativecall_spec;
 extern PyType_Spec celeris_threadpool_spec;
 extern PyType_Spec celeris_driver_spec;
 extern PyType_Spec celeris_waiter_spec;
+
+/* ws_methods.c: adds _celeris.WsMethod and _celeris.WsOp to the module; 0 or -1. */
+int celeris_ws_methods_add_types(PyObject *module);
 extern PyType_Spec celeris_inotify_spec;
 extern PyType_Spec celeris_excsender_spec;
 

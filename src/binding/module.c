@@ -306,6 +306,8 @@ static int celeris_exec(PyObject *m)
     Py_DECREF(inotify_type);
     if (inotify_rc < 0)
         return -1;
+    if (celeris_ws_methods_add_types(m) < 0)
+        return -1;
     PyObject *sender_type = PyType_FromModuleAndSpec(m, &celeris_excsender_spec, NULL);
     if (!sender_type)
         return -1;

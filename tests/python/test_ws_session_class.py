@@ -166,3 +166,215 @@ def test_native_session_uses_it():
             conn.send_text("hi")
             assert conn.receive_text() == "hi"
     assert seen == [_cls()]
+
+
+# ---- the coroutine protocol of the C awaitables (receive_text/bytes, send_text/bytes) ----
+
+def _ws_pair(pending):
+    """Both classes' instances, CONNECTED, whose ASGI receive/send return
+    `pending()` (an awaitable that suspends until resolved)."""
+    out = []
+    for cls in (_cls(), sw.WebSocket):
+        log = []
+
+        def receive(log=log):
+            log.append("receive")
+            return pending()
+
+        def send(message, log=log):
+            log.append(("send", message))
+            return pending()
+
+        ws = cls({"type": "websocket", "path": "/", "headers": [], "query_string": b""},
+                 receive, send)
+        ws.client_state = ws.application_state = State.CONNECTED
+        out.append((ws, log))
+    return out
+
+
+def _outcome(fn):
+    try:
+        return ("ok", fn())
+    except StopIteration as e:
+        return ("stop", e.value)
+    except BaseException as e:       # noqa: BLE001 - compared
+        return ("raise", _describe_exc(e))
+
+
+class _Suspend:
+    """An awaitable that yields once (a marker) and then returns its value,
+    with throw/close recorded."""
+
+    def __init__(self, value):
+        self.value, self.events = value, []
+
+    def __await__(self):
+        return self
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return self.send(None)
+
+    def send(self, v):
+        if not self.events:
+            self.events.append("yield")
+            return "marker"
+        self.events.append("return")
+        raise StopIteration(self.value)
+
+    def throw(self, *args):
+        self.events.append(("throw", args[0] if isinstance(args[0], type) else type(args[0])))
+        if isinstance(args[0], type) and issubclass(args[0], KeyError) or isinstance(args[0], KeyError):
+            raise StopIteration({"type": "websocket.receive", "text": "after-throw", "bytes": b"b"})
+        raise args[0] if not isinstance(args[0], type) else args[0]()
+
+    def close(self):
+        self.events.append("close")
+
+
+class _SuspendBare:
+    """_Suspend without throw() and close(): thrown exceptions are raised at the
+    await itself."""
+
+    def __init__(self, value):
+        self.value, self.events = value, []
+
+    def __await__(self):
+        return self
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if not self.events:
+            self.events.append("yield")
+            return "marker"
+        raise StopIteration(self.value)
+
+
+MSG = {"type": "websocket.receive", "text": "t", "bytes": b"b"}
+
+PROTOCOL_SCRIPTS = {
+    "step-step": lambda c: [_outcome(lambda: c.send(None)), _outcome(lambda: c.send(None)),
+                            _outcome(lambda: c.send(None))],
+    "throw-oserror": lambda c: [_outcome(lambda: c.send(None)), _outcome(lambda: c.throw(OSError("x"))),
+                                _outcome(lambda: c.send(None))],
+    "throw-keyerror-returns": lambda c: [_outcome(lambda: c.send(None)),
+                                         _outcome(lambda: c.throw(KeyError))],
+    "throw-instance": lambda c: [_outcome(lambda: c.send(None)),
+                                 _outcome(lambda: c.throw(ValueError("v")))],
+    "close-suspended": lambda c: [_outcome(lambda: c.send(None)), _outcome(c.close),
+                                  _outcome(lambda: c.send(None))],
+    "close-new": lambda c: [_outcome(c.close), _outcome(lambda: c.send(None))],
+    "throw-new": lambda c: [_outcome(lambda: c.throw(RuntimeError("r"))), _outcome(lambda: c.send(None))],
+    "send-value-new": lambda c: [_outcome(lambda: c.send(1)), _outcome(lambda: c.send(None))],
+    "generatorexit-suspended": lambda c: [_outcome(lambda: c.send(None)),
+                                          _outcome(lambda: c.throw(GeneratorExit))],
+    "await-iter": lambda c: [_outcome(lambda: next(c.__await__())), _outcome(lambda: next(c.__await__()))],
+}
+
+
+@pytest.mark.parametrize("script", sorted(PROTOCOL_SCRIPTS))
+@pytest.mark.parametrize("method,args", [("receive_text", ()), ("receive_bytes", ()),
+                                         ("send_text", ("hé",)), ("send_bytes", (b"\x01",))])
+@pytest.mark.parametrize("awaitable", [_Suspend, _SuspendBare])
+def test_protocol_same_as_starlette(script, method, args, awaitable):
+    results = []
+    for ws, log in _ws_pair(lambda: awaitable(dict(MSG))):
+        coro = getattr(ws, method)(*args)
+        steps = PROTOCOL_SCRIPTS[script](coro)
+        results.append((steps, ws.client_state, ws.application_state, log))
+    assert results[0] == results[1]
+
+
+def test_asyncio_runs_them_as_coroutines():
+    async def main():
+        got = []
+        for ws, log in _ws_pair(lambda: asyncio.sleep(0, dict(MSG))):
+            t = asyncio.create_task(ws.receive_text())
+            got.append(await t)
+            got.append(await asyncio.wait_for(ws.receive_bytes(), 5))
+            got.append(await asyncio.ensure_future(ws.send_text("x")))
+            got.append(await asyncio.gather(ws.send_bytes(b"y"), ws.receive_text()))
+        return got
+
+    got = asyncio.run(main())
+    assert got[:4] == got[4:]
+
+
+def test_cancelled_while_waiting():
+    async def main():
+        out = []
+        for ws, log in _ws_pair(lambda: asyncio.get_running_loop().create_future()):
+            for call in (ws.receive_text, lambda: ws.send_text("x")):
+                t = asyncio.ensure_future(call())
+                await asyncio.sleep(0)
+                t.cancel()
+                try:
+                    await t
+                except asyncio.CancelledError as e:
+                    out.append(("cancelled", e.args))
+            out.append((ws.client_state, ws.application_state, len(log)))
+            try:
+                await asyncio.wait_for(ws.receive_text(), 0.01)
+            except asyncio.TimeoutError:
+                out.append("timeout")
+        return out
+
+    out = asyncio.run(main())
+    assert out[:len(out) // 2] == out[len(out) // 2:]
+
+
+ARG_CALLS = [
+    lambda ws: ws.receive_text(1),
+    lambda ws: ws.receive_bytes(x=1),
+    lambda ws: ws.send_text(),
+    lambda ws: ws.send_text("a", "b"),
+    lambda ws: ws.send_text("a", data="b"),
+    lambda ws: ws.send_bytes(foo=1),
+    lambda ws: ws.send_bytes(data=b"ok"),
+    lambda ws: type(ws).receive_text(),
+    lambda ws: type(ws).send_text(ws),
+    lambda ws: type(ws).send_text(ws, data="k"),
+    lambda ws: type(ws).send_text(self=ws, data="k"),
+    lambda ws: ws.send_text(data="k", self=ws),
+    lambda ws: type(ws).receive_text(self=ws),
+    lambda ws: type(ws).send_bytes(),
+    lambda ws: type(ws).send_bytes(data=b"x"),
+    lambda ws: type(ws).receive_bytes(ws, self=ws),
+    lambda ws: ws.send_text("a", "b", "c"),
+    lambda ws: ws.send_text("a", x=1, data=2),
+    lambda ws: ws.send_text(**{"da" + "ta": "joined"}),
+]
+
+
+@pytest.mark.parametrize("i", range(len(ARG_CALLS)))
+def test_arguments_same_as_starlette(i):
+    results = []
+    for ws, log in _ws_pair(lambda: asyncio.sleep(0, dict(MSG))):
+        try:
+            c = ARG_CALLS[i](ws)
+        except TypeError as e:
+            results.append(("TypeError", str(e)))
+            continue
+        results.append(("ok", asyncio.run(_await(c)), log))
+    assert results[0] == results[1]
+
+
+async def _await(c):
+    return await c
+
+
+def test_freed_while_suspended_closes_what_it_awaits():
+    import gc
+
+    s = _Suspend(dict(MSG))
+    (ws, _), _ = _ws_pair(lambda: s)
+    c = ws.receive_text()
+    assert c.send(None) == "marker"
+    del c
+    gc.collect()
+    assert s.events == ["yield", "close"]
+

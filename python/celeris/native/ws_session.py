@@ -11,13 +11,17 @@ own code with two changes that do not alter what they do:
   in Starlette's methods costs a slot_tp_getattr_hook call (~170 ns, ~850
   instructions); an echo loop reads it five times per message.
 - receive_text/receive_bytes run receive()'s CONNECTED branch inline and
-  send_text/send_bytes run send()'s CONNECTED branch inline (one coroutine
-  and one frame fewer per call); every other state goes through receive() /
-  send() as before.
+  send_text/send_bytes run send()'s CONNECTED branch inline; every other
+  state goes through receive() / send() as before.  These four are C
+  awaitables (_celeris.WsMethod, src/binding/ws_methods.c, whose header
+  holds their code): no coroutine object, frame or bytecode per message.
 
 Same checks in the same order, same state transitions, same exceptions with
-the same messages and contexts; only the frames in a traceback differ (no
-receive()/send()/_raise_on_disconnect() frame on the inlined paths).
+the same messages and contexts; the frames in a traceback differ (no
+receive()/send()/_raise_on_disconnect() frame on the inlined paths, no frame
+at all for the C four), and what receive_text() etc. return is a
+coroutine-like awaitable that asyncio accepts as a coroutine but
+inspect.iscoroutine() does not.
 
 Used only when the installed Starlette's WebSocket class has a source this
 file was written against (`_KNOWN`: sha256 of inspect.getsource(WebSocket)),
@@ -64,6 +68,12 @@ def _build(websockets: Any) -> Any:
     DISCONNECTED, RESPONSE = State.DISCONNECTED, State.RESPONSE
     WebSocketDisconnect = websockets.WebSocketDisconnect
     WebSocketDisconnected = websockets.WebSocketDisconnected
+    from collections.abc import Coroutine
+
+    from celeris import _celeris
+
+    cfg = (CONNECTED, DISCONNECTED, WebSocketDisconnect, WebSocketDisconnected)
+    Coroutine.register(_celeris.WsOp)      # asyncio.iscoroutine(): create_task, ensure_future
 
     class WebSocket(websockets.WebSocket):
         async def receive(self) -> Any:
@@ -127,64 +137,11 @@ def _build(websockets: Any) -> Any:
             else:
                 raise WebSocketDisconnected('Cannot call "send" once a close message has been sent.')
 
-        async def receive_text(self) -> str:
-            if self.application_state != CONNECTED:
-                raise WebSocketDisconnected('WebSocket is not connected. Need to call "accept" first.')
-            if self.client_state == CONNECTED:
-                message = await self._receive()
-                message_type = message["type"]
-                if message_type not in {"websocket.receive", "websocket.disconnect"}:
-                    raise RuntimeError(
-                        f'Expected ASGI message "websocket.receive" or "websocket.disconnect", '
-                        f"but got {message_type!r}"
-                    )
-                if message_type == "websocket.disconnect":
-                    self.client_state = DISCONNECTED
-            else:
-                message = await self.receive()
-            if message["type"] == "websocket.disconnect":
-                raise WebSocketDisconnect(message["code"], message.get("reason"))
-            return message["text"]
-
-        async def receive_bytes(self) -> bytes:
-            if self.application_state != CONNECTED:
-                raise WebSocketDisconnected('WebSocket is not connected. Need to call "accept" first.')
-            if self.client_state == CONNECTED:
-                message = await self._receive()
-                message_type = message["type"]
-                if message_type not in {"websocket.receive", "websocket.disconnect"}:
-                    raise RuntimeError(
-                        f'Expected ASGI message "websocket.receive" or "websocket.disconnect", '
-                        f"but got {message_type!r}"
-                    )
-                if message_type == "websocket.disconnect":
-                    self.client_state = DISCONNECTED
-            else:
-                message = await self.receive()
-            if message["type"] == "websocket.disconnect":
-                raise WebSocketDisconnect(message["code"], message.get("reason"))
-            return message["bytes"]
-
-        async def send_text(self, data: str) -> None:
-            message = {"type": "websocket.send", "text": data}
-            if self.application_state == CONNECTED:
-                try:
-                    await self._send(message)
-                except OSError:
-                    self.application_state = DISCONNECTED
-                    raise WebSocketDisconnect(code=1006)
-            else:
-                await self.send(message)
-
-        async def send_bytes(self, data: bytes) -> None:
-            message = {"type": "websocket.send", "bytes": data}
-            if self.application_state == CONNECTED:
-                try:
-                    await self._send(message)
-                except OSError:
-                    self.application_state = DISCONNECTED
-                    raise WebSocketDisconnect(code=1006)
-            else:
-                await self.send(message)
+        # receive_text/receive_bytes/send_text/send_bytes: the code in
+        # src/binding/ws_methods.c's header, run by C awaitables
+        receive_text = _celeris.WsMethod("receive_text", *cfg)
+        receive_bytes = _celeris.WsMethod("receive_bytes", *cfg)
+        send_text = _celeris.WsMethod("send_text", *cfg)
+        send_bytes = _celeris.WsMethod("send_bytes", *cfg)
 
     return WebSocket
