@@ -177,9 +177,11 @@ async def _handling_exceptions(app: Any, conn: Any, scope: dict, receive: Any, s
             exc.__traceback__ = None
 
 
-async def _session(run: Any, scope: dict, receive: Any, send: Any) -> None:
+def _session(run: Any, scope: dict, receive: Any, send: Any) -> Any:
     """FastAPI's websocket_session(func)(scope, receive, send) with `func`
-    the route's compiled runner, which gets the exit stacks directly."""
+    the route's compiled runner, which gets the exit stacks directly.  A
+    plain function returning the coroutine to await (its one caller awaits
+    it at once): one coroutine level fewer for every resume of the session."""
     session = _session_class()(scope, receive=receive, send=send)
 
     async def app(scope: dict, receive: Any, send: Any) -> None:
@@ -190,11 +192,10 @@ async def _session(run: Any, scope: dict, receive: Any, send: Any) -> None:
                 await run(session, request_stack, function_stack)
 
     if _WRAP_IS_KNOWN():
-        await _handling_exceptions(app, session, scope, receive, send)
-    else:
-        from starlette._exception_handler import wrap_app_handling_exceptions
+        return _handling_exceptions(app, session, scope, receive, send)
+    from starlette._exception_handler import wrap_app_handling_exceptions
 
-        await wrap_app_handling_exceptions(app, session)(scope, receive, send)
+    return wrap_app_handling_exceptions(app, session)(scope, receive, send)
 
 
 def _stack(app: Any) -> tuple[Optional[Any], str]:
