@@ -611,6 +611,25 @@ def test_generated_runner_unrolls_the_graph():
     assert src.count("_run_in_threadpool(") == 3     # token, counted twice (use_cache=False)
 
 
+def test_runner_without_awaits_is_a_plain_function():
+    """Solving that awaits nothing: run() returns the endpoint's coroutine (one
+    coroutine level fewer per resume); with an async dependency it stays a
+    coroutine function.  Both kinds run through the differential tests above
+    (/plain: plain; /items/{item_id}, /chain/{room}: coroutine)."""
+    import inspect
+
+    app = make_app()
+    routes = {getattr(r, "path", ""): r for r in app.router.routes}
+    plain, _, why = ws_runner.compile_route(routes["/plain"])
+    assert why == ""
+    assert not inspect.iscoroutinefunction(plain)
+    assert plain.__celeris_source__.startswith("def run(")
+    assert "return " in plain.__celeris_source__.splitlines()[-1]
+    chained, _, why = ws_runner.compile_route(routes["/chain/{room}"])
+    assert why == "" and inspect.iscoroutinefunction(chained)
+    assert chained.__celeris_source__.startswith("async def run(")
+
+
 def test_celeris_routes_shows_runner_reason(tmp_path):
     import os
     import subprocess

@@ -309,7 +309,8 @@ class WsBuilder:
         return values, err
 
     def build(self) -> Callable:
-        """The coroutine run(_ws, _rs, _fs): solve, then the endpoint."""
+        """run(_ws, _rs, _fs): solve, then the endpoint (a coroutine function, or a
+        plain one returning the endpoint's coroutine when solving awaits nothing)."""
         from fastapi.exceptions import WebSocketRequestValidationError
         from fastapi.security import SecurityScopes
         from starlette.concurrency import run_in_threadpool
@@ -339,8 +340,16 @@ class WsBuilder:
         body = list(self.lines)
         if err:
             body.append(f"if {err}: _fail(_ws, {err})")
-        body.append(f"await {endpoint}({kwargs})")
-        code = "async def run(_ws, _rs, _fs):\n" + "".join(f"    {line}\n" for line in body)
+        if any("await" in line or "async" in line for line in body):
+            body.append(f"await {endpoint}({kwargs})")
+            head = "async def run(_ws, _rs, _fs):\n"
+        else:
+            # nothing to await before the endpoint: a plain function returning the
+            # endpoint's coroutine, which the caller awaits at once (one coroutine
+            # level fewer for every resume of the session)
+            body.append(f"return {endpoint}({kwargs})")
+            head = "def run(_ws, _rs, _fs):\n"
+        code = head + "".join(f"    {line}\n" for line in body)
         exec(compile(code, f"<celeris ws runner {d.path}>", "exec"), self.ns)
         run = self.ns["run"]
         run.__celeris_source__ = code
