@@ -475,12 +475,12 @@ static PyObject *op_throw(PyObject *self, PyObject *args)
             int rc = close_inner(inner);
             o->running = 0;
             Py_CLEAR(o->inner);
-            o->state = OP_DONE;
             if (rc < 0) {
+                o->state = OP_DONE;
                 map_oserror(o);
                 return NULL;
             }
-            /* fall through: raise the given GeneratorExit */
+            /* fall through: raise the given GeneratorExit at the await */
         } else {
             PyObject *meth;
             if (lookup_attr(inner, "throw", &meth) < 0) {
@@ -512,14 +512,27 @@ static PyObject *op_throw(PyObject *self, PyObject *args)
                 sr = op_after(o, sr, r, &res);
                 return return_as_stop(sr, res);
             }
-            Py_CLEAR(o->inner);
-            o->state = OP_DONE;
-            /* no throw(): raised at the await itself (through send's except) */
+            /* no throw(): raised at the await itself (through send's except), below */
         }
-    } else {
-        o->state = OP_DONE;         /* not started, or finished: raised as given */
     }
-    /* raise typ(val) with tb, as generator.throw() does */
+    /* Raise typ(val) with tb in the code, as generator.throw() does, with its
+     * checks in its order: at the await (send's except applies) when
+     * suspended; at the start when not started (a failed check leaves it
+     * unstarted); finished or closed: RuntimeError, as an exhausted coroutine. */
+    int at_await = o->state == OP_AWAIT;
+    if (at_await) {
+        /* Starlette's methods await a coroutine (receive()/send()) that awaits
+         * this object: an argument error comes out of that coroutine's throw()
+         * and is raised at the method's await, which ends it */
+        Py_CLEAR(o->inner);
+        o->state = OP_DONE;
+    }
+    if (tb == Py_None)
+        tb = NULL;
+    else if (tb && !PyTraceBack_Check(tb)) {
+        PyErr_SetString(PyExc_TypeError, "throw() third argument must be a traceback object");
+        return NULL;
+    }
     if (PyExceptionInstance_Check(typ)) {
         if (val && val != Py_None) {
             PyErr_SetString(PyExc_TypeError, "instance exception may not have a separate value");
@@ -532,8 +545,12 @@ static PyObject *op_throw(PyObject *self, PyObject *args)
                      "BaseException, not %s", Py_TYPE(typ)->tp_name);
         return NULL;
     }
-    if (tb == Py_None)
-        tb = NULL;
+    if (o->state == OP_DONE && !at_await) {     /* finished or closed: as an exhausted coroutine */
+        PyErr_SetString(PyExc_RuntimeError, "cannot reuse already awaited coroutine");
+        return NULL;
+    }
+    Py_CLEAR(o->inner);
+    o->state = OP_DONE;
     Py_INCREF(typ);
     Py_XINCREF(val);
     Py_XINCREF(tb);
@@ -544,7 +561,8 @@ static PyObject *op_throw(PyObject *self, PyObject *args)
     if (tb2)
         PyException_SetTraceback(v2, tb2);
     PyErr_Restore(t2, v2, tb2);
-    map_oserror(o);
+    if (at_await)
+        map_oserror(o);
     return NULL;
 }
 

@@ -272,6 +272,17 @@ PROTOCOL_SCRIPTS = {
     "send-value-new": lambda c: [_outcome(lambda: c.send(1)), _outcome(lambda: c.send(None))],
     "generatorexit-suspended": lambda c: [_outcome(lambda: c.send(None)),
                                           _outcome(lambda: c.throw(GeneratorExit))],
+    "throw-bad-traceback": lambda c: [_outcome(lambda: c.send(None)),
+                                      _outcome(lambda: c.throw(ValueError, ValueError("v"), 1)),
+                                      _outcome(lambda: c.throw(ValueError("v"), 1))],
+    "throw-not-an-exception": lambda c: [_outcome(lambda: c.send(None)), _outcome(lambda: c.throw(1))],
+    "throw-oserror-after-done": lambda c: [_outcome(lambda: c.send(None)), _outcome(lambda: c.send(None)),
+                                           _outcome(lambda: c.throw(OSError("late")))],
+    "throw-oserror-new": lambda c: [_outcome(lambda: c.throw(OSError("early"))),
+                                    _outcome(lambda: c.send(None))],
+    "bad-traceback-then-step": lambda c: [_outcome(lambda: c.send(None)),
+                                          _outcome(lambda: c.throw(OSError, OSError("x"), 5)),
+                                          _outcome(lambda: c.send(None))],
     "await-iter": lambda c: [_outcome(lambda: next(c.__await__())), _outcome(lambda: next(c.__await__()))],
 }
 
