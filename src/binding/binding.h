@@ -331,6 +331,8 @@ int celeris_native_dispatch(ServerObject *self, cel_conn *c, const cel_http_requ
 
 /* json_encode.c */
 PyObject *celeris_json_dumps(PyObject *module, PyObject *obj);
+/* Test hook: the small flat-dict path alone (bytes, or None where it declines). */
+PyObject *celeris_json_dumps_small(PyObject *module, PyObject *obj);
 /* The bytes FastAPI's JSONResponse(jsonable_encoder(obj)) renders, for
  * values where jsonable_encoder is the identity (exact JSON types, no "_sa"
  * keys); NULL with an exception otherwise (the caller falls back). */
