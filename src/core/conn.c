@@ -432,14 +432,38 @@ static char *put_u64(char *w, uint64_t v)
 static void put_fixed_head(cel_conn *c, char *t, int status, const char *phrase, size_t plen,
                            uint64_t length, const char *ctype, size_t ctype_len, const char *date)
 {
-    char *w = put_status_date_server(c, t, status, phrase, plen, c->cfg->date_header && date, date);
-    w = put_lit(w, "content-length: ", 16);
+    const cel_conn_config *cfg = c->cfg;
+    char *w;
+    if (status == 200 && date && cfg->date_header && cfg->server_header) {
+        /* put_status_date_server's bytes for the usual configuration */
+        w = put_lit(t, "HTTP/1.1 200 OK\r\ndate: ", 23);
+        w = put_lit(w, date, CEL_DATE_LEN);
+        w = put_lit(w, "\r\nserver: celeris\r\ncontent-length: ", 35);
+    } else {
+        w = put_status_date_server(c, t, status, phrase, plen, cfg->date_header && date, date);
+        w = put_lit(w, "content-length: ", 16);
+    }
     w = put_u64(w, length);
     w = put_lit(w, "\r\ncontent-type: ", 16);
-    if (ctype_len)
+    if (ctype_len == 16)
+        w = put_lit(w, ctype, 16);      /* "application/json": a fixed-size move */
+    else if (ctype_len)
         w = put_lit(w, ctype, ctype_len);
-    w = put_lit(w, "\r\n", 2);
-    end_head(c, t, w, status, 1, length, 0, 0);
+    /* end_head with a content-length: never chunked */
+    if (c->expect_continue && !c->body_done)
+        c->keep_alive = 0;      /* the body never came: its bytes cannot be framed later */
+    if (!c->keep_alive)
+        w = put_lit(w, "\r\nconnection: close\r\n\r\n", 23);
+    else if (c->http10)
+        w = put_lit(w, "\r\nconnection: keep-alive\r\n\r\n", 28);
+    else
+        w = put_lit(w, "\r\n\r\n", 4);
+    c->out.len += (size_t)(w - t);
+    c->resp_started = 1;
+    c->resp_status = status;
+    c->resp_chunked = 0;
+    c->resp_has_length = 1;
+    c->resp_left = length;
 }
 
 int cel_conn_response_start_fixed(cel_conn *c, int status, uint64_t length,
