@@ -57,3 +57,20 @@ def test_contextvars_do_not_leak_between_first_steps(native_server):
                + build_request("GET", "/var", host="testserver"))
         third, fourth = c.read_response().json(), c.read_response().json()
     assert first == second == third == fourth == {"before": "unset", "task": True}
+
+
+def closing(addr, version, headers):
+    with Conn(addr) as c:
+        c.request("GET", "/flat", version=version,
+                  headers=[("Connection", "keep-alive")] if version == "1.0" else None)
+        c.send(build_request("GET", "/flat", headers, version=version, host="testserver"))
+        r = comparable(c.read_response())
+        c.assert_closed()
+        return r
+
+
+@pytest.mark.parametrize("version,headers", [("1.1", [("Connection", "close")]), ("1.0", None)])
+def test_last_response_on_a_connection_matches_fastapi(native_server, asgi_server, version, headers):
+    # written straight onto the connection, then the connection closes as
+    # after any other response
+    assert closing(native_server.addr, version, headers) == closing(asgi_server.addr, version, headers)
