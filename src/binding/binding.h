@@ -310,6 +310,26 @@ int celeris_form_add_types(PyObject *m);
  * on the connection's idle Driver Task at once, in a new Driver Task, or in
  * a Task of its own; the Task is tracked on cy.  0, or -1 with an exception. */
 int celeris_drive(ServerObject *self, cel_conn *c, struct CycleObject *cy, PyObject *coro);
+/* A request whose first step is the caller's own (celeris_drive_first):
+ * step(arg, coro, task, &result, &next) runs with the Driver's Task current
+ * and the request's Context entered, in place of PyIter_Send(coro, None,
+ * &result), and returns what that would (PYGEN_ERROR with an exception
+ * set); *next gets the coroutine the Task carries on with (a new reference,
+ * or NULL when nothing is left; required with PYGEN_NEXT).  The step may
+ * make the request's Cycle then (tracked with celeris_drive_track). */
+typedef struct celeris_first {
+    PySendResult (*step)(void *arg, PyObject *coro, PyObject *task, PyObject **result,
+                         PyObject **next);
+    void *arg;
+} celeris_first;
+/* Run `coro` (borrowed) on c's idle Driver now, its first step being
+ * first->step: 1 when it ran (the Driver holds what the step handed on),
+ * 0 when it could not (no idle Driver, not from the loop's callbacks, the
+ * task not enterable): nothing ran, no exception; the caller uses
+ * celeris_drive. */
+int celeris_drive_first(ServerObject *self, cel_conn *c, PyObject *coro, const celeris_first *first);
+/* Track `task` as the Task running cy's app (cy made during such a step). */
+void celeris_drive_track(struct CycleObject *cy, PyObject *task);
 /* The connection closed: release its Driver (its Task ends when parked). */
 void celeris_driver_close(ServerObject *self, cel_conn *c);
 /* Leaves self->held_task (the loop has no current task afterwards); no-op
@@ -338,6 +358,8 @@ int celeris_native_dispatch(ServerObject *self, cel_conn *c, const cel_http_requ
 
 /* json_encode.c */
 PyObject *celeris_json_dumps(PyObject *module, PyObject *obj);
+/* Test hook: the small flat-dict path alone (bytes, or None where it declines). */
+PyObject *celeris_json_dumps_small(PyObject *module, PyObject *obj);
 /* The bytes FastAPI's JSONResponse(jsonable_encoder(obj)) renders, for
  * values where jsonable_encoder is the identity (exact JSON types, no "_sa"
  * keys); NULL with an exception otherwise (the caller falls back). */

@@ -69,6 +69,8 @@ static void close_after_output(cel_conn *c)
 
 static void resolve_disconnect(CycleObject *cy)
 {
+    if (!cy->recv_future && !cy->ws_waiter && !cy->drain_future)
+        return;                 /* nothing waits (every response of a plain request) */
     if (cy->recv_future || celeris_waiter_waiting(cy->ws_waiter)) {
         PyObject *msg = cy->ws ? celeris_ws_disconnect_msg(cy) : disconnect_msg(ST(cy));
         if (!msg) {
@@ -505,6 +507,17 @@ static PyObject *send_start(CycleObject *cy, PyObject *msg)
     return rc < 0 ? NULL : Py_NewRef(st->ready_none);
 }
 
+/* The response on c is complete: detach and hand the connection back to
+ * the server; a receive() waiting for the end of the exchange returns now. */
+static void complete(CycleObject *cy, cel_conn *c)
+{
+    cy->response_complete = 1;
+    detach(cy);
+    cy->server->requests++;
+    cel_server_response_done(cy->server->srv, c);
+    resolve_disconnect(cy);
+}
+
 /* Append body bytes; more = 0 completes the response (detaches the cycle
  * and hands the connection back to the server).  Returns ready_none, a
  * backpressure future, or NULL with an exception. */
@@ -521,12 +534,7 @@ static PyObject *body_c(CycleObject *cy, const char *p, size_t n, int more)
         return PyErr_NoMemory();
     cel_server *srv = cy->server->srv;
     if (!more) {
-        cy->response_complete = 1;
-        detach(cy);
-        cy->server->requests++;
-        cel_server_response_done(srv, c);
-        /* A receive() waiting for the end of the exchange returns now. */
-        resolve_disconnect(cy);
+        complete(cy, c);
         if (rc == CEL_ERESPSHORT) {
             PyErr_SetString(PyExc_RuntimeError, "Response content shorter than Content-Length");
             return NULL;
@@ -668,19 +676,16 @@ int celeris_cycle_respond_fixed(CycleObject *cy, int status, const char *ctype, 
         PyErr_SetString(PyExc_RuntimeError, "response already started");
         return -1;
     }
-    if (log_start(cy, status, NULL) < 0)
+    if (cy->server->access_log != Py_None && log_start(cy, status, NULL) < 0)
         return -1;
-    int rc = cel_conn_response_start_fixed(cy->conn, status, len, ctype, ctype_len,
-                                           cel_server_date());
-    if (rc < 0) {
+    /* head and body at once (start + body_c's checks cannot fail here) */
+    cel_conn *c = cy->conn;
+    if (cel_conn_respond_fixed(c, status, ctype, ctype_len, body, len, cel_server_date()) < 0) {
         PyErr_NoMemory();           /* CEL_ENOMEM: the only failure once not started */
         return -1;
     }
     cy->response_started = 1;
-    PyObject *r = body_c(cy, body, len, 0);
-    if (!r)
-        return -1;
-    Py_DECREF(r);
+    complete(cy, c);
     return 0;
 }
 

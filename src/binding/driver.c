@@ -417,6 +417,8 @@ static void track(CycleObject *cy, PyObject *task)
  * without suspending (most native requests) never costs a Task step: the
  * Task stays parked on the Driver with its wake-up callback.
  *
+ * With `first`, first->step runs in place of the send (celeris_drive_first).
+ *
  * Returns 1 when the Task must be woken now (the caller calls its callback):
  * the coroutine yielded (kept in d->pending: the Task's step hands it to the
  * Task, which then waits on it as if the coroutine had yielded it in that
@@ -424,8 +426,9 @@ static void track(CycleObject *cy, PyObject *task)
  * the Task was cancelled during the step (drv_cancel accepted it), the
  * connection closed meanwhile, or the current task could not be entered
  * (then nothing ran: the Task's step runs the request as before).  Returns 0
- * when the request finished (its coroutine and Context released).  Never
- * leaves an exception set.
+ * when the request finished (its coroutine and Context released); -1, with
+ * `first` only, when the task could not be entered (nothing ran: the caller
+ * takes d->coro and d->ctx back).  Never leaves an exception set.
  *
  * Entering and leaving the current task is ~640 instructions of asyncio's
  * per request: when the request finished and c has more input buffered (a
@@ -433,7 +436,8 @@ static void track(CycleObject *cy, PyObject *task)
  * next eager step of the same Task skips both; whatever else would step,
  * enter or create a Task first calls celeris_release_held(), and so do
  * poll()/run_pending() before they return to the loop. */
-static int drv_eager(ServerObject *self, DriverObject *d, PyObject *task, cel_conn *c)
+static int drv_eager(ServerObject *self, DriverObject *d, PyObject *task, cel_conn *c,
+                     const celeris_first *first)
 {
     PyObject *args[2] = {self->loop, task};
     PyObject *r;
@@ -445,7 +449,7 @@ static int drv_eager(ServerObject *self, DriverObject *d, PyObject *task, cel_co
         celeris_release_held(self);
         if (!(r = PyObject_Vectorcall(self->enter_task, args, 2, NULL))) {
             PyErr_Clear();
-            return 1;
+            return first ? -1 : 1;
         }
         Py_DECREF(r);
     }
@@ -454,7 +458,15 @@ static int drv_eager(ServerObject *self, DriverObject *d, PyObject *task, cel_co
     d->running = d->eager = 1;
     self->eager_depth++;
     if (PyContext_Enter(d->ctx) == 0) {
-        st = PyIter_Send(d->coro, Py_None, &result);
+        if (first) {
+            /* the caller's step in place of the send; d->coro becomes what
+             * it hands on (the Task's coroutine from now on), or nothing */
+            PyObject *next = NULL;
+            st = first->step(first->arg, d->coro, task, &result, &next);
+            Py_XSETREF(d->coro, next);
+        } else {
+            st = PyIter_Send(d->coro, Py_None, &result);
+        }
         if (st == PYGEN_ERROR)
             err = PyErr_GetRaisedException_compat();
         if (PyContext_Exit(d->ctx) < 0)
@@ -508,38 +520,77 @@ static int drv_eager(ServerObject *self, DriverObject *d, PyObject *task, cel_co
     return d->cancelled || d->closing;
 }
 
+void celeris_drive_track(CycleObject *cy, PyObject *task)
+{
+    track(cy, task);
+}
+
+/* Whether c's Driver is idle and its request's first step may run here:
+ * from the loop's callbacks, not inside another Driver's eager step (its
+ * Task is current there, so this connection's Task could not be stepped). */
+static int driver_idle(ServerObject *self, cel_conn *c)
+{
+    DriverObject *d = c->driver;
+    return self->drivers && self->in_loop_callback && !self->eager_depth && c->fd >= 0
+           && d && !d->dead && !d->coro && !d->running && d->wakeup && !d->closing;
+}
+
+/* Hand `coro` (borrowed) to c's idle Driver and run its first step now
+ * (drv_eager; `first` as there), tracked on cy when cy is given.  Returns 0,
+ * -1 with an exception (nothing ran), or, with `first`, 1 when nothing ran
+ * (the task could not be entered; no exception). */
+static int drive_idle(ServerObject *self, cel_conn *c, CycleObject *cy, PyObject *coro,
+                      const celeris_first *first)
+{
+    DriverObject *d = c->driver;
+    PyObject *ctx = PyContext_CopyCurrent();
+    if (!ctx)
+        return -1;
+    d->coro = Py_NewRef(coro);
+    d->ctx = ctx;
+    Py_INCREF(d);               /* the step may close the connection (c->driver) */
+    PyObject *task = Py_NewRef(d->task);
+    if (cy)
+        track(cy, task);
+    int rc = !self->enter_task ? 1 : drv_eager(self, d, task, c, first);
+    if (rc < 0) {
+        Py_CLEAR(d->coro);
+        Py_CLEAR(d->ctx);
+    } else if (rc) {
+        PyObject *cb = d->wakeup;
+        d->wakeup = NULL;
+        Py_CLEAR(d->wakeup_ctx);
+        if (cb) {
+            PyObject *r = PyObject_CallOneArg(cb, (PyObject *)d);
+            if (!r)
+                PyErr_WriteUnraisable((PyObject *)d);
+            Py_XDECREF(r);
+            Py_DECREF(cb);
+        }
+    }
+    Py_DECREF(task);
+    Py_DECREF(d);
+    return rc < 0 ? 1 : 0;
+}
+
+int celeris_drive_first(ServerObject *self, cel_conn *c, PyObject *coro, const celeris_first *first)
+{
+    if (!self->enter_task || !driver_idle(self, c))
+        return 0;
+    int rc = drive_idle(self, c, NULL, coro, first);
+    if (rc < 0)
+        PyErr_Clear();          /* no Context copy: the ordinary path tries (and reports) */
+    return rc == 0;
+}
+
 int celeris_drive(ServerObject *self, cel_conn *c, CycleObject *cy, PyObject *coro)
 {
     DriverObject *d = c->driver;
     /* (not inside another Driver's eager step: its Task is current there, so
      * this connection's Task could not be stepped: a Task of its own) */
     if (self->drivers && self->in_loop_callback && !self->eager_depth && c->fd >= 0) {
-        if (d && !d->dead && !d->coro && !d->running && d->wakeup && !d->closing) {
-            /* An idle Driver: hand it the request and run its first step now. */
-            PyObject *ctx = PyContext_CopyCurrent();
-            if (!ctx)
-                return -1;
-            d->coro = Py_NewRef(coro);
-            d->ctx = ctx;
-            Py_INCREF(d);               /* the step may close the connection (c->driver) */
-            PyObject *task = Py_NewRef(d->task);
-            track(cy, task);
-            if (!self->enter_task || drv_eager(self, d, task, c)) {
-                PyObject *cb = d->wakeup;
-                d->wakeup = NULL;
-                Py_CLEAR(d->wakeup_ctx);
-                if (cb) {
-                    PyObject *r = PyObject_CallOneArg(cb, (PyObject *)d);
-                    if (!r)
-                        PyErr_WriteUnraisable((PyObject *)d);
-                    Py_XDECREF(r);
-                    Py_DECREF(cb);
-                }
-            }
-            Py_DECREF(task);
-            Py_DECREF(d);
-            return 0;
-        }
+        if (driver_idle(self, c))
+            return drive_idle(self, c, cy, coro, NULL);     /* (never 1 without `first`) */
         if (!d || d->dead) {
             /* The connection's first request (or its Driver ended): a new
              * Driver, started as an ordinary Task with the request. */

@@ -347,6 +347,112 @@ static scratch *scratch_get(void)
     return sc;
 }
 
+/* ---- small flat dicts ---- */
+
+/* The text the small-dict path writes at most (a buffer on the C stack). */
+#define SMALL_CAP 512
+
+/* A str whose bytes go into JSON as they are: its ASCII data, else NULL. */
+static const char *verbatim_str(PyObject *s, Py_ssize_t *n)
+{
+#if PY_VERSION_HEX < 0x030C0000
+    if (!PyUnicode_IS_READY(s))
+        return NULL;
+#endif
+    if (!PyUnicode_IS_ASCII(s))
+        return NULL;
+    *n = PyUnicode_GET_LENGTH(s);
+    const char *data = PyUnicode_DATA(s);
+    return cel_json_verbatim(data, (size_t)*n) ? data : NULL;
+}
+
+/* The JSON of obj into buf[0..SMALL_CAP) when obj is the common endpoint
+ * result: an exact dict whose keys are str of ASCII needing no escape (none
+ * starting with "_sa") and whose values are such str, exact int within 64
+ * bits, True, False or None, the text fitting.  Returns its length, or -1
+ * for anything else, nothing raised: the general encoder then answers (with
+ * the error json.dumps would raise, if any).  For these dicts every mode
+ * gives json.dumps's bytes, and what encode_value would write for them.
+ * Nothing here runs Python code or allocates (so no garbage collection):
+ * the dict cannot change while read and borrowed references suffice. */
+static Py_ssize_t encode_small(PyObject *obj, char *buf)
+{
+    if (Py_TYPE(obj) != &PyDict_Type)
+        return -1;
+    /* the guard json.dumps puts around every container; at the limit, the
+     * general encoder raises what json.dumps would */
+    if (Py_EnterRecursiveCall(" while encoding a JSON object")) {
+        PyErr_Clear();
+        return -1;
+    }
+    char *o = buf, *end = buf + SMALL_CAP;
+    Py_ssize_t pos = 0, kn, vn;
+    PyObject *key, *value;
+    *o++ = '{';
+    /* exactly size members (the dict cannot change): no closing PyDict_Next */
+    for (Py_ssize_t i = PyDict_GET_SIZE(obj); i > 0; i--) {
+        if (!PyDict_Next(obj, &pos, &key, &value))
+            goto decline;
+        const char *k = Py_TYPE(key) == &PyUnicode_Type ? verbatim_str(key, &kn) : NULL;
+        if (!k || (kn >= 3 && k[0] == '_' && k[1] == 's' && k[2] == 'a'))
+            goto decline;
+        /* room for ,"key": and the longest scalar, closing brace included */
+        if ((size_t)(end - o) < (size_t)kn + 5 + CEL_JSON_INT64_MAX + 1)
+            goto decline;
+        if (o - buf > 1)
+            *o++ = ',';
+        *o++ = '"';
+        cel_json_copy_short(o, k, (size_t)kn);
+        o += kn;
+        *o++ = '"';
+        *o++ = ':';
+        PyTypeObject *tp = Py_TYPE(value);
+        if (tp == &PyUnicode_Type) {
+            const char *v = verbatim_str(value, &vn);
+            if (!v || (size_t)(end - o) < (size_t)vn + 3)
+                goto decline;
+            *o++ = '"';
+            cel_json_copy_short(o, v, (size_t)vn);
+            o += vn;
+            *o++ = '"';
+        } else if (tp == &PyLong_Type) {
+            int overflow;
+            long long v = PyLong_AsLongLongAndOverflow(value, &overflow);
+            if (overflow)
+                goto decline;
+            o += cel_json_format_int64(v, o);
+        } else if (value == Py_None) {
+            memcpy(o, "null", 4);
+            o += 4;
+        } else if (value == Py_True) {
+            memcpy(o, "true", 4);
+            o += 4;
+        } else if (value == Py_False) {
+            memcpy(o, "false", 5);
+            o += 5;
+        } else {
+            goto decline;
+        }
+    }
+    Py_LeaveRecursiveCall();
+    *o++ = '}';
+    return o - buf;
+decline:
+    Py_LeaveRecursiveCall();
+    return -1;
+}
+
+/* _celeris._json_dumps_small(obj): test hook, the small-dict path alone --
+ * its bytes, or None where it leaves obj to the general encoder. */
+PyObject *celeris_json_dumps_small(PyObject *Py_UNUSED(module), PyObject *obj)
+{
+    char small[SMALL_CAP];
+    Py_ssize_t n = encode_small(obj, small);
+    if (n < 0)
+        Py_RETURN_NONE;
+    return PyBytes_FromStringAndSize(small, n);
+}
+
 PyObject *celeris_json_dumps(PyObject *Py_UNUSED(module), PyObject *obj)
 {
     return celeris_json_dumps_mode(obj, 0);
@@ -407,6 +513,10 @@ static void give_buf(scratch *sc, cel_buf *local)
 
 PyObject *celeris_json_dumps_mode(PyObject *obj, int flags)
 {
+    char small[SMALL_CAP];
+    Py_ssize_t n = encode_small(obj, small);
+    if (n >= 0)
+        return PyBytes_FromStringAndSize(small, n);
     cel_buf local = { 0 };
     scratch *sc;
     cel_buf *out = take_buf(&sc, &local);
@@ -420,6 +530,10 @@ PyObject *celeris_json_dumps_mode(PyObject *obj, int flags)
 int celeris_json_dumps_with(PyObject *obj, int flags,
                             int (*use)(void *ctx, const char *p, size_t n), void *ctx)
 {
+    char small[SMALL_CAP];
+    Py_ssize_t n = encode_small(obj, small);
+    if (n >= 0)
+        return use(ctx, small, (size_t)n);
     cel_buf local = { 0 };
     scratch *sc;
     cel_buf *out = take_buf(&sc, &local);

@@ -397,6 +397,8 @@ static PyMethodDef celeris_methods[] = {
     {"json_dumps", celeris_json_dumps, METH_O,
      "json_dumps(obj) -> bytes: json.dumps(obj, ensure_ascii=False, allow_nan=False, "
      "separators=(',', ':')).encode() for exact JSON types; TypeError otherwise."},
+    {"_json_dumps_small", celeris_json_dumps_small, METH_O,
+     "Test hook: json_dumps's small flat-dict path alone; None where it declines."},
     {"_alloc_fail_after", alloc_fail_after, METH_O,
      "Test hook: make the core's nth allocation from now on fail (0 disables)."},
     {NULL, NULL, 0, NULL},

@@ -678,6 +678,19 @@ static int dispatch_runner(ServerObject *self, cel_conn *c, const cel_http_reque
 int celeris__native_start(ServerObject *self, cel_conn *c, const cel_http_request *req,
                           NativeAppObject *app, NPlan *plan, PyObject *coro, PyObject *cors_req)
 {
+    if (plan->fast_json && !plan->runner && !app->mw_run && !cors_req
+        && self->access_log == Py_None && self->limit_concurrency <= 0) {
+        /* Its first step on the connection's idle Driver, the Cycle and the
+         * NativeCall made only if the endpoint does not simply return what
+         * the C JSON writer answers (celeris_ncall_first_step). */
+        celeris_ncall_first a = { self, c, req, app, plan };
+        celeris_first first = { celeris_ncall_first_step, &a };
+        if (celeris_drive_first(self, c, coro, &first)) {
+            Py_DECREF(coro);
+            app->native_requests++;
+            return 1;
+        }
+    }
     PyObject *cycle = NULL;
     PyObject *nc = call_new(self, c, req, app, plan, cors_req, &cycle);
     if (!nc) {

@@ -102,6 +102,7 @@ typedef struct {
                                    middleware's), not straight to the Cycle; or NULL */
     int nested;                 /* stack mode's inner call: awaited by the middleware; never
                                    finishes the Cycle, unhandled exceptions propagate */
+    int json_declined;          /* the C JSON writer declined the result already */
     celeris_state *st;          /* borrowed: the module's (it outlives every instance) */
     char head_inline[NCALL_HEAD_INLINE];   /* heads this long or shorter are kept here */
 } NativeCallObject;
@@ -113,6 +114,24 @@ typedef struct {
 PyObject *celeris_ncall_new(celeris_state *st, PyObject *inner, CycleObject *cycle,
                             NativeAppObject *app, NPlan *plan, const char *head,
                             size_t head_len);
+
+/* The first step of a simple plan's request (no runner, user middleware,
+ * CORS or access log), as celeris_drive_first's step (arg: this struct):
+ * the endpoint coroutine is sent None; a dict/list result the C JSON
+ * writer takes is written straight onto the connection -- no Cycle, no
+ * NativeCall ever made.  Any other outcome (a suspension, an exception,
+ * another result) makes them then and continues as the NativeCall would
+ * have from that outcome (the Cycle tracked on `task`); the NativeCall is
+ * handed on in *next. */
+typedef struct {
+    ServerObject *self;
+    cel_conn *c;
+    const cel_http_request *req;        /* the request's head (borrowed, valid during the step) */
+    NativeAppObject *app;
+    NPlan *plan;
+} celeris_ncall_first;
+PySendResult celeris_ncall_first_step(void *arg, PyObject *coro, PyObject *task,
+                                      PyObject **presult, PyObject **pnext);
 
 /* native.c: the request's route path (Starlette's get_route_path): the scope
  * path (the server's root_path + the decoded path) minus the scope's

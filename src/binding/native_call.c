@@ -43,6 +43,7 @@ PyObject *celeris_ncall_new(celeris_state *st, PyObject *inner, CycleObject *cyc
     nc->app = (NativeAppObject *)Py_NewRef(app);
     nc->plan = plan;
     nc->phase = 0;
+    nc->json_declined = 0;
     PyObject_GC_Track(nc);
     return (PyObject *)nc;
 }
@@ -333,8 +334,8 @@ static int respond_result(NativeCallObject *nc, PyObject *result)
 {
     NPlan *plan = nc->plan;
     PyTypeObject *rt = Py_TYPE(result);
-    int skip_c_json = 0;
-    if (plan->fast_json && (!plan->serializer || plan->model_plain) && !nc->asgi_send
+    int skip_c_json = nc->json_declined;
+    if (!skip_c_json && plan->fast_json && (!plan->serializer || plan->model_plain) && !nc->asgi_send
         && !nc->cors_req && (rt == &PyDict_Type || rt == &PyList_Type)) {
         /* prepare_result's C JSON paths with the JSON written straight from
          * the writer's buffer (no bytes object): same bytes, same headers */
@@ -435,13 +436,22 @@ static void log_app_failure(NativeCallObject *nc, PyObject *err)
  * and no exception when the call is done, else with an exception.  (No
  * StopIteration is raised here: am_send reports the end without creating
  * one; the Python-level send/throw raise it themselves.) */
-static PyObject *ncall_step(NativeCallObject *nc, PyObject *value, PyObject *exc, int *finished)
+static PyObject *ncall_step_from(NativeCallObject *nc, PyObject *value, PyObject *exc,
+                                 int *finished, int have_first, PySendResult first_sr,
+                                 PyObject *first_result)
 {
     *finished = 0;
     for (;;) {
         PyObject *result = NULL;
         int done;
-        if (exc) {
+        if (have_first) {
+            /* the outcome of a step already taken (celeris_ncall_first_step) */
+            have_first = 0;
+            if (first_sr == PYGEN_NEXT)
+                return first_result;
+            result = first_result;
+            done = first_sr == PYGEN_RETURN ? 1 : -1;
+        } else if (exc) {
             PyObject *r = PyObject_CallMethod(nc->inner, "throw", "O", exc);
             exc = NULL;
             if (r)
@@ -584,6 +594,11 @@ static PyObject *ncall_step(NativeCallObject *nc, PyObject *value, PyObject *exc
     }
 }
 
+static PyObject *ncall_step(NativeCallObject *nc, PyObject *value, PyObject *exc, int *finished)
+{
+    return ncall_step_from(nc, value, exc, finished, 0, PYGEN_ERROR, NULL);
+}
+
 /* coro.send(value) / throw(): the end raises StopIteration (value None). */
 static PyObject *ncall_step_raising(NativeCallObject *nc, PyObject *value, PyObject *exc)
 {
@@ -612,6 +627,106 @@ static PySendResult ncall_am_send(PyObject *op, PyObject *arg, PyObject **presul
 {
     int finished;
     PyObject *r = ncall_step((NativeCallObject *)op, arg, NULL, &finished);
+    if (r) {
+        *presult = r;
+        return PYGEN_NEXT;
+    }
+    if (finished) {
+        *presult = Py_NewRef(Py_None);
+        return PYGEN_RETURN;
+    }
+    *presult = NULL;
+    return PYGEN_ERROR;
+}
+
+/* ---- a request's first step before any object exists ---- */
+
+/* celeris_json_dumps_with's `use` for celeris_ncall_first_step: the JSON as
+ * the plan's response, straight onto the connection (no Cycle: nothing
+ * else of the exchange is left once it is written). */
+static int write_json_conn(void *ctx, const char *p, size_t n)
+{
+    celeris_ncall_first *a = ctx;
+    cel_conn *c = a->c;
+    int status = a->plan->status ? a->plan->status : 200;
+    if (cel_conn_respond_fixed(c, status, "application/json", 16, p, n, cel_server_date()) < 0) {
+        PyErr_NoMemory();       /* nothing written */
+        return -1;
+    }
+    a->self->requests++;
+    cel_server_response_done(a->self->srv, c);
+    return 0;
+}
+
+PySendResult celeris_ncall_first_step(void *arg, PyObject *coro, PyObject *task,
+                                      PyObject **presult, PyObject **pnext)
+{
+    celeris_ncall_first *a = arg;
+    NPlan *plan = a->plan;
+    cel_conn *c = a->c;
+    PyObject *result = NULL;
+    *pnext = NULL;
+    PySendResult sr = PyIter_Send(coro, Py_None, &result);
+    int declined = 0;
+    if (sr == PYGEN_RETURN && plan->fast_json
+        && (Py_TYPE(result) == &PyDict_Type || Py_TYPE(result) == &PyList_Type)
+        && (!plan->serializer || plan->model_plain) && c->state == CEL_CONN_ACTIVE
+        && !c->resp_started && !c->user) {
+        /* respond_result's C JSON path, written as the NativeCall would */
+        int flags = CELERIS_JSON_FASTAPI | (plan->serializer ? CELERIS_JSON_PLAIN : 0);
+        int rc = celeris_json_dumps_with(result, flags, write_json_conn, a);
+        if (rc == 0) {
+            *presult = result;
+            return PYGEN_RETURN;
+        }
+        /* declined (FastAPI's path answers, without the C writer again), or
+         * no memory for the response (the NativeCall tries again and answers
+         * the error as before) */
+        declined = rc == -2;
+        PyErr_Clear();
+    }
+    /* Anything else: the request's Cycle and NativeCall, made now, carry on
+     * from this outcome exactly as if the call had taken the step itself. */
+    PyObject *exc = sr == PYGEN_ERROR ? PyErr_GetRaisedException_compat() : NULL;
+    PyObject *cycle = celeris_cycle_new(a->self, c, NULL);
+    PyObject *nc = cycle ? celeris_ncall_new(a->self->st, coro, (CycleObject *)cycle, a->app, plan,
+                                             a->req->method.p,
+                                             (size_t)(c->head_end - a->req->method.p))
+                         : NULL;
+    if (!nc) {
+        /* No memory left to answer with: the connection is closed after
+         * what is already written (a suspended endpoint is closed). */
+        PyObject *err = PyErr_GetRaisedException_compat();
+        if (cycle) {
+            CycleObject *cy = (CycleObject *)cycle;
+            if (c->user == cy)
+                c->user = NULL;
+            cy->conn = NULL;
+            Py_DECREF(cycle);
+        }
+        c->keep_alive = 0;
+        c->state = CEL_CONN_CLOSING;
+        if (sr == PYGEN_NEXT) {
+            PyObject *r = PyObject_CallMethod(coro, "close", NULL);
+            Py_XDECREF(r);
+            PyErr_Clear();
+        }
+        Py_XDECREF(result);
+        Py_XDECREF(exc);
+        if (err)
+            PyErr_SetRaisedException_compat(err);
+        else
+            PyErr_NoMemory();
+        return PYGEN_ERROR;
+    }
+    celeris_drive_track((CycleObject *)cycle, task);
+    Py_DECREF(cycle);                   /* the call holds it */
+    ((NativeCallObject *)nc)->json_declined = declined;
+    if (exc)
+        PyErr_SetRaisedException_compat(exc);
+    int finished;
+    PyObject *r = ncall_step_from((NativeCallObject *)nc, NULL, NULL, &finished, 1, sr, result);
+    *pnext = nc;
     if (r) {
         *presult = r;
         return PYGEN_NEXT;

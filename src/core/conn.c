@@ -411,6 +411,61 @@ int cel_conn_response_start(cel_conn *c, int status, const cel_header *headers,
     return 0;
 }
 
+/* The decimal digits of v at w; returns the end.  The length first (a
+ * comparison per digit), then the digits from the back: no reversal. */
+static char *put_u64(char *w, uint64_t v)
+{
+    size_t n = 1;
+    for (uint64_t p = 10; n < 20 && v >= p; p *= 10)
+        n++;
+    char *e = w + n;
+    do {
+        *--e = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    return w + n;
+}
+
+/* The head of cel_conn_response_start_fixed into the reserved tail of out
+ * (room: FIXED_HEAD_ROOM + ctype_len), committed. */
+#define FIXED_HEAD_ROOM (21 + 2 + 8 + CEL_DATE_LEN + 17 + 24 + 28 + 2 + 16 + 20 + 2 + 14 + 2)
+static void put_fixed_head(cel_conn *c, char *t, int status, const char *phrase, size_t plen,
+                           uint64_t length, const char *ctype, size_t ctype_len, const char *date)
+{
+    const cel_conn_config *cfg = c->cfg;
+    char *w;
+    if (status == 200 && date && cfg->date_header && cfg->server_header) {
+        /* put_status_date_server's bytes for the usual configuration */
+        w = put_lit(t, "HTTP/1.1 200 OK\r\ndate: ", 23);
+        w = put_lit(w, date, CEL_DATE_LEN);
+        w = put_lit(w, "\r\nserver: celeris\r\ncontent-length: ", 35);
+    } else {
+        w = put_status_date_server(c, t, status, phrase, plen, cfg->date_header && date, date);
+        w = put_lit(w, "content-length: ", 16);
+    }
+    w = put_u64(w, length);
+    w = put_lit(w, "\r\ncontent-type: ", 16);
+    if (ctype_len == 16)
+        w = put_lit(w, ctype, 16);      /* "application/json": a fixed-size move */
+    else if (ctype_len)
+        w = put_lit(w, ctype, ctype_len);
+    /* end_head with a content-length: never chunked */
+    if (c->expect_continue && !c->body_done)
+        c->keep_alive = 0;      /* the body never came: its bytes cannot be framed later */
+    if (!c->keep_alive)
+        w = put_lit(w, "\r\nconnection: close\r\n\r\n", 23);
+    else if (c->http10)
+        w = put_lit(w, "\r\nconnection: keep-alive\r\n\r\n", 28);
+    else
+        w = put_lit(w, "\r\n\r\n", 4);
+    c->out.len += (size_t)(w - t);
+    c->resp_started = 1;
+    c->resp_status = status;
+    c->resp_chunked = 0;
+    c->resp_has_length = 1;
+    c->resp_left = length;
+}
+
 int cel_conn_response_start_fixed(cel_conn *c, int status, uint64_t length,
                                   const char *ctype, size_t ctype_len, const char *date)
 {
@@ -418,33 +473,38 @@ int cel_conn_response_start_fixed(cel_conn *c, int status, uint64_t length,
         return CEL_ESTATE;
     const char *phrase = status == 200 ? "OK" : cel_status_phrase(status);
     size_t plen = status == 200 ? 2 : strlen(phrase);
-    int with_date = c->cfg->date_header && date;
-    if (ctype_len > (size_t)-1 / 4)
+    if (ctype_len > (size_t)-1 / 4 || plen > (size_t)-1 / 4)
         return CEL_ENOMEM;
     /* as cel_conn_response_start, plus "content-length: " 20 digits CRLF
      * and "content-type: " ctype CRLF */
-    size_t need = 21 + plen + 2 + (with_date ? 8 + CEL_DATE_LEN : 0) + 17 + 24 + 28 + 2
-                  + 16 + 20 + 2 + 14 + ctype_len + 2;
     cel_buf *o = &c->out;
-    if (cel_buf_reserve(o, need))
+    if (cel_buf_reserve(o, FIXED_HEAD_ROOM + plen + ctype_len))
         return CEL_ENOMEM;
-    char *t = cel_buf_tail(o);
-    char *w = put_status_date_server(c, t, status, phrase, plen, with_date, date);
-    w = put_lit(w, "content-length: ", 16);
-    char digits[20];
-    int nd = 0;
-    uint64_t v = length;
-    do {
-        digits[nd++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    while (nd)
-        *w++ = digits[--nd];
-    w = put_lit(w, "\r\ncontent-type: ", 16);
-    if (ctype_len)
-        w = put_lit(w, ctype, ctype_len);
-    w = put_lit(w, "\r\n", 2);
-    end_head(c, t, w, status, 1, length, 0, 0);
+    put_fixed_head(c, cel_buf_tail(o), status, phrase, plen, length, ctype, ctype_len, date);
+    return 0;
+}
+
+int cel_conn_respond_fixed(cel_conn *c, int status, const char *ctype, size_t ctype_len,
+                           const char *body, size_t len, const char *date)
+{
+    if (c->resp_started)
+        return CEL_ESTATE;
+    const char *phrase = status == 200 ? "OK" : cel_status_phrase(status);
+    size_t plen = status == 200 ? 2 : strlen(phrase);
+    if (ctype_len > (size_t)-1 / 4 || plen > (size_t)-1 / 4 || len > (size_t)-1 / 4)
+        return CEL_ENOMEM;
+    cel_buf *o = &c->out;
+    if (cel_buf_reserve(o, FIXED_HEAD_ROOM + plen + ctype_len + len))
+        return CEL_ENOMEM;
+    put_fixed_head(c, cel_buf_tail(o), status, phrase, plen, len, ctype, ctype_len, date);
+    /* cel_conn_response_body(c, body, len, 0): the length is exact */
+    if (!c->is_head) {
+        if (len)
+            memcpy(cel_buf_tail(o), body, len);
+        o->len += len;
+        c->resp_left = 0;
+    }
+    c->resp_done = 1;
     return 0;
 }
 

@@ -201,6 +201,13 @@ int cel_conn_response_start(cel_conn *c, int status, const cel_header *headers,
 int cel_conn_response_start_fixed(cel_conn *c, int status, uint64_t length,
                                   const char *ctype, size_t ctype_len, const char *date);
 
+/* A whole response of len body bytes (borrowed) with that head: what
+ * cel_conn_response_start_fixed(c, status, len, ...) and then
+ * cel_conn_response_body(c, body, len, 0) write and leave, with one buffer
+ * reservation.  Returns 0, CEL_ESTATE, CEL_ENOMEM (nothing written). */
+int cel_conn_respond_fixed(cel_conn *c, int status, const char *ctype, size_t ctype_len,
+                           const char *body, size_t len, const char *date);
+
 /* Append body bytes, framed per the head.  more = 0 finishes the response.
  * Returns 0, CEL_ESTATE (not started / already done), CEL_ERESPLONG,
  * CEL_ERESPSHORT (finished short; the response is still marked done and the

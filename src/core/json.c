@@ -251,71 +251,11 @@ DEFINE_PUT_UCS(put_ucs4_body, uint32_t)
 
 /* One quoted string in key or value position; width 0 means UTF-8.
  * Returns the surrogate count or a negative cel_err (buffer rolled back). */
-/* Nonzero when the 8 bytes of x hold one that is not copied verbatim: below
- * 0x20, '"', '\\' or from 0x80 up (each test exact about existence). */
-static uint64_t needs_care(uint64_t x)
-{
-    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
-    uint64_t q = x ^ ('"' * ones), bs = x ^ ('\\' * ones);
-    return (x | ((x - 0x20 * ones) & ~x) | ((q - ones) & ~q) | ((bs - ones) & ~bs)) & highs;
-}
-
-/* 1 when every byte of s[0..n) is copied verbatim (0x20..0x7f but '"' and
- * '\\').  Words of 8 (the last one overlapping), or two overlapping words
- * of 4 padded with 'a'. */
-static int verbatim_ascii(const unsigned char *s, size_t n)
-{
-    if (n >= 8) {
-        uint64_t x;
-        for (size_t i = 0; i + 8 <= n; i += 8) {
-            memcpy(&x, s + i, 8);
-            if (needs_care(x))
-                return 0;
-        }
-        memcpy(&x, s + n - 8, 8);
-        return !needs_care(x);
-    }
-    if (n >= 4) {
-        uint32_t a, b;
-        memcpy(&a, s, 4);
-        memcpy(&b, s + n - 4, 4);
-        return !needs_care(((uint64_t)b << 32) | a);
-    }
-    for (size_t i = 0; i < n; i++)
-        if (s[i] >= 0x80 || escape_of[s[i]])
-            return 0;
-    return 1;
-}
-
-/* memcpy(o, s, n) without a library call for the short keys and values
- * that dominate JSON bodies (overlapping 8- or 4-byte moves). */
-static inline void copy_short(char *o, const char *s, size_t n)
-{
-    if (n > 16) {
-        memcpy(o, s, n);
-    } else if (n >= 8) {
-        uint64_t a, b;
-        memcpy(&a, s, 8);
-        memcpy(&b, s + n - 8, 8);
-        memcpy(o, &a, 8);
-        memcpy(o + n - 8, &b, 8);
-    } else if (n >= 4) {
-        uint32_t a, b;
-        memcpy(&a, s, 4);
-        memcpy(&b, s + n - 4, 4);
-        memcpy(o, &a, 4);
-        memcpy(o + n - 4, &b, 4);
-    } else {
-        for (size_t i = 0; i < n; i++)
-            o[i] = s[i];
-    }
-}
-
 /* A string needing no escapes or validation: one reserve, one copy.
  * Returns 1 (not such a string: nothing done), else put_string's result. */
 static int put_verbatim(cel_json_writer *w, int is_key, const char *s, size_t n)
 {
-    if (n > STRING_CHUNK || !verbatim_ascii((const unsigned char *)s, n))
+    if (n > STRING_CHUNK || !cel_json_verbatim(s, n))
         return 1;
     char sep;
     int rc = check_next(w, is_key, &sep);
@@ -328,7 +268,7 @@ static int put_verbatim(cel_json_writer *w, int is_key, const char *s, size_t n)
     if (sep)
         *o++ = sep;
     *o++ = '"';
-    copy_short(o, s, n);
+    cel_json_copy_short(o, s, n);
     o[n] = '"';
     b->len += (size_t)(o + n + 1 - t);
     if (is_key)
@@ -451,6 +391,18 @@ int cel_json_int64(cel_json_writer *w, int64_t v)
     if (v < 0)
         *--p = '-';
     return put_value(w, p, (size_t)(tmp + sizeof(tmp) - p));
+}
+
+size_t cel_json_format_int64(int64_t v, char *out)
+{
+    char tmp[CEL_JSON_INT64_MAX];
+    uint64_t mag = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    char *p = format_u64(tmp + sizeof(tmp), mag);
+    if (v < 0)
+        *--p = '-';
+    size_t n = (size_t)(tmp + sizeof(tmp) - p);
+    memcpy(out, p, n);
+    return n;
 }
 
 int cel_json_bigint(cel_json_writer *w, const char *digits, size_t n)

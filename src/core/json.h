@@ -25,6 +25,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "buf.h"
 
@@ -89,6 +90,76 @@ int cel_json_double(cel_json_writer *w, double v);
 
 int cel_json_bool(cel_json_writer *w, int v);
 int cel_json_null(cel_json_writer *w);
+
+/* Nonzero when the 8 bytes of x hold one a JSON string cannot take as it
+ * is: below 0x20, '"', '\\' or from 0x80 up (each test exact about
+ * existence). */
+static inline uint64_t cel_json_word_needs_care(uint64_t x)
+{
+    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+    uint64_t q = x ^ ('"' * ones), bs = x ^ ('\\' * ones);
+    return (x | ((x - 0x20 * ones) & ~x) | ((q - ones) & ~q) | ((bs - ones) & ~bs)) & highs;
+}
+
+/* 1 when the n bytes at s go into a JSON string as they are: all in
+ * 0x20..0x7f but '"' and '\\'.  Then '"' + s + '"' is what cel_json_string
+ * writes for them, so a caller writing its own text (a small flat object)
+ * may quote them itself.  Words of 8 (the last one overlapping), or two
+ * overlapping words of 4; inline, as it runs for every short string. */
+static inline int cel_json_verbatim(const char *s, size_t n)
+{
+    if (n >= 8) {
+        uint64_t x;
+        for (size_t i = 0; i + 8 <= n; i += 8) {
+            memcpy(&x, s + i, 8);
+            if (cel_json_word_needs_care(x))
+                return 0;
+        }
+        memcpy(&x, s + n - 8, 8);
+        return !cel_json_word_needs_care(x);
+    }
+    if (n >= 4) {
+        uint32_t a, b;
+        memcpy(&a, s, 4);
+        memcpy(&b, s + n - 4, 4);
+        return !cel_json_word_needs_care(((uint64_t)b << 32) | a);
+    }
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c >= 0x80 || c == '"' || c == '\\')
+            return 0;
+    }
+    return 1;
+}
+
+/* memcpy(o, s, n) without a library call for the short keys and values
+ * that dominate JSON bodies (overlapping 8- or 4-byte moves). */
+static inline void cel_json_copy_short(char *o, const char *s, size_t n)
+{
+    if (n > 16) {
+        memcpy(o, s, n);
+    } else if (n >= 8) {
+        uint64_t a, b;
+        memcpy(&a, s, 8);
+        memcpy(&b, s + n - 8, 8);
+        memcpy(o, &a, 8);
+        memcpy(o + n - 8, &b, 8);
+    } else if (n >= 4) {
+        uint32_t a, b;
+        memcpy(&a, s, 4);
+        memcpy(&b, s + n - 4, 4);
+        memcpy(o, &a, 4);
+        memcpy(o + n - 4, &b, 4);
+    } else {
+        for (size_t i = 0; i < n; i++)
+            o[i] = s[i];
+    }
+}
+
+/* The decimal text of v (what cel_json_int64 writes) into out, which has
+ * room for CEL_JSON_INT64_MAX bytes; no terminator.  Returns the length. */
+#define CEL_JSON_INT64_MAX 20
+size_t cel_json_format_int64(int64_t v, char *out);
 
 /* n bytes of ready-made JSON text written as one value, unchecked. */
 int cel_json_raw(cel_json_writer *w, const char *s, size_t n);

@@ -496,13 +496,13 @@ TEST(fixed_head_equals_general_head)
     for (size_t s = 0; s < sizeof statuses / sizeof statuses[0]; s++)
     for (size_t l = 0; l < sizeof lengths / sizeof lengths[0]; l++)
     for (size_t t = 0; t < sizeof types / sizeof types[0]; t++)
-    for (int dated = 0; dated < 2; dated++) {
+    for (int dated = 0; dated < 4; dated++) {
         cel_conn a, b;
         cel_http_request ra, rb;
         cel_header ha[16], hb[16];
         conn_with(&a, reqs[r]);
-        cfg.date_header = dated;
-        cfg.server_header = dated;
+        cfg.date_header = dated & 1;
+        cfg.server_header = dated >> 1;
         CHECK_EQ_INT(cel_conn_parse_head(&a, &ra, ha, 16), 1);
         char len[24];
         int ln = snprintf(len, sizeof len, "%llu", (unsigned long long)lengths[l]);
@@ -512,8 +512,8 @@ TEST(fixed_head_equals_general_head)
         };
         CHECK_EQ_INT(cel_conn_response_start(&a, statuses[s], hs, 2, date), 0);
         conn_with(&b, reqs[r]);
-        cfg.date_header = dated;
-        cfg.server_header = dated;
+        cfg.date_header = dated & 1;
+        cfg.server_header = dated >> 1;
         CHECK_EQ_INT(cel_conn_parse_head(&b, &rb, hb, 16), 1);
         CHECK_EQ_INT(cel_conn_response_start_fixed(&b, statuses[s], lengths[l], types[t],
                                                    strlen(types[t]), date), 0);
@@ -531,4 +531,69 @@ TEST(fixed_head_equals_general_head)
         cel_conn_release(&a);
         cel_conn_release(&b);
     }
+}
+
+/* cel_conn_respond_fixed writes and leaves what cel_conn_response_start_fixed
+ * followed by cel_conn_response_body(.., 0) do, over the same matrix, and
+ * appends to output already buffered (a pipelined batch). */
+TEST(respond_fixed_equals_start_and_body)
+{
+    static const char *const reqs[] = {
+        "GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+        "HEAD / HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET / HTTP/1.0\r\n\r\n",
+        "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n",
+    };
+    static const int statuses[] = { 200, 201, 204, 304, 404, 101, 599, 1000, 42 };
+    static const size_t lengths[] = { 0, 1, 9, 10, 17, 99, 100, 1000, 70000 };
+    static const char *const types[] = { "application/json", "", "text/plain; charset=utf-8" };
+    const char date[] = "Sun, 06 Dec 2026 20:00:00 GMT";
+    char *body = malloc(70000);
+    CHECK(body != NULL);
+    if (!body)
+        return;
+    for (size_t i = 0; i < 70000; i++)
+        body[i] = (char)('a' + i % 26);
+    for (size_t r = 0; r < sizeof reqs / sizeof reqs[0]; r++)
+    for (size_t s = 0; s < sizeof statuses / sizeof statuses[0]; s++)
+    for (size_t l = 0; l < sizeof lengths / sizeof lengths[0]; l++)
+    for (size_t t = 0; t < sizeof types / sizeof types[0]; t++)
+    for (int dated = 0; dated < 4; dated++)
+    for (int queued = 0; queued < 2; queued++) {
+        cel_conn a, b;
+        cel_http_request ra, rb;
+        cel_header ha[16], hb[16];
+        conn_with(&a, reqs[r]);
+        conn_with(&b, reqs[r]);
+        cfg.date_header = dated & 1;
+        cfg.server_header = dated >> 1;
+        if (queued) {
+            CHECK_EQ_INT(cel_buf_append(&a.out, "earlier", 7), 0);
+            CHECK_EQ_INT(cel_buf_append(&b.out, "earlier", 7), 0);
+        }
+        CHECK_EQ_INT(cel_conn_parse_head(&a, &ra, ha, 16), 1);
+        CHECK_EQ_INT(cel_conn_parse_head(&b, &rb, hb, 16), 1);
+        const char *ct = types[t];
+        CHECK_EQ_INT(cel_conn_response_start_fixed(&a, statuses[s], lengths[l], ct, strlen(ct),
+                                                   date), 0);
+        CHECK_EQ_INT(cel_conn_response_body(&a, body, lengths[l], 0), 0);
+        CHECK_EQ_INT(cel_conn_respond_fixed(&b, statuses[s], ct, strlen(ct), body, lengths[l],
+                                            date), 0);
+        int same = a.out.len == b.out.len
+                   && memcmp(cel_buf_head(&a.out), cel_buf_head(&b.out), a.out.len) == 0
+                   && a.keep_alive == b.keep_alive && a.resp_started == b.resp_started
+                   && a.resp_done == b.resp_done && a.resp_status == b.resp_status
+                   && a.resp_chunked == b.resp_chunked && a.resp_has_length == b.resp_has_length
+                   && a.resp_left == b.resp_left;
+        CHECK(same);
+        if (!same)
+            fprintf(stderr, "  req %zu status %d length %zu type %zu dated %d queued %d\n", r,
+                    statuses[s], lengths[l], t, dated, queued);
+        CHECK_EQ_INT(cel_conn_respond_fixed(&b, 200, "x", 1, "y", 1, date), CEL_ESTATE);
+        cel_conn_release(&a);
+        cel_conn_release(&b);
+    }
+    free(body);
 }

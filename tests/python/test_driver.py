@@ -7,10 +7,21 @@ import json
 
 import pytest
 
-from conftest import _server_fixture, start_server
+from conftest import start_server
 from rawhttp import Closed, Conn, wait_until
 
-driver_server = _server_fixture("driver_server", "driver_app:app")
+
+
+@pytest.fixture(scope="module", params=["logged", "unlogged"])
+def driver_server(request):
+    # Without the access log a simple native route's first step runs before
+    # its Cycle and NativeCall exist (native_call.c celeris_ncall_first_step):
+    # every test here runs both ways.
+    srv = start_server("driver_app:app", *(["--no-access-log"] if request.param == "unlogged" else []))
+    try:
+        yield srv
+    finally:
+        srv.stop()
 
 
 def get(c: Conn, path: str) -> dict:

@@ -363,3 +363,132 @@ def test_subclass_keys_are_refused(key):
     assert message == (
         f"keys must be str, int, float, bool or None, not {type(key).__name__}"
     )
+
+
+# ---- the small flat-dict path (json_encode.c encode_small) ----
+#
+# json_dumps writes an exact dict of plain ASCII str keys and str / 64-bit
+# int / bool / None values itself, without the general encoder; anything
+# else goes to the general encoder from the start.  Both must give
+# json.dumps's bytes or its error, and the path must be taken exactly where
+# it applies.
+
+SMALL_CAP = 512
+
+
+def _plain_ascii(s) -> bool:
+    return type(s) is str and all(0x20 <= ord(c) < 0x80 and c not in '"\\' for c in s)
+
+
+def small_applies(obj) -> bool:
+    """Whether the small path takes obj (text well inside its buffer)."""
+    if type(obj) is not dict:
+        return False
+    for k, v in obj.items():
+        if not _plain_ascii(k) or k.startswith("_sa"):
+            return False
+        if not (_plain_ascii(v) or v is None or v is True or v is False
+                or (type(v) is int and -(2**63) <= v < 2**63)):
+            return False
+    return len(reference(obj)) < SMALL_CAP - 64
+
+
+SMALL_KEYS = ["", "a", "hello", "item_id", "x" * 7, "y" * 8, "z" * 9, "k" * 17, "with space",
+              "_s", "_sa", "_sax", "sa_", "q\"", "b\\s", "tab\t", "nl\n", "\x00", "\x1f", "\x7f",
+              "é", "中", "😀", "\ud800", 1, -1, 2**64, 1.5, True, False, None]
+SMALL_VALUES = ["", "w", "world", "x" * 8, "y" * 16, "z" * 33, "a\"b", "c\\d", "\x01", "\x7f",
+                "é", "€", "😀", "\ud800", "\udfff", 0, 1, -1, 7, 2**63 - 1, -(2**63), 2**63,
+                -(2**63) - 1, 10**30, True, False, None, 1.5, float("nan"), float("inf"),
+                [], {}, [1], {"a": 1}, (1,), b"x"]
+
+
+def rand_small(rng: random.Random):
+    n = rng.choice([0, 1, 1, 2, 3, 5, 8, 20])
+    plain = rng.random() < 0.5
+    d = {}
+    for _ in range(n):
+        if plain:
+            k = "".join(rng.choice("abcxyz_ 09-./:{}") for _ in range(rng.randrange(12)))
+            v = rng.choice([rng.randint(-(2**63), 2**63 - 1), rng.randint(-9, 99), None, True,
+                            False, "".join(rng.choice("hello world!~#") for _ in range(rng.randrange(40)))])
+        else:
+            k = rng.choice(SMALL_KEYS)
+            v = rng.choice(SMALL_VALUES)
+        d[k] = v
+    return d
+
+
+def check_small(obj) -> None:
+    fast = _celeris._json_dumps_small(obj)
+    if small_applies(obj):
+        assert fast == reference(obj)
+    elif fast is not None:
+        # only a long text near the buffer's size may go either way
+        assert fast == reference(obj) and len(fast) >= SMALL_CAP - 64
+    same(obj)
+
+
+@pytest.mark.parametrize("key", SMALL_KEYS)
+@pytest.mark.parametrize("value", SMALL_VALUES)
+def test_small_dict_members(key, value):
+    check_small({key: value})
+    check_small({"first": 1, key: value, "last": None})
+
+
+def test_small_dicts_random():
+    rng = random.Random(20261207)
+    taken = 0
+    for _ in range(4000):
+        obj = rand_small(rng)
+        check_small(obj)
+        taken += _celeris._json_dumps_small(obj) is not None
+    assert taken > 1000
+
+
+def test_small_dict_size_limit():
+    # around the stack buffer's size: either path, always json.dumps's bytes
+    for n in range(SMALL_CAP - 80, SMALL_CAP + 20):
+        check_small({"k": "v" * n})
+        check_small({"k" * n: 1})
+        check_small({str(i): 2**63 - 1 for i in range(n // 24)})
+    assert _celeris._json_dumps_small({"k": "v" * 600}) is None
+
+
+def test_small_path_leaves_other_objects():
+    for obj in [[], [1], "s", 1, None, {"a": {}}, {"a": []}, {"a": 1.0}]:
+        assert _celeris._json_dumps_small(obj) is None
+        same(obj)
+    assert _celeris._json_dumps_small({}) == b"{}"
+    # subclasses are refused by json_dumps (test_subclasses_are_refused): by
+    # the general encoder, never written by the small path
+    for obj in [{"a": MyStr("s")}, {"a": MyInt(3)}, {"a": StrColor.RED}, {MyStr("k"): 1},
+                MyDict(a=1), collections.OrderedDict(a=1)]:
+        assert _celeris._json_dumps_small(obj) is None
+        assert outcome(dumps, obj)[0] is TypeError
+
+
+def test_small_dict_recursion_limit():
+    # at the recursion limit the small path steps aside: the general
+    # encoder's guard raises json's RecursionError
+    def nest(n):
+        if n:
+            return nest(n - 1)
+        return outcome(dumps, {"a": 1})
+
+    limit = sys.getrecursionlimit()
+    here, f = 0, sys._getframe()
+    while f:
+        here, f = here + 1, f.f_back
+    seen = set()
+    sys.setrecursionlimit(here + 60)
+    try:
+        for depth in range(0, 100):
+            try:
+                got = nest(depth)
+            except RecursionError:
+                break
+            assert got == ("ok", b'{"a":1}') or got[0] is RecursionError
+            seen.add(got[0])
+    finally:
+        sys.setrecursionlimit(limit)
+    assert seen == {"ok", RecursionError}

@@ -463,3 +463,39 @@ def make_plain_model_app() -> FastAPI:
 def test_plain_response_models_match_asgi(url):
     n, a = native_and_asgi_clients(make_plain_model_app())
     assert _send(n, "GET", url) == _send(a, "GET", url)
+
+
+# Flat dicts: the JSON writer's small path (json_encode.c encode_small) takes
+# the plain ones; the others go to the general encoder or to FastAPI.  Untyped
+# and with a `-> dict` response model (pydantic's serializer otherwise).
+FLAT_CASES = [
+    {}, {"hello": "world"}, {"item_id": 3, "q": None}, {"a": True, "b": False, "c": -1, "d": ""},
+    {"max": 2**63 - 1, "min": -(2**63)}, {"over": 2**63}, {"under": -(2**63) - 1},
+    {"k" * 9: "v" * 17}, {"q\"": 1}, {"b\\": 1}, {"nl": "a\nb"}, {"é": 1}, {"v": "é"},
+    {"v": "\x7f"}, {"v": "\x1f"}, {"_sa": 1}, {"_sax": 1}, {"_s": 1}, {"f": 1.5}, {"l": []},
+    {"d": {}}, {1: "int key"}, {None: 1}, {"long": "x" * 600}, {"s": "\ud800"},
+    {str(i): i for i in range(40)},
+]
+
+
+def make_flat_app() -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/flat/{i}")
+    async def flat(i: int):
+        return FLAT_CASES[i]
+
+    @app.get("/flat-typed/{i}")
+    async def flat_typed(i: int) -> dict:
+        return FLAT_CASES[i]
+
+    return app
+
+
+@pytest.mark.parametrize("i", range(len(FLAT_CASES)))
+def test_flat_dicts_match_asgi(i):
+    n, a = native_and_asgi_clients(make_flat_app())
+    for url in (f"/flat/{i}", f"/flat-typed/{i}"):
+        before = tc.stats["native"]
+        assert _send(n, "GET", url) == _send(a, "GET", url)
+        assert tc.stats["native"] == before + 1
