@@ -103,10 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="Maximum jitter to add to --limit-max-requests, to stagger worker restarts (default: 0).")
     run.add_argument("--timeout-worker-healthcheck", type=float, default=5.0,
                      help="Seconds a new worker has to become ready during a SIGHUP restart (default: 5).")
-    run.add_argument("--busy-poll-us", type=_busy_poll_us, default=0.0, metavar="USEC",
-                     help="After socket traffic, keep the event loop polling (instead of sleeping) for "
-                          "this many microseconds: lower latency for clients that answer quickly, at "
-                          "the cost of CPU spent spinning (default: 0 = off).")
+    run.add_argument("--busy-poll-us", type=_busy_poll_us, default=50.0, metavar="USEC",
+                     help="While socket events come less than this many microseconds apart, keep the "
+                          "event loop polling instead of sleeping until this long after the last one: "
+                          "lower latency for clients that answer quickly, for CPU spent spinning while "
+                          "traffic is dense; sparse traffic never spins (default: 50; 0 = off).")
     _bool_pair(run, "server-header", True, "Send a 'server: celeris' header")
     _bool_pair(run, "native", True, "Serve compiled FastAPI routes on the native tier")
     _bool_pair(run, "date-header", True, "Send a 'date' header")

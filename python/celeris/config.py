@@ -92,7 +92,7 @@ class Config:
     reload_excludes: list[str] | str | None = None
     timeout_worker_healthcheck: float = 5.0
     reuse_port: bool = False
-    busy_poll_us: float = 0.0
+    busy_poll_us: float = 50.0
     native: bool = True
     ws_max_size: int = 16 * 1024 * 1024
     ws_ping_interval: float | None = 20.0

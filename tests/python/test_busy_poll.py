@@ -1,8 +1,11 @@
-"""`--busy-poll-us`: after traffic the loop keeps polling instead of sleeping.
+"""`--busy-poll-us` (50 by default): while traffic is dense the loop keeps
+polling instead of sleeping.
 
 The same answers as without it (HTTP keep-alive, pipelined, def endpoints on
 the thread pool, WebSocket echo), it stops spinning once traffic stops (the
-process's CPU time stays flat while idle), and bad values are refused.
+process's CPU time stays flat while idle), sparse traffic does not spin at
+all, it is on by default and off with 0, and bad values are refused.  (The
+rest of the suite runs its servers with the default, i.e. with it on.)
 """
 from __future__ import annotations
 
@@ -87,6 +90,49 @@ def test_stops_spinning_when_idle(busy_server):
     # A loop still spinning would have used about a second of CPU here; an
     # idle one wakes once for its 1 s sweep and a few 0.1 s checks.
     assert cpu_seconds(pid) - before < 0.3
+
+
+def test_sparse_traffic_does_not_spin():
+    # A 20 ms window; requests 60 ms apart.  Were every burst followed by a
+    # spin, each would burn its 20 ms: ~0.4 s of CPU for the 20 requests.
+    # Sparse traffic (each burst after a quiet spell longer than the window)
+    # starts none: the CPU time is the requests' own.
+    srv = start_server("fastapi_app:app", "--busy-poll-us", "20000")
+    try:
+        pid = srv.proc.pid
+        with rawhttp.Conn(srv.addr) as conn:
+            conn.send(rawhttp.build_request("GET", "/"))
+            assert conn.read_response().status == 200
+            time.sleep(0.2)
+            before = cpu_seconds(pid)
+            for _ in range(20):
+                time.sleep(0.06)
+                conn.send(rawhttp.build_request("GET", "/"))
+                assert conn.read_response().status == 200
+            used = cpu_seconds(pid) - before
+        assert used < 0.2, used
+    finally:
+        srv.stop()
+
+
+def test_default_and_off():
+    from celeris import Config
+
+    from celeris.cli import build_parser
+
+    assert Config(app="fastapi_app:app").busy_poll_us == 50.0
+    args = build_parser().parse_args(["run", "fastapi_app:app"])
+    assert args.busy_poll_us == 50.0
+    assert build_parser().parse_args(["run", "x:app", "--busy-poll-us", "0"]).busy_poll_us == 0.0
+    # off: answers as before
+    srv = start_server("fastapi_app:app", "--busy-poll-us", "0")
+    try:
+        with rawhttp.Conn(srv.addr) as conn:
+            for i in range(20):
+                conn.send(rawhttp.build_request("GET", f"/items/{i}"))
+                assert conn.read_response().json()["item_id"] == i
+    finally:
+        srv.stop()
 
 
 @pytest.mark.parametrize("value", ["-1", "2000000", "nan"])
