@@ -382,6 +382,20 @@ PyObject *celeris_json_dumps_mode(PyObject *obj, int flags);
 int celeris_json_dumps_with(PyObject *obj, int flags,
                             int (*use)(void *ctx, const char *p, size_t n), void *ctx);
 
+
+/* Two str objects (subclasses allowed) equal by value, as str.__eq__: the
+ * same object, else length and bytes when both are compact ASCII, else
+ * PyUnicode_Compare.  Never raises. */
+static inline int celeris_str_equal(PyObject *a, PyObject *b)
+{
+    if (a == b)
+        return 1;
+    if (PyUnicode_IS_COMPACT_ASCII(a) && PyUnicode_IS_COMPACT_ASCII(b))
+        return PyUnicode_GET_LENGTH(a) == PyUnicode_GET_LENGTH(b)
+               && memcmp(PyUnicode_DATA(a), PyUnicode_DATA(b), (size_t)PyUnicode_GET_LENGTH(a)) == 0;
+    return PyUnicode_Compare(a, b) == 0;
+}
+
 /* 3.12's PyErr_GetRaisedException/SetRaisedException on every version. */
 static inline PyObject *PyErr_GetRaisedException_compat(void)
 {

@@ -593,18 +593,10 @@ static PyObject *send_close(CycleObject *cy, PyObject *msg)
 }
 
 /* `s` is interned; the literals apps write ("websocket.send") are not (a code
- * constant is interned only when it looks like an identifier): compared by
- * length and bytes when both are compact ASCII, else by PyUnicode_Compare. */
+ * constant is interned only when it looks like an identifier). */
 static int type_is(PyObject *type, PyObject *s)
 {
-    if (type == s)
-        return 1;
-    if (!PyUnicode_Check(type))
-        return 0;
-    if (PyUnicode_IS_COMPACT_ASCII(type) && PyUnicode_IS_COMPACT_ASCII(s))
-        return PyUnicode_GET_LENGTH(type) == PyUnicode_GET_LENGTH(s)
-               && memcmp(PyUnicode_DATA(type), PyUnicode_DATA(s), (size_t)PyUnicode_GET_LENGTH(s)) == 0;
-    return PyUnicode_Compare(type, s) == 0;
+    return type == s || (PyUnicode_Check(type) && celeris_str_equal(type, s));
 }
 
 PyObject *celeris_ws_send(CycleObject *cy, PyObject *msg)

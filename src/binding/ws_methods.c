@@ -157,14 +157,8 @@ static int state_cmp(PyObject *ws, PyObject *attr, PyObject *state, int op)
  * str.__eq__). */
 static int eq(PyObject *a, PyObject *b)
 {
-    if (PyUnicode_CheckExact(a) && PyUnicode_CheckExact(b)) {
-        if (a == b)
-            return 1;
-        if (PyUnicode_IS_COMPACT_ASCII(a) && PyUnicode_IS_COMPACT_ASCII(b))
-            return PyUnicode_GET_LENGTH(a) == PyUnicode_GET_LENGTH(b)
-                   && memcmp(PyUnicode_DATA(a), PyUnicode_DATA(b), (size_t)PyUnicode_GET_LENGTH(a)) == 0;
-        return PyUnicode_Compare(a, b) == 0;
-    }
+    if (PyUnicode_CheckExact(a) && PyUnicode_CheckExact(b))
+        return celeris_str_equal(a, b);
     PyObject *r = PyObject_RichCompare(a, b, Py_EQ);
     if (!r)
         return -1;
@@ -198,17 +192,13 @@ static int map_oserror(WsOpObject *o)
     WsMethodObject *m = o->m;
     if (PyObject_SetAttr(o->ws, m->s_app_state, m->disconnected) == 0) {
         PyObject *code = PyLong_FromLong(1006);
-        PyObject *kw = code ? PyDict_New() : NULL;
-        if (kw && PyDict_SetItem(kw, m->s_code, code) == 0) {
-            PyObject *args = PyTuple_New(0);
-            PyObject *exc = args ? PyObject_Call(m->WebSocketDisconnect, args, kw) : NULL;
-            Py_XDECREF(args);
-            if (exc) {
-                PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
-                Py_DECREF(exc);
-            }
+        PyObject *kwnames = code ? PyTuple_Pack(1, m->s_code) : NULL;
+        PyObject *exc = kwnames ? PyObject_Vectorcall(m->WebSocketDisconnect, &code, 0, kwnames) : NULL;
+        if (exc) {
+            PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+            Py_DECREF(exc);
         }
-        Py_XDECREF(kw);
+        Py_XDECREF(kwnames);
         Py_XDECREF(code);
     }
     PyErr_SetExcInfo(ot, ov, otb);                  /* steals: back to the outer one */

@@ -475,20 +475,22 @@ TEST(close_from_inside_a_callback_is_deferred)
     cel_server_free(h.srv);
 }
 
+/* The requests and statuses the fixed-head tests run every response over. */
+static const char *const reqs[] = {
+    "GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+    "HEAD / HTTP/1.1\r\nHost: a\r\n\r\n",
+    "GET / HTTP/1.0\r\n\r\n",
+    "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+    "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    "POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n",
+};
+static const int statuses[] = { 200, 201, 204, 304, 404, 101, 599, 1000, 42 };
+
 /* cel_conn_response_start_fixed writes what cel_conn_response_start writes
  * for ("content-length", n), ("content-type", t) and leaves the same state,
  * over statuses, methods, versions, keep-alive, 100-continue and cfg. */
 TEST(fixed_head_equals_general_head)
 {
-    static const char *const reqs[] = {
-        "GET / HTTP/1.1\r\nHost: a\r\n\r\n",
-        "HEAD / HTTP/1.1\r\nHost: a\r\n\r\n",
-        "GET / HTTP/1.0\r\n\r\n",
-        "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
-        "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
-        "POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n",
-    };
-    static const int statuses[] = { 200, 201, 204, 304, 404, 101, 599, 1000, 42 };
     static const uint64_t lengths[] = { 0, 17, 1234567, UINT64_MAX };
     static const char *const types[] = { "application/json", "", "text/plain; charset=utf-8" };
     const char date[] = "Sun, 06 Dec 2026 20:00:00 GMT";
@@ -538,15 +540,6 @@ TEST(fixed_head_equals_general_head)
  * appends to output already buffered (a pipelined batch). */
 TEST(respond_fixed_equals_start_and_body)
 {
-    static const char *const reqs[] = {
-        "GET / HTTP/1.1\r\nHost: a\r\n\r\n",
-        "HEAD / HTTP/1.1\r\nHost: a\r\n\r\n",
-        "GET / HTTP/1.0\r\n\r\n",
-        "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
-        "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
-        "POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n",
-    };
-    static const int statuses[] = { 200, 201, 204, 304, 404, 101, 599, 1000, 42 };
     static const size_t lengths[] = { 0, 1, 9, 10, 17, 99, 100, 1000, 70000 };
     static const char *const types[] = { "application/json", "", "text/plain; charset=utf-8" };
     const char date[] = "Sun, 06 Dec 2026 20:00:00 GMT";

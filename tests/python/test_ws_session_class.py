@@ -201,9 +201,9 @@ def _outcome(fn):
         return ("raise", _describe_exc(e))
 
 
-class _Suspend:
-    """An awaitable that yields once (a marker) and then returns its value,
-    with throw/close recorded."""
+class _SuspendBare:
+    """An awaitable that yields once (a marker) and then returns its value; no
+    throw() or close(): thrown exceptions are raised at the await itself."""
 
     def __init__(self, value):
         self.value, self.events = value, []
@@ -224,6 +224,10 @@ class _Suspend:
         self.events.append("return")
         raise StopIteration(self.value)
 
+
+class _Suspend(_SuspendBare):
+    """_SuspendBare with throw() and close(), recorded."""
+
     def throw(self, *args):
         self.events.append(("throw", args[0] if isinstance(args[0], type) else type(args[0])))
         if isinstance(args[0], type) and issubclass(args[0], KeyError) or isinstance(args[0], KeyError):
@@ -232,26 +236,6 @@ class _Suspend:
 
     def close(self):
         self.events.append("close")
-
-
-class _SuspendBare:
-    """_Suspend without throw() and close(): thrown exceptions are raised at the
-    await itself."""
-
-    def __init__(self, value):
-        self.value, self.events = value, []
-
-    def __await__(self):
-        return self
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        if not self.events:
-            self.events.append("yield")
-            return "marker"
-        raise StopIteration(self.value)
 
 
 MSG = {"type": "websocket.receive", "text": "t", "bytes": b"b"}
