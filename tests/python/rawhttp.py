@@ -253,12 +253,17 @@ def record(addr, tag: str):
     return get(addr, f"/record?tag={tag}").json()
 
 
-def wait_record(addr, tag: str, n: int = 1):
-    """The app records asynchronously: poll until `tag` has n entries (each
-    poll a round trip, not a sleep)."""
-    for _ in range(500):
+def wait_record(addr, tag: str, n: int = 1, within: float = 30.0):
+    """The app records asynchronously: poll until `tag` has n entries or
+    `within` seconds passed. Bounded by time, not by a count of polls: the app
+    may be waiting on its own timer (e.g. /timeout-receive's 0.05 s), and over
+    loopback with busy polling 500 round trips can take less than that."""
+    deadline = time.monotonic() + within
+    while True:
         r = record(addr, tag)
-        if len(r) >= n:
-            return r
-        socket.create_connection(addr).close()
+        if len(r) >= n or time.monotonic() >= deadline:
+            break
+        time.sleep(0.001)
+    if len(r) >= n:
+        return r
     raise AssertionError(f"record {tag!r} has {record(addr, tag)}")

@@ -3,6 +3,7 @@ by an independent client (the `websockets` library) and, for frames no
 library sends, a raw socket client (wsraw.py).  ASGI behaviour follows
 uvicorn's websockets-sansio protocol."""
 import json
+import time
 
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -492,10 +493,9 @@ def test_fastapi_websocket_route(ws_fastapi_server):
         assert ws.recv() == "42: ping"
         ws.close(code=1000)
     with Conn(ws_fastapi_server.addr) as c:
-        for _ in range(200):
-            d = c.request("GET", "/disconnects").json()
-            if d:
-                break
+        deadline = time.monotonic() + 30
+        while not (d := c.request("GET", "/disconnects").json()) and time.monotonic() < deadline:
+            time.sleep(0.001)
         assert d == [1000]
 
 
