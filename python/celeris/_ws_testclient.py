@@ -296,7 +296,9 @@ class CoreWebSocketSession:
             code = message.get("code", 1000) or 1000
             reason = (message.get("reason") or "").encode("utf-8")
             if code in (1005, 1006, 1015) or not self._upgraded:
-                self.conn.feed(b"", eof=True)
+                # codes that never go on the wire: drop the connection, the app
+                # sees the code (Starlette's TestClient hands it over directly)
+                self.conn.ws_abort(code, reason.decode("utf-8"))
             elif not self._close_seen:
                 self._close_seen = True
                 self.conn.feed(client_frame(0x8, struct.pack("!H", code) + reason))

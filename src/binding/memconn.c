@@ -79,6 +79,47 @@ static PyObject *mc_feed(PyObject *op, PyObject *args, PyObject *kw)
     return PyBool_FromLong(rc == CEL_ECLOSED);
 }
 
+/* ws_abort(code, reason="") -> closed: the client side of a WebSocket drops
+ * the connection and the app's websocket.disconnect carries `code`/`reason`.
+ * For the TestClient's close() with a code that never goes on the wire (1005,
+ * 1006, 1015): Starlette's TestClient hands such a code to the app directly,
+ * so the in-memory connection records it as the peer's code, then feeds EOF.
+ * Before the upgrade (no WebSocket state yet) it is a plain EOF.  The reason
+ * is cut to what a close frame could carry (123 bytes, on a character
+ * boundary).  Errors: RuntimeError when the connection is closed. */
+static PyObject *mc_ws_abort(PyObject *op, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"code", "reason", NULL};
+    MemConnObject *m = (MemConnObject *)op;
+    int code;
+    const char *reason = "";
+    Py_ssize_t rlen = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "i|s#:ws_abort", kwlist, &code, &reason, &rlen))
+        return NULL;
+    if (!m->conn || !m->server->srv) {
+        PyErr_SetString(PyExc_RuntimeError, "connection is closed");
+        return NULL;
+    }
+    cel_ws_conn *w = m->conn->ws;
+    if (w && !w->close_code) {
+        size_t n = (size_t)rlen;
+        if (n > sizeof w->close_reason - 1) {
+            n = sizeof w->close_reason - 1;
+            while (n && ((unsigned char)reason[n] & 0xC0) == 0x80)
+                n--;                        /* don't split a UTF-8 sequence */
+        }
+        w->close_code = code;
+        memcpy(w->close_reason, reason, n);
+        w->close_reason_len = n;
+    }
+    int rc = cel_server_feed(m->server->srv, m->conn, "", 0, 1);
+    if (rc == CEL_ENOMEM)
+        return PyErr_NoMemory();
+    if (PyErr_Occurred())
+        return NULL;
+    return PyBool_FromLong(rc == CEL_ECLOSED);
+}
+
 static PyObject *mc_take(PyObject *op, PyObject *Py_UNUSED(a))
 {
     MemConnObject *m = (MemConnObject *)op;
@@ -145,6 +186,9 @@ static void mc_dealloc(PyObject *op)
 static PyMethodDef mc_methods[] = {
     {"feed", (PyCFunction)(void (*)(void))mc_feed, METH_VARARGS | METH_KEYWORDS,
      "feed(data, eof=False) -> closed: process request bytes through the core."},
+    {"ws_abort", (PyCFunction)(void (*)(void))mc_ws_abort, METH_VARARGS | METH_KEYWORDS,
+     "ws_abort(code, reason='') -> closed: drop a WebSocket connection, the app's "
+     "websocket.disconnect carrying code/reason."},
     {"take", mc_take, METH_NOARGS, "Take all pending response bytes."},
     {"close", mc_close, METH_NOARGS, "Close and free the connection."},
     {NULL, NULL, 0, NULL},

@@ -28,7 +28,9 @@ def make_app():
             while True:
                 msg = await websocket.receive()
                 if msg["type"] == "websocket.disconnect":
-                    app.state.log.append(("disconnect", msg["code"]))
+                    # reason: "" through the core (as over a socket), None from
+                    # Starlette's client when close() got none
+                    app.state.log.append(("disconnect", msg["code"], msg.get("reason") or ""))
                     return
                 if msg.get("text") is not None:
                     await websocket.send_text(msg["text"].upper())
@@ -36,6 +38,11 @@ def make_app():
                     await websocket.send_bytes(msg["bytes"][::-1])
         finally:
             assert websocket.client_state in (WebSocketState.CONNECTED, WebSocketState.DISCONNECTED)
+
+    @app.websocket("/receive-text")
+    async def receive_text(websocket: WebSocket):
+        await websocket.accept()
+        await websocket.receive_text()
 
     @app.websocket("/close-early")
     async def close_early(websocket: WebSocket):
@@ -106,7 +113,28 @@ def test_client_close_code_reaches_app(client):
     with client.websocket_connect("/echo/r") as ws:
         ws.receive_json()
         ws.close(code=4321)
-    assert client.app.state.log[-1] == ("disconnect", 4321)
+    assert client.app.state.log[-1] == ("disconnect", 4321, "")
+
+
+@pytest.mark.parametrize("code", [1000, 1001, 1005, 1006, 1015, 4321])
+def test_client_close_code_and_reason_reach_app(client, code):
+    """Codes that can't go on the wire (1005/1006/1015) reach the app too, as
+    Starlette's TestClient hands them over: the core drops the connection and
+    reports the code the client gave."""
+    with client.websocket_connect("/echo/r") as ws:
+        ws.receive_json()
+        ws.close(code=code, reason="bye \u00e9")
+    assert client.app.state.log[-1] == ("disconnect", code, "bye \u00e9")
+
+
+@pytest.mark.parametrize("code", [1000, 1006, 4001])
+def test_disconnect_raised_by_receive_text_comes_out(client, code):
+    """receive_text() raises WebSocketDisconnect(code); the endpoint lets it
+    escape and the TestClient re-raises it when the session ends."""
+    with pytest.raises(WebSocketDisconnect) as exc:
+        with client.websocket_connect("/receive-text") as ws:
+            ws.close(code=code)
+    assert exc.value.code == code
 
 
 def test_close_before_accept(client):
@@ -155,3 +183,15 @@ def test_scope(client):
         s = ws.receive_json()
     assert s == {"type": "websocket", "path": "/scope", "query": "a=1", "scheme": "ws",
                  "subprotocols": ["x"], "root_path": "", "client": ["testclient", 50000]}
+
+
+def test_dropped_close_reason_cut_like_a_close_frame():
+    """The core keeps at most 123 bytes of reason (what a close frame holds),
+    cut on a character boundary: a close(1006) with a longer reason reaches the
+    app shortened, never as broken UTF-8."""
+    app = make_app()
+    with cel_testclient.TestClient(app) as c:
+        with c.websocket_connect("/echo/r") as ws:
+            ws.receive_json()
+            ws.close(code=1006, reason="\u00e9" * 70)       # 140 bytes
+    assert app.state.log[-1] == ("disconnect", 1006, "\u00e9" * 61)
