@@ -94,6 +94,8 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("mw", "GET /mw (CORS)", "fastapi_mw:app", "/mw",
                  ("celeris", "uvicorn", "granian"),
                  headers=(("Origin", "http://example.com"),), expect=b'"hello"'),
+        Scenario("httpmw", "GET /httpmw (@app.middleware)", "fastapi_httpmw:app", "/httpmw",
+                 ("celeris", "uvicorn", "granian"), expect=b'"hello"'),
         Scenario("pipeline", "pipelined x16 /plain", "fastapi_app:app", "/plain",
                  ("celeris", "uvicorn", "nginx"), lua="pipeline.lua",
                  lua_args=("16", "/plain"), pipeline=16, expect=b'"hello"'),

@@ -156,6 +156,7 @@ typedef struct CycleObject {
     int disconnected;
     int body_complete;          /* more_body=False delivered */
     int recv_peek;              /* recv_future is body_wait()'s: resolved with None, body left buffered */
+    int receive_called;         /* the app called receive() (HTTP): the body may be partly taken */
     PyObject *task;             /* the asyncio Task running the app; cleared by finish() */
     struct CycleObject *live_prev, *live_next;  /* server's live list (linked = one strong ref) */
     int live;

@@ -211,6 +211,7 @@ static PyObject *cycle_receive(PyObject *self, PyObject *Py_UNUSED(a))
     celeris_state *st = ST(cy);
     if (cy->ws)
         return celeris_ws_receive(cy);
+    cy->receive_called = 1;
     if (cy->disconnected || cy->response_complete || !cy->conn) {
         PyObject *msg = disconnect_msg(st);
         if (!msg)
@@ -853,6 +854,11 @@ static PyObject *get_complete(PyObject *self, void *Py_UNUSED(c))
     return PyBool_FromLong(((CycleObject *)self)->response_complete);
 }
 
+static PyObject *get_receive_called(PyObject *self, void *Py_UNUSED(c))
+{
+    return PyBool_FromLong(((CycleObject *)self)->receive_called);
+}
+
 static PyObject *get_disconnected(PyObject *self, void *Py_UNUSED(c))
 {
     return PyBool_FromLong(((CycleObject *)self)->disconnected);
@@ -874,6 +880,7 @@ PyObject *celeris_cycle_new(ServerObject *server, cel_conn *c, PyObject *scope)
     cy->disconnected = 0;
     cy->body_complete = 0;
     cy->recv_peek = 0;
+    cy->receive_called = 0;
     cy->task = NULL;
     cy->live_prev = cy->live_next = NULL;
     cy->live = 0;
@@ -954,6 +961,8 @@ static PyGetSetDef cycle_getset[] = {
     {"response_started", get_started, NULL, NULL, NULL},
     {"response_complete", get_complete, NULL, NULL, NULL},
     {"disconnected", get_disconnected, NULL, NULL, NULL},
+    {"receive_called", get_receive_called, NULL,
+     "receive() was called (HTTP): some of the body may have been taken", NULL},
     {"task", get_task, NULL, "the asyncio Task running the app, while it runs", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };

@@ -118,4 +118,4 @@ def test_other_middleware_keeps_app_on_asgi_tier():
     app.add_middleware(GZipMiddleware)
     assert compile_app(app).app_reason == ""        # stack mode (test_native_middleware.py)
     add_tagging_middleware(app)
-    assert "BaseHTTPMiddleware" in compile_app(app).app_reason
+    assert "TagMiddleware" in compile_app(app).app_reason

@@ -36,22 +36,93 @@ def _known() -> tuple:
     return (CORSMiddleware, GZipMiddleware, HTTPSRedirectMiddleware, TrustedHostMiddleware)
 
 
+def _is_base_http(cls: Any) -> bool:
+    """BaseHTTPMiddleware or a subclass that keeps its __call__ (overriding
+    dispatch, as `@app.middleware("http")` and the documented subclasses do)."""
+    from starlette.middleware.base import BaseHTTPMiddleware
+
+    return (isinstance(cls, type) and issubclass(cls, BaseHTTPMiddleware)
+            and cls.__call__ is BaseHTTPMiddleware.__call__)
+
+
 def unsupported(app: Any) -> str:
     """"" when every user middleware of the app can run in stack mode, else
     the names of those that cannot."""
     known = _known()
     bad = [getattr(m.cls, "__name__", repr(m.cls)) for m in app.user_middleware
-           if getattr(m, "cls", None) not in known]
+           if getattr(m, "cls", None) not in known and not _is_base_http(getattr(m, "cls", None))]
     return ", ".join(bad)
 
 
+def _app_inner(app: Any) -> Any:
+    """The ASGI app FastAPI's stack puts inside the user middleware
+    (ExceptionMiddleware -> [AsyncExitStackMiddleware ->] router, as the
+    installed FastAPI builds it), taken from a freshly built stack."""
+    node = app.build_middleware_stack()
+    want = [m.cls for m in app.user_middleware]
+    chain = []
+    while node is not None and len(chain) < 64:
+        chain.append(node)
+        node = getattr(node, "app", None)
+    for i in range(len(chain) - len(want) + 1):
+        if [type(n) for n in chain[i:i + len(want)]] == want:
+            return chain[i + len(want) - 1].app
+    raise RuntimeError("the app's middleware stack does not have its user middleware in order")
+
+
+class _Snapshot:
+    """What the route was matched and its parameters read from: the scope's
+    values (by identity) and its header list (by value).  A BaseHTTPMiddleware
+    dispatch may rewrite them (request.scope["path"] = ..., headers appended)
+    or take the body before call_next; FastAPI's router then sees the changed
+    request, so the native call must not run the route it matched."""
+    __slots__ = ("items", "headers")
+
+    def __init__(self, scope: dict) -> None:
+        self.items = [kv for kv in scope.items() if kv[0] != "headers"]
+        self.headers = list(scope["headers"])
+
+    def changed(self, scope: dict) -> bool:
+        get = scope.get
+        for k, v in self.items:
+            if get(k, _snapshot_missing) is not v:
+                return True
+        return scope["headers"] != self.headers
+
+
+_snapshot_missing = object()
+
+
 def stack_runner(app: Any) -> Optional[Callable]:
-    """mw_run for the app's user middleware, or None when it has none."""
+    """mw_run for the app's user middleware, or None when it has none.
+
+    With a BaseHTTPMiddleware in the chain, the innermost app checks the
+    request first: when the scope was rewritten, the body was (partly) read
+    through receive() before call_next, or call_next runs a second time, the
+    request goes to the app's own inner stack (_app_inner: FastAPI's
+    ExceptionMiddleware and router) with the receive/send the middleware gave
+    -- what FastAPI would run -- and the native call is closed unstarted."""
     if not app.user_middleware:
         return None
+    checked = any(_is_base_http(m.cls) for m in app.user_middleware)
+    fallback: list = []
+
+    async def asgi_inner(scope: dict, receive: Any, send: Any) -> None:
+        if not fallback:
+            fallback.append(_app_inner(app))
+        await fallback[0](scope, receive, send)
 
     async def native_inner(scope: dict, receive: Any, send: Any) -> None:
-        nc = scope.pop(_KEY)
+        nc = scope.pop(_KEY, None)
+        if nc is None:                      # call_next again: FastAPI's router runs it
+            await asgi_inner(scope, receive, send)
+            return
+        if checked:
+            nc, snap = nc
+            if snap.changed(scope) or nc.cycle.receive_called:
+                nc.close()
+                await asgi_inner(scope, receive, send)
+                return
         nc.scope_dict = scope
         nc.mw_send = send
         await nc
@@ -63,7 +134,13 @@ def stack_runner(app: Any) -> Optional[Callable]:
 
     async def run(inner: Any) -> None:
         scope = inner.scope()
-        scope[_KEY] = inner
+        if checked:
+            # what Starlette.__call__ adds before the middleware stack: a
+            # dispatch function reads request.app
+            scope["app"] = app
+            scope[_KEY] = (inner, _Snapshot(scope))
+        else:
+            scope[_KEY] = inner
         try:
             await chain(scope, inner.cycle.receive, inner.cycle.send)
         finally:
