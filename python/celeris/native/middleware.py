@@ -127,10 +127,19 @@ def stack_runner(app: Any) -> Optional[Callable]:
         nc.mw_send = send
         await nc
 
+    fast = False
+    if checked:
+        try:        # imports Starlette's _CachedRequest/_StreamingResponse by name
+            from celeris.native import http_middleware
+            fast = http_middleware.available()
+        except ImportError:
+            pass
     chain: Any = native_inner
     for m in reversed(app.user_middleware):
         cls, args, kwargs = m
         chain = cls(chain, *args, **kwargs)
+        if fast and _is_base_http(cls):
+            chain = http_middleware.FastHTTPMiddleware(chain)
 
     async def run(inner: Any) -> None:
         scope = inner.scope()
