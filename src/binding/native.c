@@ -223,6 +223,7 @@ static PyObject *napp_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
         || !(self->rt_run_sync = getattr_s(runtime, "run_sync"))
         || !(self->rt_copy_default = getattr_s(runtime, "copy_default"))
         || !(self->rt_render_json_bytes = getattr_s(runtime, "render_json_bytes"))
+        || !(self->rt_send_json_bytes = getattr_s(runtime, "send_json_bytes"))
         || !(self->response_type = getattr_s(runtime, "Response"))
         || !(self->rt_not_found = getattr_s(runtime, "not_found"))
         || !(self->rt_not_allowed = getattr_s(runtime, "method_not_allowed"))
@@ -283,6 +284,7 @@ static int napp_clear(PyObject *op)
     Py_CLEAR(self->rt_run_sync);
     Py_CLEAR(self->rt_copy_default);
     Py_CLEAR(self->rt_render_json_bytes);
+    Py_CLEAR(self->rt_send_json_bytes);
     Py_CLEAR(self->response_type);
     Py_CLEAR(self->kw_loc);
     Py_CLEAR(self->cors_start);

@@ -53,7 +53,8 @@ typedef struct NativeAppObject {
     Py_ssize_t nplans;
     PyObject *runtime;          /* celeris.native.runtime */
     PyObject *rt_render, *rt_handle_exception, *rt_server_response, *rt_server_error, *rt_unpack,
-             *rt_run_sync, *rt_copy_default, *rt_render_json_bytes, *response_type;
+             *rt_run_sync, *rt_copy_default, *rt_render_json_bytes, *rt_send_json_bytes,
+             *response_type;
     PyObject *kw_loc;           /* ("loc",) */
     PyObject *cors_start;       /* CORSMiddleware run natively: start(req_headers, status,
                                    headers) -> headers, or NULL */

@@ -185,6 +185,14 @@ static int prepare_result_ex(NativeCallObject *nc, PyObject *result, int skip_c_
 static int send_through_middleware(NativeCallObject *nc, PyObject **coro)
 {
     PyObject *response;
+    int status = nc->plan->status ? nc->plan->status : 200;
+    if (nc->prep_body && status >= 200 && status != 204 && status != 205 && status != 304) {
+        /* the Response's two messages without the Response (runtime.send_json_bytes) */
+        PyObject *args[3] = { nc->asgi_send, nc->plan->status_obj, nc->prep_body };
+        *coro = PyObject_Vectorcall(nc->app->rt_send_json_bytes, args, 3, NULL);
+        Py_CLEAR(nc->prep_body);
+        return *coro ? 1 : -1;
+    }
     if (nc->prep_body) {
         PyObject *args[2] = { nc->plan->status_obj, nc->prep_body };
         response = PyObject_Vectorcall(nc->app->rt_render_json_bytes, args, 2, NULL);

@@ -70,27 +70,16 @@ def _app_inner(app: Any) -> Any:
     raise RuntimeError("the app's middleware stack does not have its user middleware in order")
 
 
-class _Snapshot:
-    """What the route was matched and its parameters read from: the scope's
-    values (by identity) and its header list (by value).  A BaseHTTPMiddleware
-    dispatch may rewrite them (request.scope["path"] = ..., headers appended)
-    or take the body before call_next; FastAPI's router then sees the changed
-    request, so the native call must not run the route it matched."""
-    __slots__ = ("items", "headers")
-
-    def __init__(self, scope: dict) -> None:
-        self.items = [kv for kv in scope.items() if kv[0] != "headers"]
-        self.headers = list(scope["headers"])
-
-    def changed(self, scope: dict) -> bool:
-        get = scope.get
-        for k, v in self.items:
-            if get(k, _snapshot_missing) is not v:
-                return True
-        return scope["headers"] != self.headers
-
-
-_snapshot_missing = object()
+def _snapshot(scope: dict) -> tuple:
+    """What the route was matched and its parameters read from.  A
+    BaseHTTPMiddleware dispatch may rewrite these (request.scope["path"] =
+    ..., a header appended to scope["headers"]) before call_next; FastAPI's
+    router then sees the changed request, so the native call must not run
+    the route it matched.  Compared by value (==): an equal value routes the
+    same; the header list is copied so that changes in place show."""
+    g = scope.get
+    return (g("type"), g("method"), g("path"), g("raw_path"), g("root_path"), g("query_string"),
+            g("scheme"), g("http_version"), g("server"), g("client"), list(g("headers", ())))
 
 
 def stack_runner(app: Any) -> Optional[Callable]:
@@ -119,7 +108,7 @@ def stack_runner(app: Any) -> Optional[Callable]:
             return
         if checked:
             nc, snap = nc
-            if snap.changed(scope) or nc.cycle.receive_called:
+            if snap != _snapshot(scope) or nc.cycle.receive_called:
                 nc.close()
                 await asgi_inner(scope, receive, send)
                 return
@@ -147,7 +136,7 @@ def stack_runner(app: Any) -> Optional[Callable]:
             # what Starlette.__call__ adds before the middleware stack: a
             # dispatch function reads request.app
             scope["app"] = app
-            scope[_KEY] = (inner, _Snapshot(scope))
+            scope[_KEY] = (inner, _snapshot(scope))
         else:
             scope[_KEY] = inner
         try:

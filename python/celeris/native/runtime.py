@@ -98,6 +98,18 @@ def render_json_bytes(status_code: int | None, content: bytes) -> Response:
     return response
 
 
+async def send_json_bytes(send: Any, status_code: int | None, content: bytes) -> None:
+    """Stack mode: the two messages render_json_bytes(status_code, content)'s
+    Response sends (Response.__call__: start with content-length and
+    content-type, then the body), without building the Response.  Only for
+    statuses whose body is kept (not 1xx, 204, 205, 304: native_call.c
+    checks)."""
+    await send({"type": "http.response.start", "status": status_code or 200,
+                "headers": [(b"content-length", str(len(content)).encode("latin-1")),
+                            (b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": content})
+
+
 def http_exception(exc: Exception) -> Response:
     """fastapi.exception_handlers.http_exception_handler, or
     request_validation_exception_handler for a RequestValidationError."""
