@@ -11,7 +11,8 @@ and a memory object stream (~570k instructions per request under callgrind,
 two orders of magnitude more than the native route inside it).
 
 The behaviour is Starlette's BaseHTTPMiddleware.__call__ for the sources in
-`_KNOWN` (for any other source the instance's own __call__ runs):
+`_KNOWN` (Starlette 1.10.0 and 1.7.0; for any other source the instance's
+own __call__ runs):
 
 - call_next starts the inner app in a child Task (asyncio.create_task: a
   copy of the dispatch's context, as anyio's start_soon makes) and waits for
@@ -56,7 +57,10 @@ from anyio import BrokenResourceError, ClosedResourceError, EndOfStream
 from starlette.middleware.base import _CachedRequest, _StreamingResponse
 
 # sha256(getsource(BaseHTTPMiddleware) + getsource(create_collapsing_task_group))[:16]
-_KNOWN = {"b2380e6aa01c1860": "Starlette 1.10.0"}
+# -> (versions, flavour).  Flavour 1 (Starlette 1.7): _CachedRequest(scope, receive);
+# call_next skips one http.response.debug carrying info, knows no early hints, and
+# reads the start message's headers with ["headers"].  Flavour 2 (1.10): as above.
+_KNOWN = {"b2380e6aa01c1860": ("Starlette 1.10.0", 2), "17146069ee8606a6": ("Starlette 1.7.0", 1)}
 
 _known_cache: dict = {}
 
@@ -69,17 +73,21 @@ def source_digest() -> str:
     return hashlib.sha256(src.encode()).hexdigest()[:16]
 
 
-def available() -> bool:
-    """True when the installed Starlette's BaseHTTPMiddleware is one this
-    module reproduces."""
-    ok = _known_cache.get("ok")
-    if ok is None:
+def flavour() -> int:
+    """The installed Starlette's BaseHTTPMiddleware as one this module
+    reproduces (1 or 2, see _KNOWN), or 0."""
+    f = _known_cache.get("flavour")
+    if f is None:
         try:
-            ok = source_digest() in _KNOWN
+            f = _KNOWN.get(source_digest(), ("", 0))[1]
         except (OSError, TypeError, ImportError):
-            ok = False
-        _known_cache["ok"] = ok
-    return ok
+            f = 0
+        _known_cache["flavour"] = f
+    return f
+
+
+def available() -> bool:
+    return flavour() != 0
 
 
 class _Channel:
@@ -159,6 +167,9 @@ class _Channel:
             if not entry[0].done():
                 entry[0].set_result(None)
         self.senders.clear()
+
+
+_FLAVOUR = flavour()
 
 
 def _disconnect() -> dict:
@@ -261,17 +272,23 @@ class _Call:
             # handing that message over
             await asyncio.sleep(0)
         try:
-            info = None
-            while True:
+            if _FLAVOUR == 1:
                 message = await chan.receive()
-                t = message["type"]
-                if t == "http.response.debug":
-                    info = message["info"]
-                    continue
-                if t == "http.response.early_hint":
-                    await self.send(message)
-                    continue
-                break
+                info = message.get("info", None)
+                if message["type"] == "http.response.debug" and info is not None:
+                    message = await chan.receive()
+            else:
+                info = None
+                while True:
+                    message = await chan.receive()
+                    t = message["type"]
+                    if t == "http.response.debug":
+                        info = message["info"]
+                        continue
+                    if t == "http.response.early_hint":
+                        await self.send(message)
+                        continue
+                    break
         except EndOfStream:
             exc = self.app_exc
             if exc is not None:
@@ -280,7 +297,7 @@ class _Call:
             raise RuntimeError("No response returned.")
         assert message["type"] == "http.response.start"
         response = _StreamingResponse(status_code=message["status"], content=self.body_stream(), info=info)
-        response.raw_headers = message.get("headers", [])
+        response.raw_headers = message["headers"] if _FLAVOUR == 1 else message.get("headers", [])
         return response
 
     async def body_stream(self) -> Any:
@@ -334,7 +351,7 @@ class FastHTTPMiddleware:
         if scope["type"] != "http":
             await mw.app(scope, receive, send)
             return
-        request = _CachedRequest(scope, receive, send)
+        request = _CachedRequest(scope, receive) if _FLAVOUR == 1 else _CachedRequest(scope, receive, send)
         wrapped_receive = request.wrapped_receive
         call = _Call(mw.app, scope, send, wrapped_receive)
         try:
