@@ -218,6 +218,8 @@ static PyObject *napp_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
     if (!(self->rt_render = getattr_s(runtime, "render"))
         || !(self->rt_handle_exception = getattr_s(runtime, "handle_exception"))
         || !(self->rt_server_response = getattr_s(runtime, "server_response"))
+        || !(self->rt_server_started = getattr_s(runtime, "server_started"))
+        || !(self->rt_submit_later = getattr_s(runtime, "submit_later"))
         || !(self->rt_server_error = getattr_s(runtime, "server_error"))
         || !(self->rt_unpack = getattr_s(runtime, "unpack"))
         || !(self->rt_run_sync = getattr_s(runtime, "run_sync"))
@@ -231,6 +233,7 @@ static PyObject *napp_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
         goto error;
     /* Borrowed: the plan is never freed, and its coroutines only return
      * Response objects or raise, so these are never used to render. */
+    self->noroute_plan.index = -1;
     self->noroute_plan.status_obj = Py_None;
     self->noroute_plan.response_class = self->response_type;
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -263,6 +266,8 @@ static PyObject *napp_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
                  * declined it): that route stays on the ASGI tier. */
                 PyErr_Clear();
                 self->plan_errors++;
+            } else {
+                self->plans[i]->index = i;
             }
         }
     }
@@ -285,6 +290,8 @@ static int napp_clear(PyObject *op)
     Py_CLEAR(self->rt_copy_default);
     Py_CLEAR(self->rt_render_json_bytes);
     Py_CLEAR(self->rt_send_json_bytes);
+    Py_CLEAR(self->rt_server_started);
+    Py_CLEAR(self->rt_submit_later);
     Py_CLEAR(self->response_type);
     Py_CLEAR(self->kw_loc);
     Py_CLEAR(self->cors_start);
@@ -304,6 +311,7 @@ static int napp_traverse(PyObject *op, visitproc visit, void *arg)
     Py_VISIT(self->runtime);
     Py_VISIT(self->rt_handle_exception);
     Py_VISIT(self->rt_server_response);
+    Py_VISIT(self->rt_server_started);
     Py_VISIT(self->cors_start);
     Py_VISIT(self->cors_wrap);
     Py_VISIT(self->mw_run);
@@ -585,6 +593,16 @@ static int wrap_in_stack(ServerObject *self, NativeAppObject *app, NPlan *plan, 
         return -1;
     }
     ((NativeCallObject *)outer)->phase = 3;     /* an answer runs: failures -> ServerErrorMiddleware */
+    /* One scope dict for both, as FastAPI's stack passes one down: the outer
+     * call's (ServerErrorMiddleware's Request) is the one the middleware saw,
+     * and it stays readable after the connection is gone. */
+    PyObject *scope = PyObject_CallMethod((PyObject *)inner, "scope", NULL);
+    if (!scope) {
+        inner->nested = 0;
+        Py_DECREF(outer);
+        return -1;
+    }
+    Py_XSETREF(((NativeCallObject *)outer)->scope, scope);
     Py_DECREF(*ncp);
     *ncp = outer;
     return 0;
@@ -932,7 +950,13 @@ int celeris_native_dispatch(ServerObject *self, cel_conn *c, const cel_http_requ
                 if ((ok = PyDict_SetItem(kw, PyTuple_GET_ITEM(plan->kwnames, i), argv[i])) < 0)
                     break;
             PyObject *pool = ok == 0 ? celeris_server_pool(self) : NULL;
-            if (pool) {
+            if (pool && app->mw_run) {
+                /* stack mode: the user middleware runs first, and may never
+                 * call the route (or send the request elsewhere): the job is
+                 * submitted when the native call first runs */
+                PyObject *a[3] = { pool, plan->endpoint, kw };
+                coro = PyObject_Vectorcall(app->rt_submit_later, a, 3, NULL);
+            } else if (pool) {
                 /* def endpoint: in the pool's worker thread; driven through
                  * the Future's iterator (await fut). */
                 PyObject *a[3] = { pool, plan->endpoint, kw };

@@ -27,6 +27,7 @@ typedef struct {
 
 typedef struct {
     PyObject *endpoint;
+    Py_ssize_t index;           /* the route's index in the compiled table (-1: no-route plan) */
     int is_coroutine;
     int status;                 /* route status_code, 0 = default */
     PyObject *status_obj;       /* int or None */
@@ -53,7 +54,8 @@ typedef struct NativeAppObject {
     Py_ssize_t nplans;
     PyObject *runtime;          /* celeris.native.runtime */
     PyObject *rt_render, *rt_handle_exception, *rt_server_response, *rt_server_error, *rt_unpack,
-             *rt_run_sync, *rt_copy_default, *rt_render_json_bytes, *rt_send_json_bytes,
+             *rt_run_sync, *rt_copy_default, *rt_render_json_bytes, *rt_send_json_bytes, *rt_server_started,
+             *rt_submit_later,
              *response_type;
     PyObject *kw_loc;           /* ("loc",) */
     PyObject *cors_start;       /* CORSMiddleware run natively: start(req_headers, status,

@@ -439,6 +439,53 @@ static void log_app_failure(NativeCallObject *nc, PyObject *err)
     PyErr_Clear();
 }
 
+/* An Exception after the response started, as ServerErrorMiddleware meets
+ * it: the app's 500 handler still runs (runtime server_started: its answer
+ * is not sent, the exception is logged after it) -- installed as phase 2,
+ * return 1 -- or, without such a handler, the exception was logged and the
+ * Cycle fails (return 0).  Steals err; leaves no exception set on 0. */
+static int server_error_started(NativeCallObject *nc, PyObject *err)
+{
+    PyObject *args[2] = { (PyObject *)nc, err };
+    PyObject *call = PyObject_Vectorcall(nc->app->rt_server_started, args, 2, NULL);
+    if (call && call != Py_None) {
+        /* run even when the client is gone (the handler's side effects,
+         * then the log): called directly, not through send_prepared */
+        Py_DECREF(err);
+        CycleObject *cy = nc->cycle;
+        PyObject *coro = NULL;
+        PyObject *scope = ncall_scope((PyObject *)nc, NULL);
+        PyObject *recv = scope ? PyObject_GetAttrString((PyObject *)cy, "receive") : NULL;
+        PyObject *send = recv ? PyObject_GetAttrString((PyObject *)cy, "send") : NULL;
+        if (send) {
+            PyObject *a[3] = { scope, recv, send };
+            coro = PyObject_Vectorcall(call, a, 3, NULL);
+        }
+        Py_XDECREF(send);
+        Py_XDECREF(recv);
+        Py_XDECREF(scope);
+        Py_DECREF(call);
+        if (coro) {
+            Py_SETREF(nc->inner, coro);
+            nc->phase = 2;
+            return 1;
+        }
+        log_app_failure(nc, PyErr_GetRaisedException_compat());
+        return 0;
+    }
+    if (!call) {
+        log_app_failure(nc, err);   /* server_started itself failed: log the original */
+        PyErr_Clear();
+        return 0;
+    }
+    Py_DECREF(call);
+    Py_DECREF(err);
+    PyObject *r = celeris_cycle_app_failed(nc->cycle);
+    Py_XDECREF(r);
+    PyErr_Clear();
+    return 0;
+}
+
 /* Advance the inner coroutine with `value` (or throw when exc is set).
  * Returns a yielded object (the Task awaits it), or NULL: with *finished set
  * and no exception when the call is done, else with an exception.  (No
@@ -501,9 +548,10 @@ static PyObject *ncall_step_from(NativeCallObject *nc, PyObject *value, PyObject
                 PyObject *err = PyErr_GetRaisedException_compat();
                 if (PyObject_TypeCheck(err, (PyTypeObject *)PyExc_Exception)) {
                     /* After the response started (teardown of a yield
-                     * dependency, a background task): logged, as Starlette's
-                     * ServerErrorMiddleware re-raises it to the server. */
-                    log_app_failure(nc, err);
+                     * dependency, a background task): ServerErrorMiddleware's
+                     * handler, then logged as it re-raises it to the server. */
+                    if (server_error_started(nc, err) == 1)
+                        continue;
                     goto finished;
                 }
                 PyErr_SetRaisedException_compat(err);
@@ -579,7 +627,10 @@ static PyObject *ncall_step_from(NativeCallObject *nc, PyObject *value, PyObject
             if (done < 0) {
                 PyObject *err = PyErr_GetRaisedException_compat();
                 if (PyObject_TypeCheck(err, (PyTypeObject *)PyExc_Exception)) {
-                    log_app_failure(nc, err);
+                    if (nc->phase == 2)
+                        log_app_failure(nc, err);   /* ServerErrorMiddleware's own answer failed */
+                    else if (server_error_started(nc, err) == 1)
+                        continue;
                 } else {
                     PyObject *f = celeris_cycle_finish(cy);
                     Py_XDECREF(f);
@@ -836,8 +887,16 @@ static PyObject *ncall_get_cycle(PyObject *op, void *Py_UNUSED(c))
     return Py_NewRef((PyObject *)((NativeCallObject *)op)->cycle);
 }
 
+static PyObject *ncall_get_route_index(PyObject *op, void *Py_UNUSED(c))
+{
+    NPlan *p = ((NativeCallObject *)op)->plan;
+    return PyLong_FromSsize_t(p ? p->index : -1);
+}
+
 static PyGetSetDef ncall_getset[] = {
     {"cycle", ncall_get_cycle, NULL, "the request's Cycle (ASGI receive/send)", NULL},
+    {"route_index", ncall_get_route_index, NULL,
+     "the route's index in the compiled route table (-1: a no-route answer)", NULL},
     {"request", ncall_get_obj, ncall_set_obj, "the Request the runner built (handed to exception handlers)", NULL},
     {"body", ncall_get_obj, ncall_set_obj, "the raw request body once read, or None", (void *)1},
     {"mw_send", ncall_get_obj, ncall_set_obj,

@@ -73,7 +73,7 @@ def build(app: Any, runtime: Any = None) -> tuple[Any, CompiledApp]:
     if compiled.cors is None:
         from celeris.native.middleware import stack_runner
 
-        stack = stack_runner(app)
+        stack = stack_runner(app, [e.route if e.kind == KIND_PATH else None for e in compiled.entries])
     return _celeris.NativeApp(entries, runtime, cors=cors, noroute=noroute, stack=stack), compiled
 
 
@@ -98,7 +98,7 @@ def _app_runtime(app: Any, runtime: Any) -> Any:
     from celeris.native.handlers import responders
 
     ns = types.SimpleNamespace(**{k: getattr(runtime, k) for k in dir(runtime) if not k.startswith("__")})
-    ns.handle_exception, ns.server_response = responders(app, ns)
+    ns.handle_exception, ns.server_response, ns.server_started = responders(app, ns)
     return ns
 
 

@@ -9,11 +9,13 @@ dependency, body validation, response serialisation) through two places:
     the plain "Internal Server Error", then the exception is re-raised to the
     server, which logs it.
 
-`responders(app, server_error)` returns the two functions the C driver calls
-(native_call.c respond_exception):
+`responders(app, server_error)` returns the three functions the C driver calls
+(native_call.c respond_exception, server_error_started):
   handle(nc, exc)       -> a Response, an ASGI callable running the app's own
                            handler, or None (not handled: server error path);
-  server_response(nc, exc) -> what ServerErrorMiddleware sends (and logs).
+  server_response(nc, exc) -> what ServerErrorMiddleware sends (and logs);
+  server_started(nc, exc) -> the same once the response started: the app's
+                           500 handler still runs (nothing sent), or None.
 FastAPI's default handlers are answered by runtime.http_exception directly
 (the same bytes, without a Request or an await)."""
 from __future__ import annotations
@@ -60,7 +62,8 @@ class HandlerCall:
                 await response(scope, receive, send)
             return
         try:
-            await response(scope, receive, send)
+            if not self.nc.cycle.response_started:   # ServerErrorMiddleware's own check
+                await response(scope, receive, send)
         finally:
             self.log(exc)
 
@@ -87,8 +90,8 @@ def _complete_scope(scope: dict, app: Any) -> None:
         pass
 
 
-def responders(app: Any, runtime: Any) -> tuple[Callable, Callable]:
-    """(handle, server_response) for `app`; runtime supplies http_exception,
+def responders(app: Any, runtime: Any) -> tuple[Callable, Callable, Callable]:
+    """(handle, server_response, server_started) for `app`; runtime supplies http_exception,
     server_error (logs; returns the default 500) and PlainTextResponse."""
     from fastapi import exception_handlers as eh
     from starlette.middleware.exceptions import ExceptionMiddleware
@@ -133,4 +136,23 @@ def responders(app: Any, runtime: Any) -> tuple[Callable, Callable]:
             return server_error(exc)
         return HandlerCall(error_handler, nc, exc, app, log=log_error)
 
-    return handle, server_response
+    def server_started(nc: Any, exc: BaseException) -> Any:
+        """An Exception after the response started (a streaming body, a
+        background task, a yield dependency's teardown): Starlette's
+        exception wrapper turns one the app has a handler for into
+        RuntimeError("Caught handled exception, but response already
+        started.") from it; ServerErrorMiddleware then still calls the app's
+        500 handler (its answer is not sent) and re-raises.  Returns that
+        handler's HandlerCall (the exception is logged after it), or None
+        when the app has no 500 handler (logged here)."""
+        if lookup(exc) is not None:
+            err = RuntimeError("Caught handled exception, but response already started.")
+            err.__cause__ = exc
+            err.__context__ = exc
+            exc = err
+        if error_handler is None:
+            server_error(exc)
+            return None
+        return HandlerCall(error_handler, nc, exc, app, log=log_error)
+
+    return handle, server_response, server_started

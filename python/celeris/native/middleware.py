@@ -24,7 +24,6 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional
 
-_KEY = "celeris.native_call"
 
 
 def _known() -> tuple:
@@ -82,19 +81,78 @@ def _snapshot(scope: dict) -> tuple:
             g("scheme"), g("http_version"), g("server"), g("client"), list(g("headers", ())))
 
 
-def stack_runner(app: Any) -> Optional[Callable]:
+def _routed_keys(app: Any, routes: list) -> Callable:
+    """complete(scope, index): the keys FastAPI's stack and router add to the
+    scope below the user middleware before the endpoint runs -- the
+    exception handlers (ExceptionMiddleware), the middleware exit stack
+    (AsyncExitStackMiddleware, its key as the installed FastAPI names it),
+    the router, then for a matched route its child scope (endpoint,
+    path_params, route) and the request handler's two exit stacks -- so a
+    dispatch function reads them after call_next (request.scope["route"],
+    request.path_params) as on FastAPI.  The stacks are fresh and empty: the
+    native call closes what it opens itself."""
+    import inspect
+    from contextlib import AsyncExitStack
+
+    from fastapi import routing
+    from fastapi.middleware.asyncexitstack import AsyncExitStackMiddleware
+    from starlette.routing import Match
+
+    from celeris.native.runner import exception_handlers_tuple
+
+    handlers = exception_handlers_tuple(app)
+    router = app.router
+    try:
+        mw_key = inspect.signature(AsyncExitStackMiddleware.__init__).parameters["context_name"].default
+        src = inspect.getsource(routing.request_response)
+    except (KeyError, OSError, TypeError, AttributeError):
+        mw_key, src = "fastapi_middleware_astack", ""
+    inner_keys = tuple(k for k in ("fastapi_inner_astack", "fastapi_function_astack") if f'"{k}"' in src)
+
+    def complete(scope: dict, index: int) -> None:
+        scope["starlette.exception_handlers"] = handlers
+        scope[mw_key] = AsyncExitStack()
+        scope["router"] = router
+        route = routes[index] if 0 <= index < len(routes) else None
+        if route is not None:
+            scope.update(route.matches(scope)[1])
+            for k in inner_keys:
+                scope[k] = AsyncExitStack()
+        elif index < 0:
+            # a no-route answer: a 405's route matched the path only, and
+            # Starlette's router puts the first such route's child scope in
+            for r in router.routes:
+                match, child = r.matches(scope)
+                if match == Match.PARTIAL:
+                    scope.update(child)
+                    break
+                if match == Match.FULL:
+                    break
+
+    return complete
+
+
+def stack_runner(app: Any, routes: Optional[list] = None) -> Optional[Callable]:
     """mw_run for the app's user middleware, or None when it has none.
+    routes: the compiled route table's routes by index (None for entries
+    that are not routes), for the keys a dispatch function reads after
+    call_next (_routed_keys).
 
     With a BaseHTTPMiddleware in the chain, the innermost app checks the
     request first: when the scope was rewritten, the body was (partly) read
     through receive() before call_next, or call_next runs a second time, the
     request goes to the app's own inner stack (_app_inner: FastAPI's
     ExceptionMiddleware and router) with the receive/send the middleware gave
-    -- what FastAPI would run -- and the native call is closed unstarted."""
+    -- what FastAPI would run -- and the native call is closed unstarted.
+    The request's native call reaches the innermost app through `pending`
+    (by the scope's id), not through a scope key a dispatch function would
+    see."""
     if not app.user_middleware:
         return None
     checked = any(_is_base_http(m.cls) for m in app.user_middleware)
     fallback: list = []
+    pending: dict = {}
+    complete = _routed_keys(app, list(routes or ())) if checked else None
 
     async def asgi_inner(scope: dict, receive: Any, send: Any) -> None:
         if not fallback:
@@ -102,8 +160,8 @@ def stack_runner(app: Any) -> Optional[Callable]:
         await fallback[0](scope, receive, send)
 
     async def native_inner(scope: dict, receive: Any, send: Any) -> None:
-        nc = scope.pop(_KEY, None)
-        if nc is None:                      # call_next again: FastAPI's router runs it
+        nc = pending.pop(id(scope), None)
+        if nc is None:      # call_next again, or a middleware passed another scope: FastAPI's router
             await asgi_inner(scope, receive, send)
             return
         if checked:
@@ -112,6 +170,7 @@ def stack_runner(app: Any) -> Optional[Callable]:
                 nc.close()
                 await asgi_inner(scope, receive, send)
                 return
+            complete(scope, nc.route_index)
         nc.scope_dict = scope
         nc.mw_send = send
         await nc
@@ -132,17 +191,18 @@ def stack_runner(app: Any) -> Optional[Callable]:
 
     async def run(inner: Any) -> None:
         scope = inner.scope()
+        key = id(scope)
         if checked:
             # what Starlette.__call__ adds before the middleware stack: a
             # dispatch function reads request.app
             scope["app"] = app
-            scope[_KEY] = (inner, _snapshot(scope))
+            pending[key] = (inner, _snapshot(scope))
         else:
-            scope[_KEY] = inner
+            pending[key] = inner
         try:
             await chain(scope, inner.cycle.receive, inner.cycle.send)
         finally:
-            if scope.pop(_KEY, None) is not None:
+            if pending.pop(key, None) is not None:
                 inner.close()       # a middleware answered by itself: the route never ran
 
     return run

@@ -45,6 +45,14 @@ def run_sync(func: Any, kwargs: dict) -> Any:
     return run_in_threadpool(func, **kwargs)
 
 
+async def submit_later(pool: Any, func: Any, kwargs: dict) -> Any:
+    """Stack mode: a `def` endpoint goes to the thread pool when the native
+    call first runs -- after the user middleware reached the route -- not
+    when the request is dispatched (a middleware may answer by itself, or
+    send the request to FastAPI's own router)."""
+    return await pool.submit(func, kwargs)
+
+
 def render(response_class: Any, status_code: int | None, content: Any) -> Response:
     """FastAPI's path for a plain return value without response_model:
     serialize_response -> jsonable_encoder, then the route's response class."""
