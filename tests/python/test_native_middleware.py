@@ -161,3 +161,63 @@ def test_unknown_middleware_keeps_the_app_on_the_asgi_tier():
     add_tagging_middleware(app)
     assert "TagMiddleware" in compile_app(app).app_reason
     assert compile_app(make_app("gzip+cors+trusted+https")).app_reason == ""
+
+
+def _scope_view_app() -> FastAPI:
+    from fastapi import APIRouter
+
+    app = FastAPI()
+
+    @app.middleware("http")
+    async def view(request: Request, call_next):
+        before = list(request.scope)
+        response = await call_next(request)
+        s = request.scope
+        route = s.get("route")
+        response.headers["x-view"] = repr((
+            before, list(s), getattr(route, "path", None), s.get("path_params"),
+            sorted(s["fastapi"]) if isinstance(s.get("fastapi"), dict) else None,
+            getattr(s.get("endpoint"), "__name__", None)))
+        return response
+
+    @app.get("/top/{x}")
+    async def top(x: int):
+        return {"x": x}
+
+    @app.get("/req")
+    async def req(request: Request):
+        return {"p": request.url.path}
+
+    inner = APIRouter(prefix="/in")
+
+    @inner.get("/items/{item_id}")
+    async def item(item_id: int, q: str = ""):
+        return {"item_id": item_id}
+
+    @inner.post("/only-post")
+    async def only_post():
+        return {}
+
+    nested = APIRouter(prefix="/nested")
+
+    @nested.get("/n/{k}")
+    def deep(k: str):
+        return {"k": k}
+
+    inner.include_router(nested)
+    app.include_router(inner)
+    return app
+
+
+@pytest.mark.parametrize("url", ["/top/3", "/req", "/in/items/7?q=1", "/in/only-post", "/top/x",
+                                 "/nowhere", "/in/nested/n/z"])
+def test_dispatch_sees_the_scope_keys_fastapi_adds(url):
+    """What a metrics/logging middleware reads after call_next: the scope's
+    keys in order, the route's path, path_params, FastAPI's own scope dict
+    (included routers) and the endpoint -- as FastAPI's router leaves them."""
+    n, a = native_and_asgi_clients(_scope_view_app())
+    before = tc.stats["native"]
+    got = n.get(url)
+    assert tc.stats["native"] == before + 1, "served on the ASGI tier"
+    want = a.get(url)
+    assert (got.status_code, got.headers["x-view"]) == (want.status_code, want.headers["x-view"])

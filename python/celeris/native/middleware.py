@@ -109,25 +109,69 @@ def _routed_keys(app: Any, routes: list) -> Callable:
         mw_key, src = "fastapi_middleware_astack", ""
     inner_keys = tuple(k for k in ("fastapi_inner_astack", "fastapi_function_astack") if f'"{k}"' in src)
 
+    top = {id(r) for r in router.routes}
+    # a route of the app's own table matches as FastAPI's router loop would
+    # find it (the first full match: the one the C router chose); an included
+    # router's route goes through that loop (its entry adds its own keys)
+    direct = [r if r is not None and id(r) in top else None for r in routes]
+
+    def router_match(scope: dict, full: bool) -> Any:
+        """Starlette's router loop: a full match's child scope (full=True),
+        else the first partial match's; returns the fully matching route."""
+        partial = partial_route = None
+        for r in router.routes:
+            match, child = r.matches(scope)
+            if match == Match.FULL:
+                if full:
+                    scope.update(child)
+                return r
+            if match == Match.PARTIAL and partial is None:
+                partial, partial_route = child, r
+        if partial is not None:
+            scope.update(partial)
+            if "endpoint" not in scope:
+                # an included router matched the path only: its first route
+                # that does (in FastAPI's order) is the one it hands the 405
+                for ctx in routes:
+                    if ctx is not None and id(ctx) not in top and hasattr(ctx, "matches") \
+                            and ctx.matches(scope)[0] == Match.PARTIAL:
+                        included(scope, partial_route, ctx)
+                        break
+        return None
+
+    def included(scope: dict, top_route: Any, ctx: Any) -> None:
+        """An included router's route (FastAPI >= 0.16x keeps _IncludedRouter
+        entries): what its handle and the selected route add -- the
+        included router and the effective route context in scope["fastapi"],
+        then endpoint, path_params and route.  For routers included in
+        included routers the innermost router is not tracked (the outer one
+        is recorded)."""
+        fs = scope.get("fastapi")
+        if isinstance(fs, dict):
+            fs["included_router"] = top_route
+            fs["effective_route_context"] = ctx
+        scope.update(ctx.matches(scope)[1])
+        scope["route"] = getattr(ctx, "original_route", ctx)
+
     def complete(scope: dict, index: int) -> None:
         scope["starlette.exception_handlers"] = handlers
         scope[mw_key] = AsyncExitStack()
         scope["router"] = router
-        route = routes[index] if 0 <= index < len(routes) else None
-        if route is not None:
-            scope.update(route.matches(scope)[1])
-            for k in inner_keys:
-                scope[k] = AsyncExitStack()
-        elif index < 0:
+        if index < 0:
             # a no-route answer: a 405's route matched the path only, and
             # Starlette's router puts the first such route's child scope in
-            for r in router.routes:
-                match, child = r.matches(scope)
-                if match == Match.PARTIAL:
-                    scope.update(child)
-                    break
-                if match == Match.FULL:
-                    break
+            router_match(scope, False)
+            return
+        route = direct[index] if index < len(direct) else None
+        if route is not None:
+            scope.update(route.matches(scope)[1])
+        else:
+            top_route = router_match(scope, True)
+            ctx = routes[index] if index < len(routes) else None
+            if top_route is not None and ctx is not None and "route" not in scope and hasattr(ctx, "matches"):
+                included(scope, top_route, ctx)
+        for k in inner_keys:
+            scope[k] = AsyncExitStack()
 
     return complete
 
