@@ -230,16 +230,65 @@ def test_unmatched_goes_to_asgi(clients):
     assert TIERS[0] == "no websocket route matches"
 
 
-def test_user_middleware_declined():
-    from starlette.middleware.gzip import GZipMiddleware
+def test_user_middleware_acting_on_websockets_declined():
+    """TrustedHost (and HTTPSRedirect) check websocket scopes too: the app's
+    sessions stay with its own stack."""
+    from starlette.middleware.trustedhost import TrustedHostMiddleware
 
     app = make_app()
-    app.add_middleware(GZipMiddleware)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=["testserver"])
     reps = nws.ws_report(app)
     assert reps and all(why for _, why in reps)
     c = native_and_asgi_clients(app)
     both(c, "/echo/a", native_expected=False)
     assert TIERS[0] == "app: user middleware (websocket scopes kept on the ASGI tier)"
+
+
+@pytest.fixture(scope="module")
+def pass_through_clients():
+    """GZip, CORS and an @app.middleware("http") function: each hands a
+    websocket scope to its app untouched, so sessions run natively."""
+    from fastapi.middleware.cors import CORSMiddleware
+    from starlette.middleware.gzip import GZipMiddleware
+
+    app = make_app()
+    app.add_middleware(GZipMiddleware)
+    app.add_middleware(CORSMiddleware, allow_origins=["*"])
+
+    @app.middleware("http")
+    async def mark(request, call_next):
+        EVENTS.append("http middleware")      # never for a websocket session
+        return await call_next(request)
+
+    return native_and_asgi_clients(app)
+
+
+@pytest.mark.parametrize("url,kw", [("/echo/lobby?who=ann&n=3", {"sends": ("hi", "yo")}),
+                                    ("/echo/x?n=bad", {}), ("/nope", {})])
+def test_pass_through_user_middleware_keeps_sessions_native(pass_through_clients, url, kw):
+    both(pass_through_clients, url, native_expected=url != "/nope", **kw)
+    assert "http middleware" not in EVENTS
+
+
+def test_pass_through_check_reads_the_installed_source():
+    from starlette.middleware.base import BaseHTTPMiddleware
+    from starlette.middleware.cors import CORSMiddleware
+    from starlette.middleware.gzip import GZipMiddleware
+    from starlette.middleware.httpsredirect import HTTPSRedirectMiddleware
+    from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+    class Sub(BaseHTTPMiddleware):
+        async def dispatch(self, request, call_next):
+            return await call_next(request)
+
+    class OwnCall(BaseHTTPMiddleware):
+        async def __call__(self, scope, receive, send):
+            await super().__call__(scope, receive, send)
+
+    assert [nws._ws_pass_through(c) for c in (BaseHTTPMiddleware, Sub, CORSMiddleware, GZipMiddleware)] \
+        == [True] * 4
+    assert [nws._ws_pass_through(c) for c in (OwnCall, TrustedHostMiddleware, HTTPSRedirectMiddleware,
+                                              None, object)] == [False] * 5
 
 
 def test_report():

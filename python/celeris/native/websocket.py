@@ -198,6 +198,39 @@ def _session(run: Any, scope: dict, receive: Any, send: Any) -> Any:
     return wrap_app_handling_exceptions(app, session)(scope, receive, send)
 
 
+_PASS_THROUGH = ['if scope["type"] != "http":', "await self.app(scope, receive, send)", "return"]
+
+
+def _ws_pass_through(cls: Any) -> bool:
+    """A user middleware class that hands a websocket scope to its app
+    untouched: CORSMiddleware, GZipMiddleware and BaseHTTPMiddleware (a
+    subclass keeping its __call__), when their __call__ begins with exactly
+    that (`if scope["type"] != "http": await self.app(...); return`) in the
+    installed Starlette.  TrustedHost and HTTPSRedirect act on websocket
+    scopes and are not."""
+    import inspect
+
+    from starlette.middleware.base import BaseHTTPMiddleware
+    from starlette.middleware.cors import CORSMiddleware
+    from starlette.middleware.gzip import GZipMiddleware
+
+    if not isinstance(cls, type):
+        return False
+    if cls in (CORSMiddleware, GZipMiddleware):
+        call = cls.__call__
+    elif issubclass(cls, BaseHTTPMiddleware) and cls.__call__ is BaseHTTPMiddleware.__call__:
+        call = BaseHTTPMiddleware.__call__
+    else:
+        return False
+    try:
+        lines = inspect.getsource(call).splitlines()[1:]
+    except (OSError, TypeError):
+        return False
+    body = [ln.split("#")[0].strip() for ln in lines]
+    body = [ln for ln in body if ln]
+    return body[:3] == _PASS_THROUGH
+
+
 def _stack(app: Any) -> tuple[Optional[Any], str]:
     """The ExceptionMiddleware of FastAPI's default stack, or a reason."""
     try:
@@ -208,7 +241,8 @@ def _stack(app: Any) -> tuple[Optional[Any], str]:
     from starlette.middleware.errors import ServerErrorMiddleware
     from starlette.middleware.exceptions import ExceptionMiddleware
 
-    if getattr(app, "user_middleware", None):
+    user = list(getattr(app, "user_middleware", None) or ())
+    if user and not all(_ws_pass_through(getattr(m, "cls", None)) for m in user):
         return None, "user middleware (websocket scopes kept on the ASGI tier)"
     if type(app.router) is not APIRouter:
         return None, "custom router class"
@@ -230,6 +264,10 @@ def _stack(app: Any) -> tuple[Optional[Any], str]:
     if type(e).__name__ == "AppBodyLimitMiddleware" and type(e).__module__ == "fastapi._body_limit":
         if getattr(app, "max_body_size", None) is not None:
             return None, "max_body_size set on the app"
+        e = e.app
+    for m in user:                  # each hands websocket scopes straight to its app
+        if type(e) is not m.cls:
+            return None, "middleware stack not reproduced"
         e = e.app
     if type(e) is not ExceptionMiddleware:
         return None, "middleware stack not reproduced"
