@@ -164,7 +164,7 @@ WEBSOCKETS = r"""
 import json
 from fastapi import FastAPI, WebSocket
 from fastapi.testclient import TestClient
-from starlette.middleware.gzip import GZipMiddleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.websockets import WebSocketDisconnect
 import celeris_autopatch
 from celeris import testclient as ct
@@ -201,7 +201,7 @@ assert client.get("/").json() == 1
 assert hello(client) == "hi"
 assert hello(client, "/nope") == 1000
 mw = make()
-mw.add_middleware(GZipMiddleware)
+mw.add_middleware(TrustedHostMiddleware, allowed_hosts=["*"])  # acts on websocket scopes too
 assert hello(TestClient(mw)) == "hi"
 assert hello(TestClient(make(), native=False)) == "hi"
 print("WS", json.dumps([dict(ct.stats), celeris_autopatch.asgi_reasons,
