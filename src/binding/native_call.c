@@ -176,6 +176,25 @@ static int prepare_result_ex(NativeCallObject *nc, PyObject *result, int skip_c_
     return nc->prep_resp ? 0 : -1;
 }
 
+/* app(scope, cycle.receive, send): the ASGI call of `app` on this request,
+ * as a new reference to its coroutine, or NULL with an exception.  `send` is
+ * borrowed; NULL means the Cycle's own send. */
+static PyObject *asgi_call(NativeCallObject *nc, PyObject *app, PyObject *send)
+{
+    PyObject *coro = NULL;
+    PyObject *scope = ncall_scope((PyObject *)nc, NULL);
+    PyObject *recv = scope ? PyObject_GetAttrString((PyObject *)nc->cycle, "receive") : NULL;
+    PyObject *own = recv && !send ? PyObject_GetAttrString((PyObject *)nc->cycle, "send") : NULL;
+    if (recv && (send || own)) {
+        PyObject *args[3] = { scope, recv, send ? send : own };
+        coro = PyObject_Vectorcall(app, args, 3, NULL);
+    }
+    Py_XDECREF(own);
+    Py_XDECREF(recv);
+    Py_XDECREF(scope);
+    return coro;
+}
+
 /* Write the prepared response.  Returns 0 when written (or the client is
  * gone), 1 when *coro was set to the ASGI call of a Response that must be
  * awaited (streaming, files, background tasks), -1 with an exception. */
@@ -207,14 +226,7 @@ static int send_through_middleware(NativeCallObject *nc, PyObject **coro)
     }
     if (!response)
         return -1;
-    PyObject *scope = ncall_scope((PyObject *)nc, NULL);
-    PyObject *recv = scope ? PyObject_GetAttrString((PyObject *)nc->cycle, "receive") : NULL;
-    if (recv) {
-        PyObject *args[3] = { scope, recv, nc->asgi_send };
-        *coro = PyObject_Vectorcall(response, args, 3, NULL);
-    }
-    Py_XDECREF(recv);
-    Py_XDECREF(scope);
+    *coro = asgi_call(nc, response, nc->asgi_send);
     Py_DECREF(response);
     return *coro ? 1 : -1;
 }
@@ -285,24 +297,19 @@ static int send_prepared(NativeCallObject *nc, PyObject **coro)
         Py_DECREF(response);
         return 0;                                   /* client gone: nothing to send */
     }
-    PyObject *scope = ncall_scope((PyObject *)nc, NULL);
-    if (!scope) {
-        Py_DECREF(response);
-        return -1;
+    PyObject *send = NULL;
+    if (nc->cors_req) {
+        PyObject *own = PyObject_GetAttrString((PyObject *)cy, "send");
+        PyObject *a2[2] = { nc->cors_req, own };
+        send = own ? PyObject_Vectorcall(nc->app->cors_wrap, a2, 2, NULL) : NULL;
+        Py_XDECREF(own);
+        if (!send) {
+            Py_DECREF(response);
+            return -1;
+        }
     }
-    PyObject *recv = PyObject_GetAttrString((PyObject *)cy, "receive");
-    PyObject *send = PyObject_GetAttrString((PyObject *)cy, "send");
-    if (send && nc->cors_req) {
-        PyObject *a2[2] = { nc->cors_req, send };
-        Py_SETREF(send, PyObject_Vectorcall(nc->app->cors_wrap, a2, 2, NULL));
-    }
-    if (recv && send) {
-        PyObject *args[3] = { scope, recv, send };
-        *coro = PyObject_Vectorcall(response, args, 3, NULL);
-    }
-    Py_XDECREF(recv);
+    *coro = asgi_call(nc, response, send);
     Py_XDECREF(send);
-    Py_DECREF(scope);
     Py_DECREF(response);
     return *coro ? 1 : -1;
 }
@@ -452,18 +459,7 @@ static int server_error_started(NativeCallObject *nc, PyObject *err)
         /* run even when the client is gone (the handler's side effects,
          * then the log): called directly, not through send_prepared */
         Py_DECREF(err);
-        CycleObject *cy = nc->cycle;
-        PyObject *coro = NULL;
-        PyObject *scope = ncall_scope((PyObject *)nc, NULL);
-        PyObject *recv = scope ? PyObject_GetAttrString((PyObject *)cy, "receive") : NULL;
-        PyObject *send = recv ? PyObject_GetAttrString((PyObject *)cy, "send") : NULL;
-        if (send) {
-            PyObject *a[3] = { scope, recv, send };
-            coro = PyObject_Vectorcall(call, a, 3, NULL);
-        }
-        Py_XDECREF(send);
-        Py_XDECREF(recv);
-        Py_XDECREF(scope);
+        PyObject *coro = asgi_call(nc, call, NULL);
         Py_DECREF(call);
         if (coro) {
             Py_SETREF(nc->inner, coro);

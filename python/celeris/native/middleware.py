@@ -25,7 +25,6 @@ from __future__ import annotations
 from typing import Any, Callable, Optional
 
 
-
 def _known() -> tuple:
     from starlette.middleware.cors import CORSMiddleware
     from starlette.middleware.gzip import GZipMiddleware

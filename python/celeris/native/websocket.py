@@ -214,11 +214,13 @@ def _ws_pass_through(cls: Any) -> bool:
     from starlette.middleware.cors import CORSMiddleware
     from starlette.middleware.gzip import GZipMiddleware
 
+    from celeris.native.middleware import _is_base_http
+
     if not isinstance(cls, type):
         return False
     if cls in (CORSMiddleware, GZipMiddleware):
         call = cls.__call__
-    elif issubclass(cls, BaseHTTPMiddleware) and cls.__call__ is BaseHTTPMiddleware.__call__:
+    elif _is_base_http(cls):
         call = BaseHTTPMiddleware.__call__
     else:
         return False
